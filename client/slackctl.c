@@ -1,0 +1,797 @@
+/*
+ * slackctl: the command-line client of slackd.
+ *
+ *   slackctl [-s socket] send [-t thread_ts] [-b] [-w secs] channel [text…]
+ *   slackctl [-s socket] listen [-t type]… [-c channel]… [-a]
+ *   slackctl [-s socket] status [--json]
+ *
+ * Speaks the local protocol (protocol.h): reads slackd.hello, sends one
+ * request, waits for the reply that carries its id.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "protocol.h"
+
+/* Exit statuses (slackctl(1)). */
+#define SLACKCTL_OK	     0
+#define SLACKCTL_FAILED	     1 /* Slack or slackd refused the request */
+#define SLACKCTL_USAGE	     2
+#define SLACKCTL_UNREACHABLE 3 /* cannot connect to slackd */
+#define SLACKCTL_LOST	     4 /* connection lost or timed out */
+
+#define SLACKCTL_MAX_STDIN (1024 * 1024)
+
+struct slackctl_conn {
+	int fd;
+	const char *path;
+	char *buf;
+	size_t len;
+	size_t cap;
+	int eof;
+};
+
+static const char *slackctl_socket;
+
+static void
+slackctl_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: slackctl [-s socket] command [options]\n"
+	    "\n"
+	    "commands:\n"
+	    "  send [-t thread_ts] [-b] [-w secs] CHANNEL [TEXT...]\n"
+	    "        post TEXT (or standard input) to the conversation ID\n"
+	    "        CHANNEL, wait for Slack's acknowledgement, print its ts;\n"
+	    "        -t replies in a thread, -b also broadcasts the reply to\n"
+	    "        the channel, -w gives up after secs seconds\n"
+	    "  listen [-t type]... [-c channel]... [-a]\n"
+	    "        print events as JSON lines until interrupted; -t and -c\n"
+	    "        keep only those event types and channels; -a also prints\n"
+	    "        slackd's own messages (slackd.state, ...)\n"
+	    "  status [--json]\n"
+	    "        show the state of slackd and its Slack connection\n"
+	    "\n"
+	    "  -s, --socket PATH   slackd's socket (default $SLACKD_SOCKET,\n"
+	    "                      /run/slackd/slackd.sock for root,\n"
+	    "                      $XDG_RUNTIME_DIR/slackd.sock otherwise)\n"
+	    "  -h, --help          print this help; --version the version\n"
+	    "\n"
+	    "exit status: 0 ok, 1 refused by Slack or slackd, 2 usage,\n"
+	    "3 slackd not reachable, 4 connection lost or timed out\n");
+}
+
+static void
+slackctl_die(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+static void
+slackctl_die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("slackctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+static void *
+slackctl_alloc(void *p, size_t n)
+{
+	if ((p = realloc(p, n)) == NULL)
+		slackctl_die(SLACKCTL_FAILED, "out of memory");
+	return p;
+}
+
+/* ---- the connection ----------------------------------------------------- */
+
+static const char *
+slackctl_path(void)
+{
+	static char def[256];
+	const char *env;
+
+	if (slackctl_socket != NULL)
+		return slackctl_socket;
+	if ((env = getenv("SLACKD_SOCKET")) != NULL && *env != '\0')
+		return env;
+	if (protocol_default_socket(def, sizeof def) != 0)
+		slackctl_die(SLACKCTL_USAGE, "no socket: use -s or set "
+					     "SLACKD_SOCKET or XDG_RUNTIME_DIR");
+	return def;
+}
+
+static void
+slackctl_connect(struct slackctl_conn *c)
+{
+	struct sockaddr_un sun;
+
+	memset(c, 0, sizeof *c);
+	c->path = slackctl_path();
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(c->path) >= sizeof sun.sun_path)
+		slackctl_die(SLACKCTL_USAGE, "socket path too long: %s",
+		    c->path);
+	strcpy(sun.sun_path, c->path);
+	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		slackctl_die(SLACKCTL_UNREACHABLE, "socket: %s",
+		    strerror(errno));
+	if (connect(c->fd, (struct sockaddr *)&sun, sizeof sun) == 0)
+		return;
+	switch (errno) {
+	case ENOENT:
+	case ECONNREFUSED:
+		slackctl_die(SLACKCTL_UNREACHABLE, "slackd is not running "
+		    "(nothing listens on %s)", c->path);
+	case EACCES:
+	case EPERM:
+		slackctl_die(SLACKCTL_UNREACHABLE, "permission denied on %s: "
+		    "ask for access to slackd's socket (its group)", c->path);
+	default:
+		slackctl_die(SLACKCTL_UNREACHABLE, "cannot connect to %s: %s",
+		    c->path, strerror(errno));
+	}
+}
+
+static void
+slackctl_write(struct slackctl_conn *c, struct json_object *o)
+{
+	const char *s;
+	size_t len, off = 0;
+	ssize_t n;
+	char *line;
+
+	s = json_object_to_json_string_length(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	line = slackctl_alloc(NULL, len + 1);
+	memcpy(line, s, len);
+	line[len++] = '\n';
+	while (off < len) {
+		n = write(c->fd, line + off, len - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			slackctl_die(SLACKCTL_LOST, "lost the connection to "
+			    "slackd: %s", strerror(errno));
+		off += (size_t)n;
+	}
+	free(line);
+}
+
+/*
+ * The next line from slackd (NUL-terminated, owned by c until the next
+ * call), or NULL at end of file or after timeout_ms (-1: no limit).
+ */
+static char *
+slackctl_line(struct slackctl_conn *c, int timeout_ms, int *timed_out)
+{
+	struct pollfd pfd;
+	char *nl, *line;
+	ssize_t n;
+	size_t used;
+	int rc;
+
+	*timed_out = 0;
+	for (;;) {
+		if (c->len > 0 && (nl = memchr(c->buf, '\n', c->len)) != NULL) {
+			used = (size_t)(nl - c->buf) + 1;
+			line = slackctl_alloc(NULL, used);
+			memcpy(line, c->buf, used - 1);
+			line[used - 1] = '\0';
+			memmove(c->buf, c->buf + used, c->len - used);
+			c->len -= used;
+			return line;
+		}
+		if (c->eof)
+			return NULL;
+		pfd.fd = c->fd;
+		pfd.events = POLLIN;
+		rc = poll(&pfd, 1, timeout_ms);
+		if (rc == -1 && errno == EINTR)
+			continue;
+		if (rc == 0) {
+			*timed_out = 1;
+			return NULL;
+		}
+		if (c->cap - c->len < 65536) {
+			c->cap = c->cap * 2 + 65536;
+			c->buf = slackctl_alloc(c->buf, c->cap);
+		}
+		n = read(c->fd, c->buf + c->len, c->cap - c->len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			c->eof = 1;
+		else
+			c->len += (size_t)n;
+	}
+}
+
+static struct json_object *
+slackctl_parse(const char *line)
+{
+	struct json_object *o;
+
+	o = json_tokener_parse(line);
+	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+static const char *
+slackctl_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int
+slackctl_is_type(struct json_object *o, const char *type)
+{
+	const char *t = slackctl_str(o, "type");
+
+	return t != NULL && strcmp(t, type) == 0;
+}
+
+/* Read and check slackd.hello. */
+static void
+slackctl_hello(struct slackctl_conn *c)
+{
+	struct json_object *o, *v;
+	char *line;
+	int to, proto;
+
+	if ((line = slackctl_line(c, 10000, &to)) == NULL)
+		slackctl_die(to ? SLACKCTL_LOST : SLACKCTL_UNREACHABLE,
+		    "%s: no greeting from slackd%s", c->path,
+		    to ? " within 10 s" : " (connection closed)");
+	o = slackctl_parse(line);
+	if (o != NULL && slackctl_is_type(o, PROTOCOL_ERROR)) {
+		if (json_object_object_get_ex(o, "error", &v))
+			slackctl_die(SLACKCTL_UNREACHABLE, "slackd refused us: "
+			    "%s", slackctl_str(v, "msg"));
+	}
+	if (o == NULL || !slackctl_is_type(o, PROTOCOL_HELLO))
+		slackctl_die(SLACKCTL_UNREACHABLE, "%s does not look like "
+		    "slackd (first line: %.80s)", c->path, line);
+	proto = json_object_object_get_ex(o, "protocol", &v) ?
+	    json_object_get_int(v) :
+	    0;
+	if (proto != SLACKD_PROTOCOL)
+		slackctl_die(SLACKCTL_UNREACHABLE, "slackd speaks protocol %d, "
+		    "this slackctl speaks %d", proto, SLACKD_PROTOCOL);
+	json_object_put(o);
+	free(line);
+}
+
+/* Wait for the reply to id; returns it (parsed) or exits. */
+static struct json_object *
+slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw)
+{
+	struct json_object *o, *v;
+	char *line;
+	int64_t deadline = -1, left;
+	struct timespec ts;
+	int to;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (timeout_ms >= 0)
+		deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 +
+		    timeout_ms;
+	for (;;) {
+		left = -1;
+		if (deadline >= 0) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			left = deadline - (ts.tv_sec * 1000LL +
+			    ts.tv_nsec / 1000000);
+			if (left < 0)
+				left = 0;
+		}
+		if ((line = slackctl_line(c, (int)left, &to)) == NULL) {
+			if (to)
+				slackctl_die(SLACKCTL_LOST, "no answer from "
+				    "slackd within %.1f s (the request may "
+				    "still be sent)", timeout_ms / 1000.0);
+			slackctl_die(SLACKCTL_LOST, "slackd closed the "
+			    "connection before answering");
+		}
+		o = slackctl_parse(line);
+		if (o != NULL && json_object_object_get_ex(o, "reply_to", &v) &&
+		    json_object_is_type(v, json_type_int) &&
+		    json_object_get_int(v) == id) {
+			if (raw != NULL)
+				*raw = line;
+			else
+				free(line);
+			return o;
+		}
+		json_object_put(o);
+		free(line);
+	}
+}
+
+/* Print Slack's or slackd's error from a reply, and exit. */
+static void
+slackctl_refused(struct json_object *o, const char *what)
+{
+	struct json_object *e, *v;
+	const char *msg = NULL, *name = NULL;
+	int code = 0;
+
+	if (json_object_object_get_ex(o, "error", &e)) {
+		if (json_object_is_type(e, json_type_string))
+			msg = json_object_get_string(e);
+		else {
+			msg = slackctl_str(e, "msg");
+			name = slackctl_str(e, "name");
+			if (json_object_object_get_ex(e, "code", &v))
+				code = json_object_get_int(v);
+		}
+	}
+	if (code >= PROTOCOL_E_BAD_JSON)
+		slackctl_die(SLACKCTL_FAILED, "%s: %s [slackd: %s]", what,
+		    msg != NULL ? msg : "error", name != NULL ? name : "?");
+	slackctl_die(SLACKCTL_FAILED, "%s: Slack said: %s (code %d)", what,
+	    msg != NULL ? msg : "error", code);
+}
+
+/* ---- send -------------------------------------------------------------- */
+
+static char *
+slackctl_stdin(void)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+
+	for (;;) {
+		if (cap - len < 4096) {
+			cap = cap * 2 + 4096;
+			buf = slackctl_alloc(buf, cap + 1);
+		}
+		n = read(STDIN_FILENO, buf + len, cap - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			slackctl_die(SLACKCTL_FAILED, "reading standard input: "
+			    "%s", strerror(errno));
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > SLACKCTL_MAX_STDIN)
+			slackctl_die(SLACKCTL_USAGE, "standard input is longer "
+			    "than %d bytes", SLACKCTL_MAX_STDIN);
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	buf[len] = '\0';
+	return buf;
+}
+
+static char *
+slackctl_join(int argc, char **argv)
+{
+	size_t len = 0;
+	char *s;
+	int i;
+
+	for (i = 0; i < argc; i++)
+		len += strlen(argv[i]) + 1;
+	s = slackctl_alloc(NULL, len + 1);
+	*s = '\0';
+	for (i = 0; i < argc; i++) {
+		if (i > 0)
+			strcat(s, " ");
+		strcat(s, argv[i]);
+	}
+	return s;
+}
+
+static int
+slackctl_send(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "thread", required_argument, NULL, 't' },
+		{ "broadcast", no_argument, NULL, 'b' },
+		{ "wait", required_argument, NULL, 'w' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct slackctl_conn c;
+	struct json_object *req, *sub, *rep, *v;
+	const char *thread = NULL, *channel;
+	char *text, *end;
+	double wait = -1;
+	int ch, broadcast = 0;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "+bt:w:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'b':
+			broadcast = 1;
+			break;
+		case 't':
+			thread = optarg;
+			break;
+		case 'w':
+			wait = strtod(optarg, &end);
+			if (*optarg == '\0' || *end != '\0' || wait < 0 ||
+			    wait > INT_MAX / 1000)
+				slackctl_die(SLACKCTL_USAGE, "-w wants seconds");
+			break;
+		default:
+			slackctl_usage(stderr);
+			return SLACKCTL_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		slackctl_die(SLACKCTL_USAGE, "send: which channel? (usage: "
+		    "slackctl send CHANNEL [TEXT...])");
+	if (broadcast && thread == NULL)
+		slackctl_die(SLACKCTL_USAGE, "send: -b needs -t thread_ts");
+	channel = argv[0];
+	text = argc > 1 ? slackctl_join(argc - 1, argv + 1) : slackctl_stdin();
+	if (*text == '\0')
+		slackctl_die(SLACKCTL_USAGE, "send: nothing to send");
+
+	slackctl_connect(&c);
+	slackctl_hello(&c);
+	/* No events for us, only our reply. */
+	sub = json_object_new_object();
+	json_object_object_add(sub, "type",
+	    json_object_new_string(PROTOCOL_SUBSCRIBE));
+	json_object_object_add(sub, "types", json_object_new_array());
+	slackctl_write(&c, sub);
+	json_object_put(sub);
+
+	req = json_object_new_object();
+	json_object_object_add(req, "id", json_object_new_int(1));
+	json_object_object_add(req, "type", json_object_new_string("message"));
+	json_object_object_add(req, "channel", json_object_new_string(channel));
+	json_object_object_add(req, "text", json_object_new_string(text));
+	if (thread != NULL)
+		json_object_object_add(req, "thread_ts",
+		    json_object_new_string(thread));
+	if (broadcast)
+		json_object_object_add(req, "reply_broadcast",
+		    json_object_new_boolean(1));
+	slackctl_write(&c, req);
+	json_object_put(req);
+	free(text);
+
+	rep = slackctl_reply(&c, 1, wait < 0 ? -1 : (int)(wait * 1000), NULL);
+	if (!json_object_object_get_ex(rep, "ok", &v) ||
+	    !json_object_get_boolean(v))
+		slackctl_refused(rep, "not sent");
+	printf("%s\n", slackctl_str(rep, "ts") != NULL ?
+		slackctl_str(rep, "ts") : "");
+	json_object_put(rep);
+	close(c.fd);
+	free(c.buf);
+	return SLACKCTL_OK;
+}
+
+/* ---- listen ------------------------------------------------------------ */
+
+static void
+slackctl_tell_state(struct json_object *o)
+{
+	struct json_object *v;
+	const char *state = slackctl_str(o, "state");
+	const char *reason = slackctl_str(o, "reason");
+
+	if (state == NULL)
+		return;
+	if (strcmp(state, PROTOCOL_STATE_RECONNECTING) == 0 &&
+	    json_object_object_get_ex(o, "retry_in", &v))
+		fprintf(stderr, "slackctl: slackd is reconnecting in %.1f s "
+		    "(%s)\n", json_object_get_double(v),
+		    reason != NULL ? reason : "connection lost");
+	else if (strcmp(state, PROTOCOL_STATE_CONNECTED) == 0)
+		fprintf(stderr, "slackctl: slackd is connected to Slack\n");
+	else if (strcmp(state, PROTOCOL_STATE_FAILED) == 0)
+		fprintf(stderr, "slackctl: slackd gave up: %s\n",
+		    reason != NULL ? reason : "failed");
+}
+
+static int
+slackctl_listen(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "type", required_argument, NULL, 't' },
+		{ "channel", required_argument, NULL, 'c' },
+		{ "all", no_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct slackctl_conn c;
+	struct json_object *sub, *types = NULL, *channels = NULL, *o;
+	const char *t;
+	char *line;
+	int ch, all = 0, to, stopping = 0;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "+ac:t:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'a':
+			all = 1;
+			break;
+		case 't':
+			if (types == NULL)
+				types = json_object_new_array();
+			json_object_array_add(types,
+			    json_object_new_string(optarg));
+			break;
+		case 'c':
+			if (channels == NULL)
+				channels = json_object_new_array();
+			json_object_array_add(channels,
+			    json_object_new_string(optarg));
+			break;
+		default:
+			slackctl_usage(stderr);
+			return SLACKCTL_USAGE;
+		}
+	}
+	if (optind != argc)
+		slackctl_die(SLACKCTL_USAGE, "listen: unexpected argument %s",
+		    argv[optind]);
+
+	slackctl_connect(&c);
+	slackctl_hello(&c);
+	if (types != NULL || channels != NULL) {
+		sub = json_object_new_object();
+		json_object_object_add(sub, "id", json_object_new_int(1));
+		json_object_object_add(sub, "type",
+		    json_object_new_string(PROTOCOL_SUBSCRIBE));
+		if (types != NULL)
+			json_object_object_add(sub, "types", types);
+		if (channels != NULL)
+			json_object_object_add(sub, "channels", channels);
+		slackctl_write(&c, sub);
+		json_object_put(sub);
+		o = slackctl_reply(&c, 1, 10000, NULL);
+		if (slackctl_str(o, "error") != NULL ||
+		    json_object_object_get_ex(o, "error", NULL))
+			slackctl_refused(o, "listen");
+		json_object_put(o);
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while ((line = slackctl_line(&c, -1, &to)) != NULL) {
+		o = NULL;
+		/* slackd's own messages start with their type. */
+		if (strncmp(line, "{\"type\":\"slackd.", 16) == 0)
+			o = slackctl_parse(line);
+		t = slackctl_str(o, "type");
+		if (t != NULL && strncmp(t, "slackd.", 7) == 0) {
+			if (strcmp(t, PROTOCOL_STATE) == 0) {
+				slackctl_tell_state(o);
+				if (strcmp(slackctl_str(o, "state") != NULL ?
+				    slackctl_str(o, "state") : "",
+				    PROTOCOL_STATE_STOPPING) == 0)
+					stopping = 1;
+			}
+			if (all)
+				puts(line);
+		} else if (puts(line) == EOF)
+			return SLACKCTL_OK; /* reader went away */
+		json_object_put(o);
+		free(line);
+	}
+	if (stopping) {
+		fprintf(stderr, "slackctl: slackd stopped\n");
+		return SLACKCTL_OK;
+	}
+	fprintf(stderr, "slackctl: lost the connection to slackd\n");
+	return SLACKCTL_LOST;
+}
+
+/* ---- status ------------------------------------------------------------ */
+
+static double
+slackctl_num(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return -1;
+	return json_object_get_double(v);
+}
+
+static void
+slackctl_duration(double secs, char *buf, size_t len)
+{
+	long s = (long)secs;
+
+	if (s >= 86400)
+		snprintf(buf, len, "%ldd %ldh", s / 86400, s % 86400 / 3600);
+	else if (s >= 3600)
+		snprintf(buf, len, "%ldh %ldm", s / 3600, s % 3600 / 60);
+	else if (s >= 60)
+		snprintf(buf, len, "%ldm %lds", s / 60, s % 60);
+	else
+		snprintf(buf, len, "%lds", s);
+}
+
+static void
+slackctl_who(struct json_object *o, const char *key, char *buf, size_t len)
+{
+	struct json_object *v;
+	const char *name, *id;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	name = slackctl_str(v, "name");
+	id = slackctl_str(v, "id");
+	snprintf(buf, len, "%s (%s)", name != NULL ? name : "?",
+	    id != NULL ? id : "?");
+}
+
+static void
+slackctl_print_status(struct json_object *o)
+{
+	char team[256], self[256], age[64], when[64];
+	const char *state = slackctl_str(o, "state");
+	const char *reason = slackctl_str(o, "reason");
+	double since, rtt, now = (double)time(NULL);
+	time_t t;
+
+	slackctl_duration(now - slackctl_num(o, "started"), age, sizeof age);
+	printf("slackd %s (pid %.0f), up %s\n", slackctl_str(o, "version"),
+	    slackctl_num(o, "pid"), age);
+	if (state == NULL)
+		state = "unknown";
+	if (strcmp(state, PROTOCOL_STATE_CONNECTED) == 0) {
+		slackctl_who(o, "team", team, sizeof team);
+		slackctl_who(o, "self", self, sizeof self);
+		since = slackctl_num(o, "connected_since");
+		t = (time_t)since;
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
+		    localtime(&t));
+		slackctl_duration(now - since, age, sizeof age);
+		printf("state:      connected to %s as %s\n", team, self);
+		printf("            since %s (%s), session %.0f\n", when, age,
+		    slackctl_num(o, "session"));
+	} else if (strcmp(state, PROTOCOL_STATE_RECONNECTING) == 0)
+		printf("state:      reconnecting in %.1f s: %s\n",
+		    slackctl_num(o, "retry_in"),
+		    reason != NULL ? reason : "connection lost");
+	else
+		printf("state:      %s%s%s\n", state, reason != NULL ? ": " : "",
+		    reason != NULL ? reason : "");
+	printf("reconnects: %.0f\n", slackctl_num(o, "reconnects"));
+	if ((rtt = slackctl_num(o, "last_pong_rtt_ms")) >= 0)
+		printf("last pong:  %.1f ms\n", rtt);
+	printf("clients:    %.0f connected, %.0f since start, %.0f dropped as "
+	       "too slow\n",
+	    slackctl_num(o, "clients"), slackctl_num(o, "clients_total"),
+	    slackctl_num(o, "clients_dropped"));
+	printf("outbound:   %.0f queued, %.0f in flight, %.0f sent, %.0f "
+	       "failed\n",
+	    slackctl_num(o, "queued"), slackctl_num(o, "in_flight"),
+	    slackctl_num(o, "messages_sent"), slackctl_num(o, "messages_failed"));
+	printf("events:     %.0f received, %.0f dropped as unusable\n",
+	    slackctl_num(o, "events_received"), slackctl_num(o, "events_dropped"));
+}
+
+static int
+slackctl_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct slackctl_conn c;
+	struct json_object *req, *rep;
+	char *raw;
+	int ch, json = 0;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "+j", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			json = 1;
+			break;
+		default:
+			slackctl_usage(stderr);
+			return SLACKCTL_USAGE;
+		}
+	}
+	if (optind != argc)
+		slackctl_die(SLACKCTL_USAGE, "status: unexpected argument %s",
+		    argv[optind]);
+	slackctl_connect(&c);
+	slackctl_hello(&c);
+	req = json_object_new_object();
+	json_object_object_add(req, "id", json_object_new_int(1));
+	json_object_object_add(req, "type",
+	    json_object_new_string(PROTOCOL_STATUS));
+	slackctl_write(&c, req);
+	json_object_put(req);
+	rep = slackctl_reply(&c, 1, 10000, &raw);
+	if (json)
+		printf("%s\n", raw);
+	else
+		slackctl_print_status(rep);
+	free(raw);
+	json_object_put(rep);
+	close(c.fd);
+	free(c.buf);
+	return SLACKCTL_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd;
+	int ch;
+
+	signal(SIGPIPE, SIG_IGN);
+	while ((ch = getopt_long(argc, argv, "+hs:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			slackctl_socket = optarg;
+			break;
+		case 'h':
+			slackctl_usage(stdout);
+			return SLACKCTL_OK;
+		case 'V':
+			printf("slackctl %s (protocol %d)\n", PACKAGE_VERSION,
+			    SLACKD_PROTOCOL);
+			return SLACKCTL_OK;
+		default:
+			slackctl_usage(stderr);
+			return SLACKCTL_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		slackctl_usage(stderr);
+		return SLACKCTL_USAGE;
+	}
+	cmd = argv[optind];
+	argc -= optind;
+	argv += optind;
+	if (strcmp(cmd, "send") == 0)
+		return slackctl_send(argc, argv);
+	if (strcmp(cmd, "listen") == 0)
+		return slackctl_listen(argc, argv);
+	if (strcmp(cmd, "status") == 0)
+		return slackctl_status(argc, argv);
+	fprintf(stderr, "slackctl: unknown command \"%s\"\n", cmd);
+	slackctl_usage(stderr);
+	return SLACKCTL_USAGE;
+}

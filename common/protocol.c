@@ -1,0 +1,63 @@
+/*
+ * Pieces of the local protocol shared by slackd and slackctl.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+static const char *protocol_error_names[] = {
+	"bad_json",
+	"not_object",
+	"bad_request",
+	"unknown_type",
+	"too_long",
+	"line_too_long",
+	"queue_full",
+	"not_confirmed",
+	"not_connected",
+	"timeout",
+	"shutting_down",
+	"upstream_failed",
+	"slow_consumer",
+};
+
+const char *
+protocol_error_name(int code)
+{
+	size_t i;
+
+	if (code < PROTOCOL_E_BAD_JSON)
+		return "slack_error";
+	i = (size_t)(code - PROTOCOL_E_BAD_JSON);
+	if (i >= sizeof protocol_error_names / sizeof protocol_error_names[0])
+		return "unknown";
+	return protocol_error_names[i];
+}
+
+/*
+ * The socket path used when neither the config nor -s names one:
+ * /run/slackd/slackd.sock for root, $XDG_RUNTIME_DIR/slackd.sock otherwise.
+ * Returns -1 when there is no sensible default (no XDG_RUNTIME_DIR).
+ */
+int
+protocol_default_socket(char *buf, size_t len)
+{
+	const char *dir;
+	int n;
+
+	if (geteuid() == 0)
+		n = snprintf(buf, len, "/run/slackd/slackd.sock");
+	else {
+		dir = getenv("XDG_RUNTIME_DIR");
+		if (dir == NULL || *dir != '/')
+			return -1;
+		n = snprintf(buf, len, "%s/slackd.sock", dir);
+	}
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	return 0;
+}

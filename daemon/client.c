@@ -1,0 +1,445 @@
+/*
+ * Local client sessions: one bufferevent each, JSON lines in and out.
+ *
+ * Input is bounded: at most max_line bytes are buffered; a longer line is
+ * answered with an error and the rest of it is skipped as it arrives.  A
+ * client that sends requests faster than it reads the replies is paused
+ * until its output drains.  A client is never freed inside its own
+ * callback: client_kill() marks it and the reaper frees it afterwards.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <json-c/json.h>
+
+#include "slackd.h"
+
+#define CLIENT_PAUSE_AT	 (256 * 1024) /* stop reading above this output */
+#define CLIENT_RESUME_AT (64 * 1024)
+
+struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
+static struct event *client_reaper;
+static uint64_t client_next_id;
+static u_int client_live;
+
+static void client_read_cb(struct bufferevent *, void *);
+
+u_int
+client_count(void)
+{
+	return client_live;
+}
+
+size_t
+client_output(struct client *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void
+client_free(struct client *c)
+{
+	size_t i;
+
+	outbox_detach(c);
+	TAILQ_REMOVE(&clients, c, entry);
+	bufferevent_free(c->bev);
+	for (i = 0; i < c->ntypes; i++)
+		free(c->types[i]);
+	free(c->types);
+	for (i = 0; i < c->nchannels; i++)
+		free(c->channels[i]);
+	free(c->channels);
+	free(c);
+}
+
+static void
+client_reap_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct client *c, *next;
+
+	TAILQ_FOREACH_SAFE(c, &clients, entry, next) {
+		if (c->flags & CLIENT_DEAD)
+			client_free(c);
+	}
+	if (slackd_stopping && TAILQ_EMPTY(&clients))
+		slackd_clients_gone();
+}
+
+/* Mark c for freeing; it gets nothing more and is freed by the reaper. */
+void
+client_kill(struct client *c, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	if (c->flags & CLIENT_DEAD)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	c->flags |= CLIENT_DEAD;
+	client_live--;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	log_debug("client %llu (pid %ld, uid %lu): %s",
+	    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid,
+	    why);
+	event_active(client_reaper, EV_TIMEOUT, 0);
+}
+
+void
+client_send(struct client *c, const char *line, size_t len)
+{
+	struct evbuffer *out;
+
+	if (c->flags & CLIENT_DEAD)
+		return;
+	out = bufferevent_get_output(c->bev);
+	evbuffer_add(out, line, len);
+	if (len == 0 || line[len - 1] != '\n')
+		evbuffer_add(out, "\n", 1);
+}
+
+void
+client_send_json(struct client *c, struct json_object *o)
+{
+	const char *s;
+	size_t len;
+
+	s = json_object_to_json_string_length(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	client_send(c, s, len);
+}
+
+/*
+ * Send an error in Slack's shape: as the reply to id if there is one,
+ * else as a slackd.error message.
+ */
+void
+client_error(struct client *c, struct json_object *id, int code,
+    const char *fmt, ...)
+{
+	struct json_object *o, *e;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	e = json_object_new_object();
+	json_object_object_add(e, "code", json_object_new_int(code));
+	json_object_object_add(e, "name",
+	    json_object_new_string(protocol_error_name(code)));
+	json_object_object_add(e, "msg", json_object_new_string(msg));
+	o = json_object_new_object();
+	if (id != NULL) {
+		json_object_object_add(o, "ok", json_object_new_boolean(0));
+		json_object_object_add(o, "reply_to", json_object_get(id));
+	} else
+		json_object_object_add(o, "type",
+		    json_object_new_string(PROTOCOL_ERROR));
+	json_object_object_add(o, "error", e);
+	client_send_json(c, o);
+	json_object_put(o);
+	log_debug("client %llu: error %d: %s", (unsigned long long)c->id, code,
+	    msg);
+}
+
+/* Answer a request the daemon handles itself: ok, the type, reply_to. */
+static struct json_object *
+client_reply(struct request *r, const char *type)
+{
+	struct json_object *o;
+
+	o = json_object_new_object();
+	if (type != NULL)
+		json_object_object_add(o, "type", json_object_new_string(type));
+	if (r->id != NULL)
+		json_object_object_add(o, "reply_to", json_object_get(r->id));
+	return o;
+}
+
+static void
+client_ping(struct client *c, struct request *r)
+{
+	struct json_object *o;
+
+	o = client_reply(r, "pong");
+	json_object_object_foreach(r->obj, key, val)
+	{
+		if (strcmp(key, "id") != 0 && strcmp(key, "type") != 0)
+			json_object_object_add(o, key, json_object_get(val));
+	}
+	client_send_json(c, o);
+	json_object_put(o);
+}
+
+static void
+client_status(struct client *c, struct request *r)
+{
+	struct json_object *o;
+
+	o = status_full();
+	json_object_object_add(o, "type",
+	    json_object_new_string(PROTOCOL_STATUS));
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	if (r->id != NULL)
+		json_object_object_add(o, "reply_to", json_object_get(r->id));
+	client_send_json(c, o);
+	json_object_put(o);
+}
+
+static void
+client_subscribe(struct client *c, struct request *r)
+{
+	struct json_object *o;
+	char why[256];
+
+	if (hub_subscribe(c, r, why, sizeof why) != 0) {
+		client_error(c, r->id, PROTOCOL_E_BAD_REQUEST, "%s", why);
+		return;
+	}
+	o = client_reply(r, PROTOCOL_SUBSCRIBE);
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	client_send_json(c, o);
+	json_object_put(o);
+}
+
+static void
+client_request(struct client *c, const char *line, size_t len)
+{
+	struct request r;
+	struct request_error e;
+
+	if (request_parse(line, len, &r, &e) != 0) {
+		client_error(c, e.id, e.code, "%s", e.msg);
+		request_free(&r);
+		return;
+	}
+	switch (r.kind) {
+	case REQUEST_PING:
+		client_ping(c, &r);
+		break;
+	case REQUEST_STATUS:
+		client_status(c, &r);
+		break;
+	case REQUEST_SUBSCRIBE:
+		client_subscribe(c, &r);
+		break;
+	case REQUEST_MESSAGE:
+	case REQUEST_TYPING:
+		if (slackd_stopping)
+			client_error(c, r.id, PROTOCOL_E_SHUTTING_DOWN,
+			    "slackd is shutting down; not sent");
+		else
+			outbox_submit(c, &r);
+		break;
+	}
+	request_free(&r);
+}
+
+/*
+ * Skip input up to and including the next newline.  Returns 1 once the
+ * newline has been found, 0 if everything buffered was dropped.
+ */
+static int
+client_discard(struct evbuffer *in)
+{
+	struct evbuffer_ptr eol;
+
+	eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+	if (eol.pos == -1) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return 0;
+	}
+	evbuffer_drain(in, (size_t)eol.pos + 1);
+	return 1;
+}
+
+static void
+client_lines(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer_ptr eol;
+	size_t max = slackd_conf->max_line, len;
+	char *line;
+
+	while (!(c->flags & (CLIENT_DEAD | CLIENT_PAUSED))) {
+		if (c->flags & CLIENT_DISCARD) {
+			if (!client_discard(in))
+				return;
+			c->flags &= ~CLIENT_DISCARD;
+			continue;
+		}
+		eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+		if (eol.pos == -1) {
+			len = evbuffer_get_length(in);
+			if (len > 0 && len <= max && (c->flags & CLIENT_EOF)) {
+				/* A last line without its newline. */
+				line = (char *)evbuffer_pullup(in, (ssize_t)len);
+				client_request(c, line, len);
+				evbuffer_drain(in, len);
+				return;
+			}
+			if (len <= max)
+				return;
+			client_error(c, NULL, PROTOCOL_E_LINE_TOO_LONG,
+			    "request line longer than %zu bytes (max_line); "
+			    "the rest of it is discarded", max);
+			c->flags |= CLIENT_DISCARD;
+			continue;
+		}
+		len = (size_t)eol.pos;
+		if (len > max) {
+			client_error(c, NULL, PROTOCOL_E_LINE_TOO_LONG,
+			    "request line of %zu bytes is longer than %zu "
+			    "(max_line)", len, max);
+			evbuffer_drain(in, len + 1);
+			continue;
+		}
+		line = (char *)evbuffer_pullup(in, (ssize_t)len + 1);
+		if (len > 0 && line[len - 1] == '\r')
+			len--;
+		if (len > 0)
+			client_request(c, line, len);
+		evbuffer_drain(in, (size_t)eol.pos + 1);
+		if (client_output(c) > CLIENT_PAUSE_AT) {
+			c->flags |= CLIENT_PAUSED;
+			bufferevent_disable(c->bev, EV_READ);
+		}
+	}
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	client_lines(arg);
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	if ((c->flags & CLIENT_FLUSHING) && client_output(c) == 0) {
+		client_kill(c, "flushed before shutdown");
+		return;
+	}
+	if ((c->flags & CLIENT_PAUSED) && client_output(c) <= CLIENT_RESUME_AT) {
+		c->flags &= ~CLIENT_PAUSED;
+		if (!(c->flags & CLIENT_EOF))
+			bufferevent_enable(c->bev, EV_READ);
+		client_lines(c);
+	}
+}
+
+/*
+ * End of input.  A last line without a newline still counts.  A peer that
+ * has closed its socket is gone; one that only shut down its sending side
+ * (socat with stdin at EOF) still gets its replies and events.
+ */
+static void
+client_eof(struct client *c)
+{
+	struct pollfd pfd = { c->fd, POLLOUT, 0 };
+
+	c->flags |= CLIENT_EOF;
+	bufferevent_disable(c->bev, EV_READ);
+	client_lines(c);
+	if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)))
+		client_kill(c, "disconnected");
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (what & BEV_EVENT_EOF)
+		client_eof(c);
+	else if (what & BEV_EVENT_ERROR)
+		client_kill(c, "connection error: %s",
+		    strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+void
+client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
+{
+	struct client *c;
+	struct json_object *hello;
+
+	if (client_reaper == NULL)
+		client_reaper = event_new(slackd_base, -1, 0, client_reap_cb,
+		    NULL);
+	c = xcalloc(1, sizeof *c);
+	c->id = ++client_next_id;
+	c->fd = fd;
+	c->uid = uid;
+	c->gid = gid;
+	c->pid = pid;
+	c->connected_at = util_now_ms();
+	c->all_types = c->all_channels = 1;
+	TAILQ_INIT(&c->reqs);
+	c->bev = bufferevent_socket_new(slackd_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		fatalx("bufferevent_socket_new");
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
+	    client_event_cb, c);
+	/* Never buffer more than one line's worth of input. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+	    slackd_conf->max_line + 2);
+	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_RESUME_AT, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	TAILQ_INSERT_TAIL(&clients, c, entry);
+	client_live++;
+	status.clients_total++;
+	log_debug("client %llu connected (pid %ld, uid %lu)",
+	    (unsigned long long)c->id, (long)pid, (unsigned long)uid);
+
+	hello = status_hello();
+	client_send_json(c, hello);
+	json_object_put(hello);
+}
+
+/* Shutdown: let every client read what it has been sent, then close. */
+void
+client_flush_all(void)
+{
+	struct client *c;
+
+	TAILQ_FOREACH(c, &clients, entry) {
+		if (c->flags & CLIENT_DEAD)
+			continue;
+		c->flags |= CLIENT_FLUSHING;
+		bufferevent_disable(c->bev, EV_READ);
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		if (client_output(c) == 0)
+			client_kill(c, "closed at shutdown");
+	}
+	if (client_reaper != NULL)
+		event_active(client_reaper, EV_TIMEOUT, 0);
+	else if (TAILQ_EMPTY(&clients))
+		slackd_clients_gone();
+}
+
+void
+client_free_all(void)
+{
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&clients)) != NULL)
+		client_free(c);
+	if (client_reaper != NULL) {
+		event_free(client_reaper);
+		client_reaper = NULL;
+	}
+}

@@ -1,0 +1,519 @@
+/*
+ * slackd.conf: "key = value" lines, "#" comments (whole line, or after
+ * whitespace), values optionally in double quotes.  Every problem is
+ * reported with its file and line, and all of them are reported at once.
+ *
+ * Written by hand rather than with libinih: Debian's libinih (r55) cuts
+ * lines at 200 bytes without a word, joins indented lines onto the previous
+ * key, knows only ";" as an inline comment (so "key = 5 # note" keeps the
+ * note in the value) and does not give its handler line numbers.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "slackd.h"
+
+#define CONFIG_MAX_FILE (1024 * 1024)
+
+enum config_type {
+	CONFIG_STRING,
+	CONFIG_MODE,
+	CONFIG_DURATION,
+	CONFIG_SIZE,
+	CONFIG_INT,
+	CONFIG_RATE,
+	CONFIG_LOGLEVEL,
+};
+
+struct config_key {
+	const char *name;
+	enum config_type type;
+	size_t offset;
+	double min; /* durations in ms, sizes in bytes */
+	double max;
+	const char *hint;
+};
+
+#define OFF(f) offsetof(struct config, f)
+#define SEC	 1000.0
+static const struct config_key config_keys[] = {
+	{ "socket", CONFIG_STRING, OFF(socket_path), 0, 0, "a path" },
+	{ "socket_mode", CONFIG_MODE, OFF(socket_mode), 0, 0777,
+	    "an octal mode such as 0660" },
+	{ "api_url", CONFIG_STRING, OFF(api_url), 0, 0, "a URL" },
+	{ "ca_file", CONFIG_STRING, OFF(ca_file), 0, 0, "a path" },
+	{ "token_file", CONFIG_STRING, OFF(token_file), 0, 0, "a path" },
+	{ "log_level", CONFIG_LOGLEVEL, OFF(log_level), 0, 0,
+	    "error, warning, info or debug" },
+	{ "ping_interval", CONFIG_DURATION, OFF(ping_interval), 0.1 * SEC,
+	    3600 * SEC, NULL },
+	{ "pong_timeout", CONFIG_DURATION, OFF(pong_timeout), 0.1 * SEC,
+	    600 * SEC, NULL },
+	{ "hello_timeout", CONFIG_DURATION, OFF(hello_timeout), 0.1 * SEC,
+	    600 * SEC, NULL },
+	{ "connect_timeout", CONFIG_DURATION, OFF(connect_timeout), 0.1 * SEC,
+	    600 * SEC, NULL },
+	{ "reconnect_min", CONFIG_DURATION, OFF(reconnect_min), 0.01 * SEC,
+	    3600 * SEC, NULL },
+	{ "reconnect_max", CONFIG_DURATION, OFF(reconnect_max), 0.01 * SEC,
+	    86400 * SEC, NULL },
+	{ "reconnect_reset", CONFIG_DURATION, OFF(reconnect_reset), 0,
+	    86400 * SEC, NULL },
+	{ "rtm_connect_burst", CONFIG_INT, OFF(rtm_connect_burst), 1, 100,
+	    NULL },
+	{ "rtm_connect_interval", CONFIG_DURATION, OFF(rtm_connect_interval),
+	    0, 3600 * SEC, NULL },
+	{ "queue_max", CONFIG_INT, OFF(queue_max), 0, 1000000, NULL },
+	{ "queue_timeout", CONFIG_DURATION, OFF(queue_timeout), 0,
+	    86400 * SEC, NULL },
+	{ "ack_timeout", CONFIG_DURATION, OFF(ack_timeout), 0.1 * SEC,
+	    3600 * SEC, NULL },
+	{ "send_rate", CONFIG_RATE, OFF(send_rate), 0.001, 1000, NULL },
+	{ "send_burst", CONFIG_INT, OFF(send_burst), 1, 1000, NULL },
+	{ "max_line", CONFIG_SIZE, OFF(max_line), 1024, 16 * 1048576.0, NULL },
+	{ "max_event", CONFIG_SIZE, OFF(max_event), 16384,
+	    256 * 1048576.0, NULL },
+	{ "client_buffer_limit", CONFIG_SIZE, OFF(client_buffer_limit),
+	    65536, 1024 * 1048576.0, NULL },
+};
+#undef OFF
+
+struct config_parser {
+	struct config *conf;
+	const char *name;
+	u_int line;
+	u_int seen[nitems(config_keys)];
+	char *errors;
+	size_t errlen;
+	int nerrors;
+};
+
+static void config_error(struct config_parser *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+void
+config_init(struct config *conf)
+{
+	memset(conf, 0, sizeof *conf);
+	conf->socket_mode = 0660;
+	conf->api_url = xstrdup("https://slack.com/api/");
+	conf->log_level = LOG_LEVEL_INFO;
+	conf->ping_interval = 10 * 1000;
+	conf->pong_timeout = 5 * 1000;
+	conf->hello_timeout = 10 * 1000;
+	conf->connect_timeout = 15 * 1000;
+	conf->reconnect_min = 1 * 1000;
+	conf->reconnect_max = 120 * 1000;
+	conf->reconnect_reset = 60 * 1000;
+	conf->rtm_connect_burst = 4;
+	conf->rtm_connect_interval = 60 * 1000;
+	conf->queue_max = 1000;
+	conf->queue_timeout = 600 * 1000;
+	conf->ack_timeout = 30 * 1000;
+	conf->send_rate = 1.0;
+	conf->send_burst = 3;
+	conf->max_line = PROTOCOL_MAX_LINE;
+	conf->max_event = 1048576;
+	conf->client_buffer_limit = 8 * 1048576;
+}
+
+void
+config_free(struct config *conf)
+{
+	free(conf->socket_path);
+	free(conf->api_url);
+	free(conf->ca_file);
+	free(conf->token_file);
+	memset(conf, 0, sizeof *conf);
+}
+
+static void
+config_error(struct config_parser *p, const char *fmt, ...)
+{
+	char *msg, *line;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		fatal("vasprintf");
+	va_end(ap);
+	if (p->line > 0)
+		n = xasprintf(&line, "%s:%u: %s", p->name, p->line, msg);
+	else
+		n = xasprintf(&line, "%s: %s", p->name, msg);
+	free(msg);
+	p->errors = xrealloc(p->errors, p->errlen + (size_t)n + 2);
+	if (p->errlen > 0)
+		p->errors[p->errlen++] = '\n';
+	memcpy(p->errors + p->errlen, line, (size_t)n + 1);
+	p->errlen += (size_t)n;
+	p->nerrors++;
+	free(line);
+}
+
+/* A number with an optional unit: ms, s, m, h.  Plain numbers are seconds. */
+int
+config_parse_duration(const char *s, int64_t *ms)
+{
+	char *end;
+	double v, mult = 1000;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || errno != 0 || !isfinite(v) || v < 0)
+		return -1;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		mult = 1000;
+	else if (strcmp(end, "ms") == 0)
+		mult = 1;
+	else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+		mult = 60 * 1000;
+	else if (strcmp(end, "h") == 0)
+		mult = 3600 * 1000;
+	else
+		return -1;
+	if (v * mult > 1e15)
+		return -1;
+	*ms = (int64_t)llround(v * mult);
+	return 0;
+}
+
+/* A byte count with an optional binary suffix: K, M, G (or KiB, …). */
+int
+config_parse_size(const char *s, size_t *bytes)
+{
+	char *end;
+	unsigned long long v;
+	double mult = 1;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	if (*end == '\0' || strcasecmp(end, "b") == 0)
+		mult = 1;
+	else if (strcasecmp(end, "k") == 0 || strcasecmp(end, "kib") == 0)
+		mult = 1024;
+	else if (strcasecmp(end, "m") == 0 || strcasecmp(end, "mib") == 0)
+		mult = 1048576;
+	else if (strcasecmp(end, "g") == 0 || strcasecmp(end, "gib") == 0)
+		mult = 1073741824;
+	else
+		return -1;
+	if ((double)v * mult > (double)SIZE_MAX / 2)
+		return -1;
+	*bytes = (size_t)((double)v * mult);
+	return 0;
+}
+
+static int
+config_parse_int(const char *s, long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	if (end == s || *end != '\0' || errno != 0)
+		return -1;
+	return 0;
+}
+
+static void
+config_describe(const struct config_key *k, char *buf, size_t len)
+{
+	switch (k->type) {
+	case CONFIG_DURATION:
+		snprintf(buf, len, "a duration from %gs to %gs (such as 10, "
+		    "500ms, 2m)", k->min / SEC, k->max / SEC);
+		break;
+	case CONFIG_SIZE:
+		snprintf(buf, len, "a size from %.0f to %.0f bytes (such as "
+		    "64K, 8M)", k->min, k->max);
+		break;
+	case CONFIG_INT:
+		snprintf(buf, len, "a whole number from %.0f to %.0f", k->min,
+		    k->max);
+		break;
+	case CONFIG_RATE:
+		snprintf(buf, len, "a number from %g to %g", k->min, k->max);
+		break;
+	default:
+		snprintf(buf, len, "%s", k->hint);
+		break;
+	}
+}
+
+static int
+config_set(struct config_parser *p, const struct config_key *k,
+    const char *value)
+{
+	void *field = (char *)p->conf + k->offset;
+	int64_t ms;
+	size_t size;
+	long long n;
+	double d;
+	char *end;
+	int level;
+
+	switch (k->type) {
+	case CONFIG_STRING:
+		if (*value == '\0')
+			return -1;
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return 0;
+	case CONFIG_MODE:
+		errno = 0;
+		n = strtoll(value, &end, 8);
+		if (*value == '\0' || *end != '\0' || errno != 0 || n < 0 ||
+		    n > (long long)k->max)
+			return -1;
+		*(unsigned *)field = (unsigned)n;
+		return 0;
+	case CONFIG_DURATION:
+		if (config_parse_duration(value, &ms) != 0 ||
+		    (double)ms < k->min || (double)ms > k->max)
+			return -1;
+		*(int64_t *)field = ms;
+		return 0;
+	case CONFIG_SIZE:
+		if (config_parse_size(value, &size) != 0 ||
+		    (double)size < k->min || (double)size > k->max)
+			return -1;
+		*(size_t *)field = size;
+		return 0;
+	case CONFIG_INT:
+		if (config_parse_int(value, &n) != 0 || n < (long long)k->min ||
+		    n > (long long)k->max)
+			return -1;
+		*(int *)field = (int)n;
+		return 0;
+	case CONFIG_RATE:
+		errno = 0;
+		d = strtod(value, &end);
+		if (end == value || *end != '\0' || errno != 0 ||
+		    !isfinite(d) || d < k->min || d > k->max)
+			return -1;
+		*(double *)field = d;
+		return 0;
+	case CONFIG_LOGLEVEL:
+		if ((level = log_level_parse(value)) < 0)
+			return -1;
+		*(int *)field = level;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * Split one line (NUL-terminated, no newline) into key and value.  Returns
+ * 1 for a setting, 0 for a blank or comment line, -1 on a syntax error.
+ */
+static int
+config_split(struct config_parser *p, char *line, char **key, char **value)
+{
+	char *s, *e, *out;
+
+	s = line;
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s == '\0' || *s == '#')
+		return 0;
+	*key = s;
+	while (isalnum((unsigned char)*s) || *s == '_')
+		s++;
+	e = s;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (e == *key || *s != '=') {
+		config_error(p, "expected \"key = value\"");
+		return -1;
+	}
+	*e = '\0';
+	s++;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	*value = s;
+	if (*s == '"') {
+		out = *value;
+		for (s++; *s != '"'; s++) {
+			if (*s == '\0') {
+				config_error(p, "unterminated quoted value");
+				return -1;
+			}
+			if (*s == '\\' && (s[1] == '"' || s[1] == '\\'))
+				s++;
+			*out++ = *s;
+		}
+		*out = '\0';
+		s++;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s != '\0' && *s != '#') {
+			config_error(p, "unexpected text after quoted value");
+			return -1;
+		}
+		return 1;
+	}
+	/* Unquoted: a '#' after whitespace starts a comment. */
+	for (e = s; *e != '\0'; e++) {
+		if (*e == '#' && e > *value && isspace((unsigned char)e[-1])) {
+			*e = '\0';
+			break;
+		}
+	}
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return 1;
+}
+
+static void
+config_line(struct config_parser *p, char *line)
+{
+	const struct config_key *k = NULL;
+	char *key, *value, want[128];
+	u_int i;
+
+	if (config_split(p, line, &key, &value) != 1)
+		return;
+	for (i = 0; i < nitems(config_keys); i++) {
+		if (strcmp(config_keys[i].name, key) == 0) {
+			k = &config_keys[i];
+			break;
+		}
+	}
+	if (k == NULL) {
+		config_error(p, "unknown key \"%s\"", key);
+		return;
+	}
+	if (p->seen[i] != 0) {
+		config_error(p, "\"%s\" is already set on line %u", key,
+		    p->seen[i]);
+		return;
+	}
+	p->seen[i] = p->line;
+	if (config_set(p, k, value) != 0) {
+		config_describe(k, want, sizeof want);
+		config_error(p, "bad value for %s: \"%s\" (expected %s)", key,
+		    value, want);
+	}
+}
+
+/*
+ * Parse a whole file's contents into conf (which holds the defaults, or
+ * the command line's values).  Returns the number of errors; *errors gets
+ * them, one per line, when there are any.
+ */
+int
+config_parse(struct config *conf, const char *name, const char *buf,
+    size_t len, char **errors)
+{
+	struct config_parser p;
+	const char *s = buf, *end = buf + len, *nl;
+	char *line;
+	size_t n;
+
+	memset(&p, 0, sizeof p);
+	p.conf = conf;
+	p.name = name;
+	while (s < end) {
+		p.line++;
+		nl = memchr(s, '\n', (size_t)(end - s));
+		n = (nl != NULL ? nl : end) - s;
+		if (memchr(s, '\0', n) != NULL)
+			config_error(&p, "NUL byte in line");
+		else {
+			line = xmemdup(s, n);
+			if (n > 0 && line[n - 1] == '\r')
+				line[n - 1] = '\0';
+			config_line(&p, line);
+			free(line);
+		}
+		s += n + 1;
+	}
+	p.line = 0;
+	if (p.nerrors == 0 && config_check(conf, &p.errors) != 0)
+		p.nerrors++;
+	*errors = p.errors;
+	return p.nerrors;
+}
+
+/* Relations between keys, checked after the whole file is read. */
+int
+config_check(const struct config *conf, char **errors)
+{
+	struct webapi_url url;
+	char *err = NULL;
+
+	if (conf->reconnect_min > conf->reconnect_max) {
+		xasprintf(errors, "reconnect_min (%.3gs) is larger than "
+		    "reconnect_max (%.3gs)", conf->reconnect_min / SEC,
+		    conf->reconnect_max / SEC);
+		return -1;
+	}
+	if (webapi_parse_url(conf->api_url, 0, &url, &err) != 0) {
+		xasprintf(errors, "api_url: %s", err);
+		free(err);
+		return -1;
+	}
+	webapi_url_free(&url);
+	return 0;
+}
+
+/*
+ * Read and parse path.  A missing file is an error only when required
+ * (given with -f); the default path may be absent.
+ */
+int
+config_load(struct config *conf, const char *path, int required,
+    char **errors)
+{
+	struct stat sb;
+	char *buf;
+	ssize_t n;
+	size_t len = 0;
+	int fd, nerr;
+
+	*errors = NULL;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT && !required)
+			return config_check(conf, errors) == 0 ? 0 : 1;
+		xasprintf(errors, "%s: %s", path, strerror(errno));
+		return 1;
+	}
+	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
+	    sb.st_size > CONFIG_MAX_FILE) {
+		xasprintf(errors, "%s: not a regular file of at most 1 MiB",
+		    path);
+		close(fd);
+		return 1;
+	}
+	buf = xmalloc((size_t)sb.st_size + 1);
+	while (len < (size_t)sb.st_size) {
+		n = read(fd, buf + len, (size_t)sb.st_size - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	nerr = config_parse(conf, path, buf, len, errors);
+	free(buf);
+	return nerr;
+}

@@ -1,0 +1,144 @@
+/*
+ * Fan-out.  An event from Slack is one buffer, referenced (not copied)
+ * into the output of every client whose subscription matches; it is freed
+ * when the last client has written it.  A client whose unread output would
+ * pass client_buffer_limit is disconnected rather than allowed to hold up
+ * the daemon or grow it without bound.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <json-c/json.h>
+
+#include "slackd.h"
+
+static void
+hub_release(const void *data, size_t len, void *arg)
+{
+	struct mailbox_msg *m = arg;
+
+	if (--m->refs == 0)
+		mailbox_msg_free(m);
+}
+
+static int
+hub_listed(char **list, size_t n, const char *s)
+{
+	size_t i;
+
+	if (*s == '\0')
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (strcmp(list[i], s) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int
+hub_match(const struct client *c, const struct mailbox_msg *m)
+{
+	if (!c->all_types && !hub_listed(c->types, c->ntypes, m->etype))
+		return 0;
+	if (!c->all_channels &&
+	    !hub_listed(c->channels, c->nchannels, m->channel))
+		return 0;
+	return 1;
+}
+
+/* Deliver one event (m->data is the line, "\n" included); takes m. */
+void
+hub_event(struct mailbox_msg *m)
+{
+	struct client *c;
+	size_t limit = slackd_conf->client_buffer_limit;
+
+	status.events++;
+	TAILQ_FOREACH(c, &clients, entry) {
+		if ((c->flags & (CLIENT_DEAD | CLIENT_FLUSHING)) ||
+		    !hub_match(c, m))
+			continue;
+		if (client_output(c) + m->len > limit) {
+			status.clients_dropped++;
+			log_warnx("client %llu (pid %ld, uid %lu) dropped: %zu "
+			    "bytes unread exceed client_buffer_limit (%zu)",
+			    (unsigned long long)c->id, (long)c->pid,
+			    (unsigned long)c->uid, client_output(c), limit);
+			client_kill(c, "slow consumer");
+			continue;
+		}
+		m->refs++;
+		if (evbuffer_add_reference(bufferevent_get_output(c->bev),
+		    m->data, m->len, hub_release, m) != 0) {
+			m->refs--;
+			client_kill(c, "cannot queue output");
+			continue;
+		}
+		c->events++;
+	}
+	hub_release(NULL, 0, m);
+}
+
+/* A daemon message for everyone (slackd.state). */
+void
+hub_broadcast_json(struct json_object *o)
+{
+	struct client *c;
+	const char *s;
+	size_t len;
+
+	s = json_object_to_json_string_length(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	TAILQ_FOREACH(c, &clients, entry) {
+		if (!(c->flags & (CLIENT_DEAD | CLIENT_FLUSHING)))
+			client_send(c, s, len);
+	}
+}
+
+static void
+hub_list_free(char ***list, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		free((*list)[i]);
+	free(*list);
+	*list = NULL;
+	*n = 0;
+}
+
+static void
+hub_list_set(struct json_object *a, int *all, char ***list, size_t *n)
+{
+	size_t i;
+
+	hub_list_free(list, n);
+	if (a == NULL) {
+		*all = 1;
+		return;
+	}
+	*all = 0;
+	*n = json_object_array_length(a);
+	*list = xcalloc(*n, sizeof **list);
+	for (i = 0; i < *n; i++)
+		(*list)[i] = xstrdup(
+		    json_object_get_string(json_object_array_get_idx(a, i)));
+}
+
+/*
+ * Replace c's subscription: "types" and "channels" each either absent (no
+ * filter) or a list (an empty list matches nothing).
+ */
+int
+hub_subscribe(struct client *c, const struct request *r, char *why,
+    size_t len)
+{
+	hub_list_set(r->types, &c->all_types, &c->types, &c->ntypes);
+	hub_list_set(r->channels, &c->all_channels, &c->channels,
+	    &c->nchannels);
+	return 0;
+}

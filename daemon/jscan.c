@@ -1,0 +1,489 @@
+/*
+ * One pass over a frame from Slack: prove it is exactly one well-formed
+ * JSON object (RFC 8259, strict UTF-8, bounded nesting) and pick out the
+ * few top-level fields the daemon routes on -- "type", "channel",
+ * "reply_to", "ok" -- without building any objects.  Most frames are only
+ * forwarded, so this is all the work they cost (DESIGN.md §2).
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "slackd.h"
+
+struct jscan_state {
+	const unsigned char *p;
+	const unsigned char *end;
+	const unsigned char *start;
+	int max_depth;
+	struct jscan *out;
+};
+
+static int jscan_value(struct jscan_state *, int);
+
+static int
+jscan_fail(struct jscan_state *s, const char *why)
+{
+	if (s->out->error == NULL) {
+		s->out->error = why;
+		s->out->error_at = (size_t)(s->p - s->start);
+	}
+	return -1;
+}
+
+static void
+jscan_ws(struct jscan_state *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' ||
+	    *s->p == '\n' || *s->p == '\r')) {
+		s->out->spaces = 1;
+		s->p++;
+	}
+}
+
+/* Length of the UTF-8 sequence at p (validated), or 0 if invalid. */
+static size_t
+jscan_utf8(const unsigned char *p, const unsigned char *end)
+{
+	size_t n, i;
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		cp = p[0] & 0x07;
+	} else
+		return 0;
+	if ((size_t)(end - p) < n)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+static int
+jscan_hex4(const unsigned char *p, uint32_t *v)
+{
+	int i;
+
+	*v = 0;
+	for (i = 0; i < 4; i++) {
+		*v <<= 4;
+		if (p[i] >= '0' && p[i] <= '9')
+			*v |= (uint32_t)(p[i] - '0');
+		else if (p[i] >= 'a' && p[i] <= 'f')
+			*v |= (uint32_t)(p[i] - 'a' + 10);
+		else if (p[i] >= 'A' && p[i] <= 'F')
+			*v |= (uint32_t)(p[i] - 'A' + 10);
+		else
+			return -1;
+	}
+	return 0;
+}
+
+/* Append code point cp to a capture buffer; drop the capture if it won't fit. */
+static void
+jscan_put(char *buf, size_t *len, int *over, uint32_t cp)
+{
+	unsigned char tmp[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		tmp[0] = (unsigned char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		tmp[0] = (unsigned char)(0xc0 | (cp >> 6));
+		tmp[1] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		tmp[0] = (unsigned char)(0xe0 | (cp >> 12));
+		tmp[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		tmp[2] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		tmp[0] = (unsigned char)(0xf0 | (cp >> 18));
+		tmp[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+		tmp[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		tmp[3] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	if (cp == 0 || *len + n >= JSCAN_FIELD) {
+		*over = 1;
+		return;
+	}
+	memcpy(buf + *len, tmp, n);
+	*len += n;
+}
+
+/*
+ * A string at s->p (which is '"').  If buf is not NULL, its decoded value
+ * is stored there, or "" if it does not fit.
+ */
+static int
+jscan_string(struct jscan_state *s, char *buf)
+{
+	size_t n, len = 0;
+	uint32_t cp, lo;
+	int over = 0;
+
+	s->p++;
+	for (;;) {
+		if (s->p >= s->end)
+			return jscan_fail(s, "unterminated string");
+		if (*s->p == '"') {
+			s->p++;
+			break;
+		}
+		if (*s->p < 0x20)
+			return jscan_fail(s, "control character in string");
+		if (*s->p == '\\') {
+			if (s->end - s->p < 2)
+				return jscan_fail(s, "unterminated escape");
+			switch (s->p[1]) {
+			case '"':
+			case '\\':
+			case '/':
+				cp = s->p[1];
+				break;
+			case 'b':
+				cp = '\b';
+				break;
+			case 'f':
+				cp = '\f';
+				break;
+			case 'n':
+				cp = '\n';
+				break;
+			case 'r':
+				cp = '\r';
+				break;
+			case 't':
+				cp = '\t';
+				break;
+			case 'u':
+				if (s->end - s->p < 6 || jscan_hex4(s->p + 2, &cp))
+					return jscan_fail(s, "bad \\u escape");
+				if (cp >= 0xdc00 && cp <= 0xdfff)
+					return jscan_fail(s, "lone surrogate");
+				if (cp >= 0xd800 && cp <= 0xdbff) {
+					if (s->end - s->p < 12 || s->p[6] != '\\' ||
+					    s->p[7] != 'u' ||
+					    jscan_hex4(s->p + 8, &lo) ||
+					    lo < 0xdc00 || lo > 0xdfff)
+						return jscan_fail(s,
+						    "lone surrogate");
+					cp = 0x10000 + ((cp - 0xd800) << 10) +
+					    (lo - 0xdc00);
+					s->p += 6;
+				}
+				s->p += 4;
+				break;
+			default:
+				return jscan_fail(s, "bad escape");
+			}
+			s->p += 2;
+			if (buf != NULL)
+				jscan_put(buf, &len, &over, cp);
+			continue;
+		}
+		if ((n = jscan_utf8(s->p, s->end)) == 0)
+			return jscan_fail(s, "invalid UTF-8");
+		if (buf != NULL) {
+			if (len + n >= JSCAN_FIELD)
+				over = 1;
+			else {
+				memcpy(buf + len, s->p, n);
+				len += n;
+			}
+		}
+		s->p += n;
+	}
+	if (buf != NULL)
+		buf[over ? 0 : len] = '\0';
+	return 0;
+}
+
+static int
+jscan_digits(struct jscan_state *s)
+{
+	const unsigned char *start = s->p;
+
+	while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+		s->p++;
+	return s->p > start ? 0 : -1;
+}
+
+/* A number; if intval is not NULL and it is a small integer, store it. */
+static int
+jscan_number(struct jscan_state *s, int64_t *intval, int *isint)
+{
+	const unsigned char *start = s->p;
+	int neg = 0, integral = 1;
+	uint64_t v = 0;
+	const unsigned char *q;
+
+	if (*s->p == '-') {
+		neg = 1;
+		s->p++;
+	}
+	if (s->p >= s->end)
+		return jscan_fail(s, "bad number");
+	if (*s->p == '0')
+		s->p++;
+	else if (jscan_digits(s) != 0)
+		return jscan_fail(s, "bad number");
+	if (s->p < s->end && *s->p == '.') {
+		s->p++;
+		integral = 0;
+		if (jscan_digits(s) != 0)
+			return jscan_fail(s, "bad number");
+	}
+	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+		s->p++;
+		integral = 0;
+		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+			s->p++;
+		if (jscan_digits(s) != 0)
+			return jscan_fail(s, "bad number");
+	}
+	if (intval == NULL)
+		return 0;
+	*isint = 0;
+	if (!integral || s->p - start > 18)
+		return 0;
+	for (q = start + neg; q < s->p; q++)
+		v = v * 10 + (uint64_t)(*q - '0');
+	*intval = neg ? -(int64_t)v : (int64_t)v;
+	*isint = 1;
+	return 0;
+}
+
+static int
+jscan_literal(struct jscan_state *s, const char *word)
+{
+	size_t n = strlen(word);
+
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+		return jscan_fail(s, "unexpected character");
+	s->p += n;
+	return 0;
+}
+
+enum jscan_key { JSCAN_OTHER, JSCAN_TYPE, JSCAN_CHANNEL, JSCAN_REPLY_TO,
+	JSCAN_OK };
+
+static enum jscan_key
+jscan_which(const unsigned char *k, size_t len)
+{
+	if (len == 4 && memcmp(k, "type", 4) == 0)
+		return JSCAN_TYPE;
+	if (len == 7 && memcmp(k, "channel", 7) == 0)
+		return JSCAN_CHANNEL;
+	if (len == 8 && memcmp(k, "reply_to", 8) == 0)
+		return JSCAN_REPLY_TO;
+	if (len == 2 && memcmp(k, "ok", 2) == 0)
+		return JSCAN_OK;
+	return JSCAN_OTHER;
+}
+
+/* The value of a top-level member we route on. */
+static int
+jscan_member(struct jscan_state *s, enum jscan_key key)
+{
+	struct jscan *o = s->out;
+	int64_t v;
+	int isint;
+
+	switch (key) {
+	case JSCAN_TYPE:
+	case JSCAN_CHANNEL:
+		if (*s->p != '"')
+			break;
+		return jscan_string(s,
+		    key == JSCAN_TYPE ? o->type : o->channel);
+	case JSCAN_REPLY_TO:
+		if (*s->p != '-' && (*s->p < '0' || *s->p > '9'))
+			break;
+		if (jscan_number(s, &v, &isint) != 0)
+			return -1;
+		o->has_reply_to = isint;
+		o->reply_to = v;
+		return 0;
+	case JSCAN_OK:
+		if (*s->p == 't' || *s->p == 'f') {
+			o->has_ok = 1;
+			o->ok = *s->p == 't';
+		}
+		break;
+	case JSCAN_OTHER:
+		break;
+	}
+	return jscan_value(s, 2);
+}
+
+static int
+jscan_object_body(struct jscan_state *s, int depth)
+{
+	const unsigned char *key;
+	enum jscan_key which;
+
+	s->p++; /* '{' */
+	jscan_ws(s);
+	if (s->p < s->end && *s->p == '}') {
+		s->p++;
+		return 0;
+	}
+	for (;;) {
+		if (s->p >= s->end || *s->p != '"')
+			return jscan_fail(s, "expected a member name");
+		key = s->p + 1;
+		if (jscan_string(s, NULL) != 0)
+			return -1;
+		which = depth == 1 ? jscan_which(key, (size_t)(s->p - 1 - key)) :
+				     JSCAN_OTHER;
+		jscan_ws(s);
+		if (s->p >= s->end || *s->p != ':')
+			return jscan_fail(s, "expected ':'");
+		s->p++;
+		jscan_ws(s);
+		if (s->p >= s->end)
+			return jscan_fail(s, "truncated");
+		if (which != JSCAN_OTHER) {
+			if (jscan_member(s, which) != 0)
+				return -1;
+		} else if (jscan_value(s, depth + 1) != 0)
+			return -1;
+		jscan_ws(s);
+		if (s->p >= s->end)
+			return jscan_fail(s, "truncated object");
+		if (*s->p == '}') {
+			s->p++;
+			return 0;
+		}
+		if (*s->p != ',')
+			return jscan_fail(s, "expected ',' or '}'");
+		s->p++;
+		jscan_ws(s);
+	}
+}
+
+static int
+jscan_array_body(struct jscan_state *s, int depth)
+{
+	s->p++; /* '[' */
+	jscan_ws(s);
+	if (s->p < s->end && *s->p == ']') {
+		s->p++;
+		return 0;
+	}
+	for (;;) {
+		if (jscan_value(s, depth + 1) != 0)
+			return -1;
+		jscan_ws(s);
+		if (s->p >= s->end)
+			return jscan_fail(s, "truncated array");
+		if (*s->p == ']') {
+			s->p++;
+			return 0;
+		}
+		if (*s->p != ',')
+			return jscan_fail(s, "expected ',' or ']'");
+		s->p++;
+		jscan_ws(s);
+	}
+}
+
+/* A value at nesting depth (the top-level object is depth 1). */
+static int
+jscan_value(struct jscan_state *s, int depth)
+{
+	if (s->p >= s->end)
+		return jscan_fail(s, "truncated");
+	switch (*s->p) {
+	case '{':
+	case '[':
+		if (depth > s->max_depth)
+			return jscan_fail(s, "nested too deeply");
+		if (*s->p == '{')
+			return jscan_object_body(s, depth);
+		return jscan_array_body(s, depth);
+	case '"':
+		return jscan_string(s, NULL);
+	case 't':
+		return jscan_literal(s, "true");
+	case 'f':
+		return jscan_literal(s, "false");
+	case 'n':
+		return jscan_literal(s, "null");
+	default:
+		if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+			return jscan_number(s, NULL, NULL);
+		return jscan_fail(s, "unexpected character");
+	}
+}
+
+/* Returns 0 if buf holds exactly one JSON object, -1 (with why) if not. */
+int
+jscan_object(const char *buf, size_t len, int max_depth, struct jscan *out)
+{
+	struct jscan_state s;
+
+	memset(out, 0, sizeof *out);
+	s.start = s.p = (const unsigned char *)buf;
+	s.end = s.p + len;
+	s.max_depth = max_depth;
+	s.out = out;
+	jscan_ws(&s);
+	if (s.p >= s.end || *s.p != '{')
+		return jscan_fail(&s, "not a JSON object");
+	if (jscan_object_body(&s, 1) != 0)
+		return -1;
+	jscan_ws(&s);
+	if (s.p != s.end)
+		return jscan_fail(&s, "trailing data after the object");
+	return 0;
+}
+
+/*
+ * Remove whitespace outside strings in place (for a frame jscan_object()
+ * accepted with spaces set); returns the new length.  A forwarded event
+ * must be one line.
+ */
+size_t
+jscan_compact(char *buf, size_t len)
+{
+	size_t i, o = 0;
+	int instr = 0, esc = 0;
+	char c;
+
+	for (i = 0; i < len; i++) {
+		c = buf[i];
+		if (instr) {
+			if (esc)
+				esc = 0;
+			else if (c == '\\')
+				esc = 1;
+			else if (c == '"')
+				instr = 0;
+		} else if (c == '"')
+			instr = 1;
+		else if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		buf[o++] = c;
+	}
+	return o;
+}

@@ -1,0 +1,299 @@
+/*
+ * One request line from a local client: parse it strictly (RFC 8259,
+ * valid UTF-8, bounded nesting), check every field the daemon uses, and
+ * say precisely what is wrong otherwise.  Pure: no I/O, no daemon state.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "slackd.h"
+
+static int
+request_fail(struct request_error *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+request_fail(struct request_error *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	e->code = code;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void
+request_free(struct request *r)
+{
+	json_object_put(r->obj);
+	memset(r, 0, sizeof *r);
+}
+
+/* Conversation ids: C…, G… or D… followed by upper-case letters/digits. */
+int
+request_check_channel(const char *s, char *why, size_t len)
+{
+	size_t i, n = strlen(s);
+
+	if (n < 2 || n > PROTOCOL_MAX_CHANNEL || (s[0] != 'C' && s[0] != 'G' &&
+	    s[0] != 'D'))
+		goto bad;
+	for (i = 1; i < n; i++) {
+		if (!isupper((unsigned char)s[i]) && !isdigit((unsigned char)s[i]))
+			goto bad;
+	}
+	return 0;
+bad:
+	snprintf(why, len, "\"channel\" must be a conversation ID such as "
+	    "C024BE91L (got \"%.64s\"); this version does not resolve names",
+	    s);
+	return -1;
+}
+
+/*
+ * A string member.  Returns 1 if present and a string without NUL bytes,
+ * 0 if absent, -1 (with e set) if present but unusable.
+ */
+static int
+request_string(struct json_object *o, const char *key, const char **out,
+    struct request_error *e)
+{
+	struct json_object *v;
+	const char *s;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"%s\" must be a string", key);
+	s = json_object_get_string(v);
+	if (strlen(s) != (size_t)json_object_get_string_len(v))
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"%s\" contains a NUL character", key);
+	*out = s;
+	return 1;
+}
+
+static int
+request_thread_ts(const char *ts)
+{
+	const char *p = ts;
+
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (*p++ != '.' || !isdigit((unsigned char)*p))
+		return -1;
+	while (isdigit((unsigned char)*p))
+		p++;
+	return *p == '\0' && p - ts <= 32 ? 0 : -1;
+}
+
+static int
+request_message(struct request *r, struct request_error *e, int typing)
+{
+	struct json_object *v;
+	char why[200];
+	int rc;
+
+	if ((rc = request_string(r->obj, "channel", &r->channel, e)) < 0)
+		return -1;
+	if (rc == 0)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "%s needs a \"channel\"", typing ? "typing" : "message");
+	if (request_check_channel(r->channel, why, sizeof why) != 0)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST, "%s", why);
+	if ((rc = request_string(r->obj, "thread_ts", &r->thread_ts, e)) < 0)
+		return -1;
+	if (rc > 0 && request_thread_ts(r->thread_ts) != 0)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST, "\"thread_ts\" "
+		    "must be a message timestamp such as "
+		    "\"1700000000.000100\"");
+	if (typing)
+		return 0;
+	if ((rc = request_string(r->obj, "text", &r->text, e)) < 0)
+		return -1;
+	if (rc == 0 || *r->text == '\0')
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "message needs a non-empty \"text\"");
+	if (json_object_object_get_ex(r->obj, "reply_broadcast", &v) &&
+	    v != NULL) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+			    "\"reply_broadcast\" must be true or false");
+		r->reply_broadcast = json_object_get_boolean(v);
+		if (r->reply_broadcast && r->thread_ts == NULL)
+			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+			    "\"reply_broadcast\" needs a \"thread_ts\"");
+	}
+	return 0;
+}
+
+static int
+request_list(struct json_object *o, const char *key, struct json_object **out,
+    struct request_error *e)
+{
+	struct json_object *v, *item;
+	size_t i, n;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_array))
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"%s\" must be an array of strings", key);
+	n = json_object_array_length(v);
+	if (n > PROTOCOL_MAX_FILTERS)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"%s\" has %zu entries, at most %d are allowed", key, n,
+		    PROTOCOL_MAX_FILTERS);
+	for (i = 0; i < n; i++) {
+		item = json_object_array_get_idx(v, i);
+		if (!json_object_is_type(item, json_type_string) ||
+		    json_object_get_string_len(item) == 0 ||
+		    json_object_get_string_len(item) >= JSCAN_FIELD ||
+		    strlen(json_object_get_string(item)) !=
+			(size_t)json_object_get_string_len(item))
+			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+			    "\"%s\" entries must be strings of 1 to %d bytes",
+			    key, JSCAN_FIELD - 1);
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+request_dispatch(struct request *r, const char *type, struct request_error *e)
+{
+	if (strcmp(type, "message") == 0) {
+		r->kind = REQUEST_MESSAGE;
+		return request_message(r, e, 0);
+	}
+	if (strcmp(type, "typing") == 0) {
+		r->kind = REQUEST_TYPING;
+		return request_message(r, e, 1);
+	}
+	if (strcmp(type, "ping") == 0) {
+		r->kind = REQUEST_PING;
+		return 0;
+	}
+	if (strcmp(type, PROTOCOL_SUBSCRIBE) == 0) {
+		r->kind = REQUEST_SUBSCRIBE;
+		if (request_list(r->obj, "types", &r->types, e) != 0 ||
+		    request_list(r->obj, "channels", &r->channels, e) != 0)
+			return -1;
+		return 0;
+	}
+	if (strcmp(type, PROTOCOL_STATUS) == 0) {
+		r->kind = REQUEST_STATUS;
+		return 0;
+	}
+	return request_fail(e, PROTOCOL_E_UNKNOWN_TYPE, "unknown type \"%.64s\" "
+	    "(slackd handles message, typing, ping, " PROTOCOL_SUBSCRIBE ", "
+	    PROTOCOL_STATUS ")", type);
+}
+
+/*
+ * Parse one line (without its newline).  Returns 0 with r filled, or -1
+ * with e filled.  Either way the caller calls request_free(r) once it is
+ * done with r and e (e->id points into r->obj).
+ */
+int
+request_parse(const char *line, size_t len, struct request *r,
+    struct request_error *e)
+{
+	struct json_tokener *tok;
+	struct json_object *type;
+	enum json_tokener_error jerr;
+	const char *t;
+	size_t end;
+	int rc;
+
+	memset(r, 0, sizeof *r);
+	memset(e, 0, sizeof *e);
+	if (len > INT32_MAX)
+		return request_fail(e, PROTOCOL_E_LINE_TOO_LONG,
+		    "request too long");
+	if ((tok = json_tokener_new_ex(PROTOCOL_MAX_DEPTH)) == NULL)
+		fatalx("json_tokener_new_ex");
+	json_tokener_set_flags(tok,
+	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	r->obj = json_tokener_parse_ex(tok, line, (int)len);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (r->obj == NULL) {
+		if (jerr == json_tokener_continue)
+			return request_fail(e, PROTOCOL_E_BAD_JSON, "not valid "
+			    "JSON: the line ends inside a value");
+		if (jerr == json_tokener_error_depth)
+			return request_fail(e, PROTOCOL_E_BAD_JSON, "not valid "
+			    "JSON: nested more than %d levels deep",
+			    PROTOCOL_MAX_DEPTH);
+		return request_fail(e, PROTOCOL_E_BAD_JSON, "not valid JSON: "
+		    "%s at byte %zu", json_tokener_error_desc(jerr), end);
+	}
+	while (end < len && isspace((unsigned char)line[end]))
+		end++;
+	if (end != len)
+		return request_fail(e, PROTOCOL_E_BAD_JSON, "not valid JSON: "
+		    "unexpected text after the value at byte %zu", end);
+	if (!json_object_is_type(r->obj, json_type_object))
+		return request_fail(e, PROTOCOL_E_NOT_OBJECT, "a request must "
+		    "be a JSON object such as {\"id\":1,\"type\":\"ping\"}");
+	if (json_object_object_get_ex(r->obj, "id", &r->id) && r->id != NULL) {
+		e->id = r->id;
+		if (!json_object_is_type(r->id, json_type_int))
+			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+			    "\"id\" must be an integer");
+	} else
+		r->id = NULL;
+	if (!json_object_object_get_ex(r->obj, "type", &type) || type == NULL)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "request has no \"type\"");
+	if ((rc = request_string(r->obj, "type", &t, e)) < 0)
+		return -1;
+	return request_dispatch(r, t, e);
+}
+
+/* The RTM frame for a message or typing request, with Slack-side id. */
+char *
+request_frame(const struct request *r, int64_t id, size_t *len)
+{
+	struct json_object *o;
+	const char *s;
+	size_t n;
+	char *frame;
+
+	o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_int64(id));
+	json_object_object_add(o, "type", json_object_new_string(
+	    r->kind == REQUEST_TYPING ? "typing" : "message"));
+	json_object_object_add(o, "channel",
+	    json_object_new_string(r->channel));
+	if (r->kind == REQUEST_MESSAGE)
+		json_object_object_add(o, "text",
+		    json_object_new_string(r->text));
+	if (r->thread_ts != NULL)
+		json_object_object_add(o, "thread_ts",
+		    json_object_new_string(r->thread_ts));
+	if (r->reply_broadcast)
+		json_object_object_add(o, "reply_broadcast",
+		    json_object_new_boolean(1));
+	s = json_object_to_json_string_length(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+	frame = xmemdup(s, n);
+	*len = n;
+	json_object_put(o);
+	return frame;
+}

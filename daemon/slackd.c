@@ -1,0 +1,446 @@
+/*
+ * slackd: main(), startup and shutdown, signals, and the main thread's
+ * side of the mailbox from upstream.
+ *
+ * Startup: configuration and token (errors exit 78), the local socket
+ * (errors exit 1), then -- detached unless -d -- libevent, the upstream
+ * thread and the accept loop.  Shutdown on SIGTERM/SIGINT: stop accepting,
+ * ask upstream to close the WebSocket (1000), wait for it, answer every
+ * pending request, let clients read what they were sent, remove the
+ * socket, exit 0.
+ */
+#include "config.h"
+
+#include <sys/eventfd.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <json-c/json.h>
+#include <libwebsockets.h>
+
+#include "slackd.h"
+
+#ifndef SLACKD_CONF
+#define SLACKD_CONF "/etc/slackd/slackd.conf"
+#endif
+
+#define SLACKD_STOP_WAIT  10 /* s for the upstream thread to finish */
+#define SLACKD_FLUSH_WAIT 1  /* s for clients to read their last lines */
+
+struct event_base *slackd_base;
+struct config *slackd_conf;
+struct upstream *slackd_upstream;
+int slackd_stopping;
+
+static struct config slackd_config;
+static struct mailbox slackd_mailbox;
+static int slackd_efd = -1;
+static struct event *slackd_efd_ev;
+static struct event *slackd_ev_term, *slackd_ev_int, *slackd_ev_hup;
+static struct event *slackd_ev_deadline;
+static int slackd_exit = SLACKD_EXIT_OK;
+
+static const struct option slackd_options[] = {
+	{ "config", required_argument, NULL, 'f' },
+	{ "socket", required_argument, NULL, 's' },
+	{ "check", no_argument, NULL, 'n' },
+	{ "foreground", no_argument, NULL, 'd' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "version", no_argument, NULL, 'V' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void
+slackd_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: slackd [-dnv] [-f file] [-s socket]\n"
+	    "\n"
+	    "Keep one Slack RTM connection and share it over a local socket.\n"
+	    "\n"
+	    "  -d, --foreground    stay in the foreground, log to stderr\n"
+	    "  -f, --config FILE   configuration file (default %s)\n"
+	    "  -n, --check         check the configuration and token, exit\n"
+	    "  -s, --socket PATH   local socket (overrides \"socket\")\n"
+	    "  -v, --verbose       log more (repeat for libwebsockets notices)\n"
+	    "      --version       print the version and exit\n"
+	    "  -h, --help          print this help and exit\n"
+	    "\n"
+	    "The token comes from $CREDENTIALS_DIRECTORY/slack-token, the\n"
+	    "token_file setting or $SLACK_API_TOKEN, never from the command\n"
+	    "line.  Exit status: 0 stopped, 1 runtime failure, 64 usage,\n"
+	    "78 bad configuration or token refused by Slack.  See slackd(8).\n",
+	    SLACKD_CONF);
+}
+
+/* ---- the mailbox from upstream ------------------------------------------- */
+
+/* Called on the upstream thread: wake the main loop. */
+static void
+slackd_wake(void *arg)
+{
+	uint64_t one = 1;
+
+	(void)!write(slackd_efd, &one, sizeof one);
+}
+
+static void
+slackd_state(struct mailbox_msg *m)
+{
+	struct json_object *o;
+
+	status_update(m);
+	o = status_state();
+	hub_broadcast_json(o);
+	json_object_put(o);
+	if (m->state == UPSTREAM_CONNECTED)
+		outbox_connected();
+}
+
+static void
+slackd_deadline_cb(evutil_socket_t fd, short events, void *arg)
+{
+	if (slackd_upstream != NULL) {
+		log_warnx("the upstream thread did not stop within %d s; "
+			  "exiting anyway", SLACKD_STOP_WAIT);
+		listener_unlink();
+		_exit(slackd_exit);
+	}
+	event_base_loopexit(slackd_base, NULL);
+}
+
+static void
+slackd_stopped(void)
+{
+	struct timeval tv = { SLACKD_FLUSH_WAIT, 0 };
+
+	upstream_join(slackd_upstream);
+	slackd_upstream = NULL;
+	outbox_shutdown();
+	evtimer_add(slackd_ev_deadline, &tv);
+	client_flush_all();
+}
+
+void
+slackd_clients_gone(void)
+{
+	if (slackd_stopping && slackd_upstream == NULL)
+		event_base_loopexit(slackd_base, NULL);
+}
+
+static void
+slackd_dispatch(struct mailbox_msg *m)
+{
+	switch (m->type) {
+	case MAILBOX_EVENT:
+		hub_event(m); /* takes m */
+		return;
+	case MAILBOX_STATE:
+		slackd_state(m);
+		break;
+	case MAILBOX_REPLY:
+		outbox_reply(m->id, m->data, m->len);
+		break;
+	case MAILBOX_WRITTEN:
+		outbox_written(m->id, m->session);
+		break;
+	case MAILBOX_RETURNED:
+		outbox_returned(m->id);
+		break;
+	case MAILBOX_SESSION_DOWN:
+		outbox_session_down(m->session, m->text);
+		break;
+	case MAILBOX_PONG:
+	case MAILBOX_DROPPED:
+		status_update(m);
+		break;
+	case MAILBOX_FATAL:
+		log_warnx("fatal: %s; check the token (slackd exits with "
+			  "status %d)", m->text, SLACKD_EXIT_CONFIG);
+		slackd_shutdown(SLACKD_EXIT_CONFIG);
+		break;
+	case MAILBOX_STOPPED:
+		slackd_stopped();
+		break;
+	default:
+		log_warnx("unexpected mailbox message %d", m->type);
+		break;
+	}
+	mailbox_msg_free(m);
+}
+
+static void
+slackd_mailbox_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct mailbox_list list;
+	struct mailbox_msg *m;
+	uint64_t n;
+
+	/* Clear the wake-up before taking, so no post can be missed. */
+	(void)!read(slackd_efd, &n, sizeof n);
+	mailbox_take(&slackd_mailbox, &list);
+	while ((m = STAILQ_FIRST(&list)) != NULL) {
+		STAILQ_REMOVE_HEAD(&list, entry);
+		slackd_dispatch(m);
+	}
+}
+
+/* ---- signals and shutdown -------------------------------------------------- */
+
+void
+slackd_shutdown(int code)
+{
+	struct timeval tv = { SLACKD_STOP_WAIT, 0 };
+
+	if (code != SLACKD_EXIT_OK)
+		slackd_exit = code;
+	if (slackd_stopping)
+		return;
+	slackd_stopping = 1;
+	log_info("shutting down");
+	listener_stop();
+	upstream_post(slackd_upstream, mailbox_msg_new(MAILBOX_STOP));
+	evtimer_add(slackd_ev_deadline, &tv);
+}
+
+static void
+slackd_signal_cb(evutil_socket_t sig, short events, void *arg)
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		log_info("received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		slackd_shutdown(SLACKD_EXIT_OK);
+		break;
+	case SIGHUP:
+		log_warnx("SIGHUP: this version cannot reload its "
+			  "configuration; restart slackd to apply changes");
+		break;
+	}
+}
+
+/* ---- startup --------------------------------------------------------------- */
+
+static void
+slackd_detach(void)
+{
+	pid_t pid;
+	int fd;
+
+	if ((pid = fork()) == -1)
+		fatal("fork");
+	if (pid > 0)
+		_exit(0);
+	if (setsid() == -1)
+		fatal("setsid");
+	if (chdir("/") == -1)
+		fatal("chdir");
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+}
+
+static void
+slackd_params(struct upstream_params *p, const struct config *conf,
+    char *token, int verbose)
+{
+	memset(p, 0, sizeof *p);
+	p->api_url = conf->api_url;
+	p->ca_file = conf->ca_file;
+	p->token = token;
+	p->ping_interval = conf->ping_interval;
+	p->pong_timeout = conf->pong_timeout;
+	p->hello_timeout = conf->hello_timeout;
+	p->connect_timeout = conf->connect_timeout;
+	p->reconnect_min = conf->reconnect_min;
+	p->reconnect_max = conf->reconnect_max;
+	p->reconnect_reset = conf->reconnect_reset;
+	p->rtm_connect_burst = conf->rtm_connect_burst;
+	p->rtm_connect_interval = conf->rtm_connect_interval;
+	p->max_event = conf->max_event;
+	/* Never lws INFO or DEBUG: they dump headers. */
+	p->lws_log_level = LLL_ERR | LLL_WARN | (verbose >= 2 ? LLL_NOTICE : 0);
+}
+
+static void
+slackd_events(void)
+{
+	if (evthread_use_pthreads() != 0)
+		fatalx("evthread_use_pthreads");
+	if ((slackd_base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	slackd_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (slackd_efd == -1)
+		fatal("eventfd");
+	mailbox_init(&slackd_mailbox, slackd_wake, NULL);
+	slackd_efd_ev = event_new(slackd_base, slackd_efd, EV_READ | EV_PERSIST,
+	    slackd_mailbox_cb, NULL);
+	event_add(slackd_efd_ev, NULL);
+	slackd_ev_term = evsignal_new(slackd_base, SIGTERM, slackd_signal_cb,
+	    NULL);
+	slackd_ev_int = evsignal_new(slackd_base, SIGINT, slackd_signal_cb,
+	    NULL);
+	slackd_ev_hup = evsignal_new(slackd_base, SIGHUP, slackd_signal_cb,
+	    NULL);
+	event_add(slackd_ev_term, NULL);
+	event_add(slackd_ev_int, NULL);
+	event_add(slackd_ev_hup, NULL);
+	slackd_ev_deadline = evtimer_new(slackd_base, slackd_deadline_cb, NULL);
+}
+
+static void
+slackd_cleanup(void)
+{
+	client_free_all();
+	status_free();
+	event_free(slackd_ev_deadline);
+	event_free(slackd_ev_term);
+	event_free(slackd_ev_int);
+	event_free(slackd_ev_hup);
+	event_free(slackd_efd_ev);
+	mailbox_destroy(&slackd_mailbox);
+	close(slackd_efd);
+	event_base_free(slackd_base);
+	libevent_global_shutdown();
+	listener_unlink();
+	log_set_secret(NULL);
+	config_free(&slackd_config);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct upstream_params params;
+	const char *conffile = NULL, *sockopt = NULL, *source;
+	char *errors = NULL, *token, defsock[256];
+	int ch, check = 0, foreground = 0, verbose = 0, fd;
+
+	while ((ch = getopt_long(argc, argv, "df:hns:v", slackd_options,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			foreground = 1;
+			break;
+		case 'f':
+			conffile = optarg;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 's':
+			sockopt = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'V':
+			printf("slackd %s (protocol %d, libwebsockets %s)\n",
+			    PACKAGE_VERSION, SLACKD_PROTOCOL,
+			    lws_get_library_version());
+			return 0;
+		case 'h':
+			slackd_usage(stdout);
+			return 0;
+		default:
+			slackd_usage(stderr);
+			return SLACKD_EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "slackd: unexpected argument \"%s\" (the token "
+				"never goes on the command line)\n", argv[optind]);
+		slackd_usage(stderr);
+		return SLACKD_EXIT_USAGE;
+	}
+
+	log_init(1, LOG_LEVEL_INFO);
+	config_init(&slackd_config);
+	slackd_conf = &slackd_config;
+	if (config_load(&slackd_config, conffile != NULL ? conffile :
+	    SLACKD_CONF, conffile != NULL, &errors) != 0) {
+		fprintf(stderr, "slackd: configuration errors:\n%s\n", errors);
+		free(errors);
+		return SLACKD_EXIT_CONFIG;
+	}
+	if (sockopt != NULL) {
+		free(slackd_config.socket_path);
+		slackd_config.socket_path = xstrdup(sockopt);
+	}
+	if (slackd_config.socket_path == NULL) {
+		if (protocol_default_socket(defsock, sizeof defsock) != 0) {
+			fprintf(stderr, "slackd: no socket path: set \"socket\" "
+					"or -s, or XDG_RUNTIME_DIR\n");
+			return SLACKD_EXIT_CONFIG;
+		}
+		slackd_config.socket_path = xstrdup(defsock);
+	}
+	log_set_level(slackd_config.log_level + verbose);
+
+	if ((token = token_load(&slackd_config, &source, &errors)) == NULL) {
+		log_warnx("%s", errors);
+		free(errors);
+		return SLACKD_EXIT_CONFIG;
+	}
+	log_set_secret(token);
+	if (check) {
+		printf("configuration OK: token from %s, socket %s, api_url %s\n",
+		    source, slackd_config.socket_path, slackd_config.api_url);
+		token_secret_free(token);
+		log_set_secret(NULL);
+		config_free(&slackd_config);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if ((fd = listener_open(slackd_config.socket_path,
+	    slackd_config.socket_mode, &errors)) == -1) {
+		log_warnx("%s", errors);
+		free(errors);
+		return SLACKD_EXIT_FAILURE;
+	}
+	if (!foreground) {
+		slackd_detach();
+		log_init(0, slackd_config.log_level + verbose);
+	}
+	log_info("slackd %s starting: socket %s, token from %s, api_url %s",
+	    PACKAGE_VERSION, slackd_config.socket_path, source,
+	    slackd_config.api_url);
+
+	slackd_events();
+	status_init();
+	outbox_init(&slackd_config);
+	slackd_params(&params, &slackd_config, token, verbose);
+	slackd_upstream = upstream_start(&params, &slackd_mailbox, &errors);
+	token_secret_free(token);
+	if (slackd_upstream == NULL) {
+		log_warnx("%s", errors);
+		free(errors);
+		listener_unlink();
+		return SLACKD_EXIT_FAILURE;
+	}
+	listener_start(slackd_base, fd);
+
+	event_base_dispatch(slackd_base);
+
+	if (slackd_upstream != NULL) {
+		log_warnx("main loop ended with the upstream thread running");
+		_exit(slackd_exit);
+	}
+	log_info("stopped");
+	slackd_cleanup();
+	return slackd_exit;
+}

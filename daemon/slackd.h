@@ -1,0 +1,405 @@
+/*
+ * slackd: one persistent Slack RTM connection, shared over a Unix socket.
+ *
+ * The daemon's one header: structures and prototypes, grouped by the file
+ * that owns them.  Two threads (DESIGN.md §1):
+ *
+ *   main      libevent: listener, clients, fan-out, outbox, signals
+ *   upstream  libwebsockets: rtm.connect, the RTM WebSocket, pings, backoff
+ *
+ * They share nothing but two mailboxes (mailbox.c); every message owns its
+ * bytes.
+ */
+#ifndef SLACKD_H
+#define SLACKD_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol.h"
+
+struct event_base;
+struct bufferevent;
+struct json_object;
+
+/* Exit statuses (documented in slackd(8)). */
+#define SLACKD_EXIT_OK	    0
+#define SLACKD_EXIT_FAILURE 1  /* runtime failure: socket in use, bind, … */
+#define SLACKD_EXIT_USAGE   64 /* EX_USAGE: bad command line */
+#define SLACKD_EXIT_CONFIG  78 /* EX_CONFIG: bad config, no token, auth */
+
+/* glibc's sys/queue.h lacks the _SAFE iterators. */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                           \
+	for ((var) = TAILQ_FIRST((head));                                    \
+	     (var) && ((tvar) = TAILQ_NEXT((var), field), 1); (var) = (tvar))
+#endif
+
+#ifndef nitems
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+
+/* util.c */
+void *xmalloc(size_t);
+void *xcalloc(size_t, size_t);
+void *xrealloc(void *, size_t);
+char *xstrdup(const char *);
+char *xstrndup(const char *, size_t);
+int xasprintf(char **, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+void *xmemdup(const void *, size_t);
+int64_t util_now_ms(void);
+double util_wall(void);
+void util_wipe(void *, size_t);
+void util_free_secret(char *);
+uint64_t util_random64(void);
+
+/* log.c */
+#define LOG_LEVEL_ERR	  0
+#define LOG_LEVEL_WARNING 1
+#define LOG_LEVEL_INFO	  2
+#define LOG_LEVEL_DEBUG	  3
+void log_init(int, int);
+void log_set_level(int);
+int log_get_level(void);
+void log_set_secret(const char *);
+void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_lws(int, const char *);
+const char *log_lws_last(void);
+__attribute__((noreturn)) void fatal(const char *, ...)
+    __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn)) void fatalx(const char *, ...)
+    __attribute__((format(printf, 1, 2)));
+int log_level_parse(const char *);
+const char *log_level_name(int);
+
+/* config.c */
+struct config {
+	char *socket_path;
+	unsigned socket_mode;
+	char *api_url;
+	char *ca_file;
+	char *token_file;
+	int log_level;
+
+	int64_t ping_interval; /* all durations in milliseconds */
+	int64_t pong_timeout;
+	int64_t hello_timeout;
+	int64_t connect_timeout;
+	int64_t reconnect_min;
+	int64_t reconnect_max;
+	int64_t reconnect_reset;
+	int rtm_connect_burst;
+	int64_t rtm_connect_interval;
+
+	int queue_max;
+	int64_t queue_timeout;
+	int64_t ack_timeout;
+	double send_rate;
+	int send_burst;
+
+	size_t max_line;
+	size_t max_event;
+	size_t client_buffer_limit;
+};
+void config_init(struct config *);
+void config_free(struct config *);
+int config_parse(struct config *, const char *, const char *, size_t, char **);
+int config_load(struct config *, const char *, int, char **);
+int config_check(const struct config *, char **);
+int config_parse_duration(const char *, int64_t *);
+int config_parse_size(const char *, size_t *);
+
+/* token.c */
+char *token_load(const struct config *, const char **, char **);
+int token_valid(const char *);
+char *token_secret_dup(const char *);
+void token_secret_free(char *);
+
+/* jscan.c: one pass over an upstream frame, without building objects. */
+#define JSCAN_FIELD 64
+struct jscan {
+	char type[JSCAN_FIELD];	   /* top-level "type", "" if none */
+	char channel[JSCAN_FIELD]; /* top-level "channel" if a string */
+	int has_reply_to;
+	int64_t reply_to;
+	int has_ok;
+	int ok;
+	int spaces; /* whitespace outside strings: jscan_compact() */
+	size_t error_at;
+	const char *error;
+};
+int jscan_object(const char *, size_t, int, struct jscan *);
+size_t jscan_compact(char *, size_t);
+
+/* backoff.c */
+struct backoff {
+	int64_t min;
+	int64_t max;
+	unsigned failures;
+	uint64_t rng;
+};
+void backoff_init(struct backoff *, int64_t, int64_t, uint64_t);
+int64_t backoff_next(struct backoff *);
+void backoff_reset(struct backoff *);
+int64_t backoff_ceiling(const struct backoff *);
+
+/* ratelimit.c */
+struct ratelimit_bucket {
+	double tokens;
+	int64_t stamp;
+};
+int ratelimit_bucket_take(struct ratelimit_bucket *, double, double, int64_t,
+    int64_t *);
+struct ratelimit;
+struct ratelimit *ratelimit_new(double, double);
+void ratelimit_free(struct ratelimit *);
+void ratelimit_set(struct ratelimit *, double, double);
+int ratelimit_take(struct ratelimit *, const char *, int64_t, int64_t *);
+size_t ratelimit_size(const struct ratelimit *);
+
+/* webapi.c: pure parsers for what the Web API and URLs give us. */
+struct webapi_url {
+	int tls;
+	char *host;
+	int port;
+	char *path; /* always starts with '/' */
+};
+int webapi_parse_url(const char *, int, struct webapi_url *, char **);
+void webapi_url_free(struct webapi_url *);
+int webapi_is_loopback(const char *);
+struct webapi_connect {
+	int ok;
+	char *error; /* Slack's "error" when !ok */
+	char *url;
+	char *team;	 /* compact JSON object */
+	char *self;	 /* compact JSON object */
+	char *team_name; /* for logs and STATUS= */
+	char *self_name;
+};
+int webapi_parse_connect(const char *, size_t, struct webapi_connect *,
+    char **);
+void webapi_connect_free(struct webapi_connect *);
+int webapi_permanent_error(const char *);
+int webapi_retry_after(const char *, int64_t *);
+
+/* mailbox.c */
+enum mailbox_type {
+	/* upstream -> main */
+	MAILBOX_STATE,	      /* state, session, text, data=team/self */
+	MAILBOX_EVENT,	      /* data = frame + "\n", jscan fields */
+	MAILBOX_REPLY,	      /* id = upstream id, data = Slack's reply */
+	MAILBOX_WRITTEN,      /* id written to the wire in session */
+	MAILBOX_RETURNED,     /* id not written: connection gone */
+	MAILBOX_SESSION_DOWN, /* session ended; unacked ids are lost */
+	MAILBOX_PONG,	      /* id = round trip in microseconds */
+	MAILBOX_DROPPED,      /* an unusable frame from Slack was dropped */
+	MAILBOX_FATAL,	      /* text = permanent error */
+	MAILBOX_STOPPED,      /* upstream thread is about to exit */
+	/* main -> upstream */
+	MAILBOX_SEND, /* id, data = frame */
+	MAILBOX_STOP,
+};
+enum upstream_state {
+	UPSTREAM_CONNECTING,
+	UPSTREAM_CONNECTED,
+	UPSTREAM_RECONNECTING,
+	UPSTREAM_FAILED,
+	UPSTREAM_STOPPING,
+};
+struct mailbox_msg {
+	STAILQ_ENTRY(mailbox_msg) entry;
+	enum mailbox_type type;
+	uint64_t session;
+	int64_t id;
+	enum upstream_state state;
+	int64_t retry_in;
+	char *text;
+	char *data;
+	size_t len;
+	int refs;
+	char etype[JSCAN_FIELD];
+	char channel[JSCAN_FIELD];
+};
+STAILQ_HEAD(mailbox_list, mailbox_msg);
+struct mailbox {
+	pthread_mutex_t lock;
+	struct mailbox_list queue;
+	void (*wake)(void *);
+	void *wake_arg;
+};
+void mailbox_init(struct mailbox *, void (*)(void *), void *);
+void mailbox_destroy(struct mailbox *);
+struct mailbox_msg *mailbox_msg_new(enum mailbox_type);
+void mailbox_msg_free(struct mailbox_msg *);
+void mailbox_post(struct mailbox *, struct mailbox_msg *);
+void mailbox_take(struct mailbox *, struct mailbox_list *);
+
+/* upstream.c: the libwebsockets thread. */
+struct upstream_params {
+	char *api_url;
+	char *ca_file;
+	char *token;
+	int64_t ping_interval;
+	int64_t pong_timeout;
+	int64_t hello_timeout;
+	int64_t connect_timeout;
+	int64_t reconnect_min;
+	int64_t reconnect_max;
+	int64_t reconnect_reset;
+	int rtm_connect_burst;
+	int64_t rtm_connect_interval;
+	size_t max_event;
+	int lws_log_level;
+};
+struct upstream;
+struct upstream *upstream_start(const struct upstream_params *,
+    struct mailbox *, char **);
+void upstream_post(struct upstream *, struct mailbox_msg *);
+void upstream_join(struct upstream *);
+const char *upstream_state_name(enum upstream_state);
+
+/* listener.c */
+int listener_open(const char *, unsigned, char **);
+void listener_start(struct event_base *, int);
+void listener_stop(void);
+void listener_unlink(void);
+
+/* client.c */
+#define CLIENT_DEAD	0x1 /* free at the next reap */
+#define CLIENT_DISCARD	0x2 /* skipping the rest of an overlong line */
+#define CLIENT_PAUSED	0x4 /* reading stopped until output drains */
+#define CLIENT_FLUSHING 0x8 /* close once output is written */
+#define CLIENT_EOF	0x10 /* peer shut down its sending side */
+struct outbox_req;
+struct client {
+	TAILQ_ENTRY(client) entry;
+	uint64_t id;
+	int fd;
+	struct bufferevent *bev;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	int flags;
+	int64_t connected_at;
+
+	int all_types; /* subscription: no filter on type */
+	char **types;
+	size_t ntypes;
+	int all_channels;
+	char **channels;
+	size_t nchannels;
+
+	TAILQ_HEAD(, outbox_req) reqs; /* requests waiting for Slack */
+	uint64_t events;
+};
+TAILQ_HEAD(client_list, client);
+extern struct client_list clients;
+void client_accept(int, uid_t, gid_t, pid_t);
+void client_send(struct client *, const char *, size_t);
+void client_send_json(struct client *, struct json_object *);
+void client_error(struct client *, struct json_object *, int, const char *,
+    ...) __attribute__((format(printf, 4, 5)));
+void client_kill(struct client *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+size_t client_output(struct client *);
+void client_flush_all(void);
+void client_free_all(void);
+u_int client_count(void);
+
+/* request.c: parsing and checking one request line. */
+enum request_kind {
+	REQUEST_MESSAGE,
+	REQUEST_TYPING,
+	REQUEST_PING,
+	REQUEST_SUBSCRIBE,
+	REQUEST_STATUS,
+};
+struct request {
+	enum request_kind kind;
+	struct json_object *obj; /* the whole parsed line (owned) */
+	struct json_object *id;	 /* borrowed from obj, NULL if none */
+	const char *channel;
+	const char *text;
+	const char *thread_ts;
+	int reply_broadcast;
+	struct json_object *types;    /* subscribe: array or NULL */
+	struct json_object *channels; /* subscribe: array or NULL */
+};
+struct request_error {
+	int code;
+	char msg[256];
+	struct json_object *id; /* borrowed, when the line had one */
+};
+int request_parse(const char *, size_t, struct request *,
+    struct request_error *);
+void request_free(struct request *);
+char *request_frame(const struct request *, int64_t, size_t *);
+int request_check_channel(const char *, char *, size_t);
+
+/* hub.c: fan-out of events and daemon messages. */
+void hub_event(struct mailbox_msg *);
+void hub_broadcast_json(struct json_object *);
+int hub_subscribe(struct client *, const struct request *, char *, size_t);
+
+/* outbox.c: outbound requests, rate limits, id mapping. */
+void outbox_init(const struct config *);
+void outbox_reconfigure(const struct config *);
+int outbox_submit(struct client *, const struct request *);
+void outbox_connected(void);
+void outbox_written(int64_t, uint64_t);
+void outbox_returned(int64_t);
+void outbox_reply(int64_t, const char *, size_t);
+void outbox_session_down(uint64_t, const char *);
+void outbox_detach(struct client *);
+void outbox_shutdown(void);
+u_int outbox_queued(void);
+u_int outbox_inflight(void);
+
+/* status.c: the daemon's view of upstream and its JSON. */
+struct status {
+	enum upstream_state state;
+	uint64_t session;
+	char *reason;
+	int64_t retry_at; /* monotonic ms, when reconnecting */
+	char *team;	  /* JSON, from rtm.connect */
+	char *self;
+	char *team_name;
+	char *self_name;
+	double connected_since; /* wall clock */
+	int64_t connected_mono;
+	uint64_t reconnects;
+	int64_t rtt_us;
+	uint64_t events;
+	uint64_t events_dropped;
+	uint64_t clients_total;
+	uint64_t clients_dropped;
+	uint64_t sent;
+	uint64_t failed;
+	double started;
+};
+extern struct status status;
+void status_init(void);
+void status_update(struct mailbox_msg *);
+struct json_object *status_hello(void);
+struct json_object *status_state(void);
+struct json_object *status_full(void);
+void status_free(void);
+
+/* slackd.c */
+extern struct event_base *slackd_base;
+extern struct config *slackd_conf;
+extern struct upstream *slackd_upstream;
+extern int slackd_stopping;
+void slackd_shutdown(int);
+void slackd_clients_gone(void);
+
+#endif

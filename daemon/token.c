@@ -1,0 +1,194 @@
+/*
+ * Where the Slack token comes from, and how it is kept.
+ *
+ * Sources, first match wins:
+ *   1. $CREDENTIALS_DIRECTORY/slack-token   (systemd LoadCredential=)
+ *   2. token_file from the config
+ *   3. $SLACK_API_TOKEN                     (removed from our environment)
+ *
+ * A token file must be a regular file owned by us or root that group and
+ * others cannot access.  The token lives in its own locked page excluded
+ * from core dumps, and is wiped when freed.  It never appears in argv,
+ * logs or errors: messages name the source, never the value.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "slackd.h"
+
+#define TOKEN_MAX     512
+#define TOKEN_PAGE    4096
+#define TOKEN_ENV     "SLACK_API_TOKEN"
+#define TOKEN_CRED    "slack-token"
+
+extern char **environ;
+
+/* A copy of s in a page of its own: locked, not dumped, wiped on free. */
+char *
+token_secret_dup(const char *s)
+{
+	size_t len = strlen(s);
+	char *p;
+
+	if (len >= TOKEN_PAGE)
+		fatalx("secret too long");
+	p = mmap(NULL, TOKEN_PAGE, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		fatal("mmap");
+	(void)madvise(p, TOKEN_PAGE, MADV_DONTDUMP);
+	(void)mlock(p, TOKEN_PAGE);
+	memcpy(p, s, len + 1);
+	return p;
+}
+
+void
+token_secret_free(char *p)
+{
+	if (p == NULL)
+		return;
+	util_wipe(p, TOKEN_PAGE);
+	munlock(p, TOKEN_PAGE);
+	munmap(p, TOKEN_PAGE);
+}
+
+/* Printable ASCII without spaces, 1 to 512 bytes. */
+int
+token_valid(const char *t)
+{
+	size_t n;
+
+	for (n = 0; t[n] != '\0'; n++) {
+		if (!isgraph((unsigned char)t[n]))
+			return 0;
+	}
+	return n > 0 && n <= TOKEN_MAX;
+}
+
+static char *
+token_from_file(const char *path, char **err)
+{
+	char buf[TOKEN_MAX + 64], *tok;
+	struct stat sb;
+	ssize_t n;
+	size_t len = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		xasprintf(err, "cannot open token file %s: %s", path,
+		    strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
+		xasprintf(err, "token file %s is not a regular file", path);
+		close(fd);
+		return NULL;
+	}
+	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+		xasprintf(err, "token file %s is accessible by group or others "
+		    "(mode %04o); refusing it: chmod 600 %s", path,
+		    (unsigned)(sb.st_mode & 07777), path);
+		close(fd);
+		return NULL;
+	}
+	if (sb.st_uid != geteuid() && sb.st_uid != 0) {
+		xasprintf(err, "token file %s is owned by uid %u, not by us "
+		    "(uid %u) or root; refusing it", path, (unsigned)sb.st_uid,
+		    (unsigned)geteuid());
+		close(fd);
+		return NULL;
+	}
+	while (len < sizeof buf - 1) {
+		n = read(fd, buf + len, sizeof buf - 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	while (len > 0 && isspace((unsigned char)buf[len - 1]))
+		buf[--len] = '\0';
+	if (!token_valid(buf)) {
+		util_wipe(buf, sizeof buf);
+		xasprintf(err, "token file %s does not hold a token (expected "
+		    "one line of at most %d printable characters)", path,
+		    TOKEN_MAX);
+		return NULL;
+	}
+	tok = token_secret_dup(buf);
+	util_wipe(buf, sizeof buf);
+	return tok;
+}
+
+/* Take $SLACK_API_TOKEN and remove it, value wiped, from our environment. */
+static char *
+token_from_env(char **err)
+{
+	char **e, *v, *tok;
+	size_t klen = strlen(TOKEN_ENV);
+
+	if ((v = getenv(TOKEN_ENV)) == NULL || *v == '\0')
+		return NULL;
+	if (!token_valid(v)) {
+		xasprintf(err, "%s does not hold a token (expected at most %d "
+		    "printable characters without spaces)", TOKEN_ENV,
+		    TOKEN_MAX);
+		return NULL;
+	}
+	tok = token_secret_dup(v);
+	for (e = environ; *e != NULL; e++) {
+		if (strncmp(*e, TOKEN_ENV, klen) == 0 && (*e)[klen] == '=')
+			util_wipe(*e + klen + 1, strlen(*e + klen + 1));
+	}
+	unsetenv(TOKEN_ENV);
+	return tok;
+}
+
+/*
+ * Find the token.  Returns it (free with token_secret_free) and names its
+ * source in *source, or returns NULL with *err set.
+ */
+char *
+token_load(const struct config *conf, const char **source, char **err)
+{
+	const char *dir;
+	char *path, *tok;
+	struct stat sb;
+
+	*err = NULL;
+	dir = getenv("CREDENTIALS_DIRECTORY");
+	if (dir != NULL && *dir != '\0') {
+		xasprintf(&path, "%s/%s", dir, TOKEN_CRED);
+		if (stat(path, &sb) == 0) {
+			tok = token_from_file(path, err);
+			free(path);
+			*source = "systemd credential " TOKEN_CRED;
+			return tok;
+		}
+		free(path);
+	}
+	if (conf->token_file != NULL) {
+		*source = "token_file";
+		return token_from_file(conf->token_file, err);
+	}
+	if ((tok = token_from_env(err)) != NULL || *err != NULL) {
+		*source = TOKEN_ENV;
+		return tok;
+	}
+	xasprintf(err, "no Slack token: set token_file in the configuration, "
+	    "provide the systemd credential \"%s\", or set %s", TOKEN_CRED,
+	    TOKEN_ENV);
+	return NULL;
+}

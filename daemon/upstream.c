@@ -1,0 +1,1153 @@
+/*
+ * The upstream thread: everything that talks to Slack, on libwebsockets'
+ * own poll loop (Debian's lws cannot run on libevent, see DESIGN.md §1).
+ *
+ * One connection cycle:
+ *
+ *   WAITING --timer--> API (GET rtm.connect) --ok--> SOCKET (wss upgrade)
+ *      ^                 |                              |
+ *      |              failure                       established
+ *      |                 v                              v
+ *      +----backoff---- end <----closed---- LIVE <--hello-- HELLO
+ *
+ * Slack's app-level ping goes out every ping_interval once LIVE; no pong
+ * within pong_timeout means the connection is dead and it is dropped at
+ * once.  Failures back off exponentially with full jitter (backoff.c), at
+ * least Retry-After on rate limits, and rtm.connect calls also pass a
+ * token bucket sized to Slack's tier 1.  Permanent auth errors stop it.
+ *
+ * The main thread talks to us only through the inbox (woken with
+ * lws_cancel_service(), the one lws call that is safe from another thread);
+ * we answer through its mailbox.  Message ids we put on the wire are even
+ * (pings); the main thread's are odd.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "slackd.h"
+
+#define UPSTREAM_MAX_BODY    (1024 * 1024) /* rtm.connect answer */
+#define UPSTREAM_CLOSE_WAIT  2000	   /* ms for a close handshake */
+#define UPSTREAM_RATE_WAIT   60000	   /* 429 without Retry-After */
+#define UPSTREAM_MAX_DEPTH   64
+#define UPSTREAM_TX_MAX	     (PROTOCOL_RTM_MAX_FRAME + 256)
+
+enum upstream_phase {
+	PHASE_WAITING, /* timer to the next attempt */
+	PHASE_API,     /* rtm.connect in flight */
+	PHASE_SOCKET,  /* WebSocket connecting */
+	PHASE_HELLO,   /* waiting for hello */
+	PHASE_LIVE,
+	PHASE_CLOSING, /* close handshake under way */
+	PHASE_FAILED,  /* permanent error, idle until stopped */
+	PHASE_DONE,    /* stopped: leave the loop */
+};
+
+struct upstream {
+	struct upstream_params p;
+	struct webapi_url api;
+	struct lws_context *ctx;
+	pthread_t thread;
+
+	struct mailbox inbox; /* main -> upstream */
+	struct mailbox *out;  /* upstream -> main */
+
+	pthread_mutex_t lock; /* alive, started */
+	pthread_cond_t cond;
+	int alive;   /* ctx exists: lws_cancel_service() is safe */
+	int started; /* 1 ok, -1 failed */
+	char *start_error;
+
+	enum upstream_phase phase;
+	enum upstream_state reported;
+	int stopping;
+	uint64_t session;
+	struct backoff backoff;
+	struct ratelimit_bucket connect_bucket;
+
+	/* rtm.connect */
+	struct lws *http;
+	int http_status;
+	char *body;
+	size_t body_len;
+	int64_t retry_after; /* ms, -1 if none */
+
+	/* the RTM WebSocket */
+	struct webapi_connect rtm;
+	struct webapi_url ws;
+	struct lws *wsi;
+	int64_t live_at;
+	char *rx;
+	size_t rx_len;
+	int rx_over;
+	int rx_binary;
+	struct mailbox_list writes;
+	unsigned char tx[LWS_PRE + UPSTREAM_TX_MAX];
+	int close_code;
+	int peer_close_code;
+	char *end_reason;
+	int end_prompt; /* reconnect without backoff */
+	int64_t ping_id;
+	int64_t ping_sent;
+	int ping_unwritten;
+
+	lws_sorted_usec_list_t sul_attempt;
+	lws_sorted_usec_list_t sul_deadline;
+	lws_sorted_usec_list_t sul_ping;
+	lws_sorted_usec_list_t sul_pong;
+};
+
+static void upstream_attempt(lws_sorted_usec_list_t *);
+static void upstream_session_lost(struct upstream *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+static void upstream_retry(struct upstream *, int64_t, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+const char *
+upstream_state_name(enum upstream_state s)
+{
+	switch (s) {
+	case UPSTREAM_CONNECTING:
+		return PROTOCOL_STATE_CONNECTING;
+	case UPSTREAM_CONNECTED:
+		return PROTOCOL_STATE_CONNECTED;
+	case UPSTREAM_RECONNECTING:
+		return PROTOCOL_STATE_RECONNECTING;
+	case UPSTREAM_FAILED:
+		return PROTOCOL_STATE_FAILED;
+	case UPSTREAM_STOPPING:
+		return PROTOCOL_STATE_STOPPING;
+	}
+	return "unknown";
+}
+
+static void
+upstream_timer(struct upstream *up, lws_sorted_usec_list_t *sul, int64_t ms,
+    sul_cb_t cb)
+{
+	if (ms < 0)
+		ms = 0;
+	lws_sul_schedule(up->ctx, 0, sul, cb, (lws_usec_t)ms * 1000);
+}
+
+static void
+upstream_tell(struct upstream *up, struct mailbox_msg *m)
+{
+	mailbox_post(up->out, m);
+}
+
+static void
+upstream_state(struct upstream *up, enum upstream_state st, int64_t retry_in,
+    const char *reason)
+{
+	struct mailbox_msg *m;
+
+	m = mailbox_msg_new(MAILBOX_STATE);
+	m->state = st;
+	m->session = up->session;
+	m->retry_in = retry_in;
+	if (reason != NULL)
+		m->text = xstrdup(reason);
+	if (st == UPSTREAM_CONNECTED) {
+		m->len = (size_t)xasprintf(&m->data,
+		    "{\"team\":%s,\"self\":%s}", up->rtm.team, up->rtm.self);
+	}
+	up->reported = st;
+	upstream_tell(up, m);
+}
+
+/* Hand a frame the main thread asked us to send back to it, unwritten. */
+static void
+upstream_return(struct upstream *up, struct mailbox_msg *m)
+{
+	m->type = MAILBOX_RETURNED;
+	free(m->data);
+	m->data = NULL;
+	m->len = 0;
+	upstream_tell(up, m);
+}
+
+static void
+upstream_finish(struct upstream *up)
+{
+	up->phase = PHASE_DONE;
+	lws_cancel_service(up->ctx); /* leave lws_service() */
+}
+
+/* ---- scheduling attempts ------------------------------------------------ */
+
+/*
+ * Wait delay ms (at least) and try again.  The reason is what the user
+ * sees in logs, status and slackd.state.
+ */
+static void
+upstream_retry(struct upstream *up, int64_t delay, const char *fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	if (up->stopping) {
+		upstream_finish(up);
+		return;
+	}
+	up->phase = PHASE_WAITING;
+	log_warnx("upstream: %s; reconnecting in %.1f s", reason,
+	    (double)delay / 1000);
+	upstream_state(up, UPSTREAM_RECONNECTING, delay, reason);
+	upstream_timer(up, &up->sul_attempt, delay, upstream_attempt);
+}
+
+static void
+upstream_backoff(struct upstream *up, int64_t at_least, const char *reason)
+{
+	int64_t delay = backoff_next(&up->backoff);
+
+	if (delay < at_least)
+		delay = at_least;
+	upstream_retry(up, delay, "%s", reason);
+}
+
+static void
+upstream_fatal(struct upstream *up, const char *error)
+{
+	struct mailbox_msg *m;
+	char *reason;
+
+	up->phase = PHASE_FAILED;
+	xasprintf(&reason, "authentication failed: %s", error);
+	log_warnx("upstream: Slack refused the token (%s); not retrying",
+	    error);
+	upstream_state(up, UPSTREAM_FAILED, 0, reason);
+	m = mailbox_msg_new(MAILBOX_FATAL);
+	m->text = reason;
+	upstream_tell(up, m);
+}
+
+/* ---- rtm.connect ----------------------------------------------------------- */
+
+static void
+upstream_http_cleanup(struct upstream *up)
+{
+	lws_sul_cancel(&up->sul_deadline);
+	if (up->http != NULL) {
+		lws_set_timeout(up->http, PENDING_TIMEOUT_USER_OK,
+		    LWS_TO_KILL_ASYNC);
+		up->http = NULL;
+	}
+	free(up->body);
+	up->body = NULL;
+	up->body_len = 0;
+}
+
+static void
+upstream_http_deadline(lws_sorted_usec_list_t *sul)
+{
+	struct upstream *up = lws_container_of(sul, struct upstream,
+	    sul_deadline);
+	char reason[128];
+
+	snprintf(reason, sizeof reason, "rtm.connect got no answer within "
+	    "%.1f s", (double)up->p.connect_timeout / 1000);
+	upstream_http_cleanup(up);
+	upstream_backoff(up, 0, reason);
+}
+
+static void
+upstream_attempt(lws_sorted_usec_list_t *sul)
+{
+	struct upstream *up = lws_container_of(sul, struct upstream,
+	    sul_attempt);
+	struct lws_client_connect_info i;
+	int64_t wait;
+	char *path;
+
+	if (up->stopping)
+		return;
+	if (!ratelimit_bucket_take(&up->connect_bucket,
+	    up->p.rtm_connect_interval > 0 ?
+		1000.0 / (double)up->p.rtm_connect_interval : 1e9,
+	    up->p.rtm_connect_burst, util_now_ms(), &wait)) {
+		upstream_retry(up, wait, "holding back rtm.connect to stay "
+		    "within Slack's rate limit");
+		return;
+	}
+	up->phase = PHASE_API;
+	up->http_status = 0;
+	up->retry_after = -1;
+	upstream_state(up, UPSTREAM_CONNECTING, 0, NULL);
+	log_debug("upstream: calling rtm.connect at %s", up->p.api_url);
+
+	xasprintf(&path, "%srtm.connect", up->api.path);
+	memset(&i, 0, sizeof i);
+	i.context = up->ctx;
+	i.address = up->api.host;
+	i.host = up->api.host;
+	i.port = up->api.port;
+	i.path = path;
+	i.method = "GET";
+	i.ssl_connection = up->api.tls ? LCCSCF_USE_SSL : 0;
+	i.alpn = "http/1.1";
+	i.local_protocol_name = "slackd-http";
+	i.pwsi = &up->http;
+	i.opaque_user_data = up;
+	upstream_timer(up, &up->sul_deadline, up->p.connect_timeout,
+	    upstream_http_deadline);
+	if (lws_client_connect_via_info(&i) == NULL) {
+		up->http = NULL;
+		upstream_http_cleanup(up);
+		upstream_backoff(up, 0, "cannot start a connection to the "
+					"Web API");
+	}
+	free(path);
+}
+
+static void upstream_ws_connect(struct upstream *);
+
+/* The whole rtm.connect answer is in: decide what happens next. */
+static void
+upstream_http_done(struct upstream *up)
+{
+	struct webapi_connect c;
+	char *err = NULL, reason[512];
+	int64_t wait;
+
+	wait = up->retry_after >= 0 ? up->retry_after : UPSTREAM_RATE_WAIT;
+	if (up->http_status == 429) {
+		upstream_http_cleanup(up);
+		snprintf(reason, sizeof reason, "rtm.connect rate limited "
+		    "(HTTP 429, Retry-After %.0f s)", (double)wait / 1000);
+		upstream_backoff(up, wait, reason);
+		return;
+	}
+	if (webapi_parse_connect(up->body, up->body_len, &c, &err) != 0) {
+		snprintf(reason, sizeof reason, "rtm.connect answered HTTP %d: "
+		    "%s", up->http_status, err);
+		free(err);
+		upstream_http_cleanup(up);
+		upstream_backoff(up, 0, reason);
+		return;
+	}
+	upstream_http_cleanup(up);
+	if (!c.ok) {
+		if (webapi_permanent_error(c.error))
+			upstream_fatal(up, c.error);
+		else if (strcmp(c.error, "ratelimited") == 0) {
+			snprintf(reason, sizeof reason, "rtm.connect: "
+			    "ratelimited (Retry-After %.0f s)",
+			    (double)wait / 1000);
+			upstream_backoff(up, wait, reason);
+		} else {
+			snprintf(reason, sizeof reason, "rtm.connect: %.200s",
+			    c.error);
+			upstream_backoff(up, 0, reason);
+		}
+		webapi_connect_free(&c);
+		return;
+	}
+	webapi_connect_free(&up->rtm);
+	up->rtm = c;
+	webapi_url_free(&up->ws);
+	if (webapi_parse_url(up->rtm.url, 1, &up->ws, &err) != 0) {
+		snprintf(reason, sizeof reason, "rtm.connect gave a bad "
+		    "WebSocket URL: %s", err);
+		free(err);
+		upstream_backoff(up, 0, reason);
+		return;
+	}
+	upstream_ws_connect(up);
+}
+
+static void
+upstream_http_failed(struct upstream *up, const char *why)
+{
+	char reason[512];
+	const char *detail = log_lws_last();
+
+	if (detail != NULL && *detail != '\0' && strstr(why, "SSL") != NULL)
+		snprintf(reason, sizeof reason, "rtm.connect to %s failed: "
+		    "%s (%s)", up->api.host, why, detail);
+	else
+		snprintf(reason, sizeof reason, "rtm.connect to %s failed: %s",
+		    up->api.host, why);
+	up->http = NULL;
+	upstream_http_cleanup(up);
+	upstream_backoff(up, 0, reason);
+}
+
+static int
+upstream_http_header(struct upstream *up, struct lws *wsi, void *in,
+    size_t len)
+{
+	unsigned char **p = in, *end = *p + len;
+	char auth[600];
+	int n;
+
+	n = snprintf(auth, sizeof auth, "Bearer %s", up->p.token);
+	if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
+	    (unsigned char *)auth, n, p, end) ||
+	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_USER_AGENT,
+		(const unsigned char *)"slackd/" PACKAGE_VERSION,
+		(int)strlen("slackd/" PACKAGE_VERSION), p, end)) {
+		util_wipe(auth, sizeof auth);
+		return -1;
+	}
+	util_wipe(auth, sizeof auth);
+	return 0;
+}
+
+static void
+upstream_http_established(struct upstream *up, struct lws *wsi)
+{
+	char buf[64];
+	int64_t ms;
+
+	up->http_status = (int)lws_http_client_http_response(wsi);
+	if (lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_RETRY_AFTER) >
+		0 &&
+	    webapi_retry_after(buf, &ms) == 0)
+		up->retry_after = ms;
+}
+
+static int
+upstream_http_body(struct upstream *up, const void *in, size_t len)
+{
+	if (up->body_len + len > UPSTREAM_MAX_BODY)
+		return -1;
+	up->body = xrealloc(up->body, up->body_len + len + 1);
+	memcpy(up->body + up->body_len, in, len);
+	up->body_len += len;
+	up->body[up->body_len] = '\0';
+	return 0;
+}
+
+static int
+upstream_http_cb(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+	struct upstream *up = lws_get_opaque_user_data(wsi);
+	char buf[LWS_PRE + 4096], *px;
+	int lenx;
+
+	if (up == NULL || wsi != up->http)
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		return upstream_http_header(up, wsi, in, len);
+	case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
+		upstream_http_established(up, wsi);
+		return 0;
+	case LWS_CALLBACK_RECEIVE_CLIENT_HTTP:
+		px = buf + LWS_PRE;
+		lenx = (int)(sizeof buf - LWS_PRE);
+		if (lws_http_client_read(wsi, &px, &lenx) < 0)
+			return -1;
+		return 0;
+	case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
+		if (upstream_http_body(up, in, len) != 0) {
+			upstream_http_failed(up, "answer larger than 1 MiB");
+			return -1;
+		}
+		return 0;
+	case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
+		up->http = NULL; /* lws closes it */
+		upstream_http_done(up);
+		return 0;
+	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+		up->http = NULL;
+		upstream_http_failed(up, "connection closed before the answer "
+					 "was complete");
+		return 0;
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		up->http = NULL;
+		upstream_http_failed(up, in != NULL ? (const char *)in :
+						      "connection failed");
+		return 0;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ---- the RTM WebSocket ------------------------------------------------------ */
+
+static void
+upstream_ws_deadline(lws_sorted_usec_list_t *sul)
+{
+	struct upstream *up = lws_container_of(sul, struct upstream,
+	    sul_deadline);
+
+	switch (up->phase) {
+	case PHASE_SOCKET:
+		upstream_session_lost(up, 0, "WebSocket connection to %s not "
+		    "established within %.1f s", up->ws.host,
+		    (double)up->p.connect_timeout / 1000);
+		break;
+	case PHASE_HELLO:
+		upstream_session_lost(up, 0, "no hello from Slack within "
+		    "%.1f s", (double)up->p.hello_timeout / 1000);
+		break;
+	case PHASE_CLOSING:
+		upstream_session_lost(up, 0, "%s",
+		    up->end_reason != NULL ? up->end_reason :
+					     "close handshake timed out");
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+upstream_ws_connect(struct upstream *up)
+{
+	struct lws_client_connect_info i;
+
+	up->phase = PHASE_SOCKET;
+	up->peer_close_code = 0;
+	up->close_code = 0;
+	up->end_prompt = 0;
+	free(up->end_reason);
+	up->end_reason = NULL;
+	log_debug("upstream: opening the RTM WebSocket to %s:%d", up->ws.host,
+	    up->ws.port);
+
+	memset(&i, 0, sizeof i);
+	i.context = up->ctx;
+	i.address = up->ws.host;
+	i.host = up->ws.host;
+	i.port = up->ws.port;
+	i.path = up->ws.path;
+	i.ssl_connection = up->ws.tls ? LCCSCF_USE_SSL : 0;
+	i.local_protocol_name = "slackd-rtm";
+	i.pwsi = &up->wsi;
+	i.opaque_user_data = up;
+	upstream_timer(up, &up->sul_deadline, up->p.connect_timeout,
+	    upstream_ws_deadline);
+	if (lws_client_connect_via_info(&i) == NULL) {
+		up->wsi = NULL;
+		lws_sul_cancel(&up->sul_deadline);
+		upstream_backoff(up, 0, "cannot start the WebSocket "
+					"connection");
+	}
+}
+
+/*
+ * The session is over, for whatever reason: give back what was not
+ * written, tell the main thread, and plan the next attempt.
+ */
+static void
+upstream_session_end(struct upstream *up, const char *reason)
+{
+	struct mailbox_msg *m;
+	int64_t up_for = 0;
+	int was_live = up->live_at != 0;
+
+	lws_sul_cancel(&up->sul_deadline);
+	lws_sul_cancel(&up->sul_ping);
+	lws_sul_cancel(&up->sul_pong);
+	up->wsi = NULL;
+	free(up->rx);
+	up->rx = NULL;
+	up->rx_len = 0;
+	up->ping_sent = 0;
+	up->ping_unwritten = 0;
+	while ((m = STAILQ_FIRST(&up->writes)) != NULL) {
+		STAILQ_REMOVE_HEAD(&up->writes, entry);
+		upstream_return(up, m);
+	}
+	if (was_live) {
+		up_for = util_now_ms() - up->live_at;
+		up->live_at = 0;
+		m = mailbox_msg_new(MAILBOX_SESSION_DOWN);
+		m->session = up->session;
+		m->text = xstrdup(reason);
+		upstream_tell(up, m);
+		if (up_for >= up->p.reconnect_reset)
+			backoff_reset(&up->backoff);
+	}
+	if (up->stopping) {
+		log_info("upstream: connection closed");
+		upstream_finish(up);
+		return;
+	}
+	if (up->end_prompt && backoff_ceiling(&up->backoff) <= up->p.reconnect_min)
+		upstream_retry(up, 0, "%s", reason);
+	else
+		upstream_backoff(up, 0, reason);
+}
+
+/*
+ * Give up on this session.  graceful: send a Close and wait a moment for
+ * Slack's; otherwise drop the socket at once (it is presumed dead).
+ */
+static void
+upstream_session_lost(struct upstream *up, int graceful, const char *fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	if (up->wsi == NULL) {
+		upstream_session_end(up, reason);
+		return;
+	}
+	if (graceful && up->phase != PHASE_CLOSING &&
+	    (up->phase == PHASE_LIVE || up->phase == PHASE_HELLO)) {
+		free(up->end_reason);
+		up->end_reason = xstrdup(reason);
+		up->phase = PHASE_CLOSING;
+		up->close_code = LWS_CLOSE_STATUS_NORMAL;
+		lws_callback_on_writable(up->wsi);
+		upstream_timer(up, &up->sul_deadline, UPSTREAM_CLOSE_WAIT,
+		    upstream_ws_deadline);
+		return;
+	}
+	/* Kill it now; the CLIENT_CLOSED callback is ignored. */
+	lws_set_opaque_user_data(up->wsi, NULL);
+	lws_set_timeout(up->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	lws_cancel_service(up->ctx);
+	upstream_session_end(up, reason);
+}
+
+static void
+upstream_pong_deadline(lws_sorted_usec_list_t *sul)
+{
+	struct upstream *up = lws_container_of(sul, struct upstream, sul_pong);
+
+	if (up->phase != PHASE_LIVE || up->ping_sent == 0)
+		return;
+	upstream_session_lost(up, 0, "no pong from Slack within %.1f s",
+	    (double)up->p.pong_timeout / 1000);
+}
+
+static void
+upstream_ping(lws_sorted_usec_list_t *sul)
+{
+	struct upstream *up = lws_container_of(sul, struct upstream, sul_ping);
+
+	if (up->phase != PHASE_LIVE)
+		return;
+	up->ping_id += 2;
+	up->ping_sent = util_now_ms();
+	up->ping_unwritten = 1;
+	lws_callback_on_writable(up->wsi);
+	/* The deadline counts from now, written or not: a stuck socket is dead. */
+	upstream_timer(up, &up->sul_pong, up->p.pong_timeout,
+	    upstream_pong_deadline);
+	upstream_timer(up, &up->sul_ping, up->p.ping_interval, upstream_ping);
+}
+
+static void
+upstream_live(struct upstream *up)
+{
+	up->phase = PHASE_LIVE;
+	up->live_at = util_now_ms();
+	lws_sul_cancel(&up->sul_deadline);
+	log_info("upstream: connected to %s as %s (session %llu)",
+	    up->rtm.team_name, up->rtm.self_name,
+	    (unsigned long long)up->session);
+	upstream_state(up, UPSTREAM_CONNECTED, 0, NULL);
+	upstream_timer(up, &up->sul_ping, up->p.ping_interval, upstream_ping);
+}
+
+static void
+upstream_pong(struct upstream *up)
+{
+	struct mailbox_msg *m;
+
+	m = mailbox_msg_new(MAILBOX_PONG);
+	m->id = (util_now_ms() - up->ping_sent) * 1000;
+	up->ping_sent = 0;
+	lws_sul_cancel(&up->sul_pong);
+	upstream_tell(up, m);
+}
+
+static void
+upstream_event(struct upstream *up, const struct jscan *js, size_t len)
+{
+	struct mailbox_msg *m;
+
+	m = mailbox_msg_new(MAILBOX_EVENT);
+	m->session = up->session;
+	m->data = xmalloc(len + 1);
+	memcpy(m->data, up->rx, len);
+	m->data[len] = '\n';
+	m->len = len + 1;
+	memcpy(m->etype, js->type, sizeof m->etype);
+	memcpy(m->channel, js->channel, sizeof m->channel);
+	upstream_tell(up, m);
+}
+
+/* One complete frame from Slack, in up->rx. */
+static void
+upstream_frame(struct upstream *up)
+{
+	struct mailbox_msg *m;
+	struct jscan js;
+	size_t len = up->rx_len;
+
+	if (up->rx_over) {
+		log_warnx("upstream: dropped an event larger than max_event "
+			  "(%zu bytes)", up->p.max_event);
+		upstream_tell(up, mailbox_msg_new(MAILBOX_DROPPED));
+		return;
+	}
+	if (up->rx_binary) {
+		log_warnx("upstream: ignored a binary frame from Slack");
+		upstream_tell(up, mailbox_msg_new(MAILBOX_DROPPED));
+		return;
+	}
+	if (jscan_object(up->rx, len, UPSTREAM_MAX_DEPTH, &js) != 0) {
+		log_warnx("upstream: dropped a frame that is not a JSON object "
+			  "(%s at byte %zu of %zu)", js.error, js.error_at, len);
+		upstream_tell(up, mailbox_msg_new(MAILBOX_DROPPED));
+		return;
+	}
+	if (js.spaces)
+		len = jscan_compact(up->rx, len);
+
+	if (up->phase == PHASE_HELLO) {
+		if (strcmp(js.type, "hello") != 0) {
+			upstream_session_lost(up, 1, "first frame from Slack "
+			    "was \"%.40s\", not hello", js.type);
+			return;
+		}
+		upstream_live(up);
+	} else if (up->phase != PHASE_LIVE)
+		return;
+
+	if (js.has_reply_to && (js.type[0] == '\0' ||
+	    strcmp(js.type, "pong") == 0)) {
+		if (js.reply_to % 2 == 0) {
+			if (js.reply_to == up->ping_id && up->ping_sent != 0)
+				upstream_pong(up);
+			return;
+		}
+		m = mailbox_msg_new(MAILBOX_REPLY);
+		m->id = js.reply_to;
+		m->data = xmemdup(up->rx, len);
+		m->len = len;
+		upstream_tell(up, m);
+		return;
+	}
+	upstream_event(up, &js, len);
+	if (strcmp(js.type, "goodbye") == 0) {
+		up->end_prompt = 1;
+		upstream_session_lost(up, 1, "Slack said goodbye");
+	} else if (strcmp(js.type, "error") == 0) {
+		up->end_prompt = 1;
+		upstream_session_lost(up, 1, "Slack sent an error event: %.200s",
+		    up->rx);
+	}
+}
+
+static int
+upstream_receive(struct upstream *up, struct lws *wsi, const void *in,
+    size_t len)
+{
+	if (lws_is_first_fragment(wsi)) {
+		up->rx_len = 0;
+		up->rx_over = 0;
+		up->rx_binary = lws_frame_is_binary(wsi);
+	}
+	if (!up->rx_over) {
+		if (up->rx_len + len > up->p.max_event) {
+			up->rx_over = 1;
+			free(up->rx);
+			up->rx = NULL;
+			up->rx_len = 0;
+		} else {
+			up->rx = xrealloc(up->rx, up->rx_len + len + 1);
+			memcpy(up->rx + up->rx_len, in, len);
+			up->rx_len += len;
+		}
+	}
+	if (lws_is_final_fragment(wsi) &&
+	    lws_remaining_packet_payload(wsi) == 0) {
+		upstream_frame(up);
+		if (up->rx != NULL && up->rx_len > 65536) {
+			free(up->rx);
+			up->rx = NULL;
+		}
+		up->rx_len = 0;
+	}
+	return 0;
+}
+
+static int
+upstream_writeable(struct upstream *up, struct lws *wsi)
+{
+	struct mailbox_msg *m;
+	unsigned char *p = up->tx + LWS_PRE;
+	size_t len;
+
+	if (up->phase == PHASE_CLOSING) {
+		const char *why = "slackd closing";
+
+		lws_close_reason(wsi, (enum lws_close_status)up->close_code,
+		    (unsigned char *)why, strlen(why));
+		return -1;
+	}
+	if (up->phase != PHASE_LIVE)
+		return 0;
+	if (up->ping_unwritten) {
+		len = (size_t)snprintf((char *)p, UPSTREAM_TX_MAX,
+		    "{\"id\":%lld,\"type\":\"ping\"}", (long long)up->ping_id);
+		up->ping_unwritten = 0;
+		if (lws_write(wsi, p, len, LWS_WRITE_TEXT) < (int)len)
+			return -1;
+	} else if ((m = STAILQ_FIRST(&up->writes)) != NULL) {
+		STAILQ_REMOVE_HEAD(&up->writes, entry);
+		if (m->len > UPSTREAM_TX_MAX) {
+			upstream_return(up, m); /* cannot happen: checked */
+			return 0;
+		}
+		memcpy(p, m->data, m->len);
+		len = m->len;
+		free(m->data);
+		m->data = NULL;
+		m->len = 0;
+		m->type = MAILBOX_WRITTEN;
+		m->session = up->session;
+		if (lws_write(wsi, p, len, LWS_WRITE_TEXT) < (int)len) {
+			upstream_tell(up, m);
+			return -1;
+		}
+		upstream_tell(up, m);
+	}
+	if (up->ping_unwritten || !STAILQ_EMPTY(&up->writes))
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static void
+upstream_peer_close(struct upstream *up, const void *in, size_t len)
+{
+	const unsigned char *p = in;
+
+	if (len >= 2)
+		up->peer_close_code = (p[0] << 8) | p[1];
+}
+
+static void
+upstream_closed(struct upstream *up, const char *why)
+{
+	char reason[512];
+
+	if (up->end_reason != NULL)
+		snprintf(reason, sizeof reason, "%s", up->end_reason);
+	else if (up->peer_close_code != 0)
+		snprintf(reason, sizeof reason, "Slack closed the connection "
+		    "(code %d)", up->peer_close_code);
+	else
+		snprintf(reason, sizeof reason, "%s", why);
+	upstream_session_end(up, reason);
+}
+
+static void upstream_drain(struct upstream *);
+
+static int
+upstream_rtm_cb(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+	struct upstream *up;
+	char why[512];
+
+	if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+		if ((up = lws_context_user(lws_get_context(wsi))) != NULL)
+			upstream_drain(up);
+		return 0; /* never non-zero here */
+	}
+	up = lws_get_opaque_user_data(wsi);
+	if (up == NULL || wsi != up->wsi)
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		snprintf(why, sizeof why, "WebSocket connection to %s failed: "
+		    "%s", up->ws.host, in != NULL ? (const char *)in : "error");
+		up->wsi = NULL;
+		upstream_session_end(up, why);
+		return 0;
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		up->session++;
+		up->phase = PHASE_HELLO;
+		upstream_timer(up, &up->sul_deadline, up->p.hello_timeout,
+		    upstream_ws_deadline);
+		return 0;
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		return upstream_receive(up, wsi, in, len);
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		return upstream_writeable(up, wsi);
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		upstream_peer_close(up, in, len);
+		return 0;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		up->wsi = NULL;
+		upstream_closed(up, "connection to Slack lost");
+		return 0;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ---- the inbox ---------------------------------------------------------------- */
+
+static void
+upstream_stop(struct upstream *up)
+{
+	if (up->stopping)
+		return;
+	up->stopping = 1;
+	upstream_state(up, UPSTREAM_STOPPING, 0, NULL);
+	lws_sul_cancel(&up->sul_attempt);
+	switch (up->phase) {
+	case PHASE_API:
+		upstream_http_cleanup(up);
+		upstream_finish(up);
+		break;
+	case PHASE_SOCKET:
+		upstream_session_lost(up, 0, "slackd is stopping");
+		break;
+	case PHASE_HELLO:
+	case PHASE_LIVE:
+		upstream_session_lost(up, 1, "slackd is stopping");
+		break;
+	case PHASE_CLOSING:
+		break;
+	default:
+		upstream_finish(up);
+		break;
+	}
+}
+
+static void
+upstream_drain(struct upstream *up)
+{
+	struct mailbox_list list;
+	struct mailbox_msg *m;
+
+	mailbox_take(&up->inbox, &list);
+	while ((m = STAILQ_FIRST(&list)) != NULL) {
+		STAILQ_REMOVE_HEAD(&list, entry);
+		switch (m->type) {
+		case MAILBOX_SEND:
+			if (up->phase != PHASE_LIVE || up->stopping) {
+				upstream_return(up, m);
+				break;
+			}
+			STAILQ_INSERT_TAIL(&up->writes, m, entry);
+			lws_callback_on_writable(up->wsi);
+			break;
+		case MAILBOX_STOP:
+			upstream_stop(up);
+			mailbox_msg_free(m);
+			break;
+		default:
+			log_warnx("upstream: unexpected message %d", m->type);
+			mailbox_msg_free(m);
+			break;
+		}
+	}
+}
+
+/* ---- the thread --------------------------------------------------------------- */
+
+static const struct lws_protocols upstream_protocols[] = {
+	{ "slackd-http", upstream_http_cb, 0, 0, 0, NULL, 0 },
+	{ "slackd-rtm", upstream_rtm_cb, 0, 65536, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static void
+upstream_wake(void *arg)
+{
+	struct upstream *up = arg;
+
+	pthread_mutex_lock(&up->lock);
+	if (up->alive)
+		lws_cancel_service(up->ctx);
+	pthread_mutex_unlock(&up->lock);
+}
+
+static void
+upstream_started(struct upstream *up, int ok, const char *error)
+{
+	pthread_mutex_lock(&up->lock);
+	up->started = ok ? 1 : -1;
+	up->alive = ok;
+	if (error != NULL)
+		up->start_error = xstrdup(error);
+	pthread_cond_signal(&up->cond);
+	pthread_mutex_unlock(&up->lock);
+}
+
+static void *
+upstream_main(void *arg)
+{
+	struct upstream *up = arg;
+	struct lws_context_creation_info info;
+	struct mailbox_msg *m;
+	struct mailbox_list list;
+
+	memset(&info, 0, sizeof info);
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	if (up->p.ca_file != NULL) {
+		info.client_ssl_ca_filepath = up->p.ca_file;
+		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+	}
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = upstream_protocols;
+	info.user = up;
+	info.max_http_header_data = 16384;
+	info.fd_limit_per_thread = 32;
+	info.timeout_secs = (unsigned)(up->p.connect_timeout / 1000 + 5);
+	info.connect_timeout_secs = (unsigned)((up->p.connect_timeout + 999) /
+	    1000);
+	if ((up->ctx = lws_create_context(&info)) == NULL) {
+		upstream_started(up, 0, "cannot create the libwebsockets "
+					"context (see the log above)");
+		return NULL;
+	}
+	upstream_started(up, 1, NULL);
+
+	upstream_timer(up, &up->sul_attempt, 0, upstream_attempt);
+	while (up->phase != PHASE_DONE) {
+		if (lws_service(up->ctx, 0) < 0)
+			break;
+	}
+
+	/* Nothing more goes out: give back whatever is still queued. */
+	pthread_mutex_lock(&up->lock);
+	up->alive = 0;
+	pthread_mutex_unlock(&up->lock);
+	mailbox_take(&up->inbox, &list);
+	STAILQ_CONCAT(&list, &up->writes);
+	while ((m = STAILQ_FIRST(&list)) != NULL) {
+		STAILQ_REMOVE_HEAD(&list, entry);
+		if (m->type == MAILBOX_SEND)
+			upstream_return(up, m);
+		else
+			mailbox_msg_free(m);
+	}
+	lws_context_destroy(up->ctx);
+	up->ctx = NULL;
+	upstream_tell(up, mailbox_msg_new(MAILBOX_STOPPED));
+	return NULL;
+}
+
+static void
+upstream_params_copy(struct upstream_params *to,
+    const struct upstream_params *from)
+{
+	*to = *from;
+	to->api_url = xstrdup(from->api_url);
+	to->ca_file = from->ca_file != NULL ? xstrdup(from->ca_file) : NULL;
+	to->token = token_secret_dup(from->token);
+}
+
+static void
+upstream_free(struct upstream *up)
+{
+	free(up->p.api_url);
+	free(up->p.ca_file);
+	token_secret_free(up->p.token);
+	webapi_url_free(&up->api);
+	webapi_url_free(&up->ws);
+	webapi_connect_free(&up->rtm);
+	free(up->body);
+	free(up->rx);
+	free(up->end_reason);
+	free(up->start_error);
+	mailbox_destroy(&up->inbox);
+	pthread_mutex_destroy(&up->lock);
+	pthread_cond_destroy(&up->cond);
+	free(up);
+}
+
+/*
+ * Start the upstream thread.  Returns NULL with *err if it cannot run.
+ * Must be called before any other thread exists that could take our
+ * signals, and after the lws log level is set.
+ */
+struct upstream *
+upstream_start(const struct upstream_params *p, struct mailbox *out,
+    char **err)
+{
+	struct upstream *up;
+	sigset_t all, old;
+	int rc;
+
+	up = xcalloc(1, sizeof *up);
+	upstream_params_copy(&up->p, p);
+	up->out = out;
+	up->ping_id = 0;
+	up->reported = UPSTREAM_CONNECTING;
+	STAILQ_INIT(&up->writes);
+	pthread_mutex_init(&up->lock, NULL);
+	pthread_cond_init(&up->cond, NULL);
+	mailbox_init(&up->inbox, upstream_wake, up);
+	backoff_init(&up->backoff, p->reconnect_min, p->reconnect_max,
+	    util_random64());
+	if (webapi_parse_url(up->p.api_url, 0, &up->api, err) != 0) {
+		upstream_free(up);
+		return NULL;
+	}
+	if (up->api.path[strlen(up->api.path) - 1] != '/') {
+		char *path;
+
+		xasprintf(&path, "%s/", up->api.path);
+		free(up->api.path);
+		up->api.path = path;
+	}
+	lws_set_log_level(p->lws_log_level, log_lws);
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&up->thread, NULL, upstream_main, up);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		xasprintf(err, "cannot start the upstream thread: %s",
+		    strerror(rc));
+		upstream_free(up);
+		return NULL;
+	}
+	pthread_mutex_lock(&up->lock);
+	while (up->started == 0)
+		pthread_cond_wait(&up->cond, &up->lock);
+	pthread_mutex_unlock(&up->lock);
+	if (up->started < 0) {
+		*err = xstrdup(up->start_error);
+		pthread_join(up->thread, NULL);
+		upstream_free(up);
+		return NULL;
+	}
+	return up;
+}
+
+void
+upstream_post(struct upstream *up, struct mailbox_msg *m)
+{
+	mailbox_post(&up->inbox, m);
+}
+
+/* After MAILBOX_STOPPED: wait for the thread and free everything. */
+void
+upstream_join(struct upstream *up)
+{
+	pthread_join(up->thread, NULL);
+	upstream_free(up);
+}

@@ -1,0 +1,302 @@
+/*
+ * Pure parsers for what comes back from the Web API and for the URLs the
+ * daemon connects to.  No I/O here, so each is unit tested and fuzzed.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "slackd.h"
+
+#define WEBAPI_MAX_DEPTH 32
+
+/*
+ * Loopback hosts, written literally: "localhost", 127.0.0.0/8, ::1.  Plain
+ * http:// and ws:// are accepted only for these (tests, local proxies).
+ */
+int
+webapi_is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strcasecmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return 0;
+}
+
+void
+webapi_url_free(struct webapi_url *u)
+{
+	free(u->host);
+	free(u->path);
+	memset(u, 0, sizeof *u);
+}
+
+static int
+webapi_url_fail(struct webapi_url *u, char **err, const char *why,
+    const char *url)
+{
+	webapi_url_free(u);
+	xasprintf(err, "%s in URL \"%.200s\"", why, url);
+	return -1;
+}
+
+/*
+ * Split an http(s) URL (websocket 0) or ws(s) URL (websocket 1) into
+ * tls/host/port/path.  Returns 0, or -1 with *err set.
+ */
+int
+webapi_parse_url(const char *url, int websocket, struct webapi_url *u,
+    char **err)
+{
+	const char *p = url, *h, *he, *c;
+	const char *secure = websocket ? "wss://" : "https://";
+	const char *plain = websocket ? "ws://" : "http://";
+	char *end;
+	long port;
+
+	memset(u, 0, sizeof *u);
+	if (strncasecmp(p, secure, strlen(secure)) == 0) {
+		u->tls = 1;
+		p += strlen(secure);
+	} else if (strncasecmp(p, plain, strlen(plain)) == 0)
+		p += strlen(plain);
+	else {
+		xasprintf(err, "URL \"%.200s\" does not start with %s", url,
+		    secure);
+		return -1;
+	}
+	if (*p == '[') {
+		h = p + 1;
+		if ((he = strchr(h, ']')) == NULL)
+			return webapi_url_fail(u, err, "unterminated [", url);
+		c = he + 1;
+	} else {
+		h = p;
+		he = h + strcspn(h, ":/?#@");
+		c = he;
+	}
+	if (*c == '@' || memchr(h, '@', (size_t)(he - h)) != NULL)
+		return webapi_url_fail(u, err, "user name not allowed", url);
+	if (he == h)
+		return webapi_url_fail(u, err, "no host", url);
+	for (p = h; p < he; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' &&
+		    *p != ':' && *p != '_')
+			return webapi_url_fail(u, err, "bad host", url);
+	}
+	u->host = xstrndup(h, (size_t)(he - h));
+	u->port = u->tls ? 443 : 80;
+	if (*c == ':') {
+		errno = 0;
+		port = strtol(c + 1, &end, 10);
+		if (end == c + 1 || errno != 0 || port < 1 || port > 65535 ||
+		    (*end != '\0' && *end != '/' && *end != '?'))
+			return webapi_url_fail(u, err, "bad port", url);
+		u->port = (int)port;
+		c = end;
+	}
+	if (*c == '\0')
+		u->path = xstrdup("/");
+	else if (*c == '/')
+		u->path = xstrdup(c);
+	else if (*c == '?')
+		xasprintf(&u->path, "/%s", c);
+	else
+		return webapi_url_fail(u, err, "bad path", url);
+	for (p = u->path; *p != '\0'; p++) {
+		if (*p <= ' ' || *p == 0x7f || *p == '#')
+			return webapi_url_fail(u, err, "bad character", url);
+	}
+	if (!u->tls && !webapi_is_loopback(u->host))
+		return webapi_url_fail(u, err,
+		    websocket ? "ws:// is only allowed to a loopback host" :
+				"http:// is only allowed to a loopback host",
+		    url);
+	return 0;
+}
+
+void
+webapi_connect_free(struct webapi_connect *c)
+{
+	free(c->error);
+	free(c->url);
+	free(c->team);
+	free(c->self);
+	free(c->team_name);
+	free(c->self_name);
+	memset(c, 0, sizeof *c);
+}
+
+static char *
+webapi_compact(struct json_object *o)
+{
+	return xstrdup(json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static char *
+webapi_member_string(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return xstrdup(json_object_get_string(v));
+}
+
+/* Printable ASCII from the start of a body, for an error message. */
+static void
+webapi_excerpt(const char *body, size_t len, char *out, size_t outlen)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len && o + 1 < outlen; i++) {
+		if (body[i] >= ' ' && body[i] < 0x7f)
+			out[o++] = body[i];
+		else if (o > 0 && out[o - 1] != ' ')
+			out[o++] = ' ';
+	}
+	out[o] = '\0';
+}
+
+/*
+ * Parse the body of rtm.connect.  Returns 0 with c filled (c->ok says
+ * whether Slack accepted), or -1 with *err when the body is not the JSON
+ * object Slack sends.
+ */
+int
+webapi_parse_connect(const char *body, size_t len, struct webapi_connect *c,
+    char **err)
+{
+	struct json_tokener *tok;
+	struct json_object *o, *v, *team = NULL, *self = NULL;
+	char excerpt[81];
+	size_t end;
+
+	memset(c, 0, sizeof *c);
+	tok = json_tokener_new_ex(WEBAPI_MAX_DEPTH);
+	if (tok == NULL)
+		fatalx("json_tokener_new_ex");
+	json_tokener_set_flags(tok,
+	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = len > INT32_MAX ? NULL : json_tokener_parse_ex(tok, body, (int)len);
+	end = o != NULL ? json_tokener_get_parse_end(tok) : 0;
+	while (end < len && isspace((unsigned char)body[end]))
+		end++;
+	if (o == NULL || end != len ||
+	    !json_object_is_type(o, json_type_object)) {
+		json_tokener_free(tok);
+		json_object_put(o);
+		webapi_excerpt(body, len, excerpt, sizeof excerpt);
+		xasprintf(err, "answer is not a JSON object: \"%s\"", excerpt);
+		return -1;
+	}
+	json_tokener_free(tok);
+	if (!json_object_object_get_ex(o, "ok", &v) ||
+	    !json_object_is_type(v, json_type_boolean)) {
+		json_object_put(o);
+		xasprintf(err, "answer has no boolean \"ok\"");
+		return -1;
+	}
+	c->ok = json_object_get_boolean(v);
+	if (!c->ok) {
+		if ((c->error = webapi_member_string(o, "error")) == NULL)
+			c->error = xstrdup("unknown_error");
+		json_object_put(o);
+		return 0;
+	}
+	if ((c->url = webapi_member_string(o, "url")) == NULL) {
+		json_object_put(o);
+		xasprintf(err, "answer has no \"url\"");
+		return -1;
+	}
+	if (json_object_object_get_ex(o, "team", &team) &&
+	    json_object_is_type(team, json_type_object))
+		c->team = webapi_compact(team);
+	else {
+		team = NULL;
+		c->team = xstrdup("{}");
+	}
+	if (json_object_object_get_ex(o, "self", &self) &&
+	    json_object_is_type(self, json_type_object))
+		c->self = webapi_compact(self);
+	else {
+		self = NULL;
+		c->self = xstrdup("{}");
+	}
+	if ((c->team_name = webapi_member_string(team, "name")) == NULL &&
+	    (c->team_name = webapi_member_string(team, "id")) == NULL)
+		c->team_name = xstrdup("(unknown team)");
+	if ((c->self_name = webapi_member_string(self, "name")) == NULL &&
+	    (c->self_name = webapi_member_string(self, "id")) == NULL)
+		c->self_name = xstrdup("(unknown user)");
+	json_object_put(o);
+	return 0;
+}
+
+/*
+ * Errors that no amount of retrying fixes: the token is wrong, revoked, of
+ * the wrong kind, or its user or team is gone.
+ */
+int
+webapi_permanent_error(const char *error)
+{
+	static const char *permanent[] = {
+		"invalid_auth",
+		"not_authed",
+		"account_inactive",
+		"token_revoked",
+		"token_expired",
+		"not_allowed_token_type",
+		"team_disabled",
+		"user_removed_from_team",
+		"missing_scope",
+		"no_permission",
+		"ekm_access_denied",
+		"org_login_required",
+	};
+	u_int i;
+
+	for (i = 0; i < nitems(permanent); i++) {
+		if (strcmp(error, permanent[i]) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Retry-After as delta-seconds (HTTP dates are not used by Slack). */
+int
+webapi_retry_after(const char *value, int64_t *ms)
+{
+	char *end;
+	double v;
+
+	while (isspace((unsigned char)*value))
+		value++;
+	if (!isdigit((unsigned char)*value))
+		return -1;
+	errno = 0;
+	v = strtod(value, &end);
+	while (isspace((unsigned char)*end))
+		end++;
+	if (errno != 0 || *end != '\0' || v < 0)
+		return -1;
+	if (v > 3600)
+		v = 3600;
+	*ms = (int64_t)(v * 1000.0);
+	return 0;
+}

@@ -1,0 +1,383 @@
+"""Integration test harness for slackd.
+
+Each test gets a fresh fake Slack (tests/fakeslack.py, an independent
+implementation on Debian's python3-websockets) and starts slackd on a private
+socket against it.  Helpers drive slackd with raw socket clients and with
+slackctl, and every test ends by checking what a user would care about: the
+daemon exited as expected, no sanitizer report, and the Slack token appears
+in nothing slackd or slackctl wrote.
+
+Environment (set by `make check`): SLACKD, SLACKCTL (built binaries),
+TESTS_SRCDIR.  Run by hand:  make check TESTS=tests/test_basic.py
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakeslack import FakeSlack  # noqa: E402
+
+SLACKD = os.environ.get("SLACKD", os.path.abspath("slackd"))
+SLACKCTL = os.environ.get("SLACKCTL", os.path.abspath("slackctl"))
+
+# Looks like a bot token, is not one.  The suite fails if this string shows up
+# in any log, reply or slackctl output.
+TOKEN = "xoxb-test-Zq7Kx2SECRETvalue"
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:", "Sanitizer:DEADLYSIGNAL",
+                     "WARNING: ThreadSanitizer")
+
+# Fast timings so that reconnect tests take seconds, not minutes.
+FAST = {
+    "ping_interval": "1",
+    "pong_timeout": "1",
+    "hello_timeout": "2",
+    "connect_timeout": "3",
+    "reconnect_min": "0.1",
+    "reconnect_max": "0.5",
+    "rtm_connect_interval": "0",
+}
+
+
+def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s"
+                                 % (timeout, what))
+        time.sleep(interval)
+
+
+class Client:
+    """A raw client of the local socket: JSON lines in and out."""
+
+    def __init__(self, path, read_hello=True, timeout=10):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.lines = []        # every line received, raw
+        self.pending = []      # parsed, not yet consumed
+        self.eof = False
+        self.hello = self.recv() if read_hello else None
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send_raw(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def send(self, obj):
+        self.send_raw(json.dumps(obj, separators=(",", ":")) + "\n")
+
+    def _fill(self, timeout):
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(1 << 20)
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            text = line.decode("utf-8")
+            self.lines.append(text)
+            self.pending.append(json.loads(text))
+        return True
+
+    def recv(self, timeout=10):
+        """The next message (parsed), or AssertionError on timeout/EOF."""
+        deadline = time.monotonic() + timeout
+        while not self.pending:
+            left = deadline - time.monotonic()
+            if self.eof or left <= 0:
+                raise AssertionError("no message within %.1fs (eof=%s)"
+                                     % (timeout, self.eof))
+            self._fill(left)
+        return self.pending.pop(0)
+
+    def recv_until(self, pred, timeout=10, what="message"):
+        """Skip messages until pred(msg); return that one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no %s within %.1fs" % (what, timeout))
+            msg = self.recv(left)
+            if pred(msg):
+                return msg
+
+    def reply(self, msg_id, timeout=10):
+        return self.recv_until(lambda m: m.get("reply_to") == msg_id,
+                               timeout, "reply to %r" % (msg_id,))
+
+    def request(self, obj, timeout=10):
+        self.send(obj)
+        return self.reply(obj.get("id"), timeout)
+
+    def state(self, state, timeout=10):
+        return self.recv_until(
+            lambda m: m.get("type") == "slackd.state"
+            and m.get("state") == state, timeout, "slackd.state " + state)
+
+    def drain(self, quiet=0.2):
+        """Collect whatever arrives until quiet seconds pass."""
+        out = []
+        while True:
+            try:
+                out.append(self.recv(quiet))
+            except AssertionError:
+                return out
+
+    def closed_by_peer(self, timeout=5):
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            self._fill(deadline - time.monotonic())
+        return self.eof
+
+
+class Daemon:
+    """One slackd process on a private socket."""
+
+    def __init__(self, tmp, fake, token=TOKEN, **conf):
+        self.tmp = str(tmp)
+        self.fake = fake
+        self.token = token
+        self.sock = os.path.join(self.tmp, "slackd.sock")
+        self.conf_path = os.path.join(self.tmp, "slackd.conf")
+        self.token_path = os.path.join(self.tmp, "token")
+        self.log_path = os.path.join(self.tmp, "slackd.log")
+        self.proc = None
+        self.clients = []
+        self.outputs = []      # everything slackctl printed
+        self.expected_exit = 0
+        self.settings = dict(FAST)
+        if fake is not None:
+            self.settings["api_url"] = fake.api_url
+        self.settings["socket"] = self.sock
+        self.settings["token_file"] = self.token_path
+        self.settings.update({k: str(v) for k, v in conf.items()})
+
+    def write_config(self):
+        with open(self.conf_path, "w") as f:
+            for k, v in self.settings.items():
+                if v is not None:
+                    f.write("%s = %s\n" % (k, v))
+        if self.token is not None and not os.path.exists(self.token_path):
+            fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, (self.token + "\n").encode())
+            os.close(fd)
+
+    def start(self, args=("-v",), env=None, wait="connected", timeout=10):
+        self.write_config()
+        e = dict(os.environ)
+        e.pop("SLACK_API_TOKEN", None)
+        e.pop("CREDENTIALS_DIRECTORY", None)
+        e.pop("JOURNAL_STREAM", None)
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        if env:
+            e.update(env)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [SLACKD, "-d", "-f", self.conf_path] + list(args),
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            env=e)
+        if wait is None:
+            return self
+        wait_until(lambda: self._socket_up() or self.proc.poll() is not None,
+                   timeout, what="slackd's socket")
+        if self.proc.poll() is not None:
+            raise AssertionError("slackd exited with %d:\n%s"
+                                 % (self.proc.returncode, self.log_text()))
+        if wait == "connected":
+            self.wait_state("connected", timeout)
+        return self
+
+    def _socket_up(self):
+        if not os.path.exists(self.sock):
+            return False
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.sock)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def status(self):
+        c = Client(self.sock)
+        try:
+            return c.request({"id": 1, "type": "slackd.status"})
+        finally:
+            c.close()
+            self.outputs.extend(c.lines)
+
+    def wait_state(self, state, timeout=10):
+        def check():
+            if self.proc.poll() is not None:
+                raise AssertionError("slackd exited with %d:\n%s" % (
+                    self.proc.returncode, self.log_text()[-3000:]))
+            try:
+                return self.status()["state"] == state
+            except OSError:
+                return False
+        return wait_until(check, timeout, interval=0.05,
+                          what="state " + state)
+
+    def client(self, **kw):
+        c = Client(self.sock, **kw)
+        self.clients.append(c)
+        return c
+
+    def ctl(self, *args, input=None, timeout=30, env=None):
+        e = dict(os.environ)
+        e.pop("SLACKD_SOCKET", None)
+        if env:
+            e.update(env)
+        p = subprocess.run([SLACKCTL, "-s", self.sock] + list(args),
+                           input=input, capture_output=True, text=True,
+                           timeout=timeout, env=e)
+        self.outputs.append(p.stdout)
+        self.outputs.append(p.stderr)
+        return p
+
+    def log_text(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10):
+        rx = re.compile(pattern)
+        return wait_until(lambda: rx.search(self.log_text()), timeout,
+                          what="log line /%s/" % pattern)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=15):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("slackd did not exit within %ss" % timeout)
+
+    def stop(self, timeout=15):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def finish(self):
+        """Teardown checks shared by every test."""
+        rc = self.stop()
+        for c in self.clients:
+            c.close()
+            self.outputs.extend(c.lines)
+        if hasattr(self, "log"):
+            self.log.close()
+        text = self.log_text()
+        for marker in SANITIZER_MARKERS:
+            assert marker not in text, "sanitizer report:\n" + text
+        assert self.token not in text, "token in slackd's log"
+        for out in self.outputs:
+            assert self.token not in out, "token in client output"
+        if rc is not None and self.expected_exit is not None:
+            assert rc == self.expected_exit, \
+                "slackd exited %s, expected %s; log:\n%s" % (
+                    rc, self.expected_exit, text[-4000:])
+
+
+@pytest.fixture
+def fake():
+    f = FakeSlack(token=TOKEN).start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def daemon_factory(tmp_path, fake):
+    made = []
+
+    def make(fake_=fake, **conf):
+        d = Daemon(tmp_path / ("d%d" % len(made)), fake_, **conf)
+        os.makedirs(d.tmp, exist_ok=True)
+        made.append(d)
+        return d
+    yield make
+    errors = []
+    for d in made:
+        try:
+            d.finish()
+        except AssertionError as e:
+            errors.append(str(e))
+    if errors:
+        pytest.fail("\n".join(errors))
+
+
+@pytest.fixture
+def daemon(daemon_factory):
+    """A slackd connected to the fake."""
+    return daemon_factory().start()
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A test CA with a leaf for localhost, and an unrelated second CA."""
+    d = str(tmp_path_factory.mktemp("pki"))
+    for ca in ("ca", "otherca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", "/CN=slackd test %s" % ca, "-keyout", ca + ".key",
+                "-out", ca + ".pem", cwd=d)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", "leaf.key", "-out", "leaf.csr", cwd=d)
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                "basicConstraints=CA:FALSE\n"
+                "keyUsage=digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey",
+            "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf",
+            "-out", "leaf.pem", cwd=d)
+    return {k: os.path.join(d, v) for k, v in {
+        "ca": "ca.pem", "otherca": "otherca.pem", "cert": "leaf.pem",
+        "key": "leaf.key"}.items()}
+
+
+@pytest.fixture
+def fake_tls(pki):
+    f = FakeSlack(token=TOKEN, certfile=pki["cert"],
+                  keyfile=pki["key"]).start()
+    yield f
+    f.stop()
