@@ -129,7 +129,12 @@ log_set_secret(const char *secret)
 	pthread_mutex_unlock(&log_secret_lock);
 }
 
-static void
+/*
+ * Replace the secret in line (a string in a buffer of size bytes) with
+ * "[token]".  Used on every log line and on every text that leaves the
+ * daemon from upstream (reasons in slackd.state, status, errors).
+ */
+void
 log_scrub(char *line, size_t size)
 {
 	char *p;

@@ -54,8 +54,9 @@ static u_int outbox_nsent;
 static int64_t outbox_next_id = 1;
 static struct ratelimit *outbox_rl;
 static struct event *outbox_timer;
+static int64_t outbox_rate_at = -1; /* when a held-back request may go */
 
-static void outbox_arm(int64_t);
+static void outbox_arm(void);
 
 u_int
 outbox_queued(void)
@@ -163,9 +164,10 @@ outbox_run(void)
 	struct outbox_req *req;
 	int64_t now = util_now_ms(), wait, next = -1;
 
+	outbox_rate_at = -1;
 	if (status.state != UPSTREAM_CONNECTED || slackd_upstream == NULL ||
 	    slackd_stopping) {
-		outbox_arm(-1);
+		outbox_arm();
 		return;
 	}
 	TAILQ_FOREACH(req, &outbox_queue, entry) {
@@ -179,24 +181,28 @@ outbox_run(void)
 		}
 		outbox_hand(req);
 	}
-	outbox_arm(next);
+	if (next >= 0)
+		outbox_rate_at = now + next;
+	outbox_arm();
 }
 
 /*
- * The timer covers three deadlines: the next rate-limit token (hint, in
- * ms from now, or -1), the oldest written request's ack_timeout and the
- * oldest queued request's queue_timeout.
+ * One timer covers three deadlines: the next rate-limit token for a held
+ * back request, the oldest written request's ack_timeout and the oldest
+ * queued request's queue_timeout.
  */
 static void
-outbox_arm(int64_t hint)
+outbox_arm(void)
 {
 	struct outbox_req *req;
-	int64_t now = util_now_ms(), next = hint, t;
+	int64_t now = util_now_ms(), next = INT64_MAX, t;
 	struct timeval tv;
 
+	if (outbox_rate_at >= 0)
+		next = outbox_rate_at - now;
 	if ((req = TAILQ_FIRST(&outbox_sent)) != NULL) {
 		t = req->written_at + slackd_conf->ack_timeout - now;
-		if (next < 0 || t < next)
+		if (t < next)
 			next = t;
 	}
 	if (slackd_conf->queue_timeout > 0) {
@@ -204,15 +210,17 @@ outbox_arm(int64_t hint)
 			if (req->state != OUTBOX_QUEUED)
 				continue;
 			t = req->queued_at + slackd_conf->queue_timeout - now;
-			if (next < 0 || t < next)
+			if (t < next)
 				next = t;
 			break;
 		}
 	}
-	if (next < 0) {
+	if (next == INT64_MAX) {
 		evtimer_del(outbox_timer);
 		return;
 	}
+	if (next < 0)
+		next = 0;
 	tv.tv_sec = next / 1000;
 	tv.tv_usec = (next % 1000) * 1000;
 	evtimer_add(outbox_timer, &tv);
@@ -356,7 +364,7 @@ outbox_written(int64_t id, uint64_t session)
 	TAILQ_INSERT_TAIL(&outbox_sent, req, entry);
 	outbox_nsent++;
 	if (outbox_nsent == 1)
-		outbox_arm(-1);
+		outbox_arm();
 }
 
 /* Upstream could not write it: back in line, in its old place. */
@@ -417,7 +425,7 @@ outbox_reply(int64_t id, const char *data, size_t len)
 	outbox_unlink(req);
 	outbox_free(req);
 	if (TAILQ_EMPTY(&outbox_sent))
-		outbox_arm(-1);
+		outbox_arm();
 }
 
 /* The session those requests were written in is gone; so is their ack. */

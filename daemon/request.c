@@ -83,6 +83,19 @@ request_string(struct json_object *o, const char *key, const char **out,
 	return 1;
 }
 
+/* Printable text of the line from byte at, for an error message. */
+static const char *
+request_excerpt(const char *line, size_t len, size_t at, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = at; i < len && o < 20; i++)
+		out[o++] = line[i] >= ' ' && line[i] < 0x7f && line[i] != '"' ?
+		    line[i] : '?';
+	out[o] = '\0';
+	return out;
+}
+
 static int
 request_thread_ts(const char *ts)
 {
@@ -215,6 +228,7 @@ request_parse(const char *line, size_t len, struct request *r,
 	struct json_tokener *tok;
 	struct json_object *type;
 	enum json_tokener_error jerr;
+	char excerpt[24];
 	const char *t;
 	size_t end;
 	int rc;
@@ -231,6 +245,12 @@ request_parse(const char *line, size_t len, struct request *r,
 	r->obj = json_tokener_parse_ex(tok, line, (int)len);
 	jerr = json_tokener_get_error(tok);
 	end = json_tokener_get_parse_end(tok);
+	if (r->obj == NULL && jerr == json_tokener_continue) {
+		/* A bare number only ends at a NUL; give it one. */
+		r->obj = json_tokener_parse_ex(tok, "", 1);
+		if (r->obj != NULL)
+			end = len;
+	}
 	json_tokener_free(tok);
 	if (r->obj == NULL) {
 		if (jerr == json_tokener_continue)
@@ -241,7 +261,8 @@ request_parse(const char *line, size_t len, struct request *r,
 			    "JSON: nested more than %d levels deep",
 			    PROTOCOL_MAX_DEPTH);
 		return request_fail(e, PROTOCOL_E_BAD_JSON, "not valid JSON: "
-		    "%s at byte %zu", json_tokener_error_desc(jerr), end);
+		    "%s at byte %zu (\"%.20s\")", json_tokener_error_desc(jerr),
+		    end, request_excerpt(line, len, end, excerpt));
 	}
 	while (end < len && isspace((unsigned char)line[end]))
 		end++;

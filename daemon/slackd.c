@@ -83,6 +83,19 @@ slackd_usage(FILE *f)
 	    SLACKD_CONF);
 }
 
+/* Log each line of a (malloc'd) error list, and free it. */
+static void
+slackd_errors(char *errors)
+{
+	char *line, *p = errors;
+
+	while ((line = strsep(&p, "\n")) != NULL) {
+		if (*line != '\0')
+			log_warnx("%s", line);
+	}
+	free(errors);
+}
+
 /* ---- the mailbox from upstream ------------------------------------------- */
 
 /* Called on the upstream thread: wake the main loop. */
@@ -372,8 +385,7 @@ main(int argc, char **argv)
 	slackd_conf = &slackd_config;
 	if (config_load(&slackd_config, conffile != NULL ? conffile :
 	    SLACKD_CONF, conffile != NULL, &errors) != 0) {
-		fprintf(stderr, "slackd: configuration errors:\n%s\n", errors);
-		free(errors);
+		slackd_errors(errors);
 		return SLACKD_EXIT_CONFIG;
 	}
 	if (sockopt != NULL) {
@@ -382,17 +394,21 @@ main(int argc, char **argv)
 	}
 	if (slackd_config.socket_path == NULL) {
 		if (protocol_default_socket(defsock, sizeof defsock) != 0) {
-			fprintf(stderr, "slackd: no socket path: set \"socket\" "
-					"or -s, or XDG_RUNTIME_DIR\n");
+			log_warnx("no socket path: set \"socket\" or -s, or "
+				  "XDG_RUNTIME_DIR");
 			return SLACKD_EXIT_CONFIG;
 		}
 		slackd_config.socket_path = xstrdup(defsock);
 	}
 	log_set_level(slackd_config.log_level + verbose);
+	if (slackd_config.ca_file != NULL &&
+	    access(slackd_config.ca_file, R_OK) == -1) {
+		log_warn("ca_file %s", slackd_config.ca_file);
+		return SLACKD_EXIT_CONFIG;
+	}
 
 	if ((token = token_load(&slackd_config, &source, &errors)) == NULL) {
-		log_warnx("%s", errors);
-		free(errors);
+		slackd_errors(errors);
 		return SLACKD_EXIT_CONFIG;
 	}
 	log_set_secret(token);
@@ -408,8 +424,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if ((fd = listener_open(slackd_config.socket_path,
 	    slackd_config.socket_mode, &errors)) == -1) {
-		log_warnx("%s", errors);
-		free(errors);
+		slackd_errors(errors);
 		return SLACKD_EXIT_FAILURE;
 	}
 	if (!foreground) {
@@ -427,8 +442,7 @@ main(int argc, char **argv)
 	slackd_upstream = upstream_start(&params, &slackd_mailbox, &errors);
 	token_secret_free(token);
 	if (slackd_upstream == NULL) {
-		log_warnx("%s", errors);
-		free(errors);
+		slackd_errors(errors);
 		listener_unlink();
 		return SLACKD_EXIT_FAILURE;
 	}

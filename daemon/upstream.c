@@ -137,9 +137,12 @@ upstream_timer(struct upstream *up, lws_sorted_usec_list_t *sul, int64_t ms,
 	lws_sul_schedule(up->ctx, 0, sul, cb, (lws_usec_t)ms * 1000);
 }
 
+/* To the main thread.  Texts may quote Slack's answers: scrub them. */
 static void
 upstream_tell(struct upstream *up, struct mailbox_msg *m)
 {
+	if (m->text != NULL)
+		log_scrub(m->text, strlen(m->text) + 1);
 	mailbox_post(up->out, m);
 }
 

@@ -177,7 +177,8 @@ class Daemon:
             self.settings["api_url"] = fake.api_url
         self.settings["socket"] = self.sock
         self.settings["token_file"] = self.token_path
-        self.settings.update({k: str(v) for k, v in conf.items()})
+        self.settings.update({k: None if v is None else str(v)
+                              for k, v in conf.items()})
 
     def write_config(self):
         with open(self.conf_path, "w") as f:
@@ -305,9 +306,9 @@ class Daemon:
         text = self.log_text()
         for marker in SANITIZER_MARKERS:
             assert marker not in text, "sanitizer report:\n" + text
-        assert self.token not in text, "token in slackd's log"
+        assert TOKEN not in text, "token in slackd's log"
         for out in self.outputs:
-            assert self.token not in out, "token in client output"
+            assert TOKEN not in out, "token in client output"
         if rc is not None and self.expected_exit is not None:
             assert rc == self.expected_exit, \
                 "slackd exited %s, expected %s; log:\n%s" % (
