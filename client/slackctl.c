@@ -30,11 +30,11 @@
 #include "protocol.h"
 
 /* Exit statuses (slackctl(1)). */
-#define SLACKCTL_OK	     0
-#define SLACKCTL_FAILED	     1 /* Slack or slackd refused the request */
-#define SLACKCTL_USAGE	     2
+#define SLACKCTL_OK          0
+#define SLACKCTL_FAILED      1 /* Slack or slackd refused the request */
+#define SLACKCTL_USAGE       2
 #define SLACKCTL_UNREACHABLE 3 /* cannot connect to slackd */
-#define SLACKCTL_LOST	     4 /* connection lost or timed out */
+#define SLACKCTL_LOST        4 /* connection lost or timed out */
 
 #define SLACKCTL_MAX_STDIN (1024 * 1024)
 
@@ -77,8 +77,7 @@ slackctl_usage(FILE *f)
 	    "3 slackd not reachable, 4 connection lost or timed out\n");
 }
 
-static void
-slackctl_die(int code, const char *fmt, ...)
+static void slackctl_die(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 
 static void
@@ -115,8 +114,9 @@ slackctl_path(void)
 	if ((env = getenv("SLACKD_SOCKET")) != NULL && *env != '\0')
 		return env;
 	if (protocol_default_socket(def, sizeof def) != 0)
-		slackctl_die(SLACKCTL_USAGE, "no socket: use -s or set "
-					     "SLACKD_SOCKET or XDG_RUNTIME_DIR");
+		slackctl_die(SLACKCTL_USAGE,
+		    "no socket: use -s or set "
+		    "SLACKD_SOCKET or XDG_RUNTIME_DIR");
 	return def;
 }
 
@@ -130,23 +130,27 @@ slackctl_connect(struct slackctl_conn *c)
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
 	if (strlen(c->path) >= sizeof sun.sun_path)
-		slackctl_die(SLACKCTL_USAGE, "socket path too long: %s",
-		    c->path);
+		slackctl_die(
+		    SLACKCTL_USAGE, "socket path too long: %s", c->path);
 	strcpy(sun.sun_path, c->path);
 	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		slackctl_die(SLACKCTL_UNREACHABLE, "socket: %s",
-		    strerror(errno));
+		slackctl_die(
+		    SLACKCTL_UNREACHABLE, "socket: %s", strerror(errno));
 	if (connect(c->fd, (struct sockaddr *)&sun, sizeof sun) == 0)
 		return;
 	switch (errno) {
 	case ENOENT:
 	case ECONNREFUSED:
-		slackctl_die(SLACKCTL_UNREACHABLE, "slackd is not running "
-		    "(nothing listens on %s)", c->path);
+		slackctl_die(SLACKCTL_UNREACHABLE,
+		    "slackd is not running "
+		    "(nothing listens on %s)",
+		    c->path);
 	case EACCES:
 	case EPERM:
-		slackctl_die(SLACKCTL_UNREACHABLE, "permission denied on %s: "
-		    "ask for access to slackd's socket (its group)", c->path);
+		slackctl_die(SLACKCTL_UNREACHABLE,
+		    "permission denied on %s: "
+		    "ask for access to slackd's socket (its group)",
+		    c->path);
 	default:
 		slackctl_die(SLACKCTL_UNREACHABLE, "cannot connect to %s: %s",
 		    c->path, strerror(errno));
@@ -161,8 +165,8 @@ slackctl_write(struct slackctl_conn *c, struct json_object *o)
 	ssize_t n;
 	char *line;
 
-	s = json_object_to_json_string_length(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	line = slackctl_alloc(NULL, len + 1);
 	memcpy(line, s, len);
 	line[len++] = '\n';
@@ -171,8 +175,10 @@ slackctl_write(struct slackctl_conn *c, struct json_object *o)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			slackctl_die(SLACKCTL_LOST, "lost the connection to "
-			    "slackd: %s", strerror(errno));
+			slackctl_die(SLACKCTL_LOST,
+			    "lost the connection to "
+			    "slackd: %s",
+			    strerror(errno));
 		off += (size_t)n;
 	}
 	free(line);
@@ -274,25 +280,35 @@ slackctl_hello(struct slackctl_conn *c)
 	o = slackctl_parse(line);
 	if (o != NULL && slackctl_is_type(o, PROTOCOL_ERROR)) {
 		if (json_object_object_get_ex(o, "error", &v))
-			slackctl_die(SLACKCTL_UNREACHABLE, "slackd refused us: "
-			    "%s", slackctl_str(v, "msg"));
+			slackctl_die(SLACKCTL_UNREACHABLE,
+			    "slackd refused us: "
+			    "%s",
+			    slackctl_str(v, "msg"));
 	}
 	if (o == NULL || !slackctl_is_type(o, PROTOCOL_HELLO))
-		slackctl_die(SLACKCTL_UNREACHABLE, "%s does not look like "
-		    "slackd (first line: %.80s)", c->path, line);
-	proto = json_object_object_get_ex(o, "protocol", &v) ?
-	    json_object_get_int(v) :
-	    0;
+		slackctl_die(SLACKCTL_UNREACHABLE,
+		    "%s does not look like "
+		    "slackd (first line: %.80s)",
+		    c->path, line);
+	proto = json_object_object_get_ex(o, "protocol", &v)
+	    ? json_object_get_int(v)
+	    : 0;
 	if (proto != SLACKD_PROTOCOL)
-		slackctl_die(SLACKCTL_UNREACHABLE, "slackd speaks protocol %d, "
-		    "this slackctl speaks %d", proto, SLACKD_PROTOCOL);
+		slackctl_die(SLACKCTL_UNREACHABLE,
+		    "slackd speaks protocol %d, "
+		    "this slackctl speaks %d",
+		    proto, SLACKD_PROTOCOL);
 	json_object_put(o);
 	free(line);
 }
 
-/* Wait for the reply to id; returns it (parsed) or exits. */
+/*
+ * Wait for the reply to id; returns it (parsed) or exits.  Other lines
+ * that arrive meanwhile go to other(line, arg) if given.
+ */
 static struct json_object *
-slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw)
+slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
+    void (*other)(const char *, struct json_object *, void *), void *arg)
 {
 	struct json_object *o, *v;
 	char *line;
@@ -302,23 +318,26 @@ slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	if (timeout_ms >= 0)
-		deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 +
-		    timeout_ms;
+		deadline =
+		    ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + timeout_ms;
 	for (;;) {
 		left = -1;
 		if (deadline >= 0) {
 			clock_gettime(CLOCK_MONOTONIC, &ts);
-			left = deadline - (ts.tv_sec * 1000LL +
-			    ts.tv_nsec / 1000000);
+			left = deadline -
+			    (ts.tv_sec * 1000LL + ts.tv_nsec / 1000000);
 			if (left < 0)
 				left = 0;
 		}
 		if ((line = slackctl_line(c, (int)left, &to)) == NULL) {
 			if (to)
-				slackctl_die(SLACKCTL_LOST, "no answer from "
+				slackctl_die(SLACKCTL_LOST,
+				    "no answer from "
 				    "slackd within %.1f s (the request may "
-				    "still be sent)", timeout_ms / 1000.0);
-			slackctl_die(SLACKCTL_LOST, "slackd closed the "
+				    "still be sent)",
+				    timeout_ms / 1000.0);
+			slackctl_die(SLACKCTL_LOST,
+			    "slackd closed the "
 			    "connection before answering");
 		}
 		o = slackctl_parse(line);
@@ -331,6 +350,8 @@ slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw)
 				free(line);
 			return o;
 		}
+		if (other != NULL)
+			other(line, o, arg);
 		json_object_put(o);
 		free(line);
 	}
@@ -379,14 +400,18 @@ slackctl_stdin(void)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1)
-			slackctl_die(SLACKCTL_FAILED, "reading standard input: "
-			    "%s", strerror(errno));
+			slackctl_die(SLACKCTL_FAILED,
+			    "reading standard input: "
+			    "%s",
+			    strerror(errno));
 		if (n == 0)
 			break;
 		len += (size_t)n;
 		if (len > SLACKCTL_MAX_STDIN)
-			slackctl_die(SLACKCTL_USAGE, "standard input is longer "
-			    "than %d bytes", SLACKCTL_MAX_STDIN);
+			slackctl_die(SLACKCTL_USAGE,
+			    "standard input is longer "
+			    "than %d bytes",
+			    SLACKCTL_MAX_STDIN);
 	}
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		len--;
@@ -442,7 +467,8 @@ slackctl_send(int argc, char **argv)
 			wait = strtod(optarg, &end);
 			if (*optarg == '\0' || *end != '\0' || wait < 0 ||
 			    wait > INT_MAX / 1000)
-				slackctl_die(SLACKCTL_USAGE, "-w wants seconds");
+				slackctl_die(
+				    SLACKCTL_USAGE, "-w wants seconds");
 			break;
 		default:
 			slackctl_usage(stderr);
@@ -452,7 +478,8 @@ slackctl_send(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	if (argc < 1)
-		slackctl_die(SLACKCTL_USAGE, "send: which channel? (usage: "
+		slackctl_die(SLACKCTL_USAGE,
+		    "send: which channel? (usage: "
 		    "slackctl send CHANNEL [TEXT...])");
 	if (broadcast && thread == NULL)
 		slackctl_die(SLACKCTL_USAGE, "send: -b needs -t thread_ts");
@@ -465,8 +492,8 @@ slackctl_send(int argc, char **argv)
 	slackctl_hello(&c);
 	/* No events for us, only our reply. */
 	sub = json_object_new_object();
-	json_object_object_add(sub, "type",
-	    json_object_new_string(PROTOCOL_SUBSCRIBE));
+	json_object_object_add(
+	    sub, "type", json_object_new_string(PROTOCOL_SUBSCRIBE));
 	json_object_object_add(sub, "types", json_object_new_array());
 	slackctl_write(&c, sub);
 	json_object_put(sub);
@@ -477,21 +504,22 @@ slackctl_send(int argc, char **argv)
 	json_object_object_add(req, "channel", json_object_new_string(channel));
 	json_object_object_add(req, "text", json_object_new_string(text));
 	if (thread != NULL)
-		json_object_object_add(req, "thread_ts",
-		    json_object_new_string(thread));
+		json_object_object_add(
+		    req, "thread_ts", json_object_new_string(thread));
 	if (broadcast)
-		json_object_object_add(req, "reply_broadcast",
-		    json_object_new_boolean(1));
+		json_object_object_add(
+		    req, "reply_broadcast", json_object_new_boolean(1));
 	slackctl_write(&c, req);
 	json_object_put(req);
 	free(text);
 
-	rep = slackctl_reply(&c, 1, wait < 0 ? -1 : (int)(wait * 1000), NULL);
+	rep = slackctl_reply(
+	    &c, 1, wait < 0 ? -1 : (int)(wait * 1000), NULL, NULL, NULL);
 	if (!json_object_object_get_ex(rep, "ok", &v) ||
 	    !json_object_get_boolean(v))
 		slackctl_refused(rep, "not sent");
-	printf("%s\n", slackctl_str(rep, "ts") != NULL ?
-		slackctl_str(rep, "ts") : "");
+	printf("%s\n",
+	    slackctl_str(rep, "ts") != NULL ? slackctl_str(rep, "ts") : "");
 	json_object_put(rep);
 	close(c.fd);
 	free(c.buf);
@@ -511,14 +539,56 @@ slackctl_tell_state(struct json_object *o)
 		return;
 	if (strcmp(state, PROTOCOL_STATE_RECONNECTING) == 0 &&
 	    json_object_object_get_ex(o, "retry_in", &v))
-		fprintf(stderr, "slackctl: slackd is reconnecting in %.1f s "
-		    "(%s)\n", json_object_get_double(v),
+		fprintf(stderr,
+		    "slackctl: slackd is reconnecting in %.1f s "
+		    "(%s)\n",
+		    json_object_get_double(v),
 		    reason != NULL ? reason : "connection lost");
 	else if (strcmp(state, PROTOCOL_STATE_CONNECTED) == 0)
 		fprintf(stderr, "slackctl: slackd is connected to Slack\n");
 	else if (strcmp(state, PROTOCOL_STATE_FAILED) == 0)
 		fprintf(stderr, "slackctl: slackd gave up: %s\n",
 		    reason != NULL ? reason : "failed");
+}
+
+struct slackctl_filter {
+	struct json_object *types;
+	struct json_object *channels;
+};
+
+static int
+slackctl_listed(struct json_object *list, const char *s)
+{
+	size_t i;
+
+	if (list == NULL)
+		return 1;
+	if (s == NULL)
+		return 0;
+	for (i = 0; i < json_object_array_length(list); i++) {
+		if (strcmp(json_object_get_string(
+		               json_object_array_get_idx(list, i)),
+		        s) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * An event that came before slackd applied our subscription: print it if
+ * the subscription would have let it through.
+ */
+static void
+slackctl_early(const char *line, struct json_object *o, void *arg)
+{
+	struct slackctl_filter *f = arg;
+	const char *t = slackctl_str(o, "type");
+
+	if (o == NULL || (t != NULL && strncmp(t, "slackd.", 7) == 0))
+		return;
+	if (slackctl_listed(f->types, t) &&
+	    slackctl_listed(f->channels, slackctl_str(o, "channel")))
+		puts(line);
 }
 
 static int
@@ -532,6 +602,7 @@ slackctl_listen(int argc, char **argv)
 	};
 	struct slackctl_conn c;
 	struct json_object *sub, *types = NULL, *channels = NULL, *o;
+	struct slackctl_filter filter;
 	const char *t;
 	char *line;
 	int ch, all = 0, to, stopping = 0;
@@ -545,14 +616,14 @@ slackctl_listen(int argc, char **argv)
 		case 't':
 			if (types == NULL)
 				types = json_object_new_array();
-			json_object_array_add(types,
-			    json_object_new_string(optarg));
+			json_object_array_add(
+			    types, json_object_new_string(optarg));
 			break;
 		case 'c':
 			if (channels == NULL)
 				channels = json_object_new_array();
-			json_object_array_add(channels,
-			    json_object_new_string(optarg));
+			json_object_array_add(
+			    channels, json_object_new_string(optarg));
 			break;
 		default:
 			slackctl_usage(stderr);
@@ -563,26 +634,32 @@ slackctl_listen(int argc, char **argv)
 		slackctl_die(SLACKCTL_USAGE, "listen: unexpected argument %s",
 		    argv[optind]);
 
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	slackctl_connect(&c);
 	slackctl_hello(&c);
 	if (types != NULL || channels != NULL) {
 		sub = json_object_new_object();
 		json_object_object_add(sub, "id", json_object_new_int(1));
-		json_object_object_add(sub, "type",
-		    json_object_new_string(PROTOCOL_SUBSCRIBE));
+		json_object_object_add(
+		    sub, "type", json_object_new_string(PROTOCOL_SUBSCRIBE));
 		if (types != NULL)
 			json_object_object_add(sub, "types", types);
 		if (channels != NULL)
 			json_object_object_add(sub, "channels", channels);
+		json_object_get(types);
+		json_object_get(channels);
 		slackctl_write(&c, sub);
 		json_object_put(sub);
-		o = slackctl_reply(&c, 1, 10000, NULL);
+		filter.types = types;
+		filter.channels = channels;
+		o = slackctl_reply(&c, 1, 10000, NULL, slackctl_early, &filter);
 		if (slackctl_str(o, "error") != NULL ||
 		    json_object_object_get_ex(o, "error", NULL))
 			slackctl_refused(o, "listen");
 		json_object_put(o);
+		json_object_put(types);
+		json_object_put(channels);
 	}
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	while ((line = slackctl_line(&c, -1, &to)) != NULL) {
 		o = NULL;
 		/* slackd's own messages start with their type. */
@@ -592,9 +669,10 @@ slackctl_listen(int argc, char **argv)
 		if (t != NULL && strncmp(t, "slackd.", 7) == 0) {
 			if (strcmp(t, PROTOCOL_STATE) == 0) {
 				slackctl_tell_state(o);
-				if (strcmp(slackctl_str(o, "state") != NULL ?
-				    slackctl_str(o, "state") : "",
-				    PROTOCOL_STATE_STOPPING) == 0)
+				if (strcmp(slackctl_str(o, "state") != NULL
+				            ? slackctl_str(o, "state")
+				            : "",
+				        PROTOCOL_STATE_STOPPING) == 0)
 					stopping = 1;
 			}
 			if (all)
@@ -674,8 +752,7 @@ slackctl_print_status(struct json_object *o)
 		slackctl_who(o, "self", self, sizeof self);
 		since = slackctl_num(o, "connected_since");
 		t = (time_t)since;
-		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
-		    localtime(&t));
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&t));
 		slackctl_duration(now - since, age, sizeof age);
 		printf("state:      connected to %s as %s\n", team, self);
 		printf("            since %s (%s), session %.0f\n", when, age,
@@ -685,8 +762,8 @@ slackctl_print_status(struct json_object *o)
 		    slackctl_num(o, "retry_in"),
 		    reason != NULL ? reason : "connection lost");
 	else
-		printf("state:      %s%s%s\n", state, reason != NULL ? ": " : "",
-		    reason != NULL ? reason : "");
+		printf("state:      %s%s%s\n", state,
+		    reason != NULL ? ": " : "", reason != NULL ? reason : "");
 	printf("reconnects: %.0f\n", slackctl_num(o, "reconnects"));
 	if ((rtt = slackctl_num(o, "last_pong_rtt_ms")) >= 0)
 		printf("last pong:  %.1f ms\n", rtt);
@@ -697,9 +774,11 @@ slackctl_print_status(struct json_object *o)
 	printf("outbound:   %.0f queued, %.0f in flight, %.0f sent, %.0f "
 	       "failed\n",
 	    slackctl_num(o, "queued"), slackctl_num(o, "in_flight"),
-	    slackctl_num(o, "messages_sent"), slackctl_num(o, "messages_failed"));
+	    slackctl_num(o, "messages_sent"),
+	    slackctl_num(o, "messages_failed"));
 	printf("events:     %.0f received, %.0f dropped as unusable\n",
-	    slackctl_num(o, "events_received"), slackctl_num(o, "events_dropped"));
+	    slackctl_num(o, "events_received"),
+	    slackctl_num(o, "events_dropped"));
 }
 
 static int
@@ -732,11 +811,11 @@ slackctl_status(int argc, char **argv)
 	slackctl_hello(&c);
 	req = json_object_new_object();
 	json_object_object_add(req, "id", json_object_new_int(1));
-	json_object_object_add(req, "type",
-	    json_object_new_string(PROTOCOL_STATUS));
+	json_object_object_add(
+	    req, "type", json_object_new_string(PROTOCOL_STATUS));
 	slackctl_write(&c, req);
 	json_object_put(req);
-	rep = slackctl_reply(&c, 1, 10000, &raw);
+	rep = slackctl_reply(&c, 1, 10000, &raw, NULL, NULL);
 	if (json)
 		printf("%s\n", raw);
 	else

@@ -25,44 +25,44 @@
 #define SLACKD_PROTOCOL 1
 
 /* Message types the daemon sends or accepts. */
-#define PROTOCOL_HELLO	   "slackd.hello"
-#define PROTOCOL_STATE	   "slackd.state"
-#define PROTOCOL_ERROR	   "slackd.error"
-#define PROTOCOL_STATUS	   "slackd.status"
+#define PROTOCOL_HELLO     "slackd.hello"
+#define PROTOCOL_STATE     "slackd.state"
+#define PROTOCOL_ERROR     "slackd.error"
+#define PROTOCOL_STATUS    "slackd.status"
 #define PROTOCOL_SUBSCRIBE "slackd.subscribe"
 
 /* Upstream connection states, as they appear in hello/state/status. */
 #define PROTOCOL_STATE_CONNECTING   "connecting"
 #define PROTOCOL_STATE_CONNECTED    "connected"
 #define PROTOCOL_STATE_RECONNECTING "reconnecting"
-#define PROTOCOL_STATE_FAILED	    "failed"
-#define PROTOCOL_STATE_STOPPING	    "stopping"
+#define PROTOCOL_STATE_FAILED       "failed"
+#define PROTOCOL_STATE_STOPPING     "stopping"
 
 /* Limits. */
-#define PROTOCOL_RTM_MAX_FRAME	16384 /* Slack drops RTM frames above 16 KB */
-#define PROTOCOL_MAX_LINE	65536 /* default longest request line */
-#define PROTOCOL_MAX_DEPTH	16    /* deepest JSON nesting in a request */
-#define PROTOCOL_MAX_CHANNEL	64    /* longest conversation id */
-#define PROTOCOL_MAX_FILTERS	256   /* entries in a subscribe list */
+#define PROTOCOL_RTM_MAX_FRAME 16384 /* Slack drops RTM frames above 16 KB */
+#define PROTOCOL_MAX_LINE      65536 /* default longest request line */
+#define PROTOCOL_MAX_DEPTH     16    /* deepest JSON nesting in a request */
+#define PROTOCOL_MAX_CHANNEL   64    /* longest conversation id */
+#define PROTOCOL_MAX_FILTERS   256   /* entries in a subscribe list */
 
 /*
  * The daemon's own error codes (Slack's own codes are small numbers, so
  * these start at 1001).  Each also has a stable name for scripts.
  */
 enum protocol_error {
-	PROTOCOL_E_BAD_JSON = 1001,  /* line is not valid JSON */
-	PROTOCOL_E_NOT_OBJECT,	     /* valid JSON, but not an object */
-	PROTOCOL_E_BAD_REQUEST,	     /* missing or ill-typed field */
-	PROTOCOL_E_UNKNOWN_TYPE,     /* type the daemon does not handle */
-	PROTOCOL_E_TOO_LONG,	     /* message over Slack's frame limit */
-	PROTOCOL_E_LINE_TOO_LONG,    /* request line over max_line */
-	PROTOCOL_E_QUEUE_FULL,	     /* outbound queue is full */
-	PROTOCOL_E_NOT_CONFIRMED,    /* written, connection lost before ack */
-	PROTOCOL_E_NOT_CONNECTED,    /* needs a live connection (typing) */
-	PROTOCOL_E_TIMEOUT,	     /* queued longer than queue_timeout */
-	PROTOCOL_E_SHUTTING_DOWN,    /* daemon is stopping */
-	PROTOCOL_E_UPSTREAM_FAILED,  /* Slack refused the daemon for good */
-	PROTOCOL_E_SLOW_CONSUMER,    /* client read too slowly, dropped */
+	PROTOCOL_E_BAD_JSON = 1001, /* line is not valid JSON */
+	PROTOCOL_E_NOT_OBJECT,      /* valid JSON, but not an object */
+	PROTOCOL_E_BAD_REQUEST,     /* missing or ill-typed field */
+	PROTOCOL_E_UNKNOWN_TYPE,    /* type the daemon does not handle */
+	PROTOCOL_E_TOO_LONG,        /* message over Slack's frame limit */
+	PROTOCOL_E_LINE_TOO_LONG,   /* request line over max_line */
+	PROTOCOL_E_QUEUE_FULL,      /* outbound queue is full */
+	PROTOCOL_E_NOT_CONFIRMED,   /* written, connection lost before ack */
+	PROTOCOL_E_NOT_CONNECTED,   /* needs a live connection (typing) */
+	PROTOCOL_E_TIMEOUT,         /* queued longer than queue_timeout */
+	PROTOCOL_E_SHUTTING_DOWN,   /* daemon is stopping */
+	PROTOCOL_E_UPSTREAM_FAILED, /* Slack refused the daemon for good */
+	PROTOCOL_E_SLOW_CONSUMER,   /* client read too slowly, dropped */
 };
 
 const char *protocol_error_name(int);

@@ -42,8 +42,11 @@ backoff_ceiling(const struct backoff *b)
 	int64_t c = b->min > 0 ? b->min : 1;
 	unsigned i;
 
-	for (i = 0; i < b->failures && c < b->max; i++)
+	for (i = 0; i < b->failures && c < b->max; i++) {
+		if (c > b->max / 2)
+			return b->max;
 		c *= 2;
+	}
 	return c > b->max ? b->max : c;
 }
 

@@ -23,7 +23,7 @@
 
 #include "slackd.h"
 
-#define CLIENT_PAUSE_AT	 (256 * 1024) /* stop reading above this output */
+#define CLIENT_PAUSE_AT  (256 * 1024) /* stop reading above this output */
 #define CLIENT_RESUME_AT (64 * 1024)
 
 struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
@@ -115,8 +115,8 @@ client_send_json(struct client *c, struct json_object *o)
 	const char *s;
 	size_t len;
 
-	s = json_object_to_json_string_length(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	client_send(c, s, len);
 }
 
@@ -125,8 +125,8 @@ client_send_json(struct client *c, struct json_object *o)
  * else as a slackd.error message.
  */
 void
-client_error(struct client *c, struct json_object *id, int code,
-    const char *fmt, ...)
+client_error(
+    struct client *c, struct json_object *id, int code, const char *fmt, ...)
 {
 	struct json_object *o, *e;
 	char msg[512];
@@ -137,21 +137,21 @@ client_error(struct client *c, struct json_object *id, int code,
 	va_end(ap);
 	e = json_object_new_object();
 	json_object_object_add(e, "code", json_object_new_int(code));
-	json_object_object_add(e, "name",
-	    json_object_new_string(protocol_error_name(code)));
+	json_object_object_add(
+	    e, "name", json_object_new_string(protocol_error_name(code)));
 	json_object_object_add(e, "msg", json_object_new_string(msg));
 	o = json_object_new_object();
 	if (id != NULL) {
 		json_object_object_add(o, "ok", json_object_new_boolean(0));
 		json_object_object_add(o, "reply_to", json_object_get(id));
 	} else
-		json_object_object_add(o, "type",
-		    json_object_new_string(PROTOCOL_ERROR));
+		json_object_object_add(
+		    o, "type", json_object_new_string(PROTOCOL_ERROR));
 	json_object_object_add(o, "error", e);
 	client_send_json(c, o);
 	json_object_put(o);
-	log_debug("client %llu: error %d: %s", (unsigned long long)c->id, code,
-	    msg);
+	log_debug(
+	    "client %llu: error %d: %s", (unsigned long long)c->id, code, msg);
 }
 
 /* Answer a request the daemon handles itself: ok, the type, reply_to. */
@@ -189,8 +189,8 @@ client_status(struct client *c, struct request *r)
 	struct json_object *o;
 
 	o = status_full();
-	json_object_object_add(o, "type",
-	    json_object_new_string(PROTOCOL_STATUS));
+	json_object_object_add(
+	    o, "type", json_object_new_string(PROTOCOL_STATUS));
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	if (r->id != NULL)
 		json_object_object_add(o, "reply_to", json_object_get(r->id));
@@ -285,7 +285,8 @@ client_lines(struct client *c)
 			len = evbuffer_get_length(in);
 			if (len > 0 && len <= max && (c->flags & CLIENT_EOF)) {
 				/* A last line without its newline. */
-				line = (char *)evbuffer_pullup(in, (ssize_t)len);
+				line =
+				    (char *)evbuffer_pullup(in, (ssize_t)len);
 				client_request(c, line, len);
 				evbuffer_drain(in, len);
 				return;
@@ -294,7 +295,8 @@ client_lines(struct client *c)
 				return;
 			client_error(c, NULL, PROTOCOL_E_LINE_TOO_LONG,
 			    "request line longer than %zu bytes (max_line); "
-			    "the rest of it is discarded", max);
+			    "the rest of it is discarded",
+			    max);
 			c->flags |= CLIENT_DISCARD;
 			continue;
 		}
@@ -302,7 +304,8 @@ client_lines(struct client *c)
 		if (len > max) {
 			client_error(c, NULL, PROTOCOL_E_LINE_TOO_LONG,
 			    "request line of %zu bytes is longer than %zu "
-			    "(max_line)", len, max);
+			    "(max_line)",
+			    len, max);
 			evbuffer_drain(in, len + 1);
 			continue;
 		}
@@ -334,7 +337,8 @@ client_write_cb(struct bufferevent *bev, void *arg)
 		client_kill(c, "flushed before shutdown");
 		return;
 	}
-	if ((c->flags & CLIENT_PAUSED) && client_output(c) <= CLIENT_RESUME_AT) {
+	if ((c->flags & CLIENT_PAUSED) &&
+	    client_output(c) <= CLIENT_RESUME_AT) {
 		c->flags &= ~CLIENT_PAUSED;
 		if (!(c->flags & CLIENT_EOF))
 			bufferevent_enable(c->bev, EV_READ);
@@ -367,8 +371,8 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_EOF)
 		client_eof(c);
 	else if (what & BEV_EVENT_ERROR)
-		client_kill(c, "connection error: %s",
-		    strerror(EVUTIL_SOCKET_ERROR()));
+		client_kill(
+		    c, "connection error: %s", strerror(EVUTIL_SOCKET_ERROR()));
 }
 
 void
@@ -378,8 +382,8 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	struct json_object *hello;
 
 	if (client_reaper == NULL)
-		client_reaper = event_new(slackd_base, -1, 0, client_reap_cb,
-		    NULL);
+		client_reaper =
+		    event_new(slackd_base, -1, 0, client_reap_cb, NULL);
 	c = xcalloc(1, sizeof *c);
 	c->id = ++client_next_id;
 	c->fd = fd;
@@ -392,11 +396,10 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	c->bev = bufferevent_socket_new(slackd_base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
 		fatalx("bufferevent_socket_new");
-	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
-	    client_event_cb, c);
+	bufferevent_setcb(
+	    c->bev, client_read_cb, client_write_cb, client_event_cb, c);
 	/* Never buffer more than one line's worth of input. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0,
-	    slackd_conf->max_line + 2);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, slackd_conf->max_line + 2);
 	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_RESUME_AT, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&clients, c, entry);

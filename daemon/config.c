@@ -46,7 +46,7 @@ struct config_key {
 };
 
 #define OFF(f) offsetof(struct config, f)
-#define SEC	 1000.0
+#define SEC    1000.0
 static const struct config_key config_keys[] = {
 	{ "socket", CONFIG_STRING, OFF(socket_path), 0, 0, "a path" },
 	{ "socket_mode", CONFIG_MODE, OFF(socket_mode), 0, 0777,
@@ -72,20 +72,20 @@ static const struct config_key config_keys[] = {
 	    86400 * SEC, NULL },
 	{ "rtm_connect_burst", CONFIG_INT, OFF(rtm_connect_burst), 1, 100,
 	    NULL },
-	{ "rtm_connect_interval", CONFIG_DURATION, OFF(rtm_connect_interval),
-	    0, 3600 * SEC, NULL },
-	{ "queue_max", CONFIG_INT, OFF(queue_max), 0, 1000000, NULL },
-	{ "queue_timeout", CONFIG_DURATION, OFF(queue_timeout), 0,
-	    86400 * SEC, NULL },
+	{ "rtm_connect_interval", CONFIG_DURATION, OFF(rtm_connect_interval), 0,
+	    3600 * SEC, NULL },
+	{ "queue_max", CONFIG_INT, OFF(queue_max), 1, 1000000, NULL },
+	{ "queue_timeout", CONFIG_DURATION, OFF(queue_timeout), 0, 86400 * SEC,
+	    NULL },
 	{ "ack_timeout", CONFIG_DURATION, OFF(ack_timeout), 0.1 * SEC,
 	    3600 * SEC, NULL },
 	{ "send_rate", CONFIG_RATE, OFF(send_rate), 0.001, 1000, NULL },
 	{ "send_burst", CONFIG_INT, OFF(send_burst), 1, 1000, NULL },
 	{ "max_line", CONFIG_SIZE, OFF(max_line), 1024, 16 * 1048576.0, NULL },
-	{ "max_event", CONFIG_SIZE, OFF(max_event), 16384,
-	    256 * 1048576.0, NULL },
-	{ "client_buffer_limit", CONFIG_SIZE, OFF(client_buffer_limit),
-	    65536, 1024 * 1048576.0, NULL },
+	{ "max_event", CONFIG_SIZE, OFF(max_event), 16384, 256 * 1048576.0,
+	    NULL },
+	{ "client_buffer_limit", CONFIG_SIZE, OFF(client_buffer_limit), 65536,
+	    1024 * 1048576.0, NULL },
 };
 #undef OFF
 
@@ -170,6 +170,13 @@ config_parse_duration(const char *s, int64_t *ms)
 	char *end;
 	double v, mult = 1000;
 
+	/* Plain decimal only: no sign, no spaces, no hex, no exponent. */
+	if (!isdigit((unsigned char)*s) && *s != '.')
+		return -1;
+	for (end = (char *)s; isdigit((unsigned char)*end) || *end == '.';)
+		end++;
+	if (*end == 'e' || *end == 'E' || *end == 'x' || *end == 'X')
+		return -1;
 	errno = 0;
 	v = strtod(s, &end);
 	if (end == s || errno != 0 || !isfinite(v) || v < 0)
@@ -195,8 +202,7 @@ int
 config_parse_size(const char *s, size_t *bytes)
 {
 	char *end;
-	unsigned long long v;
-	double mult = 1;
+	unsigned long long v, mult;
 
 	if (!isdigit((unsigned char)*s))
 		return -1;
@@ -207,16 +213,16 @@ config_parse_size(const char *s, size_t *bytes)
 	if (*end == '\0' || strcasecmp(end, "b") == 0)
 		mult = 1;
 	else if (strcasecmp(end, "k") == 0 || strcasecmp(end, "kib") == 0)
-		mult = 1024;
+		mult = 1ULL << 10;
 	else if (strcasecmp(end, "m") == 0 || strcasecmp(end, "mib") == 0)
-		mult = 1048576;
+		mult = 1ULL << 20;
 	else if (strcasecmp(end, "g") == 0 || strcasecmp(end, "gib") == 0)
-		mult = 1073741824;
+		mult = 1ULL << 30;
 	else
 		return -1;
-	if ((double)v * mult > (double)SIZE_MAX / 2)
+	if (v > (SIZE_MAX / 2) / mult)
 		return -1;
-	*bytes = (size_t)((double)v * mult);
+	*bytes = (size_t)(v * mult);
 	return 0;
 }
 
@@ -237,12 +243,16 @@ config_describe(const struct config_key *k, char *buf, size_t len)
 {
 	switch (k->type) {
 	case CONFIG_DURATION:
-		snprintf(buf, len, "a duration from %gs to %gs (such as 10, "
-		    "500ms, 2m)", k->min / SEC, k->max / SEC);
+		snprintf(buf, len,
+		    "a duration from %gs to %gs (such as 10, "
+		    "500ms, 2m)",
+		    k->min / SEC, k->max / SEC);
 		break;
 	case CONFIG_SIZE:
-		snprintf(buf, len, "a size from %.0f to %.0f bytes (such as "
-		    "64K, 8M)", k->min, k->max);
+		snprintf(buf, len,
+		    "a size from %.0f to %.0f bytes (such as "
+		    "64K, 8M)",
+		    k->min, k->max);
 		break;
 	case CONFIG_INT:
 		snprintf(buf, len, "a whole number from %.0f to %.0f", k->min,
@@ -258,8 +268,8 @@ config_describe(const struct config_key *k, char *buf, size_t len)
 }
 
 static int
-config_set(struct config_parser *p, const struct config_key *k,
-    const char *value)
+config_set(
+    struct config_parser *p, const struct config_key *k, const char *value)
 {
 	void *field = (char *)p->conf + k->offset;
 	int64_t ms;
@@ -369,9 +379,10 @@ config_split(struct config_parser *p, char *line, char **key, char **value)
 		}
 		return 1;
 	}
-	/* Unquoted: a '#' after whitespace starts a comment. */
+	/* Unquoted: a '#' first or after whitespace starts a comment. */
 	for (e = s; *e != '\0'; e++) {
-		if (*e == '#' && e > *value && isspace((unsigned char)e[-1])) {
+		if (*e == '#' &&
+		    (e == *value || isspace((unsigned char)e[-1]))) {
 			*e = '\0';
 			break;
 		}
@@ -402,8 +413,8 @@ config_line(struct config_parser *p, char *line)
 		return;
 	}
 	if (p->seen[i] != 0) {
-		config_error(p, "\"%s\" is already set on line %u", key,
-		    p->seen[i]);
+		config_error(
+		    p, "\"%s\" is already set on line %u", key, p->seen[i]);
 		return;
 	}
 	p->seen[i] = p->line;
@@ -420,12 +431,12 @@ config_line(struct config_parser *p, char *line)
  * them, one per line, when there are any.
  */
 int
-config_parse(struct config *conf, const char *name, const char *buf,
-    size_t len, char **errors)
+config_parse(struct config *conf, const char *name, const char *buf, size_t len,
+    char **errors)
 {
 	struct config_parser p;
 	const char *s = buf, *end = buf + len, *nl;
-	char *line;
+	char *line, *check = NULL;
 	size_t n;
 
 	memset(&p, 0, sizeof p);
@@ -447,8 +458,10 @@ config_parse(struct config *conf, const char *name, const char *buf,
 		s += n + 1;
 	}
 	p.line = 0;
-	if (p.nerrors == 0 && config_check(conf, &p.errors) != 0)
-		p.nerrors++;
+	if (p.nerrors == 0 && config_check(conf, &check) != 0) {
+		config_error(&p, "%s", check);
+		free(check);
+	}
 	*errors = p.errors;
 	return p.nerrors;
 }
@@ -461,9 +474,10 @@ config_check(const struct config *conf, char **errors)
 	char *err = NULL;
 
 	if (conf->reconnect_min > conf->reconnect_max) {
-		xasprintf(errors, "reconnect_min (%.3gs) is larger than "
-		    "reconnect_max (%.3gs)", conf->reconnect_min / SEC,
-		    conf->reconnect_max / SEC);
+		xasprintf(errors,
+		    "reconnect_min (%.3gs) is larger than "
+		    "reconnect_max (%.3gs)",
+		    conf->reconnect_min / SEC, conf->reconnect_max / SEC);
 		return -1;
 	}
 	if (webapi_parse_url(conf->api_url, 0, &url, &err) != 0) {
@@ -480,8 +494,7 @@ config_check(const struct config *conf, char **errors)
  * (given with -f); the default path may be absent.
  */
 int
-config_load(struct config *conf, const char *path, int required,
-    char **errors)
+config_load(struct config *conf, const char *path, int required, char **errors)
 {
 	struct stat sb;
 	char *buf;
@@ -498,8 +511,8 @@ config_load(struct config *conf, const char *path, int required,
 	}
 	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
 	    sb.st_size > CONFIG_MAX_FILE) {
-		xasprintf(errors, "%s: not a regular file of at most 1 MiB",
-		    path);
+		xasprintf(
+		    errors, "%s: not a regular file of at most 1 MiB", path);
 		close(fd);
 		return 1;
 	}

@@ -64,7 +64,8 @@ hub_event(struct mailbox_msg *m)
 			continue;
 		if (client_output(c) + m->len > limit) {
 			status.clients_dropped++;
-			log_warnx("client %llu (pid %ld, uid %lu) dropped: %zu "
+			log_warnx(
+			    "client %llu (pid %ld, uid %lu) dropped: %zu "
 			    "bytes unread exceed client_buffer_limit (%zu)",
 			    (unsigned long long)c->id, (long)c->pid,
 			    (unsigned long)c->uid, client_output(c), limit);
@@ -73,7 +74,7 @@ hub_event(struct mailbox_msg *m)
 		}
 		m->refs++;
 		if (evbuffer_add_reference(bufferevent_get_output(c->bev),
-		    m->data, m->len, hub_release, m) != 0) {
+		        m->data, m->len, hub_release, m) != 0) {
 			m->refs--;
 			client_kill(c, "cannot queue output");
 			continue;
@@ -91,8 +92,8 @@ hub_broadcast_json(struct json_object *o)
 	const char *s;
 	size_t len;
 
-	s = json_object_to_json_string_length(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	TAILQ_FOREACH(c, &clients, entry) {
 		if (!(c->flags & (CLIENT_DEAD | CLIENT_FLUSHING)))
 			client_send(c, s, len);
@@ -134,11 +135,10 @@ hub_list_set(struct json_object *a, int *all, char ***list, size_t *n)
  * filter) or a list (an empty list matches nothing).
  */
 int
-hub_subscribe(struct client *c, const struct request *r, char *why,
-    size_t len)
+hub_subscribe(struct client *c, const struct request *r, char *why, size_t len)
 {
 	hub_list_set(r->types, &c->all_types, &c->types, &c->ntypes);
-	hub_list_set(r->channels, &c->all_channels, &c->channels,
-	    &c->nchannels);
+	hub_list_set(
+	    r->channels, &c->all_channels, &c->channels, &c->nchannels);
 	return 0;
 }

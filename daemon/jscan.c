@@ -35,8 +35,8 @@ jscan_fail(struct jscan_state *s, const char *why)
 static void
 jscan_ws(struct jscan_state *s)
 {
-	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' ||
-	    *s->p == '\n' || *s->p == '\r')) {
+	while (s->p < s->end &&
+	    (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) {
 		s->out->spaces = 1;
 		s->p++;
 	}
@@ -95,7 +95,8 @@ jscan_hex4(const unsigned char *p, uint32_t *v)
 	return 0;
 }
 
-/* Append code point cp to a capture buffer; drop the capture if it won't fit. */
+/* Append code point cp to a capture buffer; drop the capture if it won't fit.
+ */
 static void
 jscan_put(char *buf, size_t *len, int *over, uint32_t cp)
 {
@@ -175,17 +176,18 @@ jscan_string(struct jscan_state *s, char *buf)
 				cp = '\t';
 				break;
 			case 'u':
-				if (s->end - s->p < 6 || jscan_hex4(s->p + 2, &cp))
+				if (s->end - s->p < 6 ||
+				    jscan_hex4(s->p + 2, &cp))
 					return jscan_fail(s, "bad \\u escape");
 				if (cp >= 0xdc00 && cp <= 0xdfff)
 					return jscan_fail(s, "lone surrogate");
 				if (cp >= 0xd800 && cp <= 0xdbff) {
-					if (s->end - s->p < 12 || s->p[6] != '\\' ||
-					    s->p[7] != 'u' ||
+					if (s->end - s->p < 12 ||
+					    s->p[6] != '\\' || s->p[7] != 'u' ||
 					    jscan_hex4(s->p + 8, &lo) ||
 					    lo < 0xdc00 || lo > 0xdfff)
-						return jscan_fail(s,
-						    "lone surrogate");
+						return jscan_fail(
+						    s, "lone surrogate");
 					cp = 0x10000 + ((cp - 0xd800) << 10) +
 					    (lo - 0xdc00);
 					s->p += 6;
@@ -263,7 +265,7 @@ jscan_number(struct jscan_state *s, int64_t *intval, int *isint)
 	if (intval == NULL)
 		return 0;
 	*isint = 0;
-	if (!integral || s->p - start > 18)
+	if (!integral || s->p - start - neg > 18)
 		return 0;
 	for (q = start + neg; q < s->p; q++)
 		v = v * 10 + (uint64_t)(*q - '0');
@@ -283,19 +285,24 @@ jscan_literal(struct jscan_state *s, const char *word)
 	return 0;
 }
 
-enum jscan_key { JSCAN_OTHER, JSCAN_TYPE, JSCAN_CHANNEL, JSCAN_REPLY_TO,
-	JSCAN_OK };
+enum jscan_key {
+	JSCAN_OTHER,
+	JSCAN_TYPE,
+	JSCAN_CHANNEL,
+	JSCAN_REPLY_TO,
+	JSCAN_OK
+};
 
 static enum jscan_key
-jscan_which(const unsigned char *k, size_t len)
+jscan_which(const char *k)
 {
-	if (len == 4 && memcmp(k, "type", 4) == 0)
+	if (strcmp(k, "type") == 0)
 		return JSCAN_TYPE;
-	if (len == 7 && memcmp(k, "channel", 7) == 0)
+	if (strcmp(k, "channel") == 0)
 		return JSCAN_CHANNEL;
-	if (len == 8 && memcmp(k, "reply_to", 8) == 0)
+	if (strcmp(k, "reply_to") == 0)
 		return JSCAN_REPLY_TO;
-	if (len == 2 && memcmp(k, "ok", 2) == 0)
+	if (strcmp(k, "ok") == 0)
 		return JSCAN_OK;
 	return JSCAN_OTHER;
 }
@@ -305,16 +312,16 @@ static int
 jscan_member(struct jscan_state *s, enum jscan_key key)
 {
 	struct jscan *o = s->out;
-	int64_t v;
-	int isint;
+	int64_t v = 0;
+	int isint = 0;
 
 	switch (key) {
 	case JSCAN_TYPE:
 	case JSCAN_CHANNEL:
 		if (*s->p != '"')
 			break;
-		return jscan_string(s,
-		    key == JSCAN_TYPE ? o->type : o->channel);
+		return jscan_string(
+		    s, key == JSCAN_TYPE ? o->type : o->channel);
 	case JSCAN_REPLY_TO:
 		if (*s->p != '-' && (*s->p < '0' || *s->p > '9'))
 			break;
@@ -338,7 +345,7 @@ jscan_member(struct jscan_state *s, enum jscan_key key)
 static int
 jscan_object_body(struct jscan_state *s, int depth)
 {
-	const unsigned char *key;
+	char key[JSCAN_FIELD];
 	enum jscan_key which;
 
 	s->p++; /* '{' */
@@ -350,11 +357,10 @@ jscan_object_body(struct jscan_state *s, int depth)
 	for (;;) {
 		if (s->p >= s->end || *s->p != '"')
 			return jscan_fail(s, "expected a member name");
-		key = s->p + 1;
-		if (jscan_string(s, NULL) != 0)
+		/* Top-level names are decoded: "t\u0079pe" is "type". */
+		if (jscan_string(s, depth == 1 ? key : NULL) != 0)
 			return -1;
-		which = depth == 1 ? jscan_which(key, (size_t)(s->p - 1 - key)) :
-				     JSCAN_OTHER;
+		which = depth == 1 ? jscan_which(key) : JSCAN_OTHER;
 		jscan_ws(s);
 		if (s->p >= s->end || *s->p != ':')
 			return jscan_fail(s, "expected ':'");
@@ -417,7 +423,7 @@ jscan_value(struct jscan_state *s, int depth)
 	case '{':
 	case '[':
 		if (depth > s->max_depth)
-			return jscan_fail(s, "nested too deeply");
+			return jscan_fail(s, JSCAN_TOO_DEEP);
 		if (*s->p == '{')
 			return jscan_object_body(s, depth);
 		return jscan_array_body(s, depth);

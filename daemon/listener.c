@@ -23,7 +23,7 @@
 
 #include "slackd.h"
 
-#define LISTENER_BACKLOG 512
+#define LISTENER_BACKLOG  512
 #define LISTENER_PAUSE_MS 1000
 
 static struct evconnlistener *listener;
@@ -32,8 +32,7 @@ static char *listener_path;
 static dev_t listener_dev;
 static ino_t listener_ino;
 
-static int
-listener_fail(char **err, const char *fmt, ...)
+static int listener_fail(char **err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static int
@@ -78,8 +77,10 @@ listener_mkdir(const char *path, char **err)
 	dir = dirname(copy);
 	if (stat(dir, &sb) == -1) {
 		if (errno != ENOENT || mkdir(dir, 0755) == -1)
-			rc = listener_fail(err, "cannot create the socket "
-			    "directory %s: %s", dir, strerror(errno));
+			rc = listener_fail(err,
+			    "cannot create the socket "
+			    "directory %s: %s",
+			    dir, strerror(errno));
 		else
 			log_info("created %s", dir);
 	} else if (!S_ISDIR(sb.st_mode))
@@ -103,28 +104,37 @@ listener_open(const char *path, unsigned mode, char **err)
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sun.sun_path)
-		return listener_fail(err, "socket path %s is longer than %zu "
-		    "bytes", path, sizeof sun.sun_path - 1);
+		return listener_fail(err,
+		    "socket path %s is longer than %zu "
+		    "bytes",
+		    path, sizeof sun.sun_path - 1);
 	strcpy(sun.sun_path, path);
 
 	if (lstat(path, &sb) == 0) {
 		if (!S_ISSOCK(sb.st_mode))
-			return listener_fail(err, "%s exists and is not a "
-			    "socket; refusing to replace it", path);
+			return listener_fail(err,
+			    "%s exists and is not a "
+			    "socket; refusing to replace it",
+			    path);
 		switch (listener_probe(&sun)) {
 		case 1:
-			return listener_fail(err, "another slackd is already "
-			    "listening on %s", path);
+			return listener_fail(err,
+			    "another slackd is already "
+			    "listening on %s",
+			    path);
 		case 0:
 			if (unlink(path) == -1)
-				return listener_fail(err, "cannot remove the "
-				    "stale socket %s: %s", path,
-				    strerror(errno));
+				return listener_fail(err,
+				    "cannot remove the "
+				    "stale socket %s: %s",
+				    path, strerror(errno));
 			log_info("removed stale socket %s", path);
 			break;
 		default:
-			return listener_fail(err, "cannot check whether %s is "
-			    "in use: %s", path, strerror(errno));
+			return listener_fail(err,
+			    "cannot check whether %s is "
+			    "in use: %s",
+			    path, strerror(errno));
 		}
 	} else if (errno != ENOENT)
 		return listener_fail(err, "%s: %s", path, strerror(errno));
@@ -138,14 +148,14 @@ listener_open(const char *path, unsigned mode, char **err)
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
 		umask(old);
 		close(fd);
-		return listener_fail(err, "cannot bind %s: %s", path,
-		    strerror(errno));
+		return listener_fail(
+		    err, "cannot bind %s: %s", path, strerror(errno));
 	}
 	umask(old);
 	if (chmod(path, (mode_t)mode) == -1 ||
 	    listen(fd, LISTENER_BACKLOG) == -1 || stat(path, &sb) == -1) {
-		listener_fail(err, "cannot set up %s: %s", path,
-		    strerror(errno));
+		listener_fail(
+		    err, "cannot set up %s: %s", path, strerror(errno));
 		unlink(path);
 		close(fd);
 		return -1;
@@ -190,7 +200,8 @@ listener_error_cb(struct evconnlistener *l, void *arg)
 
 	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
 		log_warnx("cannot accept clients: %s (%u connected); pausing "
-		    "for %d ms", strerror(e), client_count(), LISTENER_PAUSE_MS);
+		          "for %d ms",
+		    strerror(e), client_count(), LISTENER_PAUSE_MS);
 		evconnlistener_disable(listener);
 		evtimer_add(listener_resume, &tv);
 		return;

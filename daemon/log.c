@@ -173,8 +173,8 @@ log_emit(int level, const char *msg)
 		return;
 	}
 	if (log_journal)
-		n = snprintf(line, sizeof line, "<%d>%s\n",
-		    log_priorities[level], msg);
+		n = snprintf(
+		    line, sizeof line, "<%d>%s\n", log_priorities[level], msg);
 	else {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		localtime_r(&ts.tv_sec, &tm);
@@ -199,8 +199,8 @@ log_vlog(int level, int with_errno, const char *fmt, va_list ap)
 		return;
 	n = vsnprintf(msg, sizeof msg, fmt, ap);
 	if (n >= 0 && with_errno && (size_t)n < sizeof msg)
-		snprintf(msg + n, sizeof msg - (size_t)n, ": %s",
-		    strerror(saved));
+		snprintf(
+		    msg + n, sizeof msg - (size_t)n, ": %s", strerror(saved));
 	log_scrub(msg, sizeof msg);
 	log_emit(level, msg);
 	errno = saved;
@@ -305,7 +305,7 @@ log_lws(int lll, const char *line)
 
 	if (lll & LLL_ERR)
 		level = LOG_LEVEL_WARNING; /* lws "errors" are per connection */
-	else if (lll & (LLL_WARN | LLL_USER))
+	else if (lll & (LLL_WARN | LLL_USER | LLL_NOTICE))
 		level = LOG_LEVEL_INFO;
 	else
 		level = LOG_LEVEL_DEBUG;

@@ -31,7 +31,7 @@
 enum outbox_state { OUTBOX_QUEUED, OUTBOX_HANDED, OUTBOX_WRITTEN };
 
 struct outbox_req {
-	TAILQ_ENTRY(outbox_req) entry;	/* queue or inflight */
+	TAILQ_ENTRY(outbox_req) entry;  /* queue or inflight */
 	TAILQ_ENTRY(outbox_req) centry; /* client's reqs */
 	struct client *client;
 	struct json_object *client_id; /* owned, NULL if none */
@@ -108,8 +108,7 @@ outbox_unlink(struct outbox_req *req)
 }
 
 /* Answer req with an error (if its client is still there) and drop it. */
-static void
-outbox_fail(struct outbox_req *req, int code, const char *fmt, ...)
+static void outbox_fail(struct outbox_req *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -234,7 +233,8 @@ outbox_expire(void)
 
 	while ((req = TAILQ_FIRST(&outbox_sent)) != NULL &&
 	    now - req->written_at >= slackd_conf->ack_timeout)
-		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED, "not confirmed: "
+		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
+		    "not confirmed: "
 		    "Slack did not acknowledge the message within %.0f s; it "
 		    "may or may not have been posted",
 		    (double)slackd_conf->ack_timeout / 1000);
@@ -243,7 +243,8 @@ outbox_expire(void)
 	TAILQ_FOREACH_SAFE(req, &outbox_queue, entry, next) {
 		if (req->state == OUTBOX_QUEUED &&
 		    now - req->queued_at >= slackd_conf->queue_timeout)
-			outbox_fail(req, PROTOCOL_E_TIMEOUT, "not sent: could "
+			outbox_fail(req, PROTOCOL_E_TIMEOUT,
+			    "not sent: could "
 			    "not reach Slack within %.0f s (queue_timeout); "
 			    "last problem: %s",
 			    (double)slackd_conf->queue_timeout / 1000,
@@ -271,31 +272,37 @@ outbox_submit(struct client *c, const struct request *r)
 	int64_t id;
 
 	if (status.state == UPSTREAM_FAILED) {
-		client_error(c, r->id, PROTOCOL_E_UPSTREAM_FAILED, "not sent: "
-		    "%s", status.reason != NULL ? status.reason :
-						  "Slack refused slackd");
+		client_error(c, r->id, PROTOCOL_E_UPSTREAM_FAILED,
+		    "not sent: "
+		    "%s",
+		    status.reason != NULL ? status.reason
+		                          : "Slack refused slackd");
 		return -1;
 	}
 	if (r->kind == REQUEST_TYPING && status.state != UPSTREAM_CONNECTED) {
-		client_error(c, r->id, PROTOCOL_E_NOT_CONNECTED, "not connected "
+		client_error(c, r->id, PROTOCOL_E_NOT_CONNECTED,
+		    "not connected "
 		    "to Slack; typing indicators are not queued");
 		return -1;
 	}
 	if (r->kind == REQUEST_MESSAGE &&
 	    outbox_nqueue + outbox_nsent >= (u_int)slackd_conf->queue_max) {
-		client_error(c, r->id, PROTOCOL_E_QUEUE_FULL, "not sent: the "
+		client_error(c, r->id, PROTOCOL_E_QUEUE_FULL,
+		    "not sent: the "
 		    "outbound queue is full (%u requests waiting, queue_max "
-		    "%d); retry later", outbox_nqueue + outbox_nsent,
-		    slackd_conf->queue_max);
+		    "%d); retry later",
+		    outbox_nqueue + outbox_nsent, slackd_conf->queue_max);
 		return -1;
 	}
 	id = outbox_next_id;
 	frame = request_frame(r, id, &len);
 	if (len > PROTOCOL_RTM_MAX_FRAME) {
-		client_error(c, r->id, PROTOCOL_E_TOO_LONG, "message too long: "
+		client_error(c, r->id, PROTOCOL_E_TOO_LONG,
+		    "message too long: "
 		    "it makes a %zu-byte RTM frame and Slack allows at most %d "
 		    "bytes (the text is %zu bytes; JSON escaping adds the "
-		    "rest)", len, PROTOCOL_RTM_MAX_FRAME,
+		    "rest)",
+		    len, PROTOCOL_RTM_MAX_FRAME,
 		    r->text != NULL ? strlen(r->text) : 0);
 		free(frame);
 		return -1;
@@ -334,8 +341,8 @@ outbox_typing_done(struct outbox_req *req)
 	if (req->client != NULL && req->client_id != NULL) {
 		o = json_object_new_object();
 		json_object_object_add(o, "ok", json_object_new_boolean(1));
-		json_object_object_add(o, "reply_to",
-		    json_object_get(req->client_id));
+		json_object_object_add(
+		    o, "reply_to", json_object_get(req->client_id));
 		client_send_json(req->client, o);
 		json_object_put(o);
 	}
@@ -377,7 +384,8 @@ outbox_returned(int64_t id)
 	    req->state != OUTBOX_HANDED)
 		return;
 	if (req->kind == REQUEST_TYPING) {
-		outbox_fail(req, PROTOCOL_E_NOT_CONNECTED, "not sent: the "
+		outbox_fail(req, PROTOCOL_E_NOT_CONNECTED,
+		    "not sent: the "
 		    "connection to Slack was lost; typing indicators are not "
 		    "queued");
 		return;
@@ -395,7 +403,8 @@ outbox_reply(int64_t id, const char *data, size_t len)
 
 	if ((req = outbox_find(&outbox_sent, id)) == NULL) {
 		log_debug("reply to %lld from Slack matches no request (after "
-			  "ack_timeout?)", (long long)id);
+		          "ack_timeout?)",
+		    (long long)id);
 		return;
 	}
 	o = json_tokener_parse(data); /* jscan checked it */
@@ -417,8 +426,16 @@ outbox_reply(int64_t id, const char *data, size_t len)
 	}
 	json_object_object_del(o, "reply_to");
 	if (req->client != NULL && req->client_id != NULL) {
-		json_object_object_add(o, "reply_to",
-		    json_object_get(req->client_id));
+		json_object_object_add(
+		    o, "reply_to", json_object_get(req->client_id));
+		client_send_json(req->client, o);
+	} else if (req->client != NULL && !json_object_get_boolean(ok)) {
+		/* No id to reply to: Slack's refusal still reaches the client.
+		 */
+		json_object_object_add(
+		    o, "type", json_object_new_string(PROTOCOL_ERROR));
+		json_object_object_add(
+		    o, "channel", json_object_new_string(req->channel));
 		client_send_json(req->client, o);
 	}
 	json_object_put(o);
@@ -436,10 +453,12 @@ outbox_session_down(uint64_t session, const char *reason)
 
 	TAILQ_FOREACH_SAFE(req, &outbox_sent, entry, next) {
 		if (req->session == session)
-			outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED, "not "
+			outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
+			    "not "
 			    "confirmed: the connection to Slack was lost (%s) "
 			    "after the message was sent; it may or may not "
-			    "have been posted", reason);
+			    "have been posted",
+			    reason);
 	}
 }
 
@@ -462,10 +481,12 @@ outbox_shutdown(void)
 	struct outbox_req *req;
 
 	while ((req = TAILQ_FIRST(&outbox_sent)) != NULL)
-		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED, "not confirmed: "
+		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
+		    "not confirmed: "
 		    "slackd shut down before Slack acknowledged the message");
 	while ((req = TAILQ_FIRST(&outbox_queue)) != NULL)
-		outbox_fail(req, PROTOCOL_E_SHUTTING_DOWN, "not sent: slackd "
+		outbox_fail(req, PROTOCOL_E_SHUTTING_DOWN,
+		    "not sent: slackd "
 		    "is shutting down");
 	if (outbox_timer != NULL) {
 		event_free(outbox_timer);

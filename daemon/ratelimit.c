@@ -28,14 +28,13 @@ struct ratelimit {
 };
 
 static void
-ratelimit_refill(struct ratelimit_bucket *b, double rate, double burst,
-    int64_t now)
+ratelimit_refill(
+    struct ratelimit_bucket *b, double rate, double burst, int64_t now)
 {
-	if (now > b->stamp) {
+	if (now > b->stamp)
 		b->tokens += (double)(now - b->stamp) * rate / 1000.0;
-		if (b->tokens > burst)
-			b->tokens = burst;
-	}
+	if (b->tokens > burst)
+		b->tokens = burst; /* also after burst was lowered */
 	b->stamp = now;
 }
 
@@ -134,8 +133,8 @@ ratelimit_prune(struct ratelimit *rl, int64_t now)
 				ep = &e->next;
 		}
 	}
-	rl->prune_at = rl->count * 2 > RATELIMIT_PRUNE ? rl->count * 2 :
-							   RATELIMIT_PRUNE;
+	rl->prune_at =
+	    rl->count * 2 > RATELIMIT_PRUNE ? rl->count * 2 : RATELIMIT_PRUNE;
 }
 
 static void
@@ -159,8 +158,8 @@ ratelimit_grow(struct ratelimit *rl)
 }
 
 int
-ratelimit_take(struct ratelimit *rl, const char *key, int64_t now,
-    int64_t *wait)
+ratelimit_take(
+    struct ratelimit *rl, const char *key, int64_t now, int64_t *wait)
 {
 	struct ratelimit_entry *e;
 	size_t h, len;
@@ -168,8 +167,8 @@ ratelimit_take(struct ratelimit *rl, const char *key, int64_t now,
 	h = ratelimit_hash(key) & (rl->nbuckets - 1);
 	for (e = rl->table[h]; e != NULL; e = e->next) {
 		if (strcmp(e->key, key) == 0)
-			return ratelimit_bucket_take(&e->bucket, rl->rate,
-			    rl->burst, now, wait);
+			return ratelimit_bucket_take(
+			    &e->bucket, rl->rate, rl->burst, now, wait);
 	}
 	if (rl->count >= rl->prune_at) {
 		ratelimit_prune(rl, now);
@@ -183,6 +182,6 @@ ratelimit_take(struct ratelimit *rl, const char *key, int64_t now,
 	e->next = rl->table[h];
 	rl->table[h] = e;
 	rl->count++;
-	return ratelimit_bucket_take(&e->bucket, rl->rate, rl->burst, now,
-	    wait);
+	return ratelimit_bucket_take(
+	    &e->bucket, rl->rate, rl->burst, now, wait);
 }

@@ -14,8 +14,7 @@
 
 #include "slackd.h"
 
-static int
-request_fail(struct request_error *e, int code, const char *fmt, ...)
+static int request_fail(struct request_error *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
@@ -43,16 +42,18 @@ request_check_channel(const char *s, char *why, size_t len)
 {
 	size_t i, n = strlen(s);
 
-	if (n < 2 || n > PROTOCOL_MAX_CHANNEL || (s[0] != 'C' && s[0] != 'G' &&
-	    s[0] != 'D'))
+	if (n < 2 || n > PROTOCOL_MAX_CHANNEL ||
+	    (s[0] != 'C' && s[0] != 'G' && s[0] != 'D'))
 		goto bad;
 	for (i = 1; i < n; i++) {
-		if (!isupper((unsigned char)s[i]) && !isdigit((unsigned char)s[i]))
+		if (!isupper((unsigned char)s[i]) &&
+		    !isdigit((unsigned char)s[i]))
 			goto bad;
 	}
 	return 0;
 bad:
-	snprintf(why, len, "\"channel\" must be a conversation ID such as "
+	snprintf(why, len,
+	    "\"channel\" must be a conversation ID such as "
 	    "C024BE91L (got \"%.64s\"); this version does not resolve names",
 	    s);
 	return -1;
@@ -73,8 +74,8 @@ request_string(struct json_object *o, const char *key, const char **out,
 	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
 		return 0;
 	if (!json_object_is_type(v, json_type_string))
-		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-		    "\"%s\" must be a string", key);
+		return request_fail(
+		    e, PROTOCOL_E_BAD_REQUEST, "\"%s\" must be a string", key);
 	s = json_object_get_string(v);
 	if (strlen(s) != (size_t)json_object_get_string_len(v))
 		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
@@ -90,8 +91,9 @@ request_excerpt(const char *line, size_t len, size_t at, char *out)
 	size_t i, o = 0;
 
 	for (i = at; i < len && o < 20; i++)
-		out[o++] = line[i] >= ' ' && line[i] < 0x7f && line[i] != '"' ?
-		    line[i] : '?';
+		out[o++] = line[i] >= ' ' && line[i] < 0x7f && line[i] != '"'
+		    ? line[i]
+		    : '?';
 	out[o] = '\0';
 	return out;
 }
@@ -129,7 +131,8 @@ request_message(struct request *r, struct request_error *e, int typing)
 	if ((rc = request_string(r->obj, "thread_ts", &r->thread_ts, e)) < 0)
 		return -1;
 	if (rc > 0 && request_thread_ts(r->thread_ts) != 0)
-		return request_fail(e, PROTOCOL_E_BAD_REQUEST, "\"thread_ts\" "
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"thread_ts\" "
 		    "must be a message timestamp such as "
 		    "\"1700000000.000100\"");
 	if (typing)
@@ -176,7 +179,7 @@ request_list(struct json_object *o, const char *key, struct json_object **out,
 		    json_object_get_string_len(item) == 0 ||
 		    json_object_get_string_len(item) >= JSCAN_FIELD ||
 		    strlen(json_object_get_string(item)) !=
-			(size_t)json_object_get_string_len(item))
+		        (size_t)json_object_get_string_len(item))
 			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
 			    "\"%s\" entries must be strings of 1 to %d bytes",
 			    key, JSCAN_FIELD - 1);
@@ -211,9 +214,11 @@ request_dispatch(struct request *r, const char *type, struct request_error *e)
 		r->kind = REQUEST_STATUS;
 		return 0;
 	}
-	return request_fail(e, PROTOCOL_E_UNKNOWN_TYPE, "unknown type \"%.64s\" "
-	    "(slackd handles message, typing, ping, " PROTOCOL_SUBSCRIBE ", "
-	    PROTOCOL_STATUS ")", type);
+	return request_fail(e, PROTOCOL_E_UNKNOWN_TYPE,
+	    "unknown type \"%.64s\" "
+	    "(slackd handles message, typing, ping, " PROTOCOL_SUBSCRIBE
+	    ", " PROTOCOL_STATUS ")",
+	    type);
 }
 
 /*
@@ -222,12 +227,13 @@ request_dispatch(struct request *r, const char *type, struct request_error *e)
  * done with r and e (e->id points into r->obj).
  */
 int
-request_parse(const char *line, size_t len, struct request *r,
-    struct request_error *e)
+request_parse(
+    const char *line, size_t len, struct request *r, struct request_error *e)
 {
 	struct json_tokener *tok;
 	struct json_object *type;
 	enum json_tokener_error jerr;
+	struct jscan js;
 	char excerpt[24];
 	const char *t;
 	size_t end;
@@ -236,42 +242,72 @@ request_parse(const char *line, size_t len, struct request *r,
 	memset(r, 0, sizeof *r);
 	memset(e, 0, sizeof *e);
 	if (len > INT32_MAX)
-		return request_fail(e, PROTOCOL_E_LINE_TOO_LONG,
-		    "request too long");
-	if ((tok = json_tokener_new_ex(PROTOCOL_MAX_DEPTH)) == NULL)
+		return request_fail(
+		    e, PROTOCOL_E_LINE_TOO_LONG, "request too long");
+	/* json-c counts the innermost value as a level of its own. */
+	if ((tok = json_tokener_new_ex(PROTOCOL_MAX_DEPTH + 1)) == NULL)
 		fatalx("json_tokener_new_ex");
-	json_tokener_set_flags(tok,
-	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	json_tokener_set_flags(
+	    tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	r->obj = json_tokener_parse_ex(tok, line, (int)len);
 	jerr = json_tokener_get_error(tok);
 	end = json_tokener_get_parse_end(tok);
 	if (r->obj == NULL && jerr == json_tokener_continue) {
 		/* A bare number only ends at a NUL; give it one. */
 		r->obj = json_tokener_parse_ex(tok, "", 1);
-		if (r->obj != NULL)
+		if (json_tokener_get_error(tok) == json_tokener_success) {
+			jerr = json_tokener_success;
 			end = len;
+		}
 	}
 	json_tokener_free(tok);
+	if (r->obj == NULL && jerr == json_tokener_success)
+		return request_fail(e, PROTOCOL_E_NOT_OBJECT,
+		    "a request must "
+		    "be a JSON object such as {\"id\":1,\"type\":\"ping\"}");
 	if (r->obj == NULL) {
 		if (jerr == json_tokener_continue)
-			return request_fail(e, PROTOCOL_E_BAD_JSON, "not valid "
+			return request_fail(e, PROTOCOL_E_BAD_JSON,
+			    "not valid "
 			    "JSON: the line ends inside a value");
 		if (jerr == json_tokener_error_depth)
-			return request_fail(e, PROTOCOL_E_BAD_JSON, "not valid "
+			return request_fail(e, PROTOCOL_E_BAD_JSON,
+			    "not valid "
 			    "JSON: nested more than %d levels deep",
 			    PROTOCOL_MAX_DEPTH);
-		return request_fail(e, PROTOCOL_E_BAD_JSON, "not valid JSON: "
-		    "%s at byte %zu (\"%.20s\")", json_tokener_error_desc(jerr),
-		    end, request_excerpt(line, len, end, excerpt));
+		return request_fail(e, PROTOCOL_E_BAD_JSON,
+		    "not valid JSON: "
+		    "%s at byte %zu (\"%.20s\")",
+		    json_tokener_error_desc(jerr), end,
+		    request_excerpt(line, len, end, excerpt));
 	}
 	while (end < len && isspace((unsigned char)line[end]))
 		end++;
 	if (end != len)
-		return request_fail(e, PROTOCOL_E_BAD_JSON, "not valid JSON: "
-		    "unexpected text after the value at byte %zu", end);
+		return request_fail(e, PROTOCOL_E_BAD_JSON,
+		    "not valid JSON: "
+		    "unexpected text after the value at byte %zu",
+		    end);
 	if (!json_object_is_type(r->obj, json_type_object))
-		return request_fail(e, PROTOCOL_E_NOT_OBJECT, "a request must "
+		return request_fail(e, PROTOCOL_E_NOT_OBJECT,
+		    "a request must "
 		    "be a JSON object such as {\"id\":1,\"type\":\"ping\"}");
+	/*
+	 * json-c's strict mode still lets through overlong and surrogate
+	 * UTF-8, raw control characters, NaN and numbers such as 01; none
+	 * of that may reach Slack.  jscan is exact.
+	 */
+	if (jscan_object(line, len, PROTOCOL_MAX_DEPTH, &js) != 0) {
+		if (strcmp(js.error, JSCAN_TOO_DEEP) == 0)
+			return request_fail(e, PROTOCOL_E_BAD_JSON,
+			    "not valid "
+			    "JSON: nested more than %d levels deep",
+			    PROTOCOL_MAX_DEPTH);
+		return request_fail(e, PROTOCOL_E_BAD_JSON,
+		    "not valid JSON: "
+		    "%s at byte %zu",
+		    js.error, js.error_at);
+	}
 	if (json_object_object_get_ex(r->obj, "id", &r->id) && r->id != NULL) {
 		e->id = r->id;
 		if (!json_object_is_type(r->id, json_type_int))
@@ -280,8 +316,8 @@ request_parse(const char *line, size_t len, struct request *r,
 	} else
 		r->id = NULL;
 	if (!json_object_object_get_ex(r->obj, "type", &type) || type == NULL)
-		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-		    "request has no \"type\"");
+		return request_fail(
+		    e, PROTOCOL_E_BAD_REQUEST, "request has no \"type\"");
 	if ((rc = request_string(r->obj, "type", &t, e)) < 0)
 		return -1;
 	return request_dispatch(r, t, e);
@@ -298,21 +334,22 @@ request_frame(const struct request *r, int64_t id, size_t *len)
 
 	o = json_object_new_object();
 	json_object_object_add(o, "id", json_object_new_int64(id));
-	json_object_object_add(o, "type", json_object_new_string(
-	    r->kind == REQUEST_TYPING ? "typing" : "message"));
-	json_object_object_add(o, "channel",
-	    json_object_new_string(r->channel));
+	json_object_object_add(o, "type",
+	    json_object_new_string(
+	        r->kind == REQUEST_TYPING ? "typing" : "message"));
+	json_object_object_add(
+	    o, "channel", json_object_new_string(r->channel));
 	if (r->kind == REQUEST_MESSAGE)
-		json_object_object_add(o, "text",
-		    json_object_new_string(r->text));
+		json_object_object_add(
+		    o, "text", json_object_new_string(r->text));
 	if (r->thread_ts != NULL)
-		json_object_object_add(o, "thread_ts",
-		    json_object_new_string(r->thread_ts));
+		json_object_object_add(
+		    o, "thread_ts", json_object_new_string(r->thread_ts));
 	if (r->reply_broadcast)
-		json_object_object_add(o, "reply_broadcast",
-		    json_object_new_boolean(1));
-	s = json_object_to_json_string_length(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+		json_object_object_add(
+		    o, "reply_broadcast", json_object_new_boolean(1));
+	s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
 	frame = xmemdup(s, n);
 	*len = n;
 	json_object_put(o);

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,7 @@ static struct event *slackd_efd_ev;
 static struct event *slackd_ev_term, *slackd_ev_int, *slackd_ev_hup;
 static struct event *slackd_ev_deadline;
 static int slackd_exit = SLACKD_EXIT_OK;
+static int slackd_ready_fd = -1;
 
 static const struct option slackd_options[] = {
 	{ "config", required_argument, NULL, 'f' },
@@ -72,7 +74,8 @@ slackd_usage(FILE *f)
 	    "  -f, --config FILE   configuration file (default %s)\n"
 	    "  -n, --check         check the configuration and token, exit\n"
 	    "  -s, --socket PATH   local socket (overrides \"socket\")\n"
-	    "  -v, --verbose       log more (repeat for libwebsockets notices)\n"
+	    "  -v, --verbose       log more (repeat for libwebsockets "
+	    "notices)\n"
 	    "      --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
@@ -125,7 +128,8 @@ slackd_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
 	if (slackd_upstream != NULL) {
 		log_warnx("the upstream thread did not stop within %d s; "
-			  "exiting anyway", SLACKD_STOP_WAIT);
+		          "exiting anyway",
+		    SLACKD_STOP_WAIT);
 		listener_unlink();
 		_exit(slackd_exit);
 	}
@@ -139,6 +143,10 @@ slackd_stopped(void)
 
 	upstream_join(slackd_upstream);
 	slackd_upstream = NULL;
+	if (!slackd_stopping) {
+		log_warnx("the upstream thread stopped unexpectedly");
+		slackd_shutdown(SLACKD_EXIT_FAILURE);
+	}
 	outbox_shutdown();
 	evtimer_add(slackd_ev_deadline, &tv);
 	client_flush_all();
@@ -179,7 +187,8 @@ slackd_dispatch(struct mailbox_msg *m)
 		break;
 	case MAILBOX_FATAL:
 		log_warnx("fatal: %s; check the token (slackd exits with "
-			  "status %d)", m->text, SLACKD_EXIT_CONFIG);
+		          "status %d)",
+		    m->text, SLACKD_EXIT_CONFIG);
 		slackd_shutdown(SLACKD_EXIT_CONFIG);
 		break;
 	case MAILBOX_STOPPED:
@@ -208,7 +217,8 @@ slackd_mailbox_cb(evutil_socket_t fd, short events, void *arg)
 	}
 }
 
-/* ---- signals and shutdown -------------------------------------------------- */
+/* ---- signals and shutdown --------------------------------------------------
+ */
 
 void
 slackd_shutdown(int code)
@@ -222,7 +232,8 @@ slackd_shutdown(int code)
 	slackd_stopping = 1;
 	log_info("shutting down");
 	listener_stop();
-	upstream_post(slackd_upstream, mailbox_msg_new(MAILBOX_STOP));
+	if (slackd_upstream != NULL)
+		upstream_post(slackd_upstream, mailbox_msg_new(MAILBOX_STOP));
 	evtimer_add(slackd_ev_deadline, &tv);
 }
 
@@ -237,23 +248,40 @@ slackd_signal_cb(evutil_socket_t sig, short events, void *arg)
 		break;
 	case SIGHUP:
 		log_warnx("SIGHUP: this version cannot reload its "
-			  "configuration; restart slackd to apply changes");
+		          "configuration; restart slackd to apply changes");
 		break;
 	}
 }
 
-/* ---- startup --------------------------------------------------------------- */
+/* ---- startup ---------------------------------------------------------------
+ */
 
+/*
+ * Go to the background.  The parent waits until the child says it is
+ * ready (slackd_ready) and exits 0, or exits with the child's status if it
+ * dies first, so a failure at startup is never hidden.
+ */
 static void
 slackd_detach(void)
 {
 	pid_t pid;
-	int fd;
+	int fd, p[2], wstatus;
+	char c;
 
+	if (pipe2(p, O_CLOEXEC) == -1)
+		fatal("pipe");
 	if ((pid = fork()) == -1)
 		fatal("fork");
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &c, 1) == 1)
+			_exit(0);
+		if (waitpid(pid, &wstatus, 0) == pid && WIFEXITED(wstatus))
+			_exit(WEXITSTATUS(wstatus));
+		_exit(SLACKD_EXIT_FAILURE);
+	}
+	close(p[0]);
+	slackd_ready_fd = p[1];
 	if (setsid() == -1)
 		fatal("setsid");
 	if (chdir("/") == -1)
@@ -267,9 +295,20 @@ slackd_detach(void)
 	}
 }
 
+/* Startup is complete: let a waiting parent go. */
 static void
-slackd_params(struct upstream_params *p, const struct config *conf,
-    char *token, int verbose)
+slackd_ready(void)
+{
+	if (slackd_ready_fd != -1) {
+		(void)!write(slackd_ready_fd, "", 1);
+		close(slackd_ready_fd);
+		slackd_ready_fd = -1;
+	}
+}
+
+static void
+slackd_params(struct upstream_params *p, const struct config *conf, char *token,
+    int verbose)
 {
 	memset(p, 0, sizeof *p);
 	p->api_url = conf->api_url;
@@ -303,12 +342,12 @@ slackd_events(void)
 	slackd_efd_ev = event_new(slackd_base, slackd_efd, EV_READ | EV_PERSIST,
 	    slackd_mailbox_cb, NULL);
 	event_add(slackd_efd_ev, NULL);
-	slackd_ev_term = evsignal_new(slackd_base, SIGTERM, slackd_signal_cb,
-	    NULL);
-	slackd_ev_int = evsignal_new(slackd_base, SIGINT, slackd_signal_cb,
-	    NULL);
-	slackd_ev_hup = evsignal_new(slackd_base, SIGHUP, slackd_signal_cb,
-	    NULL);
+	slackd_ev_term =
+	    evsignal_new(slackd_base, SIGTERM, slackd_signal_cb, NULL);
+	slackd_ev_int =
+	    evsignal_new(slackd_base, SIGINT, slackd_signal_cb, NULL);
+	slackd_ev_hup =
+	    evsignal_new(slackd_base, SIGHUP, slackd_signal_cb, NULL);
 	event_add(slackd_ev_term, NULL);
 	event_add(slackd_ev_int, NULL);
 	event_add(slackd_ev_hup, NULL);
@@ -342,8 +381,8 @@ main(int argc, char **argv)
 	char *errors = NULL, *token, defsock[256];
 	int ch, check = 0, foreground = 0, verbose = 0, fd;
 
-	while ((ch = getopt_long(argc, argv, "df:hns:v", slackd_options,
-	    NULL)) != -1) {
+	while ((ch = getopt_long(
+	            argc, argv, "df:hns:v", slackd_options, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
 			foreground = 1;
@@ -374,8 +413,10 @@ main(int argc, char **argv)
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "slackd: unexpected argument \"%s\" (the token "
-				"never goes on the command line)\n", argv[optind]);
+		fprintf(stderr,
+		    "slackd: unexpected argument \"%s\" (the token "
+		    "never goes on the command line)\n",
+		    argv[optind]);
 		slackd_usage(stderr);
 		return SLACKD_EXIT_USAGE;
 	}
@@ -383,8 +424,9 @@ main(int argc, char **argv)
 	log_init(1, LOG_LEVEL_INFO);
 	config_init(&slackd_config);
 	slackd_conf = &slackd_config;
-	if (config_load(&slackd_config, conffile != NULL ? conffile :
-	    SLACKD_CONF, conffile != NULL, &errors) != 0) {
+	if (config_load(&slackd_config,
+	        conffile != NULL ? conffile : SLACKD_CONF, conffile != NULL,
+	        &errors) != 0) {
 		slackd_errors(errors);
 		return SLACKD_EXIT_CONFIG;
 	}
@@ -395,7 +437,7 @@ main(int argc, char **argv)
 	if (slackd_config.socket_path == NULL) {
 		if (protocol_default_socket(defsock, sizeof defsock) != 0) {
 			log_warnx("no socket path: set \"socket\" or -s, or "
-				  "XDG_RUNTIME_DIR");
+			          "XDG_RUNTIME_DIR");
 			return SLACKD_EXIT_CONFIG;
 		}
 		slackd_config.socket_path = xstrdup(defsock);
@@ -413,7 +455,8 @@ main(int argc, char **argv)
 	}
 	log_set_secret(token);
 	if (check) {
-		printf("configuration OK: token from %s, socket %s, api_url %s\n",
+		printf(
+		    "configuration OK: token from %s, socket %s, api_url %s\n",
 		    source, slackd_config.socket_path, slackd_config.api_url);
 		token_secret_free(token);
 		log_set_secret(NULL);
@@ -423,7 +466,7 @@ main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	if ((fd = listener_open(slackd_config.socket_path,
-	    slackd_config.socket_mode, &errors)) == -1) {
+	         slackd_config.socket_mode, &errors)) == -1) {
 		slackd_errors(errors);
 		return SLACKD_EXIT_FAILURE;
 	}
@@ -447,6 +490,7 @@ main(int argc, char **argv)
 		return SLACKD_EXIT_FAILURE;
 	}
 	listener_start(slackd_base, fd);
+	slackd_ready();
 
 	event_base_dispatch(slackd_base);
 

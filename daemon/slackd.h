@@ -28,15 +28,15 @@ struct bufferevent;
 struct json_object;
 
 /* Exit statuses (documented in slackd(8)). */
-#define SLACKD_EXIT_OK	    0
+#define SLACKD_EXIT_OK      0
 #define SLACKD_EXIT_FAILURE 1  /* runtime failure: socket in use, bind, … */
 #define SLACKD_EXIT_USAGE   64 /* EX_USAGE: bad command line */
 #define SLACKD_EXIT_CONFIG  78 /* EX_CONFIG: bad config, no token, auth */
 
 /* glibc's sys/queue.h lacks the _SAFE iterators. */
 #ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                           \
-	for ((var) = TAILQ_FIRST((head));                                    \
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                             \
+	for ((var) = TAILQ_FIRST((head));                                      \
 	     (var) && ((tvar) = TAILQ_NEXT((var), field), 1); (var) = (tvar))
 #endif
 
@@ -50,8 +50,7 @@ void *xcalloc(size_t, size_t);
 void *xrealloc(void *, size_t);
 char *xstrdup(const char *);
 char *xstrndup(const char *, size_t);
-int xasprintf(char **, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
+int xasprintf(char **, const char *, ...) __attribute__((format(printf, 2, 3)));
 void *xmemdup(const void *, size_t);
 int64_t util_now_ms(void);
 double util_wall(void);
@@ -60,10 +59,10 @@ void util_free_secret(char *);
 uint64_t util_random64(void);
 
 /* log.c */
-#define LOG_LEVEL_ERR	  0
+#define LOG_LEVEL_ERR     0
 #define LOG_LEVEL_WARNING 1
-#define LOG_LEVEL_INFO	  2
-#define LOG_LEVEL_DEBUG	  3
+#define LOG_LEVEL_INFO    2
+#define LOG_LEVEL_DEBUG   3
 void log_init(int, int);
 void log_set_level(int);
 int log_get_level(void);
@@ -126,9 +125,10 @@ char *token_secret_dup(const char *);
 void token_secret_free(char *);
 
 /* jscan.c: one pass over an upstream frame, without building objects. */
-#define JSCAN_FIELD 64
+#define JSCAN_FIELD    64
+#define JSCAN_TOO_DEEP "nested too deeply"
 struct jscan {
-	char type[JSCAN_FIELD];	   /* top-level "type", "" if none */
+	char type[JSCAN_FIELD];    /* top-level "type", "" if none */
 	char channel[JSCAN_FIELD]; /* top-level "channel" if a string */
 	int has_reply_to;
 	int64_t reply_to;
@@ -158,8 +158,8 @@ struct ratelimit_bucket {
 	double tokens;
 	int64_t stamp;
 };
-int ratelimit_bucket_take(struct ratelimit_bucket *, double, double, int64_t,
-    int64_t *);
+int ratelimit_bucket_take(
+    struct ratelimit_bucket *, double, double, int64_t, int64_t *);
 struct ratelimit;
 struct ratelimit *ratelimit_new(double, double);
 void ratelimit_free(struct ratelimit *);
@@ -181,13 +181,13 @@ struct webapi_connect {
 	int ok;
 	char *error; /* Slack's "error" when !ok */
 	char *url;
-	char *team;	 /* compact JSON object */
-	char *self;	 /* compact JSON object */
+	char *team;      /* compact JSON object */
+	char *self;      /* compact JSON object */
 	char *team_name; /* for logs and STATUS= */
 	char *self_name;
 };
-int webapi_parse_connect(const char *, size_t, struct webapi_connect *,
-    char **);
+int webapi_parse_connect(
+    const char *, size_t, struct webapi_connect *, char **);
 void webapi_connect_free(struct webapi_connect *);
 int webapi_permanent_error(const char *);
 int webapi_retry_after(const char *, int64_t *);
@@ -195,15 +195,15 @@ int webapi_retry_after(const char *, int64_t *);
 /* mailbox.c */
 enum mailbox_type {
 	/* upstream -> main */
-	MAILBOX_STATE,	      /* state, session, text, data=team/self */
-	MAILBOX_EVENT,	      /* data = frame + "\n", jscan fields */
-	MAILBOX_REPLY,	      /* id = upstream id, data = Slack's reply */
+	MAILBOX_STATE,        /* state, session, text, data=team/self */
+	MAILBOX_EVENT,        /* data = frame + "\n", jscan fields */
+	MAILBOX_REPLY,        /* id = upstream id, data = Slack's reply */
 	MAILBOX_WRITTEN,      /* id written to the wire in session */
 	MAILBOX_RETURNED,     /* id not written: connection gone */
 	MAILBOX_SESSION_DOWN, /* session ended; unacked ids are lost */
-	MAILBOX_PONG,	      /* id = round trip in microseconds */
+	MAILBOX_PONG,         /* id = round trip in microseconds */
 	MAILBOX_DROPPED,      /* an unusable frame from Slack was dropped */
-	MAILBOX_FATAL,	      /* text = permanent error */
+	MAILBOX_FATAL,        /* text = permanent error */
 	MAILBOX_STOPPED,      /* upstream thread is about to exit */
 	/* main -> upstream */
 	MAILBOX_SEND, /* id, data = frame */
@@ -262,8 +262,8 @@ struct upstream_params {
 	int lws_log_level;
 };
 struct upstream;
-struct upstream *upstream_start(const struct upstream_params *,
-    struct mailbox *, char **);
+struct upstream *upstream_start(
+    const struct upstream_params *, struct mailbox *, char **);
 void upstream_post(struct upstream *, struct mailbox_msg *);
 void upstream_join(struct upstream *);
 const char *upstream_state_name(enum upstream_state);
@@ -275,11 +275,11 @@ void listener_stop(void);
 void listener_unlink(void);
 
 /* client.c */
-#define CLIENT_DEAD	0x1 /* free at the next reap */
-#define CLIENT_DISCARD	0x2 /* skipping the rest of an overlong line */
-#define CLIENT_PAUSED	0x4 /* reading stopped until output drains */
-#define CLIENT_FLUSHING 0x8 /* close once output is written */
-#define CLIENT_EOF	0x10 /* peer shut down its sending side */
+#define CLIENT_DEAD     0x1  /* free at the next reap */
+#define CLIENT_DISCARD  0x2  /* skipping the rest of an overlong line */
+#define CLIENT_PAUSED   0x4  /* reading stopped until output drains */
+#define CLIENT_FLUSHING 0x8  /* close once output is written */
+#define CLIENT_EOF      0x10 /* peer shut down its sending side */
 struct outbox_req;
 struct client {
 	TAILQ_ENTRY(client) entry;
@@ -307,8 +307,8 @@ extern struct client_list clients;
 void client_accept(int, uid_t, gid_t, pid_t);
 void client_send(struct client *, const char *, size_t);
 void client_send_json(struct client *, struct json_object *);
-void client_error(struct client *, struct json_object *, int, const char *,
-    ...) __attribute__((format(printf, 4, 5)));
+void client_error(struct client *, struct json_object *, int, const char *, ...)
+    __attribute__((format(printf, 4, 5)));
 void client_kill(struct client *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 size_t client_output(struct client *);
@@ -327,7 +327,7 @@ enum request_kind {
 struct request {
 	enum request_kind kind;
 	struct json_object *obj; /* the whole parsed line (owned) */
-	struct json_object *id;	 /* borrowed from obj, NULL if none */
+	struct json_object *id;  /* borrowed from obj, NULL if none */
 	const char *channel;
 	const char *text;
 	const char *thread_ts;
@@ -340,8 +340,8 @@ struct request_error {
 	char msg[256];
 	struct json_object *id; /* borrowed, when the line had one */
 };
-int request_parse(const char *, size_t, struct request *,
-    struct request_error *);
+int request_parse(
+    const char *, size_t, struct request *, struct request_error *);
 void request_free(struct request *);
 char *request_frame(const struct request *, int64_t, size_t *);
 int request_check_channel(const char *, char *, size_t);
@@ -371,7 +371,7 @@ struct status {
 	uint64_t session;
 	char *reason;
 	int64_t retry_at; /* monotonic ms, when reconnecting */
-	char *team;	  /* JSON, from rtm.connect */
+	char *team;       /* JSON, from rtm.connect */
 	char *self;
 	char *team_name;
 	char *self_name;

@@ -95,9 +95,8 @@ status_update(struct mailbox_msg *m)
 	status.session = m->session;
 	free(status.reason);
 	status.reason = m->text != NULL ? xstrdup(m->text) : NULL;
-	status.retry_at = m->state == UPSTREAM_RECONNECTING ?
-	    util_now_ms() + m->retry_in :
-	    0;
+	status.retry_at =
+	    m->state == UPSTREAM_RECONNECTING ? util_now_ms() + m->retry_in : 0;
 	if (m->state == UPSTREAM_CONNECTED && m->data != NULL)
 		status_connected(m->data);
 	else if (m->state != UPSTREAM_CONNECTED)
@@ -120,8 +119,8 @@ status_common(struct json_object *o)
 	json_object_object_add(o, "state",
 	    json_object_new_string(upstream_state_name(status.state)));
 	if (status.reason != NULL)
-		json_object_object_add(o, "reason",
-		    json_object_new_string(status.reason));
+		json_object_object_add(
+		    o, "reason", json_object_new_string(status.reason));
 	if (status.state == UPSTREAM_RECONNECTING) {
 		in = status.retry_at - util_now_ms();
 		json_object_object_add(o, "retry_in",
@@ -137,11 +136,12 @@ status_hello(void)
 	struct json_object *o;
 
 	o = json_object_new_object();
-	json_object_object_add(o, "type", json_object_new_string(PROTOCOL_HELLO));
-	json_object_object_add(o, "protocol",
-	    json_object_new_int(SLACKD_PROTOCOL));
-	json_object_object_add(o, "version",
-	    json_object_new_string(PACKAGE_VERSION));
+	json_object_object_add(
+	    o, "type", json_object_new_string(PROTOCOL_HELLO));
+	json_object_object_add(
+	    o, "protocol", json_object_new_int(SLACKD_PROTOCOL));
+	json_object_object_add(
+	    o, "version", json_object_new_string(PACKAGE_VERSION));
 	status_common(o);
 	return o;
 }
@@ -152,10 +152,11 @@ status_state(void)
 	struct json_object *o;
 
 	o = json_object_new_object();
-	json_object_object_add(o, "type", json_object_new_string(PROTOCOL_STATE));
+	json_object_object_add(
+	    o, "type", json_object_new_string(PROTOCOL_STATE));
 	status_common(o);
-	json_object_object_add(o, "session",
-	    json_object_new_int64((int64_t)status.session));
+	json_object_object_add(
+	    o, "session", json_object_new_int64((int64_t)status.session));
 	return o;
 }
 
@@ -165,42 +166,42 @@ status_full(void)
 	struct json_object *o;
 
 	o = json_object_new_object();
-	json_object_object_add(o, "version",
-	    json_object_new_string(PACKAGE_VERSION));
-	json_object_object_add(o, "protocol",
-	    json_object_new_int(SLACKD_PROTOCOL));
+	json_object_object_add(
+	    o, "version", json_object_new_string(PACKAGE_VERSION));
+	json_object_object_add(
+	    o, "protocol", json_object_new_int(SLACKD_PROTOCOL));
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
-	json_object_object_add(o, "started",
-	    json_object_new_double(status.started));
+	json_object_object_add(
+	    o, "started", json_object_new_double(status.started));
 	status_common(o);
-	json_object_object_add(o, "session",
-	    json_object_new_int64((int64_t)status.session));
+	json_object_object_add(
+	    o, "session", json_object_new_int64((int64_t)status.session));
 	json_object_object_add(o, "connected_since",
-	    status.state == UPSTREAM_CONNECTED ?
-		json_object_new_double(status.connected_since) :
-		NULL);
-	json_object_object_add(o, "reconnects",
-	    json_object_new_int64((int64_t)status.reconnects));
+	    status.state == UPSTREAM_CONNECTED
+	        ? json_object_new_double(status.connected_since)
+	        : NULL);
+	json_object_object_add(
+	    o, "reconnects", json_object_new_int64((int64_t)status.reconnects));
 	json_object_object_add(o, "last_pong_rtt_ms",
-	    status.rtt_us > 0 ? json_object_new_double(
-				    (double)status.rtt_us / 1000) :
-				NULL);
-	json_object_object_add(o, "clients",
-	    json_object_new_int64(client_count()));
+	    status.rtt_us > 0
+	        ? json_object_new_double((double)status.rtt_us / 1000)
+	        : NULL);
+	json_object_object_add(
+	    o, "clients", json_object_new_int64(client_count()));
 	json_object_object_add(o, "clients_total",
 	    json_object_new_int64((int64_t)status.clients_total));
 	json_object_object_add(o, "clients_dropped",
 	    json_object_new_int64((int64_t)status.clients_dropped));
-	json_object_object_add(o, "queued",
-	    json_object_new_int64(outbox_queued()));
-	json_object_object_add(o, "in_flight",
-	    json_object_new_int64(outbox_inflight()));
+	json_object_object_add(
+	    o, "queued", json_object_new_int64(outbox_queued()));
+	json_object_object_add(
+	    o, "in_flight", json_object_new_int64(outbox_inflight()));
 	json_object_object_add(o, "events_received",
 	    json_object_new_int64((int64_t)status.events));
 	json_object_object_add(o, "events_dropped",
 	    json_object_new_int64((int64_t)status.events_dropped));
-	json_object_object_add(o, "messages_sent",
-	    json_object_new_int64((int64_t)status.sent));
+	json_object_object_add(
+	    o, "messages_sent", json_object_new_int64((int64_t)status.sent));
 	json_object_object_add(o, "messages_failed",
 	    json_object_new_int64((int64_t)status.failed));
 	return o;

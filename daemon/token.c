@@ -26,10 +26,10 @@
 
 #include "slackd.h"
 
-#define TOKEN_MAX     512
-#define TOKEN_PAGE    4096
-#define TOKEN_ENV     "SLACK_API_TOKEN"
-#define TOKEN_CRED    "slack-token"
+#define TOKEN_MAX  512
+#define TOKEN_PAGE 4096
+#define TOKEN_ENV  "SLACK_API_TOKEN"
+#define TOKEN_CRED "slack-token"
 
 extern char **environ;
 
@@ -95,16 +95,18 @@ token_from_file(const char *path, char **err)
 		return NULL;
 	}
 	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
-		xasprintf(err, "token file %s is accessible by group or others "
-		    "(mode %04o); refusing it: chmod 600 %s", path,
-		    (unsigned)(sb.st_mode & 07777), path);
+		xasprintf(err,
+		    "token file %s is accessible by group or others "
+		    "(mode %04o); refusing it: chmod 600 %s",
+		    path, (unsigned)(sb.st_mode & 07777), path);
 		close(fd);
 		return NULL;
 	}
 	if (sb.st_uid != geteuid() && sb.st_uid != 0) {
-		xasprintf(err, "token file %s is owned by uid %u, not by us "
-		    "(uid %u) or root; refusing it", path, (unsigned)sb.st_uid,
-		    (unsigned)geteuid());
+		xasprintf(err,
+		    "token file %s is owned by uid %u, not by us "
+		    "(uid %u) or root; refusing it",
+		    path, (unsigned)sb.st_uid, (unsigned)geteuid());
 		close(fd);
 		return NULL;
 	}
@@ -122,9 +124,10 @@ token_from_file(const char *path, char **err)
 		buf[--len] = '\0';
 	if (!token_valid(buf)) {
 		util_wipe(buf, sizeof buf);
-		xasprintf(err, "token file %s does not hold a token (expected "
-		    "one line of at most %d printable characters)", path,
-		    TOKEN_MAX);
+		xasprintf(err,
+		    "token file %s does not hold a token (expected "
+		    "one line of at most %d printable characters)",
+		    path, TOKEN_MAX);
 		return NULL;
 	}
 	tok = token_secret_dup(buf);
@@ -132,36 +135,42 @@ token_from_file(const char *path, char **err)
 	return tok;
 }
 
-/* Take $SLACK_API_TOKEN and remove it, value wiped, from our environment. */
-static char *
-token_from_env(char **err)
+/*
+ * Wipe $SLACK_API_TOKEN's value in place (it also shows in
+ * /proc/PID/environ) and remove it, whether or not it is the token used.
+ */
+static void
+token_forget_env(void)
 {
-	char **e, *v, *tok;
 	size_t klen = strlen(TOKEN_ENV);
+	char **e;
 
-	if ((v = getenv(TOKEN_ENV)) == NULL || *v == '\0')
-		return NULL;
-	if (!token_valid(v)) {
-		xasprintf(err, "%s does not hold a token (expected at most %d "
-		    "printable characters without spaces)", TOKEN_ENV,
-		    TOKEN_MAX);
-		return NULL;
-	}
-	tok = token_secret_dup(v);
 	for (e = environ; *e != NULL; e++) {
 		if (strncmp(*e, TOKEN_ENV, klen) == 0 && (*e)[klen] == '=')
 			util_wipe(*e + klen + 1, strlen(*e + klen + 1));
 	}
 	unsetenv(TOKEN_ENV);
-	return tok;
 }
 
-/*
- * Find the token.  Returns it (free with token_secret_free) and names its
- * source in *source, or returns NULL with *err set.
- */
-char *
-token_load(const struct config *conf, const char **source, char **err)
+static char *
+token_from_env(char **err)
+{
+	char *v;
+
+	if ((v = getenv(TOKEN_ENV)) == NULL || *v == '\0')
+		return NULL;
+	if (!token_valid(v)) {
+		xasprintf(err,
+		    "%s does not hold a token (expected at most %d "
+		    "printable characters without spaces)",
+		    TOKEN_ENV, TOKEN_MAX);
+		return NULL;
+	}
+	return token_secret_dup(v);
+}
+
+static char *
+token_find(const struct config *conf, const char **source, char **err)
 {
 	const char *dir;
 	char *path, *tok;
@@ -187,8 +196,24 @@ token_load(const struct config *conf, const char **source, char **err)
 		*source = TOKEN_ENV;
 		return tok;
 	}
-	xasprintf(err, "no Slack token: set token_file in the configuration, "
-	    "provide the systemd credential \"%s\", or set %s", TOKEN_CRED,
-	    TOKEN_ENV);
+	xasprintf(err,
+	    "no Slack token: set token_file in the configuration, "
+	    "provide the systemd credential \"%s\", or set %s",
+	    TOKEN_CRED, TOKEN_ENV);
 	return NULL;
+}
+
+/*
+ * Find the token.  Returns it (free with token_secret_free) and names its
+ * source in *source, or returns NULL with *err set.  $SLACK_API_TOKEN is
+ * gone from the environment afterwards either way.
+ */
+char *
+token_load(const struct config *conf, const char **source, char **err)
+{
+	char *tok;
+
+	tok = token_find(conf, source, err);
+	token_forget_env();
+	return tok;
 }

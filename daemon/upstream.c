@@ -33,11 +33,11 @@
 
 #include "slackd.h"
 
-#define UPSTREAM_MAX_BODY    (1024 * 1024) /* rtm.connect answer */
-#define UPSTREAM_CLOSE_WAIT  2000	   /* ms for a close handshake */
-#define UPSTREAM_RATE_WAIT   60000	   /* 429 without Retry-After */
-#define UPSTREAM_MAX_DEPTH   64
-#define UPSTREAM_TX_MAX	     (PROTOCOL_RTM_MAX_FRAME + 256)
+#define UPSTREAM_MAX_BODY   (1024 * 1024) /* rtm.connect answer */
+#define UPSTREAM_CLOSE_WAIT 2000          /* ms for a close handshake */
+#define UPSTREAM_RATE_WAIT  60000         /* 429 without Retry-After */
+#define UPSTREAM_MAX_DEPTH  64
+#define UPSTREAM_TX_MAX     (PROTOCOL_RTM_MAX_FRAME + 256)
 
 enum upstream_phase {
 	PHASE_WAITING, /* timer to the next attempt */
@@ -129,8 +129,8 @@ upstream_state_name(enum upstream_state s)
 }
 
 static void
-upstream_timer(struct upstream *up, lws_sorted_usec_list_t *sul, int64_t ms,
-    sul_cb_t cb)
+upstream_timer(
+    struct upstream *up, lws_sorted_usec_list_t *sul, int64_t ms, sul_cb_t cb)
 {
 	if (ms < 0)
 		ms = 0;
@@ -228,23 +228,24 @@ upstream_fatal(struct upstream *up, const char *error)
 
 	up->phase = PHASE_FAILED;
 	xasprintf(&reason, "authentication failed: %s", error);
-	log_warnx("upstream: Slack refused the token (%s); not retrying",
-	    error);
+	log_warnx(
+	    "upstream: Slack refused the token (%s); not retrying", error);
 	upstream_state(up, UPSTREAM_FAILED, 0, reason);
 	m = mailbox_msg_new(MAILBOX_FATAL);
 	m->text = reason;
 	upstream_tell(up, m);
 }
 
-/* ---- rtm.connect ----------------------------------------------------------- */
+/* ---- rtm.connect -----------------------------------------------------------
+ */
 
 static void
 upstream_http_cleanup(struct upstream *up)
 {
 	lws_sul_cancel(&up->sul_deadline);
 	if (up->http != NULL) {
-		lws_set_timeout(up->http, PENDING_TIMEOUT_USER_OK,
-		    LWS_TO_KILL_ASYNC);
+		lws_set_timeout(
+		    up->http, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		up->http = NULL;
 	}
 	free(up->body);
@@ -255,12 +256,14 @@ upstream_http_cleanup(struct upstream *up)
 static void
 upstream_http_deadline(lws_sorted_usec_list_t *sul)
 {
-	struct upstream *up = lws_container_of(sul, struct upstream,
-	    sul_deadline);
+	struct upstream *up =
+	    lws_container_of(sul, struct upstream, sul_deadline);
 	char reason[128];
 
-	snprintf(reason, sizeof reason, "rtm.connect got no answer within "
-	    "%.1f s", (double)up->p.connect_timeout / 1000);
+	snprintf(reason, sizeof reason,
+	    "rtm.connect got no answer within "
+	    "%.1f s",
+	    (double)up->p.connect_timeout / 1000);
 	upstream_http_cleanup(up);
 	upstream_backoff(up, 0, reason);
 }
@@ -268,8 +271,8 @@ upstream_http_deadline(lws_sorted_usec_list_t *sul)
 static void
 upstream_attempt(lws_sorted_usec_list_t *sul)
 {
-	struct upstream *up = lws_container_of(sul, struct upstream,
-	    sul_attempt);
+	struct upstream *up =
+	    lws_container_of(sul, struct upstream, sul_attempt);
 	struct lws_client_connect_info i;
 	int64_t wait;
 	char *path;
@@ -277,10 +280,12 @@ upstream_attempt(lws_sorted_usec_list_t *sul)
 	if (up->stopping)
 		return;
 	if (!ratelimit_bucket_take(&up->connect_bucket,
-	    up->p.rtm_connect_interval > 0 ?
-		1000.0 / (double)up->p.rtm_connect_interval : 1e9,
-	    up->p.rtm_connect_burst, util_now_ms(), &wait)) {
-		upstream_retry(up, wait, "holding back rtm.connect to stay "
+	        up->p.rtm_connect_interval > 0
+	            ? 1000.0 / (double)up->p.rtm_connect_interval
+	            : 1e9,
+	        up->p.rtm_connect_burst, util_now_ms(), &wait)) {
+		upstream_retry(up, wait,
+		    "holding back rtm.connect to stay "
 		    "within Slack's rate limit");
 		return;
 	}
@@ -308,8 +313,9 @@ upstream_attempt(lws_sorted_usec_list_t *sul)
 	if (lws_client_connect_via_info(&i) == NULL) {
 		up->http = NULL;
 		upstream_http_cleanup(up);
-		upstream_backoff(up, 0, "cannot start a connection to the "
-					"Web API");
+		upstream_backoff(up, 0,
+		    "cannot start a connection to the "
+		    "Web API");
 	}
 	free(path);
 }
@@ -327,14 +333,18 @@ upstream_http_done(struct upstream *up)
 	wait = up->retry_after >= 0 ? up->retry_after : UPSTREAM_RATE_WAIT;
 	if (up->http_status == 429) {
 		upstream_http_cleanup(up);
-		snprintf(reason, sizeof reason, "rtm.connect rate limited "
-		    "(HTTP 429, Retry-After %.0f s)", (double)wait / 1000);
+		snprintf(reason, sizeof reason,
+		    "rtm.connect rate limited "
+		    "(HTTP 429, Retry-After %.0f s)",
+		    (double)wait / 1000);
 		upstream_backoff(up, wait, reason);
 		return;
 	}
 	if (webapi_parse_connect(up->body, up->body_len, &c, &err) != 0) {
-		snprintf(reason, sizeof reason, "rtm.connect answered HTTP %d: "
-		    "%s", up->http_status, err);
+		snprintf(reason, sizeof reason,
+		    "rtm.connect answered HTTP %d: "
+		    "%s",
+		    up->http_status, err);
 		free(err);
 		upstream_http_cleanup(up);
 		upstream_backoff(up, 0, reason);
@@ -345,7 +355,8 @@ upstream_http_done(struct upstream *up)
 		if (webapi_permanent_error(c.error))
 			upstream_fatal(up, c.error);
 		else if (strcmp(c.error, "ratelimited") == 0) {
-			snprintf(reason, sizeof reason, "rtm.connect: "
+			snprintf(reason, sizeof reason,
+			    "rtm.connect: "
 			    "ratelimited (Retry-After %.0f s)",
 			    (double)wait / 1000);
 			upstream_backoff(up, wait, reason);
@@ -361,8 +372,10 @@ upstream_http_done(struct upstream *up)
 	up->rtm = c;
 	webapi_url_free(&up->ws);
 	if (webapi_parse_url(up->rtm.url, 1, &up->ws, &err) != 0) {
-		snprintf(reason, sizeof reason, "rtm.connect gave a bad "
-		    "WebSocket URL: %s", err);
+		snprintf(reason, sizeof reason,
+		    "rtm.connect gave a bad "
+		    "WebSocket URL: %s",
+		    err);
 		free(err);
 		upstream_backoff(up, 0, reason);
 		return;
@@ -377,8 +390,10 @@ upstream_http_failed(struct upstream *up, const char *why)
 	const char *detail = log_lws_last();
 
 	if (detail != NULL && *detail != '\0' && strstr(why, "SSL") != NULL)
-		snprintf(reason, sizeof reason, "rtm.connect to %s failed: "
-		    "%s (%s)", up->api.host, why, detail);
+		snprintf(reason, sizeof reason,
+		    "rtm.connect to %s failed: "
+		    "%s (%s)",
+		    up->api.host, why, detail);
 	else
 		snprintf(reason, sizeof reason, "rtm.connect to %s failed: %s",
 		    up->api.host, why);
@@ -388,8 +403,7 @@ upstream_http_failed(struct upstream *up, const char *why)
 }
 
 static int
-upstream_http_header(struct upstream *up, struct lws *wsi, void *in,
-    size_t len)
+upstream_http_header(struct upstream *up, struct lws *wsi, void *in, size_t len)
 {
 	unsigned char **p = in, *end = *p + len;
 	char auth[600];
@@ -397,10 +411,10 @@ upstream_http_header(struct upstream *up, struct lws *wsi, void *in,
 
 	n = snprintf(auth, sizeof auth, "Bearer %s", up->p.token);
 	if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
-	    (unsigned char *)auth, n, p, end) ||
+	        (unsigned char *)auth, n, p, end) ||
 	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_USER_AGENT,
-		(const unsigned char *)"slackd/" PACKAGE_VERSION,
-		(int)strlen("slackd/" PACKAGE_VERSION), p, end)) {
+	        (const unsigned char *)"slackd/" PACKAGE_VERSION,
+	        (int)strlen("slackd/" PACKAGE_VERSION), p, end)) {
 		util_wipe(auth, sizeof auth);
 		return -1;
 	}
@@ -416,7 +430,7 @@ upstream_http_established(struct upstream *up, struct lws *wsi)
 
 	up->http_status = (int)lws_http_client_http_response(wsi);
 	if (lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_RETRY_AFTER) >
-		0 &&
+	        0 &&
 	    webapi_retry_after(buf, &ms) == 0)
 		up->retry_after = ms;
 }
@@ -434,8 +448,8 @@ upstream_http_body(struct upstream *up, const void *in, size_t len)
 }
 
 static int
-upstream_http_cb(struct lws *wsi, enum lws_callback_reasons reason,
-    void *user, void *in, size_t len)
+upstream_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+    void *in, size_t len)
 {
 	struct upstream *up = lws_get_opaque_user_data(wsi);
 	char buf[LWS_PRE + 4096], *px;
@@ -468,13 +482,14 @@ upstream_http_cb(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
 		up->http = NULL;
-		upstream_http_failed(up, "connection closed before the answer "
-					 "was complete");
+		upstream_http_failed(up,
+		    "connection closed before the answer "
+		    "was complete");
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		up->http = NULL;
-		upstream_http_failed(up, in != NULL ? (const char *)in :
-						      "connection failed");
+		upstream_http_failed(
+		    up, in != NULL ? (const char *)in : "connection failed");
 		return 0;
 	default:
 		break;
@@ -482,28 +497,32 @@ upstream_http_cb(struct lws *wsi, enum lws_callback_reasons reason,
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* ---- the RTM WebSocket ------------------------------------------------------ */
+/* ---- the RTM WebSocket ------------------------------------------------------
+ */
 
 static void
 upstream_ws_deadline(lws_sorted_usec_list_t *sul)
 {
-	struct upstream *up = lws_container_of(sul, struct upstream,
-	    sul_deadline);
+	struct upstream *up =
+	    lws_container_of(sul, struct upstream, sul_deadline);
 
 	switch (up->phase) {
 	case PHASE_SOCKET:
-		upstream_session_lost(up, 0, "WebSocket connection to %s not "
-		    "established within %.1f s", up->ws.host,
-		    (double)up->p.connect_timeout / 1000);
+		upstream_session_lost(up, 0,
+		    "WebSocket connection to %s not "
+		    "established within %.1f s",
+		    up->ws.host, (double)up->p.connect_timeout / 1000);
 		break;
 	case PHASE_HELLO:
-		upstream_session_lost(up, 0, "no hello from Slack within "
-		    "%.1f s", (double)up->p.hello_timeout / 1000);
+		upstream_session_lost(up, 0,
+		    "no hello from Slack within "
+		    "%.1f s",
+		    (double)up->p.hello_timeout / 1000);
 		break;
 	case PHASE_CLOSING:
 		upstream_session_lost(up, 0, "%s",
-		    up->end_reason != NULL ? up->end_reason :
-					     "close handshake timed out");
+		    up->end_reason != NULL ? up->end_reason
+		                           : "close handshake timed out");
 		break;
 	default:
 		break;
@@ -534,13 +553,14 @@ upstream_ws_connect(struct upstream *up)
 	i.local_protocol_name = "slackd-rtm";
 	i.pwsi = &up->wsi;
 	i.opaque_user_data = up;
-	upstream_timer(up, &up->sul_deadline, up->p.connect_timeout,
-	    upstream_ws_deadline);
+	upstream_timer(
+	    up, &up->sul_deadline, up->p.connect_timeout, upstream_ws_deadline);
 	if (lws_client_connect_via_info(&i) == NULL) {
 		up->wsi = NULL;
 		lws_sul_cancel(&up->sul_deadline);
-		upstream_backoff(up, 0, "cannot start the WebSocket "
-					"connection");
+		upstream_backoff(up, 0,
+		    "cannot start the WebSocket "
+		    "connection");
 	}
 }
 
@@ -583,7 +603,8 @@ upstream_session_end(struct upstream *up, const char *reason)
 		upstream_finish(up);
 		return;
 	}
-	if (up->end_prompt && backoff_ceiling(&up->backoff) <= up->p.reconnect_min)
+	if (up->end_prompt &&
+	    backoff_ceiling(&up->backoff) <= up->p.reconnect_min)
 		upstream_retry(up, 0, "%s", reason);
 	else
 		upstream_backoff(up, 0, reason);
@@ -642,14 +663,18 @@ upstream_ping(lws_sorted_usec_list_t *sul)
 
 	if (up->phase != PHASE_LIVE)
 		return;
+	upstream_timer(up, &up->sul_ping, up->p.ping_interval, upstream_ping);
+	if (up->ping_sent != 0)
+		return; /* still waiting for the last pong: its deadline stands
+		         */
 	up->ping_id += 2;
 	up->ping_sent = util_now_ms();
 	up->ping_unwritten = 1;
 	lws_callback_on_writable(up->wsi);
-	/* The deadline counts from now, written or not: a stuck socket is dead. */
-	upstream_timer(up, &up->sul_pong, up->p.pong_timeout,
-	    upstream_pong_deadline);
-	upstream_timer(up, &up->sul_ping, up->p.ping_interval, upstream_ping);
+	/* The deadline counts from now, written or not: a stuck socket is dead.
+	 */
+	upstream_timer(
+	    up, &up->sul_pong, up->p.pong_timeout, upstream_pong_deadline);
 }
 
 static void
@@ -703,7 +728,8 @@ upstream_frame(struct upstream *up)
 
 	if (up->rx_over) {
 		log_warnx("upstream: dropped an event larger than max_event "
-			  "(%zu bytes)", up->p.max_event);
+		          "(%zu bytes)",
+		    up->p.max_event);
 		upstream_tell(up, mailbox_msg_new(MAILBOX_DROPPED));
 		return;
 	}
@@ -714,25 +740,30 @@ upstream_frame(struct upstream *up)
 	}
 	if (jscan_object(up->rx, len, UPSTREAM_MAX_DEPTH, &js) != 0) {
 		log_warnx("upstream: dropped a frame that is not a JSON object "
-			  "(%s at byte %zu of %zu)", js.error, js.error_at, len);
+		          "(%s at byte %zu of %zu)",
+		    js.error, js.error_at, len);
 		upstream_tell(up, mailbox_msg_new(MAILBOX_DROPPED));
 		return;
 	}
-	if (js.spaces)
+	if (js.spaces) {
 		len = jscan_compact(up->rx, len);
+		up->rx[len] = '\0';
+	}
 
 	if (up->phase == PHASE_HELLO) {
 		if (strcmp(js.type, "hello") != 0) {
-			upstream_session_lost(up, 1, "first frame from Slack "
-			    "was \"%.40s\", not hello", js.type);
+			upstream_session_lost(up, 1,
+			    "first frame from Slack "
+			    "was \"%.40s\", not hello",
+			    js.type);
 			return;
 		}
 		upstream_live(up);
 	} else if (up->phase != PHASE_LIVE)
 		return;
 
-	if (js.has_reply_to && (js.type[0] == '\0' ||
-	    strcmp(js.type, "pong") == 0)) {
+	if (js.has_reply_to &&
+	    (js.type[0] == '\0' || strcmp(js.type, "pong") == 0)) {
 		if (js.reply_to % 2 == 0) {
 			if (js.reply_to == up->ping_id && up->ping_sent != 0)
 				upstream_pong(up);
@@ -751,14 +782,14 @@ upstream_frame(struct upstream *up)
 		upstream_session_lost(up, 1, "Slack said goodbye");
 	} else if (strcmp(js.type, "error") == 0) {
 		up->end_prompt = 1;
-		upstream_session_lost(up, 1, "Slack sent an error event: %.200s",
-		    up->rx);
+		upstream_session_lost(
+		    up, 1, "Slack sent an error event: %.200s", up->rx);
 	}
 }
 
 static int
-upstream_receive(struct upstream *up, struct lws *wsi, const void *in,
-    size_t len)
+upstream_receive(
+    struct upstream *up, struct lws *wsi, const void *in, size_t len)
 {
 	if (lws_is_first_fragment(wsi)) {
 		up->rx_len = 0;
@@ -775,6 +806,7 @@ upstream_receive(struct upstream *up, struct lws *wsi, const void *in,
 			up->rx = xrealloc(up->rx, up->rx_len + len + 1);
 			memcpy(up->rx + up->rx_len, in, len);
 			up->rx_len += len;
+			up->rx[up->rx_len] = '\0';
 		}
 	}
 	if (lws_is_final_fragment(wsi) &&
@@ -852,8 +884,10 @@ upstream_closed(struct upstream *up, const char *why)
 	if (up->end_reason != NULL)
 		snprintf(reason, sizeof reason, "%s", up->end_reason);
 	else if (up->peer_close_code != 0)
-		snprintf(reason, sizeof reason, "Slack closed the connection "
-		    "(code %d)", up->peer_close_code);
+		snprintf(reason, sizeof reason,
+		    "Slack closed the connection "
+		    "(code %d)",
+		    up->peer_close_code);
 	else
 		snprintf(reason, sizeof reason, "%s", why);
 	upstream_session_end(up, reason);
@@ -862,8 +896,8 @@ upstream_closed(struct upstream *up, const char *why)
 static void upstream_drain(struct upstream *);
 
 static int
-upstream_rtm_cb(struct lws *wsi, enum lws_callback_reasons reason,
-    void *user, void *in, size_t len)
+upstream_rtm_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+    void *in, size_t len)
 {
 	struct upstream *up;
 	char why[512];
@@ -879,8 +913,10 @@ upstream_rtm_cb(struct lws *wsi, enum lws_callback_reasons reason,
 
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		snprintf(why, sizeof why, "WebSocket connection to %s failed: "
-		    "%s", up->ws.host, in != NULL ? (const char *)in : "error");
+		snprintf(why, sizeof why,
+		    "WebSocket connection to %s failed: "
+		    "%s",
+		    up->ws.host, in != NULL ? (const char *)in : "error");
 		up->wsi = NULL;
 		upstream_session_end(up, why);
 		return 0;
@@ -907,7 +943,8 @@ upstream_rtm_cb(struct lws *wsi, enum lws_callback_reasons reason,
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* ---- the inbox ---------------------------------------------------------------- */
+/* ---- the inbox
+ * ---------------------------------------------------------------- */
 
 static void
 upstream_stop(struct upstream *up)
@@ -967,7 +1004,8 @@ upstream_drain(struct upstream *up)
 	}
 }
 
-/* ---- the thread --------------------------------------------------------------- */
+/* ---- the thread
+ * --------------------------------------------------------------- */
 
 static const struct lws_protocols upstream_protocols[] = {
 	{ "slackd-http", upstream_http_cb, 0, 0, 0, NULL, 0 },
@@ -1018,11 +1056,12 @@ upstream_main(void *arg)
 	info.max_http_header_data = 16384;
 	info.fd_limit_per_thread = 32;
 	info.timeout_secs = (unsigned)(up->p.connect_timeout / 1000 + 5);
-	info.connect_timeout_secs = (unsigned)((up->p.connect_timeout + 999) /
-	    1000);
+	info.connect_timeout_secs =
+	    (unsigned)((up->p.connect_timeout + 999) / 1000);
 	if ((up->ctx = lws_create_context(&info)) == NULL) {
-		upstream_started(up, 0, "cannot create the libwebsockets "
-					"context (see the log above)");
+		upstream_started(up, 0,
+		    "cannot create the libwebsockets "
+		    "context (see the log above)");
 		return NULL;
 	}
 	upstream_started(up, 1, NULL);
@@ -1053,8 +1092,8 @@ upstream_main(void *arg)
 }
 
 static void
-upstream_params_copy(struct upstream_params *to,
-    const struct upstream_params *from)
+upstream_params_copy(
+    struct upstream_params *to, const struct upstream_params *from)
 {
 	*to = *from;
 	to->api_url = xstrdup(from->api_url);
@@ -1087,8 +1126,7 @@ upstream_free(struct upstream *up)
  * signals, and after the lws log level is set.
  */
 struct upstream *
-upstream_start(const struct upstream_params *p, struct mailbox *out,
-    char **err)
+upstream_start(const struct upstream_params *p, struct mailbox *out, char **err)
 {
 	struct upstream *up;
 	sigset_t all, old;
@@ -1103,8 +1141,8 @@ upstream_start(const struct upstream_params *p, struct mailbox *out,
 	pthread_mutex_init(&up->lock, NULL);
 	pthread_cond_init(&up->cond, NULL);
 	mailbox_init(&up->inbox, upstream_wake, up);
-	backoff_init(&up->backoff, p->reconnect_min, p->reconnect_max,
-	    util_random64());
+	backoff_init(
+	    &up->backoff, p->reconnect_min, p->reconnect_max, util_random64());
 	if (webapi_parse_url(up->p.api_url, 0, &up->api, err) != 0) {
 		upstream_free(up);
 		return NULL;
@@ -1123,8 +1161,8 @@ upstream_start(const struct upstream_params *p, struct mailbox *out,
 	rc = pthread_create(&up->thread, NULL, upstream_main, up);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
-		xasprintf(err, "cannot start the upstream thread: %s",
-		    strerror(rc));
+		xasprintf(
+		    err, "cannot start the upstream thread: %s", strerror(rc));
 		upstream_free(up);
 		return NULL;
 	}

@@ -45,8 +45,8 @@ webapi_url_free(struct webapi_url *u)
 }
 
 static int
-webapi_url_fail(struct webapi_url *u, char **err, const char *why,
-    const char *url)
+webapi_url_fail(
+    struct webapi_url *u, char **err, const char *why, const char *url)
 {
 	webapi_url_free(u);
 	xasprintf(err, "%s in URL \"%.200s\"", why, url);
@@ -58,10 +58,11 @@ webapi_url_fail(struct webapi_url *u, char **err, const char *why,
  * tls/host/port/path.  Returns 0, or -1 with *err set.
  */
 int
-webapi_parse_url(const char *url, int websocket, struct webapi_url *u,
-    char **err)
+webapi_parse_url(
+    const char *url, int websocket, struct webapi_url *u, char **err)
 {
-	const char *p = url, *h, *he, *c;
+	const char *p = url, *h, *he, *c, *start;
+	struct in6_addr a6;
 	const char *secure = websocket ? "wss://" : "https://";
 	const char *plain = websocket ? "ws://" : "http://";
 	char *end;
@@ -74,10 +75,11 @@ webapi_parse_url(const char *url, int websocket, struct webapi_url *u,
 	} else if (strncasecmp(p, plain, strlen(plain)) == 0)
 		p += strlen(plain);
 	else {
-		xasprintf(err, "URL \"%.200s\" does not start with %s", url,
-		    secure);
+		xasprintf(
+		    err, "URL \"%.200s\" does not start with %s", url, secure);
 		return -1;
 	}
+	start = p;
 	if (*p == '[') {
 		h = p + 1;
 		if ((he = strchr(h, ']')) == NULL)
@@ -98,8 +100,13 @@ webapi_parse_url(const char *url, int websocket, struct webapi_url *u,
 			return webapi_url_fail(u, err, "bad host", url);
 	}
 	u->host = xstrndup(h, (size_t)(he - h));
+	p = start;
 	u->port = u->tls ? 443 : 80;
+	if (*p == '[' && inet_pton(AF_INET6, u->host, &a6) != 1)
+		return webapi_url_fail(u, err, "bad IPv6 address", url);
 	if (*c == ':') {
+		if (!isdigit((unsigned char)c[1]))
+			return webapi_url_fail(u, err, "bad port", url);
 		errno = 0;
 		port = strtol(c + 1, &end, 10);
 		if (end == c + 1 || errno != 0 || port < 1 || port > 65535 ||
@@ -122,8 +129,8 @@ webapi_parse_url(const char *url, int websocket, struct webapi_url *u,
 	}
 	if (!u->tls && !webapi_is_loopback(u->host))
 		return webapi_url_fail(u, err,
-		    websocket ? "ws:// is only allowed to a loopback host" :
-				"http:// is only allowed to a loopback host",
+		    websocket ? "ws:// is only allowed to a loopback host"
+		              : "http:// is only allowed to a loopback host",
 		    url);
 	return 0;
 }
@@ -143,8 +150,8 @@ webapi_connect_free(struct webapi_connect *c)
 static char *
 webapi_compact(struct json_object *o)
 {
-	return xstrdup(json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	return xstrdup(json_object_to_json_string_ext(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 static char *
@@ -179,8 +186,8 @@ webapi_excerpt(const char *body, size_t len, char *out, size_t outlen)
  * object Slack sends.
  */
 int
-webapi_parse_connect(const char *body, size_t len, struct webapi_connect *c,
-    char **err)
+webapi_parse_connect(
+    const char *body, size_t len, struct webapi_connect *c, char **err)
 {
 	struct json_tokener *tok;
 	struct json_object *o, *v, *team = NULL, *self = NULL;
@@ -191,8 +198,8 @@ webapi_parse_connect(const char *body, size_t len, struct webapi_connect *c,
 	tok = json_tokener_new_ex(WEBAPI_MAX_DEPTH);
 	if (tok == NULL)
 		fatalx("json_tokener_new_ex");
-	json_tokener_set_flags(tok,
-	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	json_tokener_set_flags(
+	    tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	o = len > INT32_MAX ? NULL : json_tokener_parse_ex(tok, body, (int)len);
 	end = o != NULL ? json_tokener_get_parse_end(tok) : 0;
 	while (end < len && isspace((unsigned char)body[end]))
@@ -278,25 +285,40 @@ webapi_permanent_error(const char *error)
 	return 0;
 }
 
-/* Retry-After as delta-seconds (HTTP dates are not used by Slack). */
+/*
+ * Retry-After as delta-seconds, digits with an optional fraction (HTTP
+ * dates are not used by Slack).  Clamped to an hour.
+ */
 int
 webapi_retry_after(const char *value, int64_t *ms)
 {
-	char *end;
-	double v;
+	const char *p = value;
+	int64_t secs = 0, frac = 0, scale = 1;
 
-	while (isspace((unsigned char)*value))
-		value++;
-	if (!isdigit((unsigned char)*value))
+	while (isspace((unsigned char)*p))
+		p++;
+	if (!isdigit((unsigned char)*p))
 		return -1;
-	errno = 0;
-	v = strtod(value, &end);
-	while (isspace((unsigned char)*end))
-		end++;
-	if (errno != 0 || *end != '\0' || v < 0)
+	for (; isdigit((unsigned char)*p); p++) {
+		if (secs < 3600)
+			secs = secs * 10 + (*p - '0');
+	}
+	if (*p == '.') {
+		for (p++; isdigit((unsigned char)*p); p++) {
+			if (scale < 1000) {
+				frac = frac * 10 + (*p - '0');
+				scale *= 10;
+			}
+		}
+	}
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p != '\0')
 		return -1;
-	if (v > 3600)
-		v = 3600;
-	*ms = (int64_t)(v * 1000.0);
+	if (secs >= 3600) {
+		*ms = 3600 * 1000;
+		return 0;
+	}
+	*ms = secs * 1000 + frac * 1000 / scale;
 	return 0;
 }

@@ -227,3 +227,12 @@ def test_request_without_id_gets_no_success_reply(daemon, fake):
     m = c.recv_until(lambda m: m.get("type") == "slackd.error")
     assert m["error"]["name"] == "bad_request"
     assert not [m for m in c.drain(0.3) if "reply_to" in m]
+
+
+def test_slack_refusal_without_id_reaches_client(daemon, fake):
+    c = daemon.client()
+    c.send({"type": "message", "channel": "CNOTFOUND", "text": "x"})
+    m = c.recv_until(lambda m: m.get("type") == "slackd.error")
+    assert m["ok"] is False and m["channel"] == "CNOTFOUND"
+    assert m["error"]["msg"] == "channel_not_found"
+    assert "reply_to" not in m

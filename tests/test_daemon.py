@@ -300,3 +300,43 @@ def test_tls_without_ca_file_uses_system_store(daemon_factory, fake_tls):
     d = daemon_factory(fake_=fake_tls).start(wait="socket")
     d.wait_log(r"rtm.connect to localhost failed", 10)
     assert not fake_tls.sessions
+
+
+def test_detached_startup_failure_is_reported(daemon_factory, fake, tmp_path):
+    d = daemon_factory()
+    d.write_config()
+    blocker = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    blocker.bind(d.sock)
+    blocker.listen(1)            # a live "daemon" on the path
+    try:
+        p = run(SLACKD, "-f", d.conf_path)
+    finally:
+        blocker.close()
+    assert p.returncode == 1
+    assert "another slackd is already listening" in p.stderr
+
+
+def test_environment_token_wiped_even_when_unused(daemon_factory, fake):
+    d = daemon_factory()
+    d.start(env={"SLACK_API_TOKEN": TOKEN})
+    assert "token from token_file" in d.log_text()
+    with open("/proc/%d/environ" % d.proc.pid, "rb") as f:
+        assert TOKEN.encode() not in f.read()
+
+
+def test_default_socket_path(tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text("")
+    p = run(SLACKD, "-n", "-f", str(conf), env={"SLACK_API_TOKEN": TOKEN})
+    assert p.returncode == 0, p.stderr
+    if os.geteuid() == 0:
+        assert "socket /run/slackd/slackd.sock" in p.stdout
+    else:
+        assert "slackd.sock" in p.stdout
+
+
+def test_missing_ca_file(daemon_factory, fake, tmp_path):
+    d = daemon_factory(ca_file=str(tmp_path / "nope.pem"))
+    d.write_config()
+    p = run(SLACKD, "-n", "-f", d.conf_path)
+    assert p.returncode == 78 and "nope.pem" in p.stderr

@@ -35,26 +35,25 @@ tap_ok(int cond, const char *file, int line, const char *fmt, ...)
 }
 
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#define is_int(a, b, name)                                                    \
-	do {                                                                  \
-		long long tap_a = (long long)(a), tap_b = (long long)(b);     \
-		if (!ok(tap_a == tap_b, "%s", name))                          \
+#define is_int(a, b, name)                                                     \
+	do {                                                                   \
+		long long tap_a = (long long)(a), tap_b = (long long)(b);      \
+		if (!ok(tap_a == tap_b, "%s", name))                           \
 			printf("#   got %lld, expected %lld\n", tap_a, tap_b); \
 	} while (0)
-#define is_str(a, b, name)                                                    \
-	do {                                                                  \
-		const char *tap_a = (a), *tap_b = (b);                        \
-		int tap_same = (tap_a == NULL && tap_b == NULL) ||            \
-		    (tap_a != NULL && tap_b != NULL &&                        \
-			strcmp(tap_a, tap_b) == 0);                           \
-		if (!ok(tap_same, "%s", name))                                \
-			printf("#   got \"%s\", expected \"%s\"\n",           \
-			    tap_a ? tap_a : "(null)",                         \
-			    tap_b ? tap_b : "(null)");                        \
+#define is_str(a, b, name)                                                     \
+	do {                                                                   \
+		const char *tap_a = (a), *tap_b = (b);                         \
+		int tap_same = (tap_a == NULL && tap_b == NULL) ||             \
+		    (tap_a != NULL && tap_b != NULL &&                         \
+		        strcmp(tap_a, tap_b) == 0);                            \
+		if (!ok(tap_same, "%s", name))                                 \
+			printf("#   got \"%s\", expected \"%s\"\n",            \
+			    tap_a ? tap_a : "(null)",                          \
+			    tap_b ? tap_b : "(null)");                         \
 	} while (0)
 
-static int __attribute__((unused))
-tap_done(void)
+static int __attribute__((unused)) tap_done(void)
 {
 	printf("1..%d\n", tap_n);
 	return tap_failed ? 1 : 0;
