@@ -23,6 +23,7 @@ static const char *protocol_error_names[] = {
 	"shutting_down",
 	"upstream_failed",
 	"slow_consumer",
+	"access_denied",
 };
 
 const char *

@@ -30,6 +30,7 @@
 #define PROTOCOL_ERROR     "slackd.error"
 #define PROTOCOL_STATUS    "slackd.status"
 #define PROTOCOL_SUBSCRIBE "slackd.subscribe"
+#define PROTOCOL_DEBUG     "slackd.debug" /* test hooks (SLACKD_TEST_HOOKS=1) */
 
 /* Upstream connection states, as they appear in hello/state/status. */
 #define PROTOCOL_STATE_CONNECTING   "connecting"
@@ -63,6 +64,7 @@ enum protocol_error {
 	PROTOCOL_E_SHUTTING_DOWN,   /* daemon is stopping */
 	PROTOCOL_E_UPSTREAM_FAILED, /* Slack refused the daemon for good */
 	PROTOCOL_E_SLOW_CONSUMER,   /* client read too slowly, dropped */
+	PROTOCOL_E_ACCESS_DENIED,   /* peer not in allow_users/groups */
 };
 
 const char *protocol_error_name(int);

@@ -214,6 +214,34 @@ client_subscribe(struct client *c, struct request *r)
 	json_object_put(o);
 }
 
+/*
+ * Test hooks, only with SLACKD_TEST_HOOKS=1 in the environment at start:
+ * {"type":"slackd.debug","wedge":"upstream"} hangs the upstream thread
+ * (to prove the watchdog notices).
+ */
+static void
+client_debug(struct client *c, struct request *r)
+{
+	struct json_object *o, *v;
+
+	if (!slackd_test_hooks) {
+		client_error(c, r->id, PROTOCOL_E_UNKNOWN_TYPE,
+		    "unknown type "
+		    "\"" PROTOCOL_DEBUG "\" (test hooks are off)");
+		return;
+	}
+	if (json_object_object_get_ex(r->obj, "wedge", &v) &&
+	    strcmp(json_object_get_string(v), "upstream") == 0 &&
+	    slackd_upstream != NULL) {
+		log_warnx("test hook: wedging the upstream thread");
+		upstream_post(slackd_upstream, mailbox_msg_new(MAILBOX_WEDGE));
+	}
+	o = client_reply(r, PROTOCOL_DEBUG);
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	client_send_json(c, o);
+	json_object_put(o);
+}
+
 static void
 client_request(struct client *c, const char *line, size_t len)
 {
@@ -234,6 +262,9 @@ client_request(struct client *c, const char *line, size_t len)
 		break;
 	case REQUEST_SUBSCRIBE:
 		client_subscribe(c, &r);
+		break;
+	case REQUEST_DEBUG:
+		client_debug(c, &r);
 		break;
 	case REQUEST_MESSAGE:
 	case REQUEST_TYPING:
@@ -411,6 +442,19 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	hello = status_hello();
 	client_send_json(c, hello);
 	json_object_put(hello);
+}
+
+/* After a reload: a new max_line applies to connected clients too. */
+void
+client_reconfigure(void)
+{
+	struct client *c;
+
+	TAILQ_FOREACH(c, &clients, entry) {
+		if (!(c->flags & CLIENT_DEAD))
+			bufferevent_setwatermark(
+			    c->bev, EV_READ, 0, slackd_conf->max_line + 2);
+	}
 }
 
 /* Shutdown: let every client read what it has been sent, then close. */

@@ -11,6 +11,8 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <grp.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -51,6 +53,12 @@ static const struct config_key config_keys[] = {
 	{ "socket", CONFIG_STRING, OFF(socket_path), 0, 0, "a path" },
 	{ "socket_mode", CONFIG_MODE, OFF(socket_mode), 0, 0777,
 	    "an octal mode such as 0660" },
+	{ "socket_group", CONFIG_STRING, OFF(socket_group), 0, 0,
+	    "a group name or number" },
+	{ "allow_users", CONFIG_STRING, OFF(allow_users), 0, 0,
+	    "user names or numbers" },
+	{ "allow_groups", CONFIG_STRING, OFF(allow_groups), 0, 0,
+	    "group names or numbers" },
 	{ "api_url", CONFIG_STRING, OFF(api_url), 0, 0, "a URL" },
 	{ "ca_file", CONFIG_STRING, OFF(ca_file), 0, 0, "a path" },
 	{ "token_file", CONFIG_STRING, OFF(token_file), 0, 0, "a path" },
@@ -107,6 +115,7 @@ config_init(struct config *conf)
 {
 	memset(conf, 0, sizeof *conf);
 	conf->socket_mode = 0660;
+	conf->socket_gid = -1;
 	conf->api_url = xstrdup("https://slack.com/api/");
 	conf->log_level = LOG_LEVEL_INFO;
 	conf->ping_interval = 10 * 1000;
@@ -132,6 +141,11 @@ void
 config_free(struct config *conf)
 {
 	free(conf->socket_path);
+	free(conf->socket_group);
+	free(conf->allow_users);
+	free(conf->allow_groups);
+	free(conf->allowed_uids.ids);
+	free(conf->allowed_gids.ids);
 	free(conf->api_url);
 	free(conf->ca_file);
 	free(conf->token_file);
@@ -458,7 +472,9 @@ config_parse(struct config *conf, const char *name, const char *buf, size_t len,
 		s += n + 1;
 	}
 	p.line = 0;
-	if (p.nerrors == 0 && config_check(conf, &check) != 0) {
+	if (p.nerrors == 0 &&
+	    (config_check(conf, &check) != 0 ||
+	        config_resolve(conf, &check) != 0)) {
 		config_error(&p, "%s", check);
 		free(check);
 	}
@@ -489,6 +505,117 @@ config_check(const struct config *conf, char **errors)
 	return 0;
 }
 
+/* A user or group, by name or number; -1 if there is no such thing. */
+static long
+config_id(const char *s, int group)
+{
+	struct passwd pw, *pwp;
+	struct group gr, *grp;
+	char buf[4096], *end;
+	unsigned long v;
+
+	if (isdigit((unsigned char)*s)) {
+		errno = 0;
+		v = strtoul(s, &end, 10);
+		if (*end != '\0' || errno != 0 || v >= UINT32_MAX)
+			return -1;
+		return (long)v;
+	}
+	if (group) {
+		if (getgrnam_r(s, &gr, buf, sizeof buf, &grp) != 0 ||
+		    grp == NULL)
+			return -1;
+		return (long)grp->gr_gid;
+	}
+	if (getpwnam_r(s, &pw, buf, sizeof buf, &pwp) != 0 || pwp == NULL)
+		return -1;
+	return (long)pwp->pw_uid;
+}
+
+/* "alice, bob 1001" into ids; -1 with *err naming what does not exist. */
+static int
+config_ids(const char *key, const char *list, int group, struct config_ids *out,
+    char **err)
+{
+	char *copy, *p, *word;
+	long id;
+
+	free(out->ids);
+	out->ids = NULL;
+	out->n = 0;
+	if (list == NULL)
+		return 0;
+	copy = p = xstrdup(list);
+	while ((word = strsep(&p, ", \t")) != NULL) {
+		if (*word == '\0')
+			continue;
+		if ((id = config_id(word, group)) < 0) {
+			xasprintf(err, "%s: there is no %s \"%s\"", key,
+			    group ? "group" : "user", word);
+			free(copy);
+			return -1;
+		}
+		out->ids = xrealloc(out->ids, (out->n + 1) * sizeof *out->ids);
+		out->ids[out->n++] = (unsigned)id;
+	}
+	free(copy);
+	return 0;
+}
+
+/* Turn user and group names into ids. */
+int
+config_resolve(struct config *conf, char **err)
+{
+	conf->socket_gid = -1;
+	if (conf->socket_group != NULL &&
+	    (conf->socket_gid = config_id(conf->socket_group, 1)) < 0) {
+		xasprintf(err, "socket_group: there is no group \"%s\"",
+		    conf->socket_group);
+		return -1;
+	}
+	if (config_ids("allow_users", conf->allow_users, 0, &conf->allowed_uids,
+	        err) != 0 ||
+	    config_ids("allow_groups", conf->allow_groups, 1,
+	        &conf->allowed_gids, err) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+config_listed(const struct config_ids *l, unsigned id)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		if (l->ids[i] == id)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * May a peer with this uid and these groups use the socket?  Without
+ * allow_users and allow_groups, anyone the socket's mode lets in may;
+ * root and the daemon's own user always may.
+ */
+int
+config_allowed(
+    const struct config *conf, uid_t uid, const gid_t *gids, size_t ngids)
+{
+	size_t i;
+
+	if (conf->allow_users == NULL && conf->allow_groups == NULL)
+		return 1;
+	if (uid == 0 || uid == geteuid() ||
+	    config_listed(&conf->allowed_uids, uid))
+		return 1;
+	for (i = 0; i < ngids; i++) {
+		if (config_listed(&conf->allowed_gids, gids[i]))
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * Read and parse path.  A missing file is an error only when required
  * (given with -f); the default path may be absent.
@@ -505,7 +632,10 @@ config_load(struct config *conf, const char *path, int required, char **errors)
 	*errors = NULL;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		if (errno == ENOENT && !required)
-			return config_check(conf, errors) == 0 ? 0 : 1;
+			return config_check(conf, errors) == 0 &&
+			        config_resolve(conf, errors) == 0
+			    ? 0
+			    : 1;
 		xasprintf(errors, "%s: %s", path, strerror(errno));
 		return 1;
 	}

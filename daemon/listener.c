@@ -20,11 +20,13 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <systemd/sd-daemon.h>
 
 #include "slackd.h"
 
-#define LISTENER_BACKLOG  512
-#define LISTENER_PAUSE_MS 1000
+#define LISTENER_BACKLOG    512
+#define LISTENER_PAUSE_MS   1000
+#define LISTENER_MAX_GROUPS 256
 
 static struct evconnlistener *listener;
 static struct event *listener_resume;
@@ -94,7 +96,7 @@ listener_mkdir(const char *path, char **err)
  * Returns the fd, or -1 with *err set.
  */
 int
-listener_open(const char *path, unsigned mode, char **err)
+listener_open(const char *path, unsigned mode, long gid, char **err)
 {
 	struct sockaddr_un sun;
 	struct stat sb;
@@ -152,6 +154,13 @@ listener_open(const char *path, unsigned mode, char **err)
 		    err, "cannot bind %s: %s", path, strerror(errno));
 	}
 	umask(old);
+	if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) == -1) {
+		listener_fail(err, "cannot give %s to group %ld: %s", path, gid,
+		    strerror(errno));
+		unlink(path);
+		close(fd);
+		return -1;
+	}
 	if (chmod(path, (mode_t)mode) == -1 ||
 	    listen(fd, LISTENER_BACKLOG) == -1 || stat(path, &sb) == -1) {
 		listener_fail(
@@ -167,16 +176,101 @@ listener_open(const char *path, unsigned mode, char **err)
 	return fd;
 }
 
+/* Say why, in one line of the protocol, and hang up. */
+static void
+listener_refuse(int fd, const struct ucred *cred)
+{
+	char line[512];
+	int n;
+
+	n = snprintf(line, sizeof line,
+	    "{\"type\":\"" PROTOCOL_ERROR "\","
+	    "\"error\":{\"code\":%d,\"name\":\"%s\",\"msg\":\"uid %lu is "
+	    "not allowed to use slackd (see allow_users and allow_groups)"
+	    "\"}}\n",
+	    PROTOCOL_E_ACCESS_DENIED,
+	    protocol_error_name(PROTOCOL_E_ACCESS_DENIED),
+	    (unsigned long)cred->uid);
+	if (n > 0 && (size_t)n < sizeof line)
+		(void)!write(fd, line, (size_t)n);
+	close(fd);
+	status.clients_refused++;
+	log_warnx("refused a client: uid %lu, gid %lu, pid %ld is not in "
+	          "allow_users or allow_groups",
+	    (unsigned long)cred->uid, (unsigned long)cred->gid,
+	    (long)cred->pid);
+}
+
+/*
+ * The listening socket systemd passes (socket activation): the only one,
+ * or the one named "api".  Returns its fd, -2 when there is none, -1 with
+ * *err when what was passed is unusable.  systemd owns the socket file.
+ */
+int
+listener_adopt(char **err)
+{
+	char **names = NULL;
+	int i, n, fd = -1;
+
+	if ((n = sd_listen_fds_with_names(1, &names)) < 0)
+		return listener_fail(
+		    err, "socket activation: %s", strerror(-n));
+	if (n == 0)
+		return -2;
+	for (i = 0; i < n; i++) {
+		if (fd == -1 &&
+		    (n == 1 || (names != NULL && strcmp(names[i], "api") == 0)))
+			fd = SD_LISTEN_FDS_START + i;
+		else
+			close(SD_LISTEN_FDS_START + i);
+	}
+	for (i = 0; names != NULL && names[i] != NULL; i++)
+		free(names[i]);
+	free(names);
+	if (fd == -1)
+		return listener_fail(err,
+		    "systemd passed %d sockets and none "
+		    "is named \"api\" (FileDescriptorName=api)",
+		    n);
+	if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+		close(fd);
+		return listener_fail(err,
+		    "the socket systemd passed is not a "
+		    "listening Unix stream socket");
+	}
+	if (evutil_make_socket_nonblocking(fd) == -1 ||
+	    evutil_make_socket_closeonexec(fd) == -1) {
+		close(fd);
+		return listener_fail(
+		    err, "socket activation: %s", strerror(errno));
+	}
+	free(listener_path);
+	listener_path = NULL;
+	return fd;
+}
+
 static void
 listener_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
+	gid_t groups[LISTENER_MAX_GROUPS + 1];
 	struct ucred cred;
 	socklen_t len = sizeof cred;
+	size_t ngroups = 0;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		log_warn("SO_PEERCRED");
 		close(fd);
+		return;
+	}
+	groups[ngroups++] = cred.gid;
+#ifdef SO_PEERGROUPS
+	len = sizeof groups - sizeof groups[0];
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups + 1, &len) == 0)
+		ngroups += len / sizeof groups[0];
+#endif
+	if (!config_allowed(slackd_conf, cred.uid, groups, ngroups)) {
+		listener_refuse(fd, &cred);
 		return;
 	}
 	client_accept(fd, cred.uid, cred.gid, cred.pid);

@@ -51,6 +51,7 @@ mailbox_msg_free(struct mailbox_msg *m)
 		return;
 	free(m->text);
 	free(m->data);
+	upstream_params_free(m->params);
 	free(m);
 }
 

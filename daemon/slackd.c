@@ -42,7 +42,14 @@ struct config *slackd_conf;
 struct upstream *slackd_upstream;
 int slackd_stopping;
 
-static struct config slackd_config;
+int slackd_test_hooks;
+
+static const char *slackd_conffile;
+static const char *slackd_sockopt;
+static int slackd_verbose;
+static char *slackd_token;
+static int slackd_token_from_env;
+static int slackd_listener_adopted;
 static struct mailbox slackd_mailbox;
 static int slackd_efd = -1;
 static struct event *slackd_efd_ev;
@@ -116,6 +123,7 @@ slackd_state(struct mailbox_msg *m)
 	struct json_object *o;
 
 	status_update(m);
+	notify_state();
 	o = status_state();
 	hub_broadcast_json(o);
 	json_object_put(o);
@@ -194,6 +202,9 @@ slackd_dispatch(struct mailbox_msg *m)
 	case MAILBOX_STOPPED:
 		slackd_stopped();
 		break;
+	case MAILBOX_PROBE_ACK:
+		notify_probe_back();
+		break;
 	default:
 		log_warnx("unexpected mailbox message %d", m->type);
 		break;
@@ -231,11 +242,14 @@ slackd_shutdown(int code)
 		return;
 	slackd_stopping = 1;
 	log_info("shutting down");
+	notify_stopping();
 	listener_stop();
 	if (slackd_upstream != NULL)
 		upstream_post(slackd_upstream, mailbox_msg_new(MAILBOX_STOP));
 	evtimer_add(slackd_ev_deadline, &tv);
 }
+
+static void slackd_reload(void);
 
 static void
 slackd_signal_cb(evutil_socket_t sig, short events, void *arg)
@@ -247,8 +261,8 @@ slackd_signal_cb(evutil_socket_t sig, short events, void *arg)
 		slackd_shutdown(SLACKD_EXIT_OK);
 		break;
 	case SIGHUP:
-		log_warnx("SIGHUP: this version cannot reload its "
-		          "configuration; restart slackd to apply changes");
+		if (!slackd_stopping)
+			slackd_reload();
 		break;
 	}
 }
@@ -357,29 +371,143 @@ slackd_events(void)
 static void
 slackd_cleanup(void)
 {
-	client_free_all();
-	status_free();
-	event_free(slackd_ev_deadline);
-	event_free(slackd_ev_term);
-	event_free(slackd_ev_int);
-	event_free(slackd_ev_hup);
-	event_free(slackd_efd_ev);
-	mailbox_destroy(&slackd_mailbox);
-	close(slackd_efd);
-	event_base_free(slackd_base);
-	libevent_global_shutdown();
+	if (slackd_base != NULL) {
+		client_free_all();
+		status_free();
+		notify_free();
+		event_free(slackd_ev_deadline);
+		event_free(slackd_ev_term);
+		event_free(slackd_ev_int);
+		event_free(slackd_ev_hup);
+		event_free(slackd_efd_ev);
+		mailbox_destroy(&slackd_mailbox);
+		close(slackd_efd);
+		event_base_free(slackd_base);
+		libevent_global_shutdown();
+	}
 	listener_unlink();
 	log_set_secret(NULL);
-	config_free(&slackd_config);
+	token_secret_free(slackd_token);
+	config_free(slackd_conf);
+	free(slackd_conf);
+}
+
+/*
+ * Read the configuration the command line names, with its overrides.
+ * Returns the number of errors (logged).
+ */
+static int
+slackd_load(struct config *conf)
+{
+	char *errors = NULL, defsock[256];
+
+	config_init(conf);
+	if (config_load(conf,
+	        slackd_conffile != NULL ? slackd_conffile : SLACKD_CONF,
+	        slackd_conffile != NULL, &errors) != 0) {
+		slackd_errors(errors);
+		return 1;
+	}
+	if (slackd_sockopt != NULL) {
+		free(conf->socket_path);
+		conf->socket_path = xstrdup(slackd_sockopt);
+	}
+	if (conf->socket_path == NULL) {
+		if (protocol_default_socket(defsock, sizeof defsock) != 0) {
+			log_warnx("no socket path: set \"socket\" or -s, or "
+			          "XDG_RUNTIME_DIR");
+			return 1;
+		}
+		conf->socket_path = xstrdup(defsock);
+	}
+	if (conf->ca_file != NULL && access(conf->ca_file, R_OK) == -1) {
+		log_warn("ca_file %s", conf->ca_file);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+slackd_same(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/*
+ * SIGHUP: read the configuration again and apply it without dropping
+ * clients or (unless the token or api_url changed) the Slack connection.
+ * A configuration with errors is refused whole; the old one stays.
+ */
+static void
+slackd_reload(void)
+{
+	struct upstream_params params;
+	struct config *conf, *old = slackd_conf;
+	struct mailbox_msg *m;
+	const char *source;
+	char *token = NULL, *errors = NULL;
+
+	log_info("SIGHUP: reloading the configuration");
+	notify_reloading();
+	conf = xcalloc(1, sizeof *conf);
+	if (slackd_load(conf) != 0) {
+		log_warnx("reload failed: the configuration above has errors; "
+		          "keeping the one in force");
+		goto fail;
+	}
+	token = token_load(conf, &source, &errors);
+	if (token == NULL && slackd_token_from_env) {
+		free(errors); /* the environment was wiped: keep that token */
+		token = token_secret_dup(slackd_token);
+	} else if (token == NULL) {
+		slackd_errors(errors);
+		log_warnx("reload failed: no usable token; keeping the "
+		          "configuration in force");
+		goto fail;
+	}
+	if (!slackd_listener_adopted &&
+	    (!slackd_same(conf->socket_path, old->socket_path) ||
+	        conf->socket_mode != old->socket_mode ||
+	        conf->socket_gid != old->socket_gid))
+		log_warnx("reload: socket, socket_mode and socket_group take "
+		          "effect only when slackd restarts");
+	if (!slackd_same(conf->ca_file, old->ca_file))
+		log_warnx("reload: ca_file takes effect only when slackd "
+		          "restarts");
+
+	log_set_level(conf->log_level + slackd_verbose);
+	log_set_secret(token);
+	slackd_conf = conf;
+	outbox_reconfigure(conf);
+	client_reconfigure();
+	if (slackd_upstream != NULL) {
+		slackd_params(&params, conf, token, slackd_verbose);
+		m = mailbox_msg_new(MAILBOX_CONFIG);
+		m->params = upstream_params_dup(&params);
+		upstream_post(slackd_upstream, m);
+	}
+	token_secret_free(slackd_token);
+	slackd_token = token;
+	config_free(old);
+	free(old);
+	log_info("configuration reloaded");
+	notify_ready();
+	return;
+fail:
+	config_free(conf);
+	free(conf);
+	notify_ready();
 }
 
 int
 main(int argc, char **argv)
 {
 	struct upstream_params params;
-	const char *conffile = NULL, *sockopt = NULL, *source;
-	char *errors = NULL, *token, defsock[256];
-	int ch, check = 0, foreground = 0, verbose = 0, fd;
+	const char *source;
+	char *errors = NULL;
+	int ch, check = 0, foreground = 0, fd;
 
 	while ((ch = getopt_long(
 	            argc, argv, "df:hns:v", slackd_options, NULL)) != -1) {
@@ -388,16 +516,16 @@ main(int argc, char **argv)
 			foreground = 1;
 			break;
 		case 'f':
-			conffile = optarg;
+			slackd_conffile = optarg;
 			break;
 		case 'n':
 			check = 1;
 			break;
 		case 's':
-			sockopt = optarg;
+			slackd_sockopt = optarg;
 			break;
 		case 'v':
-			verbose++;
+			slackd_verbose++;
 			break;
 		case 'V':
 			printf("slackd %s (protocol %d, libwebsockets %s)\n",
@@ -422,74 +550,63 @@ main(int argc, char **argv)
 	}
 
 	log_init(1, LOG_LEVEL_INFO);
-	config_init(&slackd_config);
-	slackd_conf = &slackd_config;
-	if (config_load(&slackd_config,
-	        conffile != NULL ? conffile : SLACKD_CONF, conffile != NULL,
-	        &errors) != 0) {
-		slackd_errors(errors);
+	slackd_conf = xcalloc(1, sizeof *slackd_conf);
+	if (slackd_load(slackd_conf) != 0)
 		return SLACKD_EXIT_CONFIG;
-	}
-	if (sockopt != NULL) {
-		free(slackd_config.socket_path);
-		slackd_config.socket_path = xstrdup(sockopt);
-	}
-	if (slackd_config.socket_path == NULL) {
-		if (protocol_default_socket(defsock, sizeof defsock) != 0) {
-			log_warnx("no socket path: set \"socket\" or -s, or "
-			          "XDG_RUNTIME_DIR");
-			return SLACKD_EXIT_CONFIG;
-		}
-		slackd_config.socket_path = xstrdup(defsock);
-	}
-	log_set_level(slackd_config.log_level + verbose);
-	if (slackd_config.ca_file != NULL &&
-	    access(slackd_config.ca_file, R_OK) == -1) {
-		log_warn("ca_file %s", slackd_config.ca_file);
-		return SLACKD_EXIT_CONFIG;
-	}
+	log_set_level(slackd_conf->log_level + slackd_verbose);
+	slackd_test_hooks = getenv("SLACKD_TEST_HOOKS") != NULL &&
+	    strcmp(getenv("SLACKD_TEST_HOOKS"), "1") == 0;
 
-	if ((token = token_load(&slackd_config, &source, &errors)) == NULL) {
+	slackd_token = token_load(slackd_conf, &source, &errors);
+	if (slackd_token == NULL) {
 		slackd_errors(errors);
 		return SLACKD_EXIT_CONFIG;
 	}
-	log_set_secret(token);
+	slackd_token_from_env = strcmp(source, "SLACK_API_TOKEN") == 0;
+	log_set_secret(slackd_token);
 	if (check) {
-		printf(
-		    "configuration OK: token from %s, socket %s, api_url %s\n",
-		    source, slackd_config.socket_path, slackd_config.api_url);
-		token_secret_free(token);
-		log_set_secret(NULL);
-		config_free(&slackd_config);
+		printf("configuration OK: token from %s, socket %s, api_url "
+		       "%s\n",
+		    source, slackd_conf->socket_path, slackd_conf->api_url);
+		slackd_cleanup();
 		return 0;
 	}
 
 	signal(SIGPIPE, SIG_IGN);
-	if ((fd = listener_open(slackd_config.socket_path,
-	         slackd_config.socket_mode, &errors)) == -1) {
+	if ((fd = listener_adopt(&errors)) == -1) {
+		slackd_errors(errors);
+		return SLACKD_EXIT_FAILURE;
+	}
+	slackd_listener_adopted = fd >= 0;
+	if (fd == -2 &&
+	    (fd = listener_open(slackd_conf->socket_path,
+	         slackd_conf->socket_mode, slackd_conf->socket_gid, &errors)) ==
+	        -1) {
 		slackd_errors(errors);
 		return SLACKD_EXIT_FAILURE;
 	}
 	if (!foreground) {
 		slackd_detach();
-		log_init(0, slackd_config.log_level + verbose);
+		log_init(0, slackd_conf->log_level + slackd_verbose);
 	}
-	log_info("slackd %s starting: socket %s, token from %s, api_url %s",
-	    PACKAGE_VERSION, slackd_config.socket_path, source,
-	    slackd_config.api_url);
+	log_info("slackd %s starting: %s %s, token from %s, api_url %s",
+	    PACKAGE_VERSION,
+	    slackd_listener_adopted ? "socket from systemd, not" : "socket",
+	    slackd_conf->socket_path, source, slackd_conf->api_url);
 
 	slackd_events();
 	status_init();
-	outbox_init(&slackd_config);
-	slackd_params(&params, &slackd_config, token, verbose);
+	outbox_init(slackd_conf);
+	notify_init(slackd_base);
+	slackd_params(&params, slackd_conf, slackd_token, slackd_verbose);
 	slackd_upstream = upstream_start(&params, &slackd_mailbox, &errors);
-	token_secret_free(token);
 	if (slackd_upstream == NULL) {
 		slackd_errors(errors);
 		listener_unlink();
 		return SLACKD_EXIT_FAILURE;
 	}
 	listener_start(slackd_base, fd);
+	notify_ready();
 	slackd_ready();
 
 	event_base_dispatch(slackd_base);

@@ -82,9 +82,19 @@ int log_level_parse(const char *);
 const char *log_level_name(int);
 
 /* config.c */
+struct config_ids {
+	size_t n;
+	unsigned *ids;
+};
 struct config {
 	char *socket_path;
 	unsigned socket_mode;
+	char *socket_group; /* name or number, NULL: the daemon's group */
+	long socket_gid;    /* resolved, -1 if none */
+	char *allow_users;  /* names or numbers, NULL: no user check */
+	char *allow_groups;
+	struct config_ids allowed_uids; /* resolved */
+	struct config_ids allowed_gids;
 	char *api_url;
 	char *ca_file;
 	char *token_file;
@@ -115,6 +125,8 @@ void config_free(struct config *);
 int config_parse(struct config *, const char *, const char *, size_t, char **);
 int config_load(struct config *, const char *, int, char **);
 int config_check(const struct config *, char **);
+int config_resolve(struct config *, char **);
+int config_allowed(const struct config *, uid_t, const gid_t *, size_t);
 int config_parse_duration(const char *, int64_t *);
 int config_parse_size(const char *, size_t *);
 
@@ -193,6 +205,7 @@ int webapi_permanent_error(const char *);
 int webapi_retry_after(const char *, int64_t *);
 
 /* mailbox.c */
+struct upstream_params;
 enum mailbox_type {
 	/* upstream -> main */
 	MAILBOX_STATE,        /* state, session, text, data=team/self */
@@ -205,9 +218,13 @@ enum mailbox_type {
 	MAILBOX_DROPPED,      /* an unusable frame from Slack was dropped */
 	MAILBOX_FATAL,        /* text = permanent error */
 	MAILBOX_STOPPED,      /* upstream thread is about to exit */
+	MAILBOX_PROBE_ACK,    /* answer to MAILBOX_PROBE */
 	/* main -> upstream */
 	MAILBOX_SEND, /* id, data = frame */
 	MAILBOX_STOP,
+	MAILBOX_PROBE,  /* are you alive? (watchdog) */
+	MAILBOX_CONFIG, /* params = new settings (owned) */
+	MAILBOX_WEDGE,  /* test hook: hang the upstream thread */
 };
 enum upstream_state {
 	UPSTREAM_CONNECTING,
@@ -229,6 +246,7 @@ struct mailbox_msg {
 	int refs;
 	char etype[JSCAN_FIELD];
 	char channel[JSCAN_FIELD];
+	struct upstream_params *params;
 };
 STAILQ_HEAD(mailbox_list, mailbox_msg);
 struct mailbox {
@@ -266,10 +284,13 @@ struct upstream *upstream_start(
     const struct upstream_params *, struct mailbox *, char **);
 void upstream_post(struct upstream *, struct mailbox_msg *);
 void upstream_join(struct upstream *);
+struct upstream_params *upstream_params_dup(const struct upstream_params *);
+void upstream_params_free(struct upstream_params *);
 const char *upstream_state_name(enum upstream_state);
 
 /* listener.c */
-int listener_open(const char *, unsigned, char **);
+int listener_open(const char *, unsigned, long, char **);
+int listener_adopt(char **);
 void listener_start(struct event_base *, int);
 void listener_stop(void);
 void listener_unlink(void);
@@ -313,6 +334,7 @@ void client_kill(struct client *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 size_t client_output(struct client *);
 void client_flush_all(void);
+void client_reconfigure(void);
 void client_free_all(void);
 u_int client_count(void);
 
@@ -323,6 +345,7 @@ enum request_kind {
 	REQUEST_PING,
 	REQUEST_SUBSCRIBE,
 	REQUEST_STATUS,
+	REQUEST_DEBUG,
 };
 struct request {
 	enum request_kind kind;
@@ -383,6 +406,7 @@ struct status {
 	uint64_t events_dropped;
 	uint64_t clients_total;
 	uint64_t clients_dropped;
+	uint64_t clients_refused;
 	uint64_t sent;
 	uint64_t failed;
 	double started;
@@ -395,11 +419,21 @@ struct json_object *status_state(void);
 struct json_object *status_full(void);
 void status_free(void);
 
+/* notify.c: sd_notify(3), the watchdog. */
+void notify_init(struct event_base *);
+void notify_free(void);
+void notify_ready(void);
+void notify_reloading(void);
+void notify_stopping(void);
+void notify_state(void);
+void notify_probe_back(void);
+
 /* slackd.c */
 extern struct event_base *slackd_base;
 extern struct config *slackd_conf;
 extern struct upstream *slackd_upstream;
 extern int slackd_stopping;
+extern int slackd_test_hooks;
 void slackd_shutdown(int);
 void slackd_clients_gone(void);
 

@@ -192,6 +192,8 @@ status_full(void)
 	    json_object_new_int64((int64_t)status.clients_total));
 	json_object_object_add(o, "clients_dropped",
 	    json_object_new_int64((int64_t)status.clients_dropped));
+	json_object_object_add(o, "clients_refused",
+	    json_object_new_int64((int64_t)status.clients_refused));
 	json_object_object_add(
 	    o, "queued", json_object_new_int64(outbox_queued()));
 	json_object_object_add(

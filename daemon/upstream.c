@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -105,6 +106,8 @@ struct upstream {
 };
 
 static void upstream_attempt(lws_sorted_usec_list_t *);
+static void upstream_params_clear(struct upstream_params *);
+static int upstream_api(struct upstream *, char **);
 static void upstream_session_lost(struct upstream *, int, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 static void upstream_retry(struct upstream *, int64_t, const char *, ...)
@@ -974,6 +977,58 @@ upstream_stop(struct upstream *up)
 	}
 }
 
+/*
+ * New settings (SIGHUP).  Timings apply from the next timer on; a new
+ * token or api_url needs a new session, so reconnect at once.
+ */
+static void
+upstream_reconfigure(struct upstream *up, struct upstream_params *np)
+{
+	int again;
+	char *err = NULL;
+
+	again = strcmp(np->api_url, up->p.api_url) != 0 ||
+	    strcmp(np->token, up->p.token) != 0;
+	free(np->ca_file); /* fixed for the context's life */
+	np->ca_file = up->p.ca_file;
+	up->p.ca_file = NULL;
+	upstream_params_clear(&up->p);
+	up->p = *np;
+	memset(np, 0, sizeof *np);
+	up->backoff.min = up->p.reconnect_min;
+	up->backoff.max = up->p.reconnect_max;
+	if (upstream_api(up, &err) != 0) { /* cannot happen: checked */
+		log_warnx("upstream: %s", err);
+		free(err);
+	}
+	if (up->phase == PHASE_LIVE && up->ping_sent == 0)
+		upstream_timer(up, &up->sul_ping, up->p.ping_interval,
+		    upstream_ping); /* the new interval, from now */
+	if (!again || up->stopping || up->phase == PHASE_FAILED)
+		return;
+	log_info("upstream: token or api_url changed; reconnecting");
+	switch (up->phase) {
+	case PHASE_HELLO:
+	case PHASE_LIVE:
+		up->end_prompt = 2;
+		upstream_session_lost(up, 1, "the configuration changed");
+		break;
+	case PHASE_SOCKET:
+		up->end_prompt = 2;
+		upstream_session_lost(up, 0, "the configuration changed");
+		break;
+	case PHASE_API:
+		upstream_http_cleanup(up);
+		/* FALLTHROUGH */
+	case PHASE_WAITING:
+		backoff_reset(&up->backoff);
+		upstream_retry(up, 0, "the configuration changed");
+		break;
+	default:
+		break;
+	}
+}
+
 static void
 upstream_drain(struct upstream *up)
 {
@@ -996,6 +1051,18 @@ upstream_drain(struct upstream *up)
 			upstream_stop(up);
 			mailbox_msg_free(m);
 			break;
+		case MAILBOX_PROBE:
+			m->type = MAILBOX_PROBE_ACK;
+			upstream_tell(up, m);
+			break;
+		case MAILBOX_CONFIG:
+			upstream_reconfigure(up, m->params);
+			mailbox_msg_free(m);
+			break;
+		case MAILBOX_WEDGE:
+			mailbox_msg_free(m);
+			for (;;) /* test hook: the watchdog must notice */
+				sleep(3600);
 		default:
 			log_warnx("upstream: unexpected message %d", m->type);
 			mailbox_msg_free(m);
@@ -1102,11 +1169,38 @@ upstream_params_copy(
 }
 
 static void
+upstream_params_clear(struct upstream_params *p)
+{
+	free(p->api_url);
+	free(p->ca_file);
+	token_secret_free(p->token);
+	memset(p, 0, sizeof *p);
+}
+
+/* A copy for MAILBOX_CONFIG; the upstream thread takes it over. */
+struct upstream_params *
+upstream_params_dup(const struct upstream_params *p)
+{
+	struct upstream_params *copy;
+
+	copy = xcalloc(1, sizeof *copy);
+	upstream_params_copy(copy, p);
+	return copy;
+}
+
+void
+upstream_params_free(struct upstream_params *p)
+{
+	if (p == NULL)
+		return;
+	upstream_params_clear(p);
+	free(p);
+}
+
+static void
 upstream_free(struct upstream *up)
 {
-	free(up->p.api_url);
-	free(up->p.ca_file);
-	token_secret_free(up->p.token);
+	upstream_params_clear(&up->p);
 	webapi_url_free(&up->api);
 	webapi_url_free(&up->ws);
 	webapi_connect_free(&up->rtm);
@@ -1118,6 +1212,23 @@ upstream_free(struct upstream *up)
 	pthread_mutex_destroy(&up->lock);
 	pthread_cond_destroy(&up->cond);
 	free(up);
+}
+
+/* Parse api_url into up->api; method names are appended to its path. */
+static int
+upstream_api(struct upstream *up, char **err)
+{
+	char *path;
+
+	webapi_url_free(&up->api);
+	if (webapi_parse_url(up->p.api_url, 0, &up->api, err) != 0)
+		return -1;
+	if (up->api.path[strlen(up->api.path) - 1] != '/') {
+		xasprintf(&path, "%s/", up->api.path);
+		free(up->api.path);
+		up->api.path = path;
+	}
+	return 0;
 }
 
 /*
@@ -1143,16 +1254,9 @@ upstream_start(const struct upstream_params *p, struct mailbox *out, char **err)
 	mailbox_init(&up->inbox, upstream_wake, up);
 	backoff_init(
 	    &up->backoff, p->reconnect_min, p->reconnect_max, util_random64());
-	if (webapi_parse_url(up->p.api_url, 0, &up->api, err) != 0) {
+	if (upstream_api(up, err) != 0) {
 		upstream_free(up);
 		return NULL;
-	}
-	if (up->api.path[strlen(up->api.path) - 1] != '/') {
-		char *path;
-
-		xasprintf(&path, "%s/", up->api.path);
-		free(up->api.path);
-		up->api.path = path;
 	}
 	lws_set_log_level(p->lws_log_level, log_lws);
 
