@@ -68,9 +68,11 @@ slackctl_usage(FILE *f)
 	    "  status [--json]\n"
 	    "        show the state of slackd and its Slack connection\n"
 	    "\n"
-	    "  -s, --socket PATH   slackd's socket (default $SLACKD_SOCKET,\n"
-	    "                      /run/slackd/slackd.sock for root,\n"
-	    "                      $XDG_RUNTIME_DIR/slackd.sock otherwise)\n"
+	    "  -s, --socket PATH   slackd's socket (default $SLACKD_SOCKET, "
+	    "else\n"
+	    "                      $XDG_RUNTIME_DIR/slackd.sock if it exists\n"
+	    "                      and you are not root, else\n"
+	    "                      /run/slackd/slackd.sock)\n"
 	    "  -h, --help          print this help; --version the version\n"
 	    "\n"
 	    "exit status: 0 ok, 1 refused by Slack or slackd, 2 usage,\n"
@@ -113,10 +115,10 @@ slackctl_path(void)
 		return slackctl_socket;
 	if ((env = getenv("SLACKD_SOCKET")) != NULL && *env != '\0')
 		return env;
-	if (protocol_default_socket(def, sizeof def) != 0)
+	if (protocol_client_socket(def, sizeof def) != 0)
 		slackctl_die(SLACKCTL_USAGE,
 		    "no socket: use -s or set "
-		    "SLACKD_SOCKET or XDG_RUNTIME_DIR");
+		    "SLACKD_SOCKET");
 	return def;
 }
 
@@ -736,6 +738,7 @@ slackctl_who(struct json_object *o, const char *key, char *buf, size_t len)
 static void
 slackctl_print_status(struct json_object *o)
 {
+	struct json_object *d;
 	char team[256], self[256], age[64], when[64];
 	const char *state = slackctl_str(o, "state");
 	const char *reason = slackctl_str(o, "reason");
@@ -779,6 +782,12 @@ slackctl_print_status(struct json_object *o)
 	printf("events:     %.0f received, %.0f dropped as unusable\n",
 	    slackctl_num(o, "events_received"),
 	    slackctl_num(o, "events_dropped"));
+	if (json_object_object_get_ex(o, "last_dropped", &d) && d != NULL) {
+		t = (time_t)slackctl_num(d, "at");
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&t));
+		printf("            last dropped %s: %s\n", when,
+		    slackctl_str(d, "why"));
+	}
 }
 
 static int

@@ -3,6 +3,8 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -51,7 +53,7 @@ protocol_default_socket(char *buf, size_t len)
 	int n;
 
 	if (geteuid() == 0)
-		n = snprintf(buf, len, "/run/slackd/slackd.sock");
+		n = snprintf(buf, len, "%s", PROTOCOL_SYSTEM_SOCKET);
 	else {
 		dir = getenv("XDG_RUNTIME_DIR");
 		if (dir == NULL || *dir != '/')
@@ -60,5 +62,26 @@ protocol_default_socket(char *buf, size_t len)
 	}
 	if (n < 0 || (size_t)n >= len)
 		return -1;
+	return 0;
+}
+
+/*
+ * The socket a client uses when told none: the daemon's default for this
+ * user if that exists, else the system daemon's (/run/slackd/slackd.sock,
+ * where the systemd units put it), else the default to report in errors.
+ */
+int
+protocol_client_socket(char *buf, size_t len)
+{
+	struct stat sb;
+
+	if (protocol_default_socket(buf, len) == 0 && stat(buf, &sb) == 0)
+		return 0;
+	if (stat(PROTOCOL_SYSTEM_SOCKET, &sb) == 0 ||
+	    protocol_default_socket(buf, len) != 0) {
+		if (snprintf(buf, len, "%s", PROTOCOL_SYSTEM_SOCKET) >=
+		    (int)len)
+			return -1;
+	}
 	return 0;
 }

@@ -67,7 +67,10 @@ enum protocol_error {
 	PROTOCOL_E_ACCESS_DENIED,   /* peer not in allow_users/groups */
 };
 
+#define PROTOCOL_SYSTEM_SOCKET "/run/slackd/slackd.sock"
+
 const char *protocol_error_name(int);
 int protocol_default_socket(char *, size_t);
+int protocol_client_socket(char *, size_t);
 
 #endif

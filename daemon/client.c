@@ -25,6 +25,7 @@
 
 #define CLIENT_PAUSE_AT  (256 * 1024) /* stop reading above this output */
 #define CLIENT_RESUME_AT (64 * 1024)
+#define CLIENT_LINGER    5 /* s a dropped client has to read its error */
 
 struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
 static struct event *client_reaper;
@@ -96,12 +97,43 @@ client_kill(struct client *c, const char *fmt, ...)
 	event_active(client_reaper, EV_TIMEOUT, 0);
 }
 
+/*
+ * c reads too slowly.  Throw away what it has not read, tell it why (if
+ * it ever reads again), and close once that is written or after a few
+ * seconds.  Its requests are still sent; their replies go nowhere.
+ */
+void
+client_drop(struct client *c, const char *fmt, ...)
+{
+	struct timeval tv = { CLIENT_LINGER, 0 };
+	char why[256];
+	va_list ap;
+
+	if (c->flags & (CLIENT_DEAD | CLIENT_DROPPED))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	status.clients_dropped++;
+	log_warnx("client %llu (pid %ld, uid %lu) dropped as too slow: %s",
+	    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid,
+	    why);
+	evbuffer_drain(bufferevent_get_output(c->bev), client_output(c));
+	client_error(
+	    c, NULL, PROTOCOL_E_SLOW_CONSUMER, "disconnected: %s", why);
+	outbox_detach(c);
+	c->flags |= CLIENT_DROPPED | CLIENT_FLUSHING;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+}
+
 void
 client_send(struct client *c, const char *line, size_t len)
 {
 	struct evbuffer *out;
 
-	if (c->flags & CLIENT_DEAD)
+	if (c->flags & (CLIENT_DEAD | CLIENT_DROPPED))
 		return;
 	out = bufferevent_get_output(c->bev);
 	evbuffer_add(out, line, len);
@@ -365,9 +397,11 @@ client_write_cb(struct bufferevent *bev, void *arg)
 	struct client *c = arg;
 
 	if ((c->flags & CLIENT_FLUSHING) && client_output(c) == 0) {
-		client_kill(c, "flushed before shutdown");
+		client_kill(c, "output flushed, closing");
 		return;
 	}
+	if (client_output(c) <= slackd_conf->client_buffer_soft)
+		c->soft_since = 0;
 	if ((c->flags & CLIENT_PAUSED) &&
 	    client_output(c) <= CLIENT_RESUME_AT) {
 		c->flags &= ~CLIENT_PAUSED;
@@ -399,7 +433,9 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *c = arg;
 
-	if (what & BEV_EVENT_EOF)
+	if (what & BEV_EVENT_TIMEOUT)
+		client_kill(c, "did not read its last lines in time");
+	else if (what & BEV_EVENT_EOF)
 		client_eof(c);
 	else if (what & BEV_EVENT_ERROR)
 		client_kill(

@@ -92,6 +92,10 @@ static const struct config_key config_keys[] = {
 	{ "max_line", CONFIG_SIZE, OFF(max_line), 1024, 16 * 1048576.0, NULL },
 	{ "max_event", CONFIG_SIZE, OFF(max_event), 16384, 256 * 1048576.0,
 	    NULL },
+	{ "client_buffer_soft", CONFIG_SIZE, OFF(client_buffer_soft), 16384,
+	    1024 * 1048576.0, NULL },
+	{ "client_buffer_soft_time", CONFIG_DURATION,
+	    OFF(client_buffer_soft_time), 0, 3600 * SEC, NULL },
 	{ "client_buffer_limit", CONFIG_SIZE, OFF(client_buffer_limit), 65536,
 	    1024 * 1048576.0, NULL },
 };
@@ -135,6 +139,8 @@ config_init(struct config *conf)
 	conf->max_line = PROTOCOL_MAX_LINE;
 	conf->max_event = 1048576;
 	conf->client_buffer_limit = 8 * 1048576;
+	conf->client_buffer_soft = 1048576;
+	conf->client_buffer_soft_time = 30 * 1000;
 }
 
 void

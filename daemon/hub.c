@@ -1,9 +1,11 @@
 /*
  * Fan-out.  An event from Slack is one buffer, referenced (not copied)
  * into the output of every client whose subscription matches; it is freed
- * when the last client has written it.  A client whose unread output would
- * pass client_buffer_limit is disconnected rather than allowed to hold up
- * the daemon or grow it without bound.
+ * when the last client has written it.  Slow readers are bounded like
+ * Redis' client-output-buffer-limit: a hard limit (client_buffer_limit)
+ * and a soft one held for a time (client_buffer_soft for
+ * client_buffer_soft_time); a client over either is dropped, so one
+ * stuck reader can neither hold up the others nor grow the daemon.
  */
 #include "config.h"
 
@@ -50,28 +52,55 @@ hub_match(const struct client *c, const struct mailbox_msg *m)
 	return 1;
 }
 
+/*
+ * May c take len more bytes?  Over client_buffer_limit it is dropped at
+ * once; over client_buffer_soft for client_buffer_soft_time too.
+ */
+static int
+hub_room(struct client *c, size_t len, int64_t now)
+{
+	const struct config *conf = slackd_conf;
+	size_t out = client_output(c) + len, soft;
+
+	/* A soft limit above the hard one is the hard one. */
+	soft = conf->client_buffer_soft < conf->client_buffer_limit
+	    ? conf->client_buffer_soft
+	    : conf->client_buffer_limit;
+	if (out > conf->client_buffer_limit) {
+		client_drop(c,
+		    "%zu bytes unread would pass client_buffer_limit "
+		    "(%zu)",
+		    out, conf->client_buffer_limit);
+		return 0;
+	}
+	if (out <= soft) {
+		c->soft_since = 0;
+		return 1;
+	}
+	if (c->soft_since == 0)
+		c->soft_since = now;
+	else if (now - c->soft_since >= conf->client_buffer_soft_time) {
+		client_drop(c,
+		    "more than client_buffer_soft (%zu bytes) unread "
+		    "for %.0f s",
+		    soft, (double)conf->client_buffer_soft_time / 1000);
+		return 0;
+	}
+	return 1;
+}
+
 /* Deliver one event (m->data is the line, "\n" included); takes m. */
 void
 hub_event(struct mailbox_msg *m)
 {
 	struct client *c;
-	size_t limit = slackd_conf->client_buffer_limit;
+	int64_t now = util_now_ms();
 
 	status.events++;
 	TAILQ_FOREACH(c, &clients, entry) {
 		if ((c->flags & (CLIENT_DEAD | CLIENT_FLUSHING)) ||
-		    !hub_match(c, m))
+		    !hub_match(c, m) || !hub_room(c, m->len, now))
 			continue;
-		if (client_output(c) + m->len > limit) {
-			status.clients_dropped++;
-			log_warnx(
-			    "client %llu (pid %ld, uid %lu) dropped: %zu "
-			    "bytes unread exceed client_buffer_limit (%zu)",
-			    (unsigned long long)c->id, (long)c->pid,
-			    (unsigned long)c->uid, client_output(c), limit);
-			client_kill(c, "slow consumer");
-			continue;
-		}
 		m->refs++;
 		if (evbuffer_add_reference(bufferevent_get_output(c->bev),
 		        m->data, m->len, hub_release, m) != 0) {

@@ -24,9 +24,8 @@
 
 #include "slackd.h"
 
-#define LISTENER_BACKLOG    512
-#define LISTENER_PAUSE_MS   1000
-#define LISTENER_MAX_GROUPS 256
+#define LISTENER_BACKLOG  512
+#define LISTENER_PAUSE_MS 1000
 
 static struct evconnlistener *listener;
 static struct event *listener_resume;
@@ -249,27 +248,51 @@ listener_adopt(char **err)
 	return fd;
 }
 
+/*
+ * The peer's groups: primary and supplementary (SO_PEERGROUPS), into a
+ * malloc'd array.
+ */
+static size_t
+listener_groups(int fd, gid_t primary, gid_t **out)
+{
+	socklen_t len = 64 * sizeof(gid_t);
+	gid_t *g = NULL;
+
+	for (;;) {
+		g = xrealloc(g, sizeof(gid_t) + len);
+		g[0] = primary;
+#ifdef SO_PEERGROUPS
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g + 1, &len) == 0)
+			break;
+		if (errno == ERANGE && len > 0)
+			continue; /* len now says how much is needed */
+#endif
+		len = 0;
+		break;
+	}
+	*out = g;
+	return 1 + len / sizeof(gid_t);
+}
+
 static void
 listener_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
-	gid_t groups[LISTENER_MAX_GROUPS + 1];
 	struct ucred cred;
 	socklen_t len = sizeof cred;
-	size_t ngroups = 0;
+	gid_t *groups;
+	size_t ngroups;
+	int ok;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		log_warn("SO_PEERCRED");
 		close(fd);
 		return;
 	}
-	groups[ngroups++] = cred.gid;
-#ifdef SO_PEERGROUPS
-	len = sizeof groups - sizeof groups[0];
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups + 1, &len) == 0)
-		ngroups += len / sizeof groups[0];
-#endif
-	if (!config_allowed(slackd_conf, cred.uid, groups, ngroups)) {
+	ngroups = listener_groups(fd, cred.gid, &groups);
+	ok = config_allowed(slackd_conf, cred.uid, groups, ngroups);
+	free(groups);
+	if (!ok) {
 		listener_refuse(fd, &cred);
 		return;
 	}

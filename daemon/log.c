@@ -314,7 +314,7 @@ log_lws(int lll, const char *line)
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		buf[--len] = '\0';
 	log_scrub(buf, sizeof buf);
-	if (lll & LLL_ERR)
+	if (lll & (LLL_ERR | LLL_WARN))
 		log_copy(log_lws_error, buf + 5, sizeof log_lws_error);
 	if (level > atomic_load(&log_level))
 		return;

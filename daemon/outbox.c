@@ -83,6 +83,7 @@ void
 outbox_reconfigure(const struct config *conf)
 {
 	ratelimit_set(outbox_rl, conf->send_rate, conf->send_burst);
+	outbox_arm(); /* ack_timeout or queue_timeout may be shorter now */
 }
 
 static void

@@ -412,14 +412,9 @@ slackd_load(struct config *conf)
 		free(conf->socket_path);
 		conf->socket_path = xstrdup(slackd_sockopt);
 	}
-	if (conf->socket_path == NULL) {
-		if (protocol_default_socket(defsock, sizeof defsock) != 0) {
-			log_warnx("no socket path: set \"socket\" or -s, or "
-			          "XDG_RUNTIME_DIR");
-			return 1;
-		}
+	if (conf->socket_path == NULL &&
+	    protocol_default_socket(defsock, sizeof defsock) == 0)
 		conf->socket_path = xstrdup(defsock);
-	}
 	if (conf->ca_file != NULL && access(conf->ca_file, R_OK) == -1) {
 		log_warn("ca_file %s", conf->ca_file);
 		return 1;
@@ -458,9 +453,13 @@ slackd_reload(void)
 		goto fail;
 	}
 	token = token_load(conf, &source, &errors);
-	if (token == NULL && slackd_token_from_env) {
-		free(errors); /* the environment was wiped: keep that token */
+	if (token == NULL && slackd_token_from_env &&
+	    conf->token_file == NULL &&
+	    getenv("CREDENTIALS_DIRECTORY") == NULL) {
+		/* Still no other source; the variable was wiped: keep it. */
+		free(errors);
 		token = token_secret_dup(slackd_token);
+		source = "SLACK_API_TOKEN";
 	} else if (token == NULL) {
 		slackd_errors(errors);
 		log_warnx("reload failed: no usable token; keeping the "
@@ -490,6 +489,7 @@ slackd_reload(void)
 	}
 	token_secret_free(slackd_token);
 	slackd_token = token;
+	slackd_token_from_env = strcmp(source, "SLACK_API_TOKEN") == 0;
 	config_free(old);
 	free(old);
 	log_info("configuration reloaded");
@@ -567,7 +567,11 @@ main(int argc, char **argv)
 	if (check) {
 		printf("configuration OK: token from %s, socket %s, api_url "
 		       "%s\n",
-		    source, slackd_conf->socket_path, slackd_conf->api_url);
+		    source,
+		    slackd_conf->socket_path != NULL
+		        ? slackd_conf->socket_path
+		        : "(none: needs socket activation, \"socket\" or -s)",
+		    slackd_conf->api_url);
 		slackd_cleanup();
 		return 0;
 	}
@@ -589,10 +593,10 @@ main(int argc, char **argv)
 		slackd_detach();
 		log_init(0, slackd_conf->log_level + slackd_verbose);
 	}
-	log_info("slackd %s starting: %s %s, token from %s, api_url %s",
+	log_info("slackd %s starting: socket %s, token from %s, api_url %s",
 	    PACKAGE_VERSION,
-	    slackd_listener_adopted ? "socket from systemd, not" : "socket",
-	    slackd_conf->socket_path, source, slackd_conf->api_url);
+	    slackd_listener_adopted ? "from systemd" : slackd_conf->socket_path,
+	    source, slackd_conf->api_url);
 
 	slackd_events();
 	status_init();

@@ -119,6 +119,8 @@ struct config {
 	size_t max_line;
 	size_t max_event;
 	size_t client_buffer_limit;
+	size_t client_buffer_soft;
+	int64_t client_buffer_soft_time;
 };
 void config_init(struct config *);
 void config_free(struct config *);
@@ -152,6 +154,25 @@ struct jscan {
 };
 int jscan_object(const char *, size_t, int, struct jscan *);
 size_t jscan_compact(char *, size_t);
+
+/* frame.c: what one frame from Slack means. */
+enum frame_action {
+	FRAME_DROP,      /* not one JSON object: why says what is wrong */
+	FRAME_HELLO,     /* the hello a new session waits for */
+	FRAME_NOT_HELLO, /* something else came first */
+	FRAME_PONG,      /* the answer to the outstanding ping */
+	FRAME_STALE,     /* an answer to an older ping */
+	FRAME_REPLY,     /* Slack's reply to a client's request */
+	FRAME_EVENT,     /* an event for the clients */
+	FRAME_LAST,      /* an event after which Slack closes: reconnect */
+};
+struct frame {
+	enum frame_action action;
+	size_t len;
+	const char *why;
+	struct jscan js;
+};
+void frame_classify(char *, size_t, int, int64_t, struct frame *);
 
 /* backoff.c */
 struct backoff {
@@ -301,6 +322,7 @@ void listener_unlink(void);
 #define CLIENT_PAUSED   0x4  /* reading stopped until output drains */
 #define CLIENT_FLUSHING 0x8  /* close once output is written */
 #define CLIENT_EOF      0x10 /* peer shut down its sending side */
+#define CLIENT_DROPPED  0x20 /* too slow: nothing more, then closed */
 struct outbox_req;
 struct client {
 	TAILQ_ENTRY(client) entry;
@@ -322,6 +344,7 @@ struct client {
 
 	TAILQ_HEAD(, outbox_req) reqs; /* requests waiting for Slack */
 	uint64_t events;
+	int64_t soft_since; /* over client_buffer_soft since, or 0 */
 };
 TAILQ_HEAD(client_list, client);
 extern struct client_list clients;
@@ -331,6 +354,8 @@ void client_send_json(struct client *, struct json_object *);
 void client_error(struct client *, struct json_object *, int, const char *, ...)
     __attribute__((format(printf, 4, 5)));
 void client_kill(struct client *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+void client_drop(struct client *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 size_t client_output(struct client *);
 void client_flush_all(void);
@@ -404,6 +429,8 @@ struct status {
 	int64_t rtt_us;
 	uint64_t events;
 	uint64_t events_dropped;
+	char *last_dropped; /* why, for status */
+	double last_dropped_at;
 	uint64_t clients_total;
 	uint64_t clients_dropped;
 	uint64_t clients_refused;

@@ -34,6 +34,7 @@ status_free(void)
 	free(status.self);
 	free(status.team_name);
 	free(status.self_name);
+	free(status.last_dropped);
 	memset(&status, 0, sizeof status);
 }
 
@@ -89,6 +90,9 @@ status_update(struct mailbox_msg *m)
 	}
 	if (m->type == MAILBOX_DROPPED) {
 		status.events_dropped++;
+		free(status.last_dropped);
+		status.last_dropped = xstrdup(m->text != NULL ? m->text : "?");
+		status.last_dropped_at = util_wall();
 		return;
 	}
 	status.state = m->state;
@@ -163,7 +167,7 @@ status_state(void)
 struct json_object *
 status_full(void)
 {
-	struct json_object *o;
+	struct json_object *o, *d;
 
 	o = json_object_new_object();
 	json_object_object_add(
@@ -202,6 +206,14 @@ status_full(void)
 	    json_object_new_int64((int64_t)status.events));
 	json_object_object_add(o, "events_dropped",
 	    json_object_new_int64((int64_t)status.events_dropped));
+	if (status.last_dropped != NULL) {
+		d = json_object_new_object();
+		json_object_object_add(
+		    d, "at", json_object_new_double(status.last_dropped_at));
+		json_object_object_add(
+		    d, "why", json_object_new_string(status.last_dropped));
+		json_object_object_add(o, "last_dropped", d);
+	}
 	json_object_object_add(
 	    o, "messages_sent", json_object_new_int64((int64_t)status.sent));
 	json_object_object_add(o, "messages_failed",

@@ -24,6 +24,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,8 @@ struct upstream {
 };
 
 static void upstream_attempt(lws_sorted_usec_list_t *);
+static void upstream_why_not(
+    struct upstream *, const char *, const char *, int);
 static void upstream_params_clear(struct upstream_params *);
 static int upstream_api(struct upstream *, char **);
 static void upstream_session_lost(struct upstream *, int, const char *, ...)
@@ -316,14 +319,43 @@ upstream_attempt(lws_sorted_usec_list_t *sul)
 	if (lws_client_connect_via_info(&i) == NULL) {
 		up->http = NULL;
 		upstream_http_cleanup(up);
-		upstream_backoff(up, 0,
-		    "cannot start a connection to the "
-		    "Web API");
+		upstream_why_not(up, "rtm.connect", up->api.host, up->api.port);
 	}
 	free(path);
 }
 
 static void upstream_ws_connect(struct upstream *);
+
+/*
+ * lws_client_connect_via_info() failed at once, saying only "failed" in
+ * its log.  The usual reason is a name that does not resolve: find out,
+ * so that the log and status say so.
+ */
+static void
+upstream_why_not(
+    struct upstream *up, const char *what, const char *host, int port)
+{
+	struct addrinfo hints, *res = NULL;
+	char reason[512], service[16];
+	int rc;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(service, sizeof service, "%d", port);
+	if ((rc = getaddrinfo(host, service, &hints, &res)) != 0)
+		snprintf(reason, sizeof reason,
+		    "%s to %s failed: cannot "
+		    "resolve %s: %s",
+		    what, host, host, gai_strerror(rc));
+	else
+		snprintf(reason, sizeof reason,
+		    "%s to %s failed: cannot "
+		    "connect to port %d (%s)",
+		    what, host, port, log_lws_last());
+	if (res != NULL)
+		freeaddrinfo(res);
+	upstream_backoff(up, 0, reason);
+}
 
 /* The whole rtm.connect answer is in: decide what happens next. */
 static void
@@ -561,9 +593,7 @@ upstream_ws_connect(struct upstream *up)
 	if (lws_client_connect_via_info(&i) == NULL) {
 		up->wsi = NULL;
 		lws_sul_cancel(&up->sul_deadline);
-		upstream_backoff(up, 0,
-		    "cannot start the WebSocket "
-		    "connection");
+		upstream_why_not(up, "the WebSocket", up->ws.host, up->ws.port);
 	}
 }
 
@@ -721,72 +751,89 @@ upstream_event(struct upstream *up, const struct jscan *js, size_t len)
 	upstream_tell(up, m);
 }
 
+static void upstream_dropped(struct upstream *up, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* An unusable frame: skip it, keep the session, say so. */
+static void
+upstream_dropped(struct upstream *up, const char *fmt, ...)
+{
+	struct mailbox_msg *m;
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	log_warnx("upstream: %s", why);
+	m = mailbox_msg_new(MAILBOX_DROPPED);
+	m->text = xstrdup(why);
+	upstream_tell(up, m);
+}
+
 /* One complete frame from Slack, in up->rx. */
 static void
 upstream_frame(struct upstream *up)
 {
 	struct mailbox_msg *m;
-	struct jscan js;
-	size_t len = up->rx_len;
+	struct frame f;
 
 	if (up->rx_over) {
-		log_warnx("upstream: dropped an event larger than max_event "
-		          "(%zu bytes)",
+		upstream_dropped(up,
+		    "dropped an event larger than max_event "
+		    "(%zu bytes)",
 		    up->p.max_event);
-		upstream_tell(up, mailbox_msg_new(MAILBOX_DROPPED));
 		return;
 	}
 	if (up->rx_binary) {
-		log_warnx("upstream: ignored a binary frame from Slack");
-		upstream_tell(up, mailbox_msg_new(MAILBOX_DROPPED));
+		upstream_dropped(
+		    up, "ignored a binary frame of %zu bytes", up->rx_len);
 		return;
 	}
-	if (jscan_object(up->rx, len, UPSTREAM_MAX_DEPTH, &js) != 0) {
-		log_warnx("upstream: dropped a frame that is not a JSON object "
-		          "(%s at byte %zu of %zu)",
-		    js.error, js.error_at, len);
-		upstream_tell(up, mailbox_msg_new(MAILBOX_DROPPED));
+	if (up->phase != PHASE_HELLO && up->phase != PHASE_LIVE)
 		return;
-	}
-	if (js.spaces) {
-		len = jscan_compact(up->rx, len);
-		up->rx[len] = '\0';
-	}
-
-	if (up->phase == PHASE_HELLO) {
-		if (strcmp(js.type, "hello") != 0) {
-			upstream_session_lost(up, 1,
-			    "first frame from Slack "
-			    "was \"%.40s\", not hello",
-			    js.type);
-			return;
-		}
+	frame_classify(up->rx, up->rx_len, up->phase == PHASE_HELLO,
+	    up->ping_sent != 0 ? up->ping_id : 0, &f);
+	switch (f.action) {
+	case FRAME_DROP:
+		upstream_dropped(up,
+		    "dropped a frame that is not a JSON "
+		    "object (%s at byte %zu of %zu)",
+		    f.why, f.js.error_at, up->rx_len);
+		return;
+	case FRAME_NOT_HELLO:
+		upstream_session_lost(up, 1,
+		    "first frame from Slack was "
+		    "\"%.40s\", not hello",
+		    f.js.type);
+		return;
+	case FRAME_HELLO:
 		upstream_live(up);
-	} else if (up->phase != PHASE_LIVE)
+		break; /* and forward it */
+	case FRAME_PONG:
+		upstream_pong(up);
 		return;
-
-	if (js.has_reply_to &&
-	    (js.type[0] == '\0' || strcmp(js.type, "pong") == 0)) {
-		if (js.reply_to % 2 == 0) {
-			if (js.reply_to == up->ping_id && up->ping_sent != 0)
-				upstream_pong(up);
-			return;
-		}
+	case FRAME_STALE:
+		return;
+	case FRAME_REPLY:
 		m = mailbox_msg_new(MAILBOX_REPLY);
-		m->id = js.reply_to;
-		m->data = xmemdup(up->rx, len);
-		m->len = len;
+		m->id = f.js.reply_to;
+		m->data = xmemdup(up->rx, f.len);
+		m->len = f.len;
 		upstream_tell(up, m);
 		return;
+	case FRAME_EVENT:
+	case FRAME_LAST:
+		break;
 	}
-	upstream_event(up, &js, len);
-	if (strcmp(js.type, "goodbye") == 0) {
+	upstream_event(up, &f.js, f.len);
+	if (f.action == FRAME_LAST) {
 		up->end_prompt = 1;
-		upstream_session_lost(up, 1, "Slack said goodbye");
-	} else if (strcmp(js.type, "error") == 0) {
-		up->end_prompt = 1;
-		upstream_session_lost(
-		    up, 1, "Slack sent an error event: %.200s", up->rx);
+		if (strcmp(f.js.type, "goodbye") == 0)
+			upstream_session_lost(up, 1, "Slack said goodbye");
+		else
+			upstream_session_lost(up, 1,
+			    "Slack sent \"%s\": %.200s", f.js.type, up->rx);
 	}
 }
 

@@ -14,6 +14,7 @@ TESTS_SRCDIR.  Run by hand:  make check TESTS=tests/test_basic.py
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -36,6 +37,11 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "Sanitizer:DEADLYSIGNAL",
                      "WARNING: ThreadSanitizer")
 
+# SLACKD_WRAPPER runs the daemon under a tool (valgrind); everything it
+# does is then slower by TEST_TIMEOUT_SCALE.
+WRAPPER = shlex.split(os.environ.get("SLACKD_WRAPPER", ""))
+SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
+
 # Fast timings so that reconnect tests take seconds, not minutes.
 FAST = {
     "ping_interval": "1",
@@ -46,6 +52,9 @@ FAST = {
     "reconnect_max": "0.5",
     "rtm_connect_interval": "0",
 }
+for _k in ("ping_interval", "pong_timeout", "hello_timeout",
+           "connect_timeout"):
+    FAST[_k] = "%g" % (float(FAST[_k]) * SCALE)
 
 
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
@@ -108,7 +117,7 @@ class Client:
 
     def recv(self, timeout=10):
         """The next message (parsed), or AssertionError on timeout/EOF."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SCALE
         while not self.pending:
             left = deadline - time.monotonic()
             if self.eof or left <= 0:
@@ -119,7 +128,7 @@ class Client:
 
     def recv_until(self, pred, timeout=10, what="message"):
         """Skip messages until pred(msg); return that one."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SCALE
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -205,8 +214,10 @@ class Daemon:
         if env:
             e.update(env)
         self.log = open(self.log_path, "ab")
+        timeout *= SCALE
         self.proc = subprocess.Popen(
-            list(prefix) + [SLACKD, "-d", "-f", self.conf_path] + list(args),
+            list(prefix) + WRAPPER + [SLACKD, "-d", "-f", self.conf_path] +
+            list(args),
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
             env=e)
         if wait is None:
@@ -241,6 +252,8 @@ class Daemon:
             self.outputs.extend(c.lines)
 
     def wait_state(self, state, timeout=10):
+        timeout *= SCALE
+
         def check():
             if self.proc.poll() is not None:
                 raise AssertionError("slackd exited with %d:\n%s" % (
@@ -285,6 +298,7 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def wait_exit(self, timeout=15):
+        timeout *= SCALE
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -376,9 +390,41 @@ def pki(tmp_path_factory):
     openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey",
             "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf",
             "-out", "leaf.pem", cwd=d)
+    # Signed by the right CA, but for another name.
+    with open(os.path.join(d, "wrong.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:wrong.example\n"
+                "extendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey",
+            "ca.key", "-CAcreateserial", "-days", "2", "-extfile",
+            "wrong.cnf", "-out", "wrong.pem", cwd=d)
     return {k: os.path.join(d, v) for k, v in {
         "ca": "ca.pem", "otherca": "otherca.pem", "cert": "leaf.pem",
-        "key": "leaf.key"}.items()}
+        "key": "leaf.key", "wrongname": "wrong.pem"}.items()}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite-wide secrecy check: no file any test left behind -- logs,
+    configs, captured output -- holds the token, except the token files."""
+    base = session.config._tmp_path_factory.getbasetemp() \
+        if hasattr(session.config, "_tmp_path_factory") else None
+    if base is None or not os.path.isdir(str(base)):
+        return
+    leaks = []
+    for root, dirs, files in os.walk(str(base)):
+        for name in files:
+            if name in ("token", "slack-token") or name.endswith(".token"):
+                continue
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as f:
+                    if TOKEN.encode() in f.read():
+                        leaks.append(path)
+            except OSError:
+                pass
+    if leaks:
+        session.exitstatus = 1
+        sys.stderr.write("\nTOKEN LEAK: the test token is in:\n  %s\n"
+                         % "\n  ".join(leaks))
 
 
 @pytest.fixture

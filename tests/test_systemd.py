@@ -260,6 +260,7 @@ def test_socket_activation(daemon_factory, fake, notify):
     m = c.recv_until(lambda m: m.get("type") == "message")
     assert m["text"] == "activated"
     assert "socket from systemd" in d.log_text()
+    assert "socket from systemd, not" not in d.log_text()
     d.stop()
     # The socket file belongs to whoever made it: slackd leaves it alone.
     assert os.path.exists(d.sock)
