@@ -249,7 +249,8 @@ client_subscribe(struct client *c, struct request *r)
 /*
  * Test hooks, only with SLACKD_TEST_HOOKS=1 in the environment at start:
  * {"type":"slackd.debug","wedge":"upstream"} hangs the upstream thread
- * (to prove the watchdog notices).
+ * (to prove the watchdog notices); {"type":"slackd.debug","sleep":S}
+ * stalls the main thread S seconds (to prove the backpressure).
  */
 static void
 client_debug(struct client *c, struct request *r)
@@ -267,6 +268,12 @@ client_debug(struct client *c, struct request *r)
 	    slackd_upstream != NULL) {
 		log_warnx("test hook: wedging the upstream thread");
 		upstream_post(slackd_upstream, mailbox_msg_new(MAILBOX_WEDGE));
+	}
+	if (json_object_object_get_ex(r->obj, "sleep", &v) &&
+	    json_object_get_double(v) > 0 && json_object_get_double(v) <= 10) {
+		log_warnx("test hook: the main thread sleeps %.1f s",
+		    json_object_get_double(v));
+		usleep((useconds_t)(json_object_get_double(v) * 1e6));
 	}
 	o = client_reply(r, PROTOCOL_DEBUG);
 	json_object_object_add(o, "ok", json_object_new_boolean(1));

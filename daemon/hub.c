@@ -1,9 +1,10 @@
 /*
- * Fan-out.  An event from Slack is one buffer, referenced (not copied)
- * into the output of every client whose subscription matches; it is freed
- * when the last client has written it.  Slow readers are bounded like
- * Redis' client-output-buffer-limit: a hard limit (client_buffer_limit)
- * and a soft one held for a time (client_buffer_soft for
+ * Fan-out.  An event from Slack is one buffer, serialised once by Slack
+ * and checked once by the upstream thread; it goes to every client whose
+ * subscription matches: appended to its output (small events) or shared by
+ * reference and freed when the last client has written it (large ones).  Slow
+ * readers are bounded like Redis' client-output-buffer-limit: a hard limit
+ * (client_buffer_limit) and a soft one held for a time (client_buffer_soft for
  * client_buffer_soft_time); a client over either is dropped, so one
  * stuck reader can neither hold up the others nor grow the daemon.
  */
@@ -17,6 +18,8 @@
 #include <json-c/json.h>
 
 #include "slackd.h"
+
+#define HUB_SHARE_MIN 4096 /* events this big are shared, not copied */
 
 static void
 hub_release(const void *data, size_t len, void *arg)
@@ -50,6 +53,26 @@ hub_match(const struct client *c, const struct mailbox_msg *m)
 	    !hub_listed(c->channels, c->nchannels, m->channel))
 		return 0;
 	return 1;
+}
+
+/*
+ * Append the event to c's output.  libevent gives every reference a chain
+ * of its own of at least 1 KiB, so small events are cheaper copied into
+ * the chains already there; large ones are shared by reference.
+ */
+static int
+hub_add(struct client *c, struct mailbox_msg *m)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (m->len < HUB_SHARE_MIN)
+		return evbuffer_add(out, m->data, m->len);
+	m->refs++;
+	if (evbuffer_add_reference(out, m->data, m->len, hub_release, m) != 0) {
+		m->refs--;
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -101,10 +124,7 @@ hub_event(struct mailbox_msg *m)
 		if ((c->flags & (CLIENT_DEAD | CLIENT_FLUSHING)) ||
 		    !hub_match(c, m) || !hub_room(c, m->len, now))
 			continue;
-		m->refs++;
-		if (evbuffer_add_reference(bufferevent_get_output(c->bev),
-		        m->data, m->len, hub_release, m) != 0) {
-			m->refs--;
+		if (hub_add(c, m) != 0) {
 			client_kill(c, "cannot queue output");
 			continue;
 		}

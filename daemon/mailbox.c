@@ -2,6 +2,11 @@
  * The two mailboxes between the threads: a list under a mutex.  Posting to
  * an empty mailbox wakes its reader; the reader takes everything at once,
  * so a burst of events costs one wake-up and one lock round trip.
+ *
+ * A mailbox may have a limit on the payload bytes waiting in it: past it,
+ * mailbox_post() tells the writer to hold back (the upstream thread stops
+ * reading from Slack), and emptying it calls unfull() so that the writer
+ * resumes.  Backpressure, not unbounded buffering.
  */
 #include "config.h"
 
@@ -44,36 +49,91 @@ mailbox_msg_new(enum mailbox_type type)
 	return m;
 }
 
+/* A message carrying len bytes of data in the same allocation. */
+struct mailbox_msg *
+mailbox_msg_new_data(enum mailbox_type type, size_t len)
+{
+	struct mailbox_msg *m;
+
+	m = xmalloc(sizeof *m + len);
+	memset(m, 0, sizeof *m);
+	m->type = type;
+	m->refs = 1;
+	m->data = m->inline_data;
+	m->len = len;
+	return m;
+}
+
 void
 mailbox_msg_free(struct mailbox_msg *m)
 {
 	if (m == NULL)
 		return;
 	free(m->text);
-	free(m->data);
+	if (m->data != m->inline_data)
+		free(m->data);
 	upstream_params_free(m->params);
 	free(m);
 }
 
 void
+mailbox_set_limit(
+    struct mailbox *mb, size_t limit, void (*unfull)(void *), void *arg)
+{
+	pthread_mutex_lock(&mb->lock);
+	mb->limit = limit;
+	mb->unfull = unfull;
+	mb->unfull_arg = arg;
+	pthread_mutex_unlock(&mb->lock);
+}
+
+/* Post m; returns 1 if the mailbox is now over its limit. */
+int
 mailbox_post(struct mailbox *mb, struct mailbox_msg *m)
 {
-	int was_empty;
+	int was_empty, full;
 
 	pthread_mutex_lock(&mb->lock);
 	was_empty = STAILQ_EMPTY(&mb->queue);
 	STAILQ_INSERT_TAIL(&mb->queue, m, entry);
+	mb->bytes += m->len;
+	if (mb->limit != 0 && mb->bytes > mb->limit)
+		mb->full = 1;
+	full = mb->full;
 	pthread_mutex_unlock(&mb->lock);
 	if (was_empty && mb->wake != NULL)
 		mb->wake(mb->wake_arg);
+	return full;
+}
+
+int
+mailbox_full(struct mailbox *mb)
+{
+	int full;
+
+	pthread_mutex_lock(&mb->lock);
+	full = mb->full;
+	pthread_mutex_unlock(&mb->lock);
+	return full;
 }
 
 /* Move everything in the mailbox to list (which is initialised here). */
 void
 mailbox_take(struct mailbox *mb, struct mailbox_list *list)
 {
+	void (*unfull)(void *) = NULL;
+	void *arg = NULL;
+
 	STAILQ_INIT(list);
 	pthread_mutex_lock(&mb->lock);
 	STAILQ_CONCAT(list, &mb->queue);
+	mb->bytes = 0;
+	if (mb->full) {
+		mb->full = 0;
+		unfull = mb->unfull;
+		arg = mb->unfull_arg;
+	}
 	pthread_mutex_unlock(&mb->lock);
+	if (unfull != NULL)
+		unfull(arg);
 }

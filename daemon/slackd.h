@@ -53,6 +53,7 @@ char *xstrndup(const char *, size_t);
 int xasprintf(char **, const char *, ...) __attribute__((format(printf, 2, 3)));
 void *xmemdup(const void *, size_t);
 int64_t util_now_ms(void);
+int64_t util_now_us(void);
 double util_wall(void);
 void util_wipe(void *, size_t);
 void util_free_secret(char *);
@@ -268,19 +269,28 @@ struct mailbox_msg {
 	char etype[JSCAN_FIELD];
 	char channel[JSCAN_FIELD];
 	struct upstream_params *params;
+	char inline_data[]; /* data, for mailbox_msg_new_data() */
 };
 STAILQ_HEAD(mailbox_list, mailbox_msg);
 struct mailbox {
 	pthread_mutex_t lock;
 	struct mailbox_list queue;
-	void (*wake)(void *);
+	void (*wake)(void *); /* it was empty: wake the reader */
 	void *wake_arg;
+	size_t bytes; /* payload bytes waiting */
+	size_t limit; /* above this the writer should hold back */
+	int full;
+	void (*unfull)(void *); /* it was full and was emptied */
+	void *unfull_arg;
 };
 void mailbox_init(struct mailbox *, void (*)(void *), void *);
+void mailbox_set_limit(struct mailbox *, size_t, void (*)(void *), void *);
+int mailbox_full(struct mailbox *);
 void mailbox_destroy(struct mailbox *);
 struct mailbox_msg *mailbox_msg_new(enum mailbox_type);
+struct mailbox_msg *mailbox_msg_new_data(enum mailbox_type, size_t);
 void mailbox_msg_free(struct mailbox_msg *);
-void mailbox_post(struct mailbox *, struct mailbox_msg *);
+int mailbox_post(struct mailbox *, struct mailbox_msg *);
 void mailbox_take(struct mailbox *, struct mailbox_list *);
 
 /* upstream.c: the libwebsockets thread. */

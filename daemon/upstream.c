@@ -40,6 +40,7 @@
 #define UPSTREAM_RATE_WAIT  60000         /* 429 without Retry-After */
 #define UPSTREAM_MAX_DEPTH  64
 #define UPSTREAM_TX_MAX     (PROTOCOL_RTM_MAX_FRAME + 256)
+#define UPSTREAM_BACKLOG    (4 * 1024 * 1024) /* event bytes not yet taken */
 
 enum upstream_phase {
 	PHASE_WAITING, /* timer to the next attempt */
@@ -97,8 +98,10 @@ struct upstream {
 	char *end_reason;
 	int end_prompt; /* reconnect without backoff */
 	int64_t ping_id;
-	int64_t ping_sent;
+	int64_t ping_sent;    /* ms, 0 when no ping is outstanding */
+	int64_t ping_sent_us; /* for the round trip */
 	int ping_unwritten;
+	int rx_paused; /* the main thread is behind: not reading Slack */
 
 	lws_sorted_usec_list_t sul_attempt;
 	lws_sorted_usec_list_t sul_deadline;
@@ -107,6 +110,7 @@ struct upstream {
 };
 
 static void upstream_attempt(lws_sorted_usec_list_t *);
+static void upstream_wake(void *);
 static void upstream_why_not(
     struct upstream *, const char *, const char *, int);
 static void upstream_params_clear(struct upstream_params *);
@@ -143,13 +147,22 @@ upstream_timer(
 	lws_sul_schedule(up->ctx, 0, sul, cb, (lws_usec_t)ms * 1000);
 }
 
-/* To the main thread.  Texts may quote Slack's answers: scrub them. */
+/*
+ * To the main thread.  Texts may quote Slack's answers: scrub them.  When
+ * the main thread falls behind, stop reading from Slack until it catches
+ * up (the kernel and Slack then hold the backlog, not our memory).
+ */
 static void
 upstream_tell(struct upstream *up, struct mailbox_msg *m)
 {
 	if (m->text != NULL)
 		log_scrub(m->text, strlen(m->text) + 1);
-	mailbox_post(up->out, m);
+	if (mailbox_post(up->out, m) && !up->rx_paused && up->wsi != NULL) {
+		up->rx_paused = 1;
+		lws_rx_flow_control(up->wsi, 0);
+		log_debug("upstream: the main thread is behind; not reading "
+		          "from Slack until it catches up");
+	}
 }
 
 static void
@@ -617,6 +630,7 @@ upstream_session_end(struct upstream *up, const char *reason)
 	up->rx_len = 0;
 	up->ping_sent = 0;
 	up->ping_unwritten = 0;
+	up->rx_paused = 0;
 	while ((m = STAILQ_FIRST(&up->writes)) != NULL) {
 		STAILQ_REMOVE_HEAD(&up->writes, entry);
 		upstream_return(up, m);
@@ -702,6 +716,7 @@ upstream_ping(lws_sorted_usec_list_t *sul)
 		         */
 	up->ping_id += 2;
 	up->ping_sent = util_now_ms();
+	up->ping_sent_us = util_now_us();
 	up->ping_unwritten = 1;
 	lws_callback_on_writable(up->wsi);
 	/* The deadline counts from now, written or not: a stuck socket is dead.
@@ -729,7 +744,9 @@ upstream_pong(struct upstream *up)
 	struct mailbox_msg *m;
 
 	m = mailbox_msg_new(MAILBOX_PONG);
-	m->id = (util_now_ms() - up->ping_sent) * 1000;
+	m->id = util_now_us() - up->ping_sent_us;
+	if (m->id < 1)
+		m->id = 1;
 	up->ping_sent = 0;
 	lws_sul_cancel(&up->sul_pong);
 	upstream_tell(up, m);
@@ -740,12 +757,10 @@ upstream_event(struct upstream *up, const struct jscan *js, size_t len)
 {
 	struct mailbox_msg *m;
 
-	m = mailbox_msg_new(MAILBOX_EVENT);
+	m = mailbox_msg_new_data(MAILBOX_EVENT, len + 1);
 	m->session = up->session;
-	m->data = xmalloc(len + 1);
 	memcpy(m->data, up->rx, len);
 	m->data[len] = '\n';
-	m->len = len + 1;
 	memcpy(m->etype, js->type, sizeof m->etype);
 	memcpy(m->channel, js->channel, sizeof m->channel);
 	upstream_tell(up, m);
@@ -1082,6 +1097,12 @@ upstream_drain(struct upstream *up)
 	struct mailbox_list list;
 	struct mailbox_msg *m;
 
+	if (up->rx_paused && !mailbox_full(up->out)) {
+		up->rx_paused = 0;
+		if (up->wsi != NULL)
+			lws_rx_flow_control(up->wsi, 1);
+	}
+
 	mailbox_take(&up->inbox, &list);
 	while ((m = STAILQ_FIRST(&list)) != NULL) {
 		STAILQ_REMOVE_HEAD(&list, entry);
@@ -1321,6 +1342,8 @@ upstream_start(const struct upstream_params *p, struct mailbox *out, char **err)
 	while (up->started == 0)
 		pthread_cond_wait(&up->cond, &up->lock);
 	pthread_mutex_unlock(&up->lock);
+	if (up->started > 0)
+		mailbox_set_limit(out, UPSTREAM_BACKLOG, upstream_wake, up);
 	if (up->started < 0) {
 		*err = xstrdup(up->start_error);
 		pthread_join(up->thread, NULL);
@@ -1340,6 +1363,7 @@ upstream_post(struct upstream *up, struct mailbox_msg *m)
 void
 upstream_join(struct upstream *up)
 {
+	mailbox_set_limit(up->out, 0, NULL, NULL);
 	pthread_join(up->thread, NULL);
 	upstream_free(up);
 }

@@ -57,6 +57,21 @@ for _k in ("ping_interval", "pong_timeout", "hello_timeout",
     FAST[_k] = "%g" % (float(FAST[_k]) * SCALE)
 
 
+def sanitized(pid):
+    """Is this process built with ASan?  (Its memory figures mean little:
+    shadow memory and the quarantine of freed blocks.)"""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while True:

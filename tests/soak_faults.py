@@ -16,21 +16,13 @@ import random
 import threading
 import time
 
-from conftest import Client, wait_until
+from conftest import Client, rss_kb, wait_until
 
 ROUNDS = int(os.environ.get("SOAK_ROUNDS", "100"))
 LISTENERS = 20
 SENDERS = 5
 RSS_GROWTH_KB = 20 * 1024
 SEED = int(os.environ.get("SOAK_SEED", str(int(time.time()))))
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Emitter(threading.Thread):
