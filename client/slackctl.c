@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -56,15 +57,26 @@ slackctl_usage(FILE *f)
 	    "usage: slackctl [-s socket] command [options]\n"
 	    "\n"
 	    "commands:\n"
-	    "  send [-t thread_ts] [-b] [-w secs] CHANNEL [TEXT...]\n"
-	    "        post TEXT (or standard input) to the conversation ID\n"
-	    "        CHANNEL, wait for Slack's acknowledgement, print its ts;\n"
-	    "        -t replies in a thread, -b also broadcasts the reply to\n"
-	    "        the channel, -w gives up after secs seconds\n"
-	    "  listen [-t type]... [-c channel]... [-a]\n"
+	    "  send [-t thread_ts] [-b] [-w secs] [--blocks FILE]\n"
+	    "       [--attachments FILE] [--unfurl|--no-unfurl] CHANNEL "
+	    "[TEXT...]\n"
+	    "        post TEXT (or standard input) to CHANNEL: an ID, a name\n"
+	    "        (general, #general), @user or a user ID (their DM); wait\n"
+	    "        for Slack's acknowledgement and print its ts; -t replies\n"
+	    "        in a thread, -b also broadcasts the reply to the "
+	    "channel,\n"
+	    "        -w gives up after secs seconds; --blocks/--attachments\n"
+	    "        (a file of JSON, - for standard input) and --unfurl post\n"
+	    "        through chat.postMessage, TEXT being the fallback text\n"
+	    "  listen [-t type]... [-c channel]... [-a] [--names]\n"
+	    "         [--format json|text]\n"
 	    "        print events as JSON lines until interrupted; -t and -c\n"
-	    "        keep only those event types and channels; -a also prints\n"
-	    "        slackd's own messages (slackd.state, ...)\n"
+	    "        keep only those event types and channel IDs; -a also\n"
+	    "        prints slackd's own messages (slackd.state, ...);\n"
+	    "        --names shows #channel and @user names instead of IDs;\n"
+	    "        --format text prints \"time #channel @user: text\"\n"
+	    "  channels [--json], users [--json]\n"
+	    "        list the conversations and users slackd knows\n"
 	    "  status [--json]\n"
 	    "        show the state of slackd and its Slack connection\n"
 	    "\n"
@@ -440,6 +452,72 @@ slackctl_join(int argc, char **argv)
 	return s;
 }
 
+/* The contents of path ("-": standard input), at most 1 MiB. */
+static char *
+slackctl_file(const char *path)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+	int fd;
+
+	if (strcmp(path, "-") == 0)
+		fd = STDIN_FILENO;
+	else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		slackctl_die(SLACKCTL_USAGE, "cannot open %s: %s", path,
+		    strerror(errno));
+	for (;;) {
+		if (cap - len < 4096) {
+			cap = cap * 2 + 4096;
+			buf = slackctl_alloc(buf, cap + 1);
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			slackctl_die(SLACKCTL_FAILED, "reading %s: %s", path,
+			    strerror(errno));
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > SLACKCTL_MAX_STDIN)
+			slackctl_die(SLACKCTL_USAGE,
+			    "%s is longer than %d bytes", path,
+			    SLACKCTL_MAX_STDIN);
+	}
+	if (fd != STDIN_FILENO)
+		close(fd);
+	buf[len] = '\0';
+	return buf;
+}
+
+/*
+ * Blocks or attachments from a file: a JSON array, or an object holding
+ * one under key (what Slack's Block Kit Builder exports).
+ */
+static struct json_object *
+slackctl_json_array(const char *path, const char *key)
+{
+	struct json_object *o, *v;
+	char *text = slackctl_file(path);
+
+	o = json_tokener_parse(text);
+	free(text);
+	if (o != NULL && json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_array)) {
+		json_object_get(v);
+		json_object_put(o);
+		o = v;
+	}
+	if (o == NULL || !json_object_is_type(o, json_type_array))
+		slackctl_die(SLACKCTL_USAGE,
+		    "%s does not hold a JSON array of "
+		    "%s (or an object with \"%s\")",
+		    path, key, key);
+	return o;
+}
+
 static int
 slackctl_send(int argc, char **argv)
 {
@@ -447,14 +525,20 @@ slackctl_send(int argc, char **argv)
 		{ "thread", required_argument, NULL, 't' },
 		{ "broadcast", no_argument, NULL, 'b' },
 		{ "wait", required_argument, NULL, 'w' },
+		{ "blocks", required_argument, NULL, 'B' },
+		{ "attachments", required_argument, NULL, 'A' },
+		{ "unfurl", no_argument, NULL, 'U' },
+		{ "no-unfurl", no_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct slackctl_conn c;
 	struct json_object *req, *sub, *rep, *v;
-	const char *thread = NULL, *channel;
+	struct json_object *blocks = NULL, *attachments = NULL;
+	const char *thread = NULL, *channel, *blocks_file = NULL;
+	const char *attach_file = NULL;
 	char *text, *end;
 	double wait = -1;
-	int ch, broadcast = 0;
+	int ch, broadcast = 0, unfurl = -1, post;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+bt:w:", opts, NULL)) != -1) {
@@ -472,6 +556,18 @@ slackctl_send(int argc, char **argv)
 				slackctl_die(
 				    SLACKCTL_USAGE, "-w wants seconds");
 			break;
+		case 'B':
+			blocks_file = optarg;
+			break;
+		case 'A':
+			attach_file = optarg;
+			break;
+		case 'U':
+			unfurl = 1;
+			break;
+		case 'N':
+			unfurl = 0;
+			break;
 		default:
 			slackctl_usage(stderr);
 			return SLACKCTL_USAGE;
@@ -485,9 +581,25 @@ slackctl_send(int argc, char **argv)
 		    "slackctl send CHANNEL [TEXT...])");
 	if (broadcast && thread == NULL)
 		slackctl_die(SLACKCTL_USAGE, "send: -b needs -t thread_ts");
+	if (blocks_file != NULL && attach_file != NULL &&
+	    strcmp(blocks_file, "-") == 0 && strcmp(attach_file, "-") == 0)
+		slackctl_die(SLACKCTL_USAGE,
+		    "send: only one of --blocks and "
+		    "--attachments can read standard input");
+	post = blocks_file != NULL || attach_file != NULL || unfurl >= 0;
 	channel = argv[0];
-	text = argc > 1 ? slackctl_join(argc - 1, argv + 1) : slackctl_stdin();
-	if (*text == '\0')
+	if (blocks_file != NULL)
+		blocks = slackctl_json_array(blocks_file, "blocks");
+	if (attach_file != NULL)
+		attachments = slackctl_json_array(attach_file, "attachments");
+	/* With blocks or attachments, text (the fallback) is only from argv. */
+	if (argc > 1)
+		text = slackctl_join(argc - 1, argv + 1);
+	else if (blocks != NULL || attachments != NULL)
+		text = slackctl_join(0, NULL);
+	else
+		text = slackctl_stdin();
+	if (text[0] == '\0' && blocks == NULL && attachments == NULL)
 		slackctl_die(SLACKCTL_USAGE, "send: nothing to send");
 
 	slackctl_connect(&c);
@@ -500,17 +612,31 @@ slackctl_send(int argc, char **argv)
 	slackctl_write(&c, sub);
 	json_object_put(sub);
 
+	/* Plain text goes over RTM; anything richer with chat.postMessage. */
 	req = json_object_new_object();
 	json_object_object_add(req, "id", json_object_new_int(1));
-	json_object_object_add(req, "type", json_object_new_string("message"));
+	json_object_object_add(req, "type",
+	    json_object_new_string(post ? PROTOCOL_POST : "message"));
 	json_object_object_add(req, "channel", json_object_new_string(channel));
-	json_object_object_add(req, "text", json_object_new_string(text));
+	if (text[0] != '\0')
+		json_object_object_add(
+		    req, "text", json_object_new_string(text));
 	if (thread != NULL)
 		json_object_object_add(
 		    req, "thread_ts", json_object_new_string(thread));
 	if (broadcast)
 		json_object_object_add(
 		    req, "reply_broadcast", json_object_new_boolean(1));
+	if (blocks != NULL)
+		json_object_object_add(req, "blocks", blocks);
+	if (attachments != NULL)
+		json_object_object_add(req, "attachments", attachments);
+	if (unfurl >= 0) {
+		json_object_object_add(
+		    req, "unfurl_links", json_object_new_boolean(unfurl));
+		json_object_object_add(
+		    req, "unfurl_media", json_object_new_boolean(unfurl));
+	}
 	slackctl_write(&c, req);
 	json_object_put(req);
 	free(text);
@@ -523,6 +649,125 @@ slackctl_send(int argc, char **argv)
 	printf("%s\n",
 	    slackctl_str(rep, "ts") != NULL ? slackctl_str(rep, "ts") : "");
 	json_object_put(rep);
+	close(c.fd);
+	free(c.buf);
+	return SLACKCTL_OK;
+}
+
+/* ---- channels, users ------------------------------------------------------
+ */
+
+/* slackd.names: the list of channels (users 0) or users; exits on error. */
+static struct json_object *
+slackctl_names(struct slackctl_conn *c, int users)
+{
+	struct json_object *req, *rep, *list, *v;
+	static int id = 100;
+
+	req = json_object_new_object();
+	json_object_object_add(req, "id", json_object_new_int(++id));
+	json_object_object_add(
+	    req, "type", json_object_new_string(PROTOCOL_NAMES));
+	json_object_object_add(
+	    req, "kind", json_object_new_string(users ? "users" : "channels"));
+	slackctl_write(c, req);
+	json_object_put(req);
+	rep = slackctl_reply(c, id, 300 * 1000, NULL, NULL, NULL);
+	if (!json_object_object_get_ex(rep, "ok", &v) ||
+	    !json_object_get_boolean(v))
+		slackctl_refused(rep, users ? "users" : "channels");
+	if (!json_object_object_get_ex(
+	        rep, users ? "users" : "channels", &list) ||
+	    !json_object_is_type(list, json_type_array))
+		slackctl_die(SLACKCTL_FAILED, "slackd sent no list");
+	json_object_get(list);
+	json_object_put(rep);
+	return list;
+}
+
+static const char *slackctl_sort_key;
+
+static int
+slackctl_by_key(const void *a, const void *b)
+{
+	const char *x =
+	    slackctl_str(*(struct json_object *const *)a, slackctl_sort_key);
+	const char *y =
+	    slackctl_str(*(struct json_object *const *)b, slackctl_sort_key);
+
+	if (x == NULL || y == NULL)
+		return (x == NULL) - (y == NULL);
+	return strcmp(x, y);
+}
+
+static int
+slackctl_list(int argc, char **argv, int users)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct slackctl_conn c;
+	struct json_object *list, *o;
+	const char *name, *real, *kind;
+	size_t i, n;
+	int ch, json = 0;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "+j", opts, NULL)) != -1) {
+		if (ch != 'j') {
+			slackctl_usage(stderr);
+			return SLACKCTL_USAGE;
+		}
+		json = 1;
+	}
+	if (optind != argc)
+		slackctl_die(
+		    SLACKCTL_USAGE, "unexpected argument %s", argv[optind]);
+	slackctl_connect(&c);
+	slackctl_hello(&c);
+	list = slackctl_names(&c, users);
+	if (json) {
+		printf("%s\n",
+		    json_object_to_json_string_ext(list,
+		        JSON_C_TO_STRING_PLAIN |
+		            JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(list);
+		return SLACKCTL_OK;
+	}
+	slackctl_sort_key = "name";
+	json_object_array_sort(list, slackctl_by_key);
+	n = json_object_array_length(list);
+	for (i = 0; i < n; i++) {
+		o = json_object_array_get_idx(list, i);
+		name = slackctl_str(o, "name");
+		if (users) {
+			real = slackctl_str(o, "real_name");
+			printf("%-12s @%-24s %s%s\n", slackctl_str(o, "id"),
+			    name != NULL ? name : "?", real != NULL ? real : "",
+			    json_object_object_get_ex(o, "deleted", NULL)
+			        ? " (deactivated)"
+			        : "");
+		} else {
+			kind = slackctl_str(o, "kind");
+			if (kind != NULL && strcmp(kind, "im") == 0)
+				printf("%-12s @%-24s direct message\n",
+				    slackctl_str(o, "id"),
+				    slackctl_str(o, "user") != NULL
+				        ? slackctl_str(o, "user")
+				        : "?");
+			else
+				printf("%-12s #%-24s %s%s\n",
+				    slackctl_str(o, "id"),
+				    name != NULL ? name : "?",
+				    kind != NULL ? kind : "",
+				    json_object_object_get_ex(
+				        o, "archived", NULL)
+				        ? ", archived"
+				        : "");
+		}
+	}
+	json_object_put(list);
 	close(c.fd);
 	free(c.buf);
 	return SLACKCTL_OK;
@@ -593,6 +838,123 @@ slackctl_early(const char *line, struct json_object *o, void *arg)
 		puts(line);
 }
 
+/* ---- names for listen --names / --format text ------------------------- */
+
+struct slackctl_names {
+	struct json_object *channels; /* id -> "#name" or "@user" */
+	struct json_object *users;    /* id -> "@name" */
+};
+
+static void
+slackctl_names_add(struct json_object *map, const char *id, const char *prefix,
+    const char *name)
+{
+	char buf[512];
+
+	if (id == NULL || name == NULL)
+		return;
+	snprintf(buf, sizeof buf, "%s%s", prefix, name);
+	json_object_object_add(map, id, json_object_new_string(buf));
+}
+
+static void
+slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n)
+{
+	struct json_object *list, *o;
+	const char *name;
+	size_t i;
+
+	n->channels = json_object_new_object();
+	n->users = json_object_new_object();
+	list = slackctl_names(c, 1);
+	for (i = 0; i < json_object_array_length(list); i++) {
+		o = json_object_array_get_idx(list, i);
+		slackctl_names_add(n->users, slackctl_str(o, "id"), "@",
+		    slackctl_str(o, "name"));
+	}
+	json_object_put(list);
+	list = slackctl_names(c, 0);
+	for (i = 0; i < json_object_array_length(list); i++) {
+		o = json_object_array_get_idx(list, i);
+		if ((name = slackctl_str(o, "name")) != NULL)
+			slackctl_names_add(
+			    n->channels, slackctl_str(o, "id"), "#", name);
+		else if (slackctl_str(o, "user") != NULL &&
+		    json_object_object_get_ex(
+		        n->users, slackctl_str(o, "user"), NULL))
+			slackctl_names_add(n->channels, slackctl_str(o, "id"),
+			    "",
+			    slackctl_str(n->users, slackctl_str(o, "user")));
+	}
+	json_object_put(list);
+}
+
+/* Keep the names up to date from the events that change them. */
+static void
+slackctl_names_track(struct slackctl_names *n, struct json_object *ev)
+{
+	struct json_object *o;
+
+	if (json_object_object_get_ex(ev, "channel", &o) &&
+	    json_object_is_type(o, json_type_object))
+		slackctl_names_add(n->channels, slackctl_str(o, "id"), "#",
+		    slackctl_str(o, "name"));
+	if (json_object_object_get_ex(ev, "user", &o) &&
+	    json_object_is_type(o, json_type_object))
+		slackctl_names_add(n->users, slackctl_str(o, "id"), "@",
+		    slackctl_str(o, "name"));
+}
+
+static const char *
+slackctl_name_of(struct json_object *map, const char *id)
+{
+	const char *name = id != NULL ? slackctl_str(map, id) : NULL;
+
+	return name != NULL ? name : id;
+}
+
+/* "channel" and "user" IDs replaced with #names and @names. */
+static void
+slackctl_print_named(struct json_object *ev, struct slackctl_names *n)
+{
+	const char *ch = slackctl_str(ev, "channel");
+	const char *user = slackctl_str(ev, "user");
+
+	if (ch != NULL)
+		json_object_object_add(ev, "channel",
+		    json_object_new_string(slackctl_name_of(n->channels, ch)));
+	if (user != NULL)
+		json_object_object_add(ev, "user",
+		    json_object_new_string(slackctl_name_of(n->users, user)));
+	puts(json_object_to_json_string_ext(
+	    ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* "07:31:02 #general @alice: the text" */
+static void
+slackctl_print_text(struct json_object *ev, struct slackctl_names *n)
+{
+	const char *type = slackctl_str(ev, "type");
+	const char *ch = slackctl_str(ev, "channel");
+	const char *user = slackctl_str(ev, "user");
+	const char *text = slackctl_str(ev, "text");
+	const char *ts = slackctl_str(ev, "ts");
+	char when[16];
+	time_t t = ts != NULL ? (time_t)strtoll(ts, NULL, 10) : time(NULL);
+
+	strftime(when, sizeof when, "%H:%M:%S", localtime(&t));
+	printf("%s", when);
+	if (type != NULL && strcmp(type, "message") != 0)
+		printf(" [%s]", type);
+	if (ch != NULL)
+		printf(" %s", slackctl_name_of(n->channels, ch));
+	if (user != NULL)
+		printf(" %s", slackctl_name_of(n->users, user));
+	if (text != NULL)
+		printf(": %s", text);
+	putchar('\n');
+}
+
 static int
 slackctl_listen(int argc, char **argv)
 {
@@ -600,20 +962,34 @@ slackctl_listen(int argc, char **argv)
 		{ "type", required_argument, NULL, 't' },
 		{ "channel", required_argument, NULL, 'c' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "names", no_argument, NULL, 'n' },
+		{ "format", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct slackctl_conn c;
-	struct json_object *sub, *types = NULL, *channels = NULL, *o;
+	struct json_object *sub, *types = NULL, *channels = NULL, *o, *e;
 	struct slackctl_filter filter;
+	struct slackctl_names names = { NULL, NULL };
 	const char *t;
 	char *line;
-	int ch, all = 0, to, stopping = 0;
+	int ch, all = 0, to, stopping = 0, named = 0, textual = 0;
 
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+ac:t:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+ac:f:nt:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'a':
 			all = 1;
+			break;
+		case 'n':
+			named = 1;
+			break;
+		case 'f':
+			if (strcmp(optarg, "text") == 0)
+				textual = 1;
+			else if (strcmp(optarg, "json") != 0)
+				slackctl_die(SLACKCTL_USAGE,
+				    "listen: --format "
+				    "is json or text");
 			break;
 		case 't':
 			if (types == NULL)
@@ -639,6 +1015,8 @@ slackctl_listen(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	slackctl_connect(&c);
 	slackctl_hello(&c);
+	if (named || textual)
+		slackctl_names_load(&c, &names);
 	if (types != NULL || channels != NULL) {
 		sub = json_object_new_object();
 		json_object_object_add(sub, "id", json_object_new_int(1));
@@ -668,6 +1046,12 @@ slackctl_listen(int argc, char **argv)
 		if (strncmp(line, "{\"type\":\"slackd.", 16) == 0)
 			o = slackctl_parse(line);
 		t = slackctl_str(o, "type");
+		if (t != NULL && strcmp(t, PROTOCOL_ERROR) == 0 &&
+		    json_object_object_get_ex(o, "error", &e))
+			fprintf(stderr, "slackctl: slackd: %s\n",
+			    slackctl_str(e, "msg") != NULL
+			        ? slackctl_str(e, "msg")
+			        : line);
 		if (t != NULL && strncmp(t, "slackd.", 7) == 0) {
 			if (strcmp(t, PROTOCOL_STATE) == 0) {
 				slackctl_tell_state(o);
@@ -679,11 +1063,23 @@ slackctl_listen(int argc, char **argv)
 			}
 			if (all)
 				puts(line);
+		} else if (named || textual) {
+			if ((o = slackctl_parse(line)) != NULL) {
+				slackctl_names_track(&names, o);
+				if (textual)
+					slackctl_print_text(o, &names);
+				else
+					slackctl_print_named(o, &names);
+			}
 		} else if (puts(line) == EOF)
+			return SLACKCTL_OK; /* reader went away */
+		if (ferror(stdout))
 			return SLACKCTL_OK; /* reader went away */
 		json_object_put(o);
 		free(line);
 	}
+	json_object_put(names.channels);
+	json_object_put(names.users);
 	if (stopping) {
 		fprintf(stderr, "slackctl: slackd stopped\n");
 		return SLACKCTL_OK;
@@ -879,6 +1275,10 @@ main(int argc, char **argv)
 		return slackctl_listen(argc, argv);
 	if (strcmp(cmd, "status") == 0)
 		return slackctl_status(argc, argv);
+	if (strcmp(cmd, "channels") == 0)
+		return slackctl_list(argc, argv, 0);
+	if (strcmp(cmd, "users") == 0)
+		return slackctl_list(argc, argv, 1);
 	fprintf(stderr, "slackctl: unknown command \"%s\"\n", cmd);
 	slackctl_usage(stderr);
 	return SLACKCTL_USAGE;

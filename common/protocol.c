@@ -3,10 +3,13 @@
  */
 #include "config.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "protocol.h"
@@ -26,6 +29,9 @@ static const char *protocol_error_names[] = {
 	"upstream_failed",
 	"slow_consumer",
 	"access_denied",
+	"not_found",
+	"not_allowed",
+	"slack_api",
 };
 
 const char *
@@ -70,12 +76,32 @@ protocol_default_socket(char *buf, size_t len)
  * user if that exists, else the system daemon's (/run/slackd/slackd.sock,
  * where the systemd units put it), else the default to report in errors.
  */
+/* Does a daemon answer on path? */
+static int
+protocol_alive(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd, ok;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path)
+		return 0;
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return 0;
+	ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+	close(fd);
+	return ok;
+}
+
 int
 protocol_client_socket(char *buf, size_t len)
 {
 	struct stat sb;
 
-	if (protocol_default_socket(buf, len) == 0 && stat(buf, &sb) == 0)
+	if (protocol_default_socket(buf, len) == 0 && stat(buf, &sb) == 0 &&
+	    (protocol_alive(buf) || stat(PROTOCOL_SYSTEM_SOCKET, &sb) == -1))
 		return 0;
 	if (stat(PROTOCOL_SYSTEM_SOCKET, &sb) == 0 ||
 	    protocol_default_socket(buf, len) != 0) {

@@ -31,10 +31,14 @@
 #define PROTOCOL_STATUS    "slackd.status"
 #define PROTOCOL_SUBSCRIBE "slackd.subscribe"
 #define PROTOCOL_DEBUG     "slackd.debug" /* test hooks (SLACKD_TEST_HOOKS=1) */
+#define PROTOCOL_POST      "slackd.post"  /* chat.postMessage: blocks, … */
+#define PROTOCOL_API       "slackd.api"   /* another Web API method */
+#define PROTOCOL_NAMES     "slackd.names" /* the channels or users known */
 
 /* Upstream connection states, as they appear in hello/state/status. */
 #define PROTOCOL_STATE_CONNECTING   "connecting"
 #define PROTOCOL_STATE_CONNECTED    "connected"
+#define PROTOCOL_STATE_LOADING      "loading" /* names, team_state = yes */
 #define PROTOCOL_STATE_RECONNECTING "reconnecting"
 #define PROTOCOL_STATE_FAILED       "failed"
 #define PROTOCOL_STATE_STOPPING     "stopping"
@@ -44,6 +48,7 @@
 #define PROTOCOL_MAX_LINE      65536 /* default longest request line */
 #define PROTOCOL_MAX_DEPTH     16    /* deepest JSON nesting in a request */
 #define PROTOCOL_MAX_CHANNEL   64    /* longest conversation id */
+#define PROTOCOL_MAX_TARGET    96    /* longest name or @name */
 #define PROTOCOL_MAX_FILTERS   256   /* entries in a subscribe list */
 
 /*
@@ -65,6 +70,9 @@ enum protocol_error {
 	PROTOCOL_E_UPSTREAM_FAILED, /* Slack refused the daemon for good */
 	PROTOCOL_E_SLOW_CONSUMER,   /* client read too slowly, dropped */
 	PROTOCOL_E_ACCESS_DENIED,   /* peer not in allow_users/groups */
+	PROTOCOL_E_NOT_FOUND,       /* no channel or user by that name */
+	PROTOCOL_E_NOT_ALLOWED,     /* Web API method not in api_allow */
+	PROTOCOL_E_SLACK_API,       /* the Web API said ok:false */
 };
 
 #define PROTOCOL_SYSTEM_SOCKET "/run/slackd/slackd.sock"

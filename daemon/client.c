@@ -307,6 +307,9 @@ client_request(struct client *c, const char *line, size_t len)
 		break;
 	case REQUEST_MESSAGE:
 	case REQUEST_TYPING:
+	case REQUEST_POST:
+	case REQUEST_API:
+	case REQUEST_NAMES:
 		if (slackd_stopping)
 			client_error(c, r.id, PROTOCOL_E_SHUTTING_DOWN,
 			    "slackd is shutting down; not sent");
@@ -407,7 +410,7 @@ client_write_cb(struct bufferevent *bev, void *arg)
 		client_kill(c, "output flushed, closing");
 		return;
 	}
-	if (client_output(c) <= slackd_conf->client_buffer_soft)
+	if (client_output(c) <= hub_soft_limit())
 		c->soft_since = 0;
 	if ((c->flags & CLIENT_PAUSED) &&
 	    client_output(c) <= CLIENT_RESUME_AT) {

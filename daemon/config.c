@@ -36,6 +36,7 @@ enum config_type {
 	CONFIG_INT,
 	CONFIG_RATE,
 	CONFIG_LOGLEVEL,
+	CONFIG_BOOL,
 };
 
 struct config_key {
@@ -62,6 +63,12 @@ static const struct config_key config_keys[] = {
 	{ "api_url", CONFIG_STRING, OFF(api_url), 0, 0, "a URL" },
 	{ "ca_file", CONFIG_STRING, OFF(ca_file), 0, 0, "a path" },
 	{ "token_file", CONFIG_STRING, OFF(token_file), 0, 0, "a path" },
+	{ "team_state", CONFIG_BOOL, OFF(team_state), 0, 0, "yes or no" },
+	{ "state_dir", CONFIG_STRING, OFF(state_dir), 0, 0, "a directory" },
+	{ "names_max_age", CONFIG_DURATION, OFF(names_max_age), 0,
+	    30 * 86400 * SEC, NULL },
+	{ "api_allow", CONFIG_STRING, OFF(api_allow), 0, 0,
+	    "Web API method names, a trailing * matching any" },
 	{ "log_level", CONFIG_LOGLEVEL, OFF(log_level), 0, 0,
 	    "error, warning, info or debug" },
 	{ "ping_interval", CONFIG_DURATION, OFF(ping_interval), 0.1 * SEC,
@@ -141,6 +148,8 @@ config_init(struct config *conf)
 	conf->client_buffer_limit = 8 * 1048576;
 	conf->client_buffer_soft = 1048576;
 	conf->client_buffer_soft_time = 30 * 1000;
+	conf->names_max_age = 86400 * 1000;
+	conf->api_allow = xstrdup("conversations.* users.* chat.postMessage");
 }
 
 void
@@ -152,6 +161,8 @@ config_free(struct config *conf)
 	free(conf->allow_groups);
 	free(conf->allowed_uids.ids);
 	free(conf->allowed_gids.ids);
+	free(conf->state_dir);
+	free(conf->api_allow);
 	free(conf->api_url);
 	free(conf->ca_file);
 	free(conf->token_file);
@@ -345,6 +356,18 @@ config_set(
 			return -1;
 		*(int *)field = level;
 		return 0;
+	case CONFIG_BOOL:
+		if (strcasecmp(value, "yes") == 0 ||
+		    strcasecmp(value, "true") == 0 ||
+		    strcasecmp(value, "on") == 0 || strcmp(value, "1") == 0)
+			*(int *)field = 1;
+		else if (strcasecmp(value, "no") == 0 ||
+		    strcasecmp(value, "false") == 0 ||
+		    strcasecmp(value, "off") == 0 || strcmp(value, "0") == 0)
+			*(int *)field = 0;
+		else
+			return -1;
+		return 0;
 	}
 	return -1;
 }
@@ -509,6 +532,30 @@ config_check(const struct config *conf, char **errors)
 	}
 	webapi_url_free(&url);
 	return 0;
+}
+
+/* Is a Web API method in api_allow ("users.*" matches users.info)? */
+int
+config_api_allowed(const struct config *conf, const char *method)
+{
+	char *copy, *p, *word;
+	size_t n;
+	int ok = 0;
+
+	if (conf->api_allow == NULL)
+		return 0;
+	copy = p = xstrdup(conf->api_allow);
+	while (!ok && (word = strsep(&p, ", \t")) != NULL) {
+		n = strlen(word);
+		if (n == 0)
+			continue;
+		if (word[n - 1] == '*')
+			ok = strncmp(method, word, n - 1) == 0;
+		else
+			ok = strcmp(method, word) == 0;
+	}
+	free(copy);
+	return ok;
 }
 
 /* A user or group, by name or number; -1 if there is no such thing. */

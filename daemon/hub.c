@@ -1,12 +1,17 @@
 /*
- * Fan-out.  An event from Slack is one buffer, serialised once by Slack
- * and checked once by the upstream thread; it goes to every client whose
- * subscription matches: appended to its output (small events) or shared by
- * reference and freed when the last client has written it (large ones).  Slow
- * readers are bounded like Redis' client-output-buffer-limit: a hard limit
- * (client_buffer_limit) and a soft one held for a time (client_buffer_soft for
- * client_buffer_soft_time); a client over either is dropped, so one
- * stuck reader can neither hold up the others nor grow the daemon.
+ * Fan-out.  Events from Slack arrive in batches (one read's worth); each
+ * event was serialised once by Slack and checked once by the upstream
+ * thread.  For a batch, the lines of all its events are laid end to end in
+ * one block that every client without a filter shares by reference (one
+ * libevent chain per client per batch, freed when the last client has
+ * written it); a client with a filter gets copies of the lines it wants.
+ * A block too small to be worth a chain is copied instead.
+ *
+ * Slow readers are bounded like Redis' client-output-buffer-limit: a hard
+ * limit (client_buffer_limit) and a soft one held for a time
+ * (client_buffer_soft for client_buffer_soft_time); a client over either
+ * is dropped, so one stuck reader can neither hold up the others nor grow
+ * the daemon.
  */
 #include "config.h"
 
@@ -19,15 +24,22 @@
 
 #include "slackd.h"
 
-#define HUB_SHARE_MIN 4096 /* events this big are shared, not copied */
+#define HUB_SHARE_MIN 4096 /* blocks this big are shared, not copied */
+
+/* The lines of a batch of events, end to end, shared by clients. */
+struct hub_block {
+	u_int refs;
+	size_t len;
+	char data[];
+};
 
 static void
 hub_release(const void *data, size_t len, void *arg)
 {
-	struct mailbox_msg *m = arg;
+	struct hub_block *b = arg;
 
-	if (--m->refs == 0)
-		mailbox_msg_free(m);
+	if (--b->refs == 0)
+		free(b);
 }
 
 static int
@@ -55,24 +67,15 @@ hub_match(const struct client *c, const struct mailbox_msg *m)
 	return 1;
 }
 
-/*
- * Append the event to c's output.  libevent gives every reference a chain
- * of its own of at least 1 KiB, so small events are cheaper copied into
- * the chains already there; large ones are shared by reference.
- */
-static int
-hub_add(struct client *c, struct mailbox_msg *m)
+/* A soft limit above the hard one is the hard one. */
+size_t
+hub_soft_limit(void)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	const struct config *conf = slackd_conf;
 
-	if (m->len < HUB_SHARE_MIN)
-		return evbuffer_add(out, m->data, m->len);
-	m->refs++;
-	if (evbuffer_add_reference(out, m->data, m->len, hub_release, m) != 0) {
-		m->refs--;
-		return -1;
-	}
-	return 0;
+	return conf->client_buffer_soft < conf->client_buffer_limit
+	    ? conf->client_buffer_soft
+	    : conf->client_buffer_limit;
 }
 
 /*
@@ -83,12 +86,8 @@ static int
 hub_room(struct client *c, size_t len, int64_t now)
 {
 	const struct config *conf = slackd_conf;
-	size_t out = client_output(c) + len, soft;
+	size_t out = client_output(c) + len, soft = hub_soft_limit();
 
-	/* A soft limit above the hard one is the hard one. */
-	soft = conf->client_buffer_soft < conf->client_buffer_limit
-	    ? conf->client_buffer_soft
-	    : conf->client_buffer_limit;
 	if (out > conf->client_buffer_limit) {
 		client_drop(c,
 		    "%zu bytes unread would pass client_buffer_limit "
@@ -112,25 +111,80 @@ hub_room(struct client *c, size_t len, int64_t now)
 	return 1;
 }
 
-/* Deliver one event (m->data is the line, "\n" included); takes m. */
-void
-hub_event(struct mailbox_msg *m)
+static int
+hub_filtered(const struct client *c)
 {
-	struct client *c;
-	int64_t now = util_now_ms();
+	return !c->all_types || !c->all_channels;
+}
 
-	status.events++;
-	TAILQ_FOREACH(c, &clients, entry) {
-		if ((c->flags & (CLIENT_DEAD | CLIENT_FLUSHING)) ||
-		    !hub_match(c, m) || !hub_room(c, m->len, now))
+/* The events of the batch that c wants, copied. */
+static void
+hub_copy(struct client *c, struct mailbox_msg **ev, size_t n, int64_t now)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!hub_match(c, ev[i]))
 			continue;
-		if (hub_add(c, m) != 0) {
+		if (!hub_room(c, ev[i]->len, now))
+			return;
+		if (evbuffer_add(out, ev[i]->data, ev[i]->len) != 0) {
 			client_kill(c, "cannot queue output");
-			continue;
+			return;
 		}
 		c->events++;
 	}
-	hub_release(NULL, 0, m);
+}
+
+/*
+ * Deliver a batch of events (each m->data is a line, "\n" included);
+ * takes them.
+ */
+void
+hub_events(struct mailbox_msg **ev, size_t n)
+{
+	struct hub_block *b = NULL;
+	struct client *c;
+	size_t i, len = 0;
+	int64_t now = util_now_ms();
+
+	status.events += n;
+	for (i = 0; i < n; i++) {
+		names_event(ev[i]->etype, ev[i]->data, ev[i]->len);
+		len += ev[i]->len;
+	}
+	if (len >= HUB_SHARE_MIN) {
+		b = xmalloc(sizeof *b + len);
+		b->refs = 1;
+		b->len = 0;
+		for (i = 0; i < n; i++) {
+			memcpy(b->data + b->len, ev[i]->data, ev[i]->len);
+			b->len += ev[i]->len;
+		}
+	}
+	TAILQ_FOREACH(c, &clients, entry) {
+		if (c->flags & (CLIENT_DEAD | CLIENT_FLUSHING))
+			continue;
+		if (b == NULL || hub_filtered(c)) {
+			hub_copy(c, ev, n, now);
+			continue;
+		}
+		if (!hub_room(c, b->len, now))
+			continue;
+		b->refs++;
+		if (evbuffer_add_reference(bufferevent_get_output(c->bev),
+		        b->data, b->len, hub_release, b) != 0) {
+			b->refs--;
+			client_kill(c, "cannot queue output");
+			continue;
+		}
+		c->events += n;
+	}
+	if (b != NULL)
+		hub_release(NULL, 0, b);
+	for (i = 0; i < n; i++)
+		mailbox_msg_free(ev[i]);
 }
 
 /* A daemon message for everyone (slackd.state). */

@@ -22,6 +22,14 @@ struct jscan_state {
 
 static int jscan_value(struct jscan_state *, int);
 
+/* Bytes that stand for themselves in a string: ASCII but ", \ and controls. */
+static const unsigned char jscan_plain[256] = {
+	[0x20] = 1,
+	[0x21] = 1,
+	[0x23 ... 0x5b] = 1,
+	[0x5d ... 0x7f] = 1,
+};
+
 static int
 jscan_fail(struct jscan_state *s, const char *why)
 {
@@ -143,6 +151,11 @@ jscan_string(struct jscan_state *s, char *buf)
 
 	s->p++;
 	for (;;) {
+		/* The common case first: plain ASCII, nothing to capture. */
+		if (buf == NULL) {
+			while (s->p < s->end && jscan_plain[*s->p])
+				s->p++;
+		}
 		if (s->p >= s->end)
 			return jscan_fail(s, "unterminated string");
 		if (*s->p == '"') {

@@ -292,6 +292,13 @@ log_lws_last(void)
 	return log_lws_error;
 }
 
+/* Before a connection attempt: what lws says next is about it. */
+void
+log_lws_clear(void)
+{
+	log_lws_error[0] = '\0';
+}
+
 /*
  * libwebsockets' emitter, called on the upstream thread.  Its lines end in
  * "\n"; its levels map onto ours, everything from it is prefixed "lws:".

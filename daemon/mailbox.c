@@ -45,7 +45,6 @@ mailbox_msg_new(enum mailbox_type type)
 
 	m = xcalloc(1, sizeof *m);
 	m->type = type;
-	m->refs = 1;
 	return m;
 }
 
@@ -58,7 +57,6 @@ mailbox_msg_new_data(enum mailbox_type type, size_t len)
 	m = xmalloc(sizeof *m + len);
 	memset(m, 0, sizeof *m);
 	m->type = type;
-	m->refs = 1;
 	m->data = m->inline_data;
 	m->len = len;
 	return m;
@@ -87,16 +85,19 @@ mailbox_set_limit(
 	pthread_mutex_unlock(&mb->lock);
 }
 
-/* Post m; returns 1 if the mailbox is now over its limit. */
+/*
+ * Post a list of messages (bytes: their payload) in one go; the list is
+ * left empty.  Returns 1 if the mailbox is now over its limit.
+ */
 int
-mailbox_post(struct mailbox *mb, struct mailbox_msg *m)
+mailbox_post_list(struct mailbox *mb, struct mailbox_list *list, size_t bytes)
 {
 	int was_empty, full;
 
 	pthread_mutex_lock(&mb->lock);
 	was_empty = STAILQ_EMPTY(&mb->queue);
-	STAILQ_INSERT_TAIL(&mb->queue, m, entry);
-	mb->bytes += m->len;
+	STAILQ_CONCAT(&mb->queue, list);
+	mb->bytes += bytes;
 	if (mb->limit != 0 && mb->bytes > mb->limit)
 		mb->full = 1;
 	full = mb->full;
@@ -104,6 +105,17 @@ mailbox_post(struct mailbox *mb, struct mailbox_msg *m)
 	if (was_empty && mb->wake != NULL)
 		mb->wake(mb->wake_arg);
 	return full;
+}
+
+/* Post m; returns 1 if the mailbox is now over its limit. */
+int
+mailbox_post(struct mailbox *mb, struct mailbox_msg *m)
+{
+	struct mailbox_list one;
+
+	STAILQ_INIT(&one);
+	STAILQ_INSERT_TAIL(&one, m, entry);
+	return mailbox_post_list(mb, &one, m->len);
 }
 
 int

@@ -135,8 +135,11 @@ notify_state(void)
 		break;
 	case UPSTREAM_CONNECTED:
 		snprintf(notify_last_status, sizeof notify_last_status,
-		    "connected to %s as %s", status.team_name,
-		    status.self_name);
+		    "%s to %s as %s",
+		    status.loading ? "loading the team's "
+		                     "channels and users, connected"
+		                   : "connected",
+		    status.team_name, status.self_name);
 		break;
 	case UPSTREAM_RECONNECTING:
 		in = status.retry_at - util_now_ms();

@@ -1,21 +1,26 @@
 /*
- * Outbound requests from clients to Slack.
+ * Requests from clients that need Slack: messages and typing over RTM,
+ * chat.postMessage (slackd.post), other Web API calls (slackd.api), and
+ * the names lists (slackd.names).
  *
- * Each request gets an odd upstream id (the upstream thread's pings are
+ * An RTM request gets an odd upstream id (the upstream thread's pings are
  * even) and moves through
  *
+ *   RESOLVING --(target resolved to a conversation id)--> QUEUED
  *   QUEUED --(connected, channel bucket has a token)--> HANDED
  *   HANDED --(upstream wrote it)--> WRITTEN --(Slack's reply)--> answered
  *   HANDED --(connection gone before writing)--> QUEUED again
  *   WRITTEN --(connection lost / ack_timeout)--> "not confirmed"
  *
  * so nothing is lost silently and nothing is resent silently: a request is
- * sent again only if it never reached the wire.  Every request with an id
- * gets exactly one reply.  The queue is bounded (queue_max) and a request
- * waits at most queue_timeout; each channel has a token bucket (send_rate,
- * send_burst) because Slack allows about one message per second per
- * channel.  Requests whose client has gone are still sent (a request is a
- * command, like a mail handed to smtpd); only the reply is dropped.
+ * sent again only if it never reached the wire.  A post goes QUEUED ->
+ * CALLING (a Web API call) -> answered.  Every request with an id gets
+ * exactly one reply.  The queue is bounded (queue_max) and a request waits
+ * at most queue_timeout; each channel has a token bucket (send_rate,
+ * send_burst), shared by messages and posts, because Slack allows about
+ * one message per second per channel.  Messages whose client has gone are
+ * still sent (a request is a command, like a mail handed to smtpd); only
+ * the reply is dropped.
  */
 #include "config.h"
 
@@ -28,17 +33,26 @@
 
 #include "slackd.h"
 
-enum outbox_state { OUTBOX_QUEUED, OUTBOX_HANDED, OUTBOX_WRITTEN };
+enum outbox_state {
+	OUTBOX_RESOLVING, /* waiting for names.c */
+	OUTBOX_QUEUED,
+	OUTBOX_HANDED,  /* with the upstream thread */
+	OUTBOX_WRITTEN, /* on the wire, waiting for the ack */
+	OUTBOX_CALLING, /* a Web API call in flight */
+	OUTBOX_LISTING, /* slackd.names waiting for a load */
+};
 
 struct outbox_req {
-	TAILQ_ENTRY(outbox_req) entry;  /* queue or inflight */
+	TAILQ_ENTRY(outbox_req) entry;  /* queue, sent or calls */
 	TAILQ_ENTRY(outbox_req) centry; /* client's reqs */
 	struct client *client;
 	struct json_object *client_id; /* owned, NULL if none */
+	struct request r;              /* r.obj owned */
 	int64_t id;
 	enum outbox_state state;
-	enum request_kind kind;
 	char channel[PROTOCOL_MAX_CHANNEL + 1];
+	struct names_wait *resolving;
+	uint64_t call;
 	char *frame;
 	size_t len;
 	int64_t queued_at;
@@ -49,14 +63,17 @@ TAILQ_HEAD(outbox_list, outbox_req);
 
 static struct outbox_list outbox_queue = TAILQ_HEAD_INITIALIZER(outbox_queue);
 static struct outbox_list outbox_sent = TAILQ_HEAD_INITIALIZER(outbox_sent);
-static u_int outbox_nqueue;
-static u_int outbox_nsent;
+static struct outbox_list outbox_calls = TAILQ_HEAD_INITIALIZER(outbox_calls);
+static u_int outbox_nqueue; /* RESOLVING, QUEUED, HANDED */
+static u_int outbox_nsent;  /* WRITTEN */
+static u_int outbox_ncalls; /* CALLING, LISTING */
 static int64_t outbox_next_id = 1;
 static struct ratelimit *outbox_rl;
 static struct event *outbox_timer;
 static int64_t outbox_rate_at = -1; /* when a held-back request may go */
 
 static void outbox_arm(void);
+static void outbox_run(void);
 
 u_int
 outbox_queued(void)
@@ -67,7 +84,7 @@ outbox_queued(void)
 u_int
 outbox_inflight(void)
 {
-	return outbox_nsent;
+	return outbox_nsent + outbox_ncalls;
 }
 
 static void outbox_timer_cb(evutil_socket_t, short, void *);
@@ -86,26 +103,72 @@ outbox_reconfigure(const struct config *conf)
 	outbox_arm(); /* ack_timeout or queue_timeout may be shorter now */
 }
 
-static void
-outbox_free(struct outbox_req *req)
+static struct outbox_list *
+outbox_list_of(const struct outbox_req *req, u_int **count)
 {
-	if (req->client != NULL)
-		TAILQ_REMOVE(&req->client->reqs, req, centry);
-	json_object_put(req->client_id);
-	free(req->frame);
-	free(req);
+	switch (req->state) {
+	case OUTBOX_WRITTEN:
+		*count = &outbox_nsent;
+		return &outbox_sent;
+	case OUTBOX_CALLING:
+	case OUTBOX_LISTING:
+		*count = &outbox_ncalls;
+		return &outbox_calls;
+	default:
+		*count = &outbox_nqueue;
+		return &outbox_queue;
+	}
+}
+
+static void
+outbox_link(struct outbox_req *req, enum outbox_state state)
+{
+	struct outbox_list *list;
+	u_int *count;
+
+	req->state = state;
+	list = outbox_list_of(req, &count);
+	TAILQ_INSERT_TAIL(list, req, entry);
+	(*count)++;
 }
 
 static void
 outbox_unlink(struct outbox_req *req)
 {
-	if (req->state == OUTBOX_WRITTEN) {
-		TAILQ_REMOVE(&outbox_sent, req, entry);
-		outbox_nsent--;
-	} else {
-		TAILQ_REMOVE(&outbox_queue, req, entry);
-		outbox_nqueue--;
-	}
+	struct outbox_list *list;
+	u_int *count;
+
+	list = outbox_list_of(req, &count);
+	TAILQ_REMOVE(list, req, entry);
+	(*count)--;
+}
+
+/* Move req to another state (and list, if that changes). */
+static void
+outbox_move(struct outbox_req *req, enum outbox_state state)
+{
+	outbox_unlink(req);
+	outbox_link(req, state);
+}
+
+static void
+outbox_free(struct outbox_req *req)
+{
+	if (req->client != NULL)
+		TAILQ_REMOVE(&req->client->reqs, req, centry);
+	names_cancel(req->resolving);
+	if (req->call != 0)
+		api_forget(req->call);
+	json_object_put(req->client_id);
+	json_object_put(req->r.obj);
+	free(req->frame);
+	free(req);
+}
+
+static int
+outbox_is_message(const struct outbox_req *req)
+{
+	return req->r.kind == REQUEST_MESSAGE || req->r.kind == REQUEST_POST;
 }
 
 /* Answer req with an error (if its client is still there) and drop it. */
@@ -121,13 +184,34 @@ outbox_fail(struct outbox_req *req, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (req->kind == REQUEST_MESSAGE) {
+	if (outbox_is_message(req)) {
 		status.failed++;
 		log_info("message %lld to %s failed: %s", (long long)req->id,
-		    req->channel, msg);
+		    req->channel[0] != '\0' ? req->channel : req->r.channel,
+		    msg);
 	}
 	if (req->client != NULL)
 		client_error(req->client, req->client_id, code, "%s", msg);
+	outbox_unlink(req);
+	outbox_free(req);
+}
+
+/* Answer req with o (taken), given the client's id, and drop it. */
+static void
+outbox_answer(struct outbox_req *req, struct json_object *o)
+{
+	struct json_object *ok;
+
+	if (req->client != NULL) {
+		if (req->client_id != NULL)
+			json_object_object_add(
+			    o, "reply_to", json_object_get(req->client_id));
+		if (req->client_id != NULL ||
+		    !json_object_object_get_ex(o, "ok", &ok) ||
+		    !json_object_get_boolean(ok))
+			client_send_json(req->client, o);
+	}
+	json_object_put(o);
 	outbox_unlink(req);
 	outbox_free(req);
 }
@@ -143,6 +227,58 @@ outbox_find(struct outbox_list *list, int64_t id)
 	}
 	return NULL;
 }
+
+/* ---- chat.postMessage
+ * -------------------------------------------------------- */
+
+static void
+outbox_posted(void *arg, const struct api_result *r)
+{
+	struct outbox_req *req = arg;
+	struct json_object *o, *v;
+
+	req->call = 0;
+	if (r->error != NULL) {
+		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
+		    "not confirmed: "
+		    "chat.postMessage got no answer (%s); the message may or "
+		    "may not have been posted",
+		    r->error);
+		return;
+	}
+	if (!r->ok) {
+		outbox_fail(req, PROTOCOL_E_SLACK_API, "%s", r->slack_error);
+		return;
+	}
+	status.sent++;
+	o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	if (json_object_object_get_ex(r->obj, "ts", &v))
+		json_object_object_add(o, "ts", json_object_get(v));
+	json_object_object_add(
+	    o, "channel", json_object_new_string(req->channel));
+	if (json_object_object_get_ex(r->obj, "message", &v))
+		json_object_object_add(o, "message", json_object_get(v));
+	log_debug(
+	    "message %lld to %s posted", (long long)req->id, req->channel);
+	outbox_answer(req, o);
+}
+
+static void
+outbox_post(struct outbox_req *req)
+{
+	char *body;
+	size_t len;
+
+	outbox_move(req, OUTBOX_CALLING);
+	body = request_post_body(&req->r, req->channel, &len);
+	req->call =
+	    api_call("chat.postMessage", body, len, 1, outbox_posted, req);
+	free(body);
+}
+
+/* ---- sending
+ * ------------------------------------------------------------------ */
 
 static void
 outbox_hand(struct outbox_req *req)
@@ -161,35 +297,37 @@ outbox_hand(struct outbox_req *req)
 static void
 outbox_run(void)
 {
-	struct outbox_req *req;
-	int64_t now = util_now_ms(), wait, next = -1;
+	struct outbox_req *req, *next;
+	int64_t now = util_now_ms(), wait, soonest = -1;
+	int connected =
+	    status.state == UPSTREAM_CONNECTED && slackd_upstream != NULL;
 
 	outbox_rate_at = -1;
-	if (status.state != UPSTREAM_CONNECTED || slackd_upstream == NULL ||
-	    slackd_stopping) {
-		outbox_arm();
-		return;
-	}
-	TAILQ_FOREACH(req, &outbox_queue, entry) {
-		if (req->state != OUTBOX_QUEUED)
+	TAILQ_FOREACH_SAFE(req, &outbox_queue, entry, next) {
+		if (req->state != OUTBOX_QUEUED || slackd_stopping)
 			continue;
-		if (req->kind == REQUEST_MESSAGE &&
+		if (req->r.kind != REQUEST_POST && !connected)
+			continue;
+		if (req->r.kind != REQUEST_TYPING &&
 		    !ratelimit_take(outbox_rl, req->channel, now, &wait)) {
-			if (next < 0 || wait < next)
-				next = wait;
+			if (soonest < 0 || wait < soonest)
+				soonest = wait;
 			continue;
 		}
-		outbox_hand(req);
+		if (req->r.kind == REQUEST_POST)
+			outbox_post(req);
+		else
+			outbox_hand(req);
 	}
-	if (next >= 0)
-		outbox_rate_at = now + next;
+	if (soonest >= 0)
+		outbox_rate_at = now + soonest;
 	outbox_arm();
 }
 
 /*
  * One timer covers three deadlines: the next rate-limit token for a held
  * back request, the oldest written request's ack_timeout and the oldest
- * queued request's queue_timeout.
+ * waiting request's queue_timeout.
  */
 static void
 outbox_arm(void)
@@ -207,7 +345,7 @@ outbox_arm(void)
 	}
 	if (slackd_conf->queue_timeout > 0) {
 		TAILQ_FOREACH(req, &outbox_queue, entry) {
-			if (req->state != OUTBOX_QUEUED)
+			if (req->state == OUTBOX_HANDED)
 				continue;
 			t = req->queued_at + slackd_conf->queue_timeout - now;
 			if (t < next)
@@ -242,12 +380,15 @@ outbox_expire(void)
 	if (slackd_conf->queue_timeout <= 0)
 		return;
 	TAILQ_FOREACH_SAFE(req, &outbox_queue, entry, next) {
-		if (req->state == OUTBOX_QUEUED &&
+		if (req->state != OUTBOX_HANDED &&
 		    now - req->queued_at >= slackd_conf->queue_timeout)
 			outbox_fail(req, PROTOCOL_E_TIMEOUT,
 			    "not sent: could "
-			    "not reach Slack within %.0f s (queue_timeout); "
-			    "last problem: %s",
+			    "not %s within %.0f s (queue_timeout); last "
+			    "problem: %s",
+			    req->state == OUTBOX_RESOLVING
+			        ? "find where it goes"
+			        : "reach Slack",
 			    (double)slackd_conf->queue_timeout / 1000,
 			    status.reason != NULL ? status.reason : "none");
 	}
@@ -260,18 +401,151 @@ outbox_timer_cb(evutil_socket_t fd, short events, void *arg)
 	outbox_run();
 }
 
+/* The target of req is known: build its frame and queue it. */
+static void
+outbox_resolved(void *arg, const char *channel, const char *error)
+{
+	struct outbox_req *req = arg;
+
+	req->resolving = NULL;
+	if (error != NULL) {
+		outbox_fail(req, PROTOCOL_E_NOT_FOUND, "not sent: %s", error);
+		return;
+	}
+	snprintf(req->channel, sizeof req->channel, "%s", channel);
+	if (req->r.kind != REQUEST_POST) {
+		req->frame =
+		    request_frame(&req->r, req->channel, req->id, &req->len);
+		if (req->len > PROTOCOL_RTM_MAX_FRAME) {
+			outbox_fail(req, PROTOCOL_E_TOO_LONG,
+			    "message too "
+			    "long: it makes a %zu-byte RTM frame and Slack "
+			    "allows at most %d bytes (the text is %zu bytes; "
+			    "JSON escaping adds the rest); slackd.post sends "
+			    "longer ones",
+			    req->len, PROTOCOL_RTM_MAX_FRAME,
+			    req->r.text != NULL ? strlen(req->r.text) : 0);
+			return;
+		}
+	}
+	req->state = OUTBOX_QUEUED;
+	outbox_run();
+}
+
+static struct outbox_req *
+outbox_new(struct client *c, const struct request *r)
+{
+	struct outbox_req *req;
+
+	req = xcalloc(1, sizeof *req);
+	req->client = c;
+	req->client_id = r->id != NULL ? json_object_get(r->id) : NULL;
+	req->r = *r;
+	json_object_get(req->r.obj); /* the fields point into it */
+	req->queued_at = util_now_ms();
+	TAILQ_INSERT_TAIL(&c->reqs, req, centry);
+	return req;
+}
+
+/* ---- slackd.api and slackd.names ----------------------------------------- */
+
+static void
+outbox_called(void *arg, const struct api_result *r)
+{
+	struct outbox_req *req = arg;
+	struct json_object *o;
+
+	req->call = 0;
+	if (r->error != NULL) {
+		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
+		    "%s got no answer "
+		    "(%s); if it changes anything, it may or may not have",
+		    req->r.method, r->error);
+		return;
+	}
+	/* Slack's answer as it is, with the client's id and our type. */
+	o = json_object_get(r->obj);
+	json_object_object_del(o, "reply_to");
+	json_object_object_add(o, "type", json_object_new_string(PROTOCOL_API));
+	if (!r->ok && req->client_id == NULL)
+		json_object_object_add(
+		    o, "type", json_object_new_string(PROTOCOL_ERROR));
+	outbox_answer(req, o);
+}
+
+static void
+outbox_api(struct outbox_req *req)
+{
+	char *body;
+	size_t len;
+
+	outbox_link(req, OUTBOX_CALLING);
+	body = request_api_body(&req->r, &len);
+	req->call = api_call(req->r.method, body, len, 0, outbox_called, req);
+	free(body);
+}
+
+/* Answer a slackd.names request if its list is there (or failed). */
+static void
+outbox_names(struct outbox_req *req)
+{
+	struct json_object *o;
+	const char *error;
+	int users = req->r.users;
+
+	switch (names_list_state(users, &error)) {
+	case 1:
+		return; /* loading: names_loaded() calls outbox_names_ready() */
+	case -1:
+		outbox_fail(req, PROTOCOL_E_UPSTREAM_FAILED,
+		    "cannot load the "
+		    "%s from Slack: %s",
+		    users ? "users" : "channels", error);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(
+	    o, "type", json_object_new_string(PROTOCOL_NAMES));
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(
+	    o, "kind", json_object_new_string(users ? "users" : "channels"));
+	json_object_object_add(
+	    o, users ? "users" : "channels", names_list_json(users));
+	outbox_answer(req, o);
+}
+
+/* A names list finished loading: answer whoever waited for it. */
+void
+outbox_names_ready(void)
+{
+	struct outbox_req *req, *next;
+
+	TAILQ_FOREACH_SAFE(req, &outbox_calls, entry, next) {
+		if (req->state == OUTBOX_LISTING)
+			outbox_names(req);
+	}
+}
+
 /*
- * A message or typing request from client c.  Answers errors itself;
- * otherwise the reply comes when Slack answers.
+ * A request from client c that needs Slack or its names.  Answers errors
+ * itself; otherwise the reply comes when Slack answers.
  */
 int
 outbox_submit(struct client *c, const struct request *r)
 {
 	struct outbox_req *req;
-	char *frame;
-	size_t len;
-	int64_t id;
+	struct names_wait *w;
 
+	if (r->kind == REQUEST_API &&
+	    !config_api_allowed(slackd_conf, r->method)) {
+		client_error(c, r->id, PROTOCOL_E_NOT_ALLOWED,
+		    "%s is not in "
+		    "api_allow (%s)",
+		    r->method,
+		    slackd_conf->api_allow != NULL ? slackd_conf->api_allow
+		                                   : "nothing is allowed");
+		return -1;
+	}
 	if (status.state == UPSTREAM_FAILED) {
 		client_error(c, r->id, PROTOCOL_E_UPSTREAM_FAILED,
 		    "not sent: "
@@ -286,44 +560,35 @@ outbox_submit(struct client *c, const struct request *r)
 		    "to Slack; typing indicators are not queued");
 		return -1;
 	}
-	if (r->kind == REQUEST_MESSAGE &&
-	    outbox_nqueue + outbox_nsent >= (u_int)slackd_conf->queue_max) {
+	if ((r->kind == REQUEST_MESSAGE || r->kind == REQUEST_POST) &&
+	    outbox_nqueue + outbox_nsent + outbox_ncalls >=
+	        (u_int)slackd_conf->queue_max) {
 		client_error(c, r->id, PROTOCOL_E_QUEUE_FULL,
 		    "not sent: the "
 		    "outbound queue is full (%u requests waiting, queue_max "
 		    "%d); retry later",
-		    outbox_nqueue + outbox_nsent, slackd_conf->queue_max);
+		    outbox_nqueue + outbox_nsent + outbox_ncalls,
+		    slackd_conf->queue_max);
 		return -1;
 	}
-	id = outbox_next_id;
-	frame = request_frame(r, id, &len);
-	if (len > PROTOCOL_RTM_MAX_FRAME) {
-		client_error(c, r->id, PROTOCOL_E_TOO_LONG,
-		    "message too long: "
-		    "it makes a %zu-byte RTM frame and Slack allows at most %d "
-		    "bytes (the text is %zu bytes; JSON escaping adds the "
-		    "rest)",
-		    len, PROTOCOL_RTM_MAX_FRAME,
-		    r->text != NULL ? strlen(r->text) : 0);
-		free(frame);
-		return -1;
+	req = outbox_new(c, r);
+	switch (r->kind) {
+	case REQUEST_API:
+		outbox_api(req);
+		return 0;
+	case REQUEST_NAMES:
+		outbox_link(req, OUTBOX_LISTING);
+		outbox_names(req);
+		return 0;
+	default:
+		break;
 	}
+	req->id = outbox_next_id;
 	outbox_next_id += 2;
-
-	req = xcalloc(1, sizeof *req);
-	req->client = c;
-	req->client_id = r->id != NULL ? json_object_get(r->id) : NULL;
-	req->id = id;
-	req->kind = r->kind;
-	snprintf(req->channel, sizeof req->channel, "%s", r->channel);
-	req->frame = frame;
-	req->len = len;
-	req->queued_at = util_now_ms();
-	req->state = OUTBOX_QUEUED;
-	TAILQ_INSERT_TAIL(&outbox_queue, req, entry);
-	TAILQ_INSERT_TAIL(&c->reqs, req, centry);
-	outbox_nqueue++;
-	outbox_run();
+	outbox_link(req, OUTBOX_RESOLVING);
+	/* NULL: outbox_resolved() has run already (and req may be gone). */
+	if ((w = names_resolve(r->channel, outbox_resolved, req)) != NULL)
+		req->resolving = w;
 	return 0;
 }
 
@@ -339,15 +604,9 @@ outbox_typing_done(struct outbox_req *req)
 {
 	struct json_object *o;
 
-	if (req->client != NULL && req->client_id != NULL) {
-		o = json_object_new_object();
-		json_object_object_add(o, "ok", json_object_new_boolean(1));
-		json_object_object_add(
-		    o, "reply_to", json_object_get(req->client_id));
-		client_send_json(req->client, o);
-		json_object_put(o);
-	}
-	outbox_free(req);
+	o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	outbox_answer(req, o);
 }
 
 void
@@ -358,19 +617,15 @@ outbox_written(int64_t id, uint64_t session)
 	if ((req = outbox_find(&outbox_queue, id)) == NULL ||
 	    req->state != OUTBOX_HANDED)
 		return;
-	TAILQ_REMOVE(&outbox_queue, req, entry);
-	outbox_nqueue--;
 	free(req->frame);
 	req->frame = NULL;
-	if (req->kind == REQUEST_TYPING) {
+	if (req->r.kind == REQUEST_TYPING) {
 		outbox_typing_done(req); /* Slack does not answer typing */
 		return;
 	}
-	req->state = OUTBOX_WRITTEN;
+	outbox_move(req, OUTBOX_WRITTEN);
 	req->session = session;
 	req->written_at = util_now_ms();
-	TAILQ_INSERT_TAIL(&outbox_sent, req, entry);
-	outbox_nsent++;
 	if (outbox_nsent == 1)
 		outbox_arm();
 }
@@ -384,7 +639,7 @@ outbox_returned(int64_t id)
 	if ((req = outbox_find(&outbox_queue, id)) == NULL ||
 	    req->state != OUTBOX_HANDED)
 		return;
-	if (req->kind == REQUEST_TYPING) {
+	if (req->r.kind == REQUEST_TYPING) {
 		outbox_fail(req, PROTOCOL_E_NOT_CONNECTED,
 		    "not sent: the "
 		    "connection to Slack was lost; typing indicators are not "
@@ -426,24 +681,18 @@ outbox_reply(int64_t id, const char *data, size_t len)
 		    (long long)id, req->channel, data);
 	}
 	json_object_object_del(o, "reply_to");
-	if (req->client != NULL && req->client_id != NULL) {
-		json_object_object_add(
-		    o, "reply_to", json_object_get(req->client_id));
-		client_send_json(req->client, o);
-	} else if (req->client != NULL && !json_object_get_boolean(ok)) {
+	if (req->client_id == NULL && !json_object_get_boolean(ok)) {
 		/* No id to reply to: Slack's refusal still reaches the client.
 		 */
 		json_object_object_add(
 		    o, "type", json_object_new_string(PROTOCOL_ERROR));
 		json_object_object_add(
 		    o, "channel", json_object_new_string(req->channel));
-		client_send_json(req->client, o);
 	}
-	json_object_put(o);
-	outbox_unlink(req);
-	outbox_free(req);
+	outbox_answer(req, o);
 	if (TAILQ_EMPTY(&outbox_sent))
 		outbox_arm();
+	(void)len;
 }
 
 /* The session those requests were written in is gone; so is their ack. */
@@ -463,7 +712,10 @@ outbox_session_down(uint64_t session, const char *reason)
 	}
 }
 
-/* c is going away: its requests stay, their replies go nowhere. */
+/*
+ * c is going away: its messages stay, their replies go nowhere; what it
+ * asked only for itself (names, other Web API calls) is dropped.
+ */
 void
 outbox_detach(struct client *c)
 {
@@ -472,6 +724,11 @@ outbox_detach(struct client *c)
 	while ((req = TAILQ_FIRST(&c->reqs)) != NULL) {
 		TAILQ_REMOVE(&c->reqs, req, centry);
 		req->client = NULL;
+		if (req->r.kind == REQUEST_API ||
+		    req->r.kind == REQUEST_NAMES) {
+			outbox_unlink(req);
+			outbox_free(req);
+		}
 	}
 }
 
@@ -485,6 +742,13 @@ outbox_shutdown(void)
 		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
 		    "not confirmed: "
 		    "slackd shut down before Slack acknowledged the message");
+	while ((req = TAILQ_FIRST(&outbox_calls)) != NULL)
+		outbox_fail(req,
+		    req->state == OUTBOX_CALLING ? PROTOCOL_E_NOT_CONFIRMED
+		                                 : PROTOCOL_E_SHUTTING_DOWN,
+		    req->state == OUTBOX_CALLING ? "not confirmed: slackd shut "
+		                                   "down before Slack answered"
+		                                 : "slackd is shutting down");
 	while ((req = TAILQ_FIRST(&outbox_queue)) != NULL)
 		outbox_fail(req, PROTOCOL_E_SHUTTING_DOWN,
 		    "not sent: slackd "

@@ -12,19 +12,12 @@
 
 #define RATELIMIT_PRUNE 4096 /* look for idle buckets beyond this many */
 
-struct ratelimit_entry {
-	struct ratelimit_entry *next;
-	struct ratelimit_bucket bucket;
-	char key[];
-};
-
 struct ratelimit {
 	double rate; /* tokens per second */
 	double burst;
-	struct ratelimit_entry **table;
-	size_t nbuckets;
-	size_t count;
+	struct map *buckets;
 	size_t prune_at;
+	int64_t now; /* for ratelimit_prune_one */
 };
 
 static void
@@ -67,8 +60,7 @@ ratelimit_new(double rate, double burst)
 	struct ratelimit *rl;
 
 	rl = xcalloc(1, sizeof *rl);
-	rl->nbuckets = 256;
-	rl->table = xcalloc(rl->nbuckets, sizeof *rl->table);
+	rl->buckets = map_new();
 	rl->prune_at = RATELIMIT_PRUNE;
 	ratelimit_set(rl, rate, burst);
 	return rl;
@@ -84,104 +76,49 @@ ratelimit_set(struct ratelimit *rl, double rate, double burst)
 void
 ratelimit_free(struct ratelimit *rl)
 {
-	struct ratelimit_entry *e, *next;
-	size_t i;
-
 	if (rl == NULL)
 		return;
-	for (i = 0; i < rl->nbuckets; i++) {
-		for (e = rl->table[i]; e != NULL; e = next) {
-			next = e->next;
-			free(e);
-		}
-	}
-	free(rl->table);
+	map_free(rl->buckets, free);
 	free(rl);
 }
 
 size_t
 ratelimit_size(const struct ratelimit *rl)
 {
-	return rl->count;
+	return map_count(rl->buckets);
 }
 
-static size_t
-ratelimit_hash(const char *key)
+/* A bucket that has refilled is the same as no bucket: forget it. */
+static int
+ratelimit_prune_one(const char *key, void *value, void *arg)
 {
-	size_t h = 14695981039346656037ULL;
+	struct ratelimit *rl = arg;
+	struct ratelimit_bucket *b = value;
 
-	while (*key != '\0')
-		h = (h ^ (unsigned char)*key++) * 1099511628211ULL;
-	return h;
-}
-
-/* Forget buckets that have refilled: they are the same as no bucket. */
-static void
-ratelimit_prune(struct ratelimit *rl, int64_t now)
-{
-	struct ratelimit_entry **ep, *e;
-	size_t i;
-
-	for (i = 0; i < rl->nbuckets; i++) {
-		for (ep = &rl->table[i]; (e = *ep) != NULL;) {
-			ratelimit_refill(&e->bucket, rl->rate, rl->burst, now);
-			if (e->bucket.tokens >= rl->burst) {
-				*ep = e->next;
-				free(e);
-				rl->count--;
-			} else
-				ep = &e->next;
-		}
-	}
-	rl->prune_at =
-	    rl->count * 2 > RATELIMIT_PRUNE ? rl->count * 2 : RATELIMIT_PRUNE;
-}
-
-static void
-ratelimit_grow(struct ratelimit *rl)
-{
-	struct ratelimit_entry **table, *e, *next;
-	size_t i, n = rl->nbuckets * 2, h;
-
-	table = xcalloc(n, sizeof *table);
-	for (i = 0; i < rl->nbuckets; i++) {
-		for (e = rl->table[i]; e != NULL; e = next) {
-			next = e->next;
-			h = ratelimit_hash(e->key) & (n - 1);
-			e->next = table[h];
-			table[h] = e;
-		}
-	}
-	free(rl->table);
-	rl->table = table;
-	rl->nbuckets = n;
+	ratelimit_refill(b, rl->rate, rl->burst, rl->now);
+	if (b->tokens < rl->burst)
+		return 0;
+	free(b);
+	return 1;
 }
 
 int
 ratelimit_take(
     struct ratelimit *rl, const char *key, int64_t now, int64_t *wait)
 {
-	struct ratelimit_entry *e;
-	size_t h, len;
+	struct ratelimit_bucket *b;
 
-	h = ratelimit_hash(key) & (rl->nbuckets - 1);
-	for (e = rl->table[h]; e != NULL; e = e->next) {
-		if (strcmp(e->key, key) == 0)
-			return ratelimit_bucket_take(
-			    &e->bucket, rl->rate, rl->burst, now, wait);
+	if ((b = map_get(rl->buckets, key)) == NULL) {
+		if (map_count(rl->buckets) >= rl->prune_at) {
+			rl->now = now;
+			map_foreach(rl->buckets, ratelimit_prune_one, rl);
+			rl->prune_at =
+			    map_count(rl->buckets) * 2 > RATELIMIT_PRUNE
+			    ? map_count(rl->buckets) * 2
+			    : RATELIMIT_PRUNE;
+		}
+		b = xcalloc(1, sizeof *b);
+		map_put(rl->buckets, key, b);
 	}
-	if (rl->count >= rl->prune_at) {
-		ratelimit_prune(rl, now);
-		if (rl->count > rl->nbuckets)
-			ratelimit_grow(rl);
-		h = ratelimit_hash(key) & (rl->nbuckets - 1);
-	}
-	len = strlen(key);
-	e = xcalloc(1, sizeof *e + len + 1);
-	memcpy(e->key, key, len + 1);
-	e->next = rl->table[h];
-	rl->table[h] = e;
-	rl->count++;
-	return ratelimit_bucket_take(
-	    &e->bucket, rl->rate, rl->burst, now, wait);
+	return ratelimit_bucket_take(b, rl->rate, rl->burst, now, wait);
 }

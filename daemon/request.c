@@ -98,6 +98,36 @@ request_excerpt(const char *line, size_t len, size_t at, char *out)
 	return out;
 }
 
+/*
+ * Where a message may go: a conversation ID (C…, G…, D…), a user ID (U…,
+ * W…: their DM), a channel name with or without '#', or @user.  Names are
+ * checked for shape only; names.c finds out whether they exist.
+ */
+int
+request_check_target(const char *s, char *why, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+
+	if (*p == '#' || *p == '@')
+		p++;
+	if (*p == '\0' || n > PROTOCOL_MAX_TARGET)
+		goto bad;
+	for (; *p != '\0'; p++) {
+		if (*p <= ' ' || *p == 0x7f || *p == '#' || *p == '@' ||
+		    *p == ',' || *p == '"' || *p == '\\')
+			goto bad;
+	}
+	return 0;
+bad:
+	snprintf(why, len,
+	    "\"channel\" must be a conversation ID such as "
+	    "C024BE91L, a channel name such as general or #general, or "
+	    "@user or a user ID (got \"%.80s\")",
+	    s);
+	return -1;
+}
+
 static int
 request_thread_ts(const char *ts)
 {
@@ -126,7 +156,7 @@ request_message(struct request *r, struct request_error *e, int typing)
 	if (rc == 0)
 		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
 		    "%s needs a \"channel\"", typing ? "typing" : "message");
-	if (request_check_channel(r->channel, why, sizeof why) != 0)
+	if (request_check_target(r->channel, why, sizeof why) != 0)
 		return request_fail(e, PROTOCOL_E_BAD_REQUEST, "%s", why);
 	if ((rc = request_string(r->obj, "thread_ts", &r->thread_ts, e)) < 0)
 		return -1;
@@ -189,8 +219,140 @@ request_list(struct json_object *o, const char *key, struct json_object **out,
 }
 
 static int
+request_bool(
+    struct json_object *o, const char *key, int *out, struct request_error *e)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"%s\" must be true or false", key);
+	*out = json_object_get_boolean(v) ? 1 : 0;
+	return 1;
+}
+
+static int
+request_array(struct json_object *o, const char *key, struct json_object **out,
+    struct request_error *e)
+{
+	struct json_object *v;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_array))
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"%s\" must be an array (Slack's %s)", key, key);
+	*out = v;
+	return 1;
+}
+
+/* slackd.post: a chat.postMessage, with blocks and attachments. */
+static int
+request_post(struct request *r, struct request_error *e)
+{
+	char why[300];
+	int rc;
+
+	r->unfurl_links = r->unfurl_media = -1; /* not given */
+	if ((rc = request_string(r->obj, "channel", &r->channel, e)) < 0)
+		return -1;
+	if (rc == 0)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    PROTOCOL_POST " needs a \"channel\"");
+	if (request_check_target(r->channel, why, sizeof why) != 0)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST, "%s", why);
+	if (request_string(r->obj, "text", &r->text, e) < 0 ||
+	    request_string(r->obj, "thread_ts", &r->thread_ts, e) < 0 ||
+	    request_array(r->obj, "blocks", &r->blocks, e) < 0 ||
+	    request_array(r->obj, "attachments", &r->attachments, e) < 0 ||
+	    request_bool(r->obj, "reply_broadcast", &r->reply_broadcast, e) <
+	        0 ||
+	    request_bool(r->obj, "unfurl_links", &r->unfurl_links, e) < 0 ||
+	    request_bool(r->obj, "unfurl_media", &r->unfurl_media, e) < 0)
+		return -1;
+	if ((r->text == NULL || *r->text == '\0') && r->blocks == NULL &&
+	    r->attachments == NULL)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    PROTOCOL_POST
+		    " needs a \"text\", \"blocks\" or \"attachments\"");
+	if (r->thread_ts != NULL && request_thread_ts(r->thread_ts) != 0)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"thread_ts\" "
+		    "must be a message timestamp such as "
+		    "\"1700000000.000100\"");
+	if (r->reply_broadcast == 1 && r->thread_ts == NULL)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"reply_broadcast\" needs a \"thread_ts\"");
+	return 0;
+}
+
+/* slackd.api: any Web API method (the allow-list is checked later). */
+static int
+request_api(struct request *r, struct request_error *e)
+{
+	struct json_object *v;
+	const char *p;
+	int rc;
+
+	if ((rc = request_string(r->obj, "method", &r->method, e)) < 0)
+		return -1;
+	if (rc == 0)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    PROTOCOL_API " needs a \"method\" such as "
+		                 "\"conversations.info\"");
+	for (p = r->method; *p != '\0'; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '.')
+			break;
+	}
+	if (*p != '\0' || !isalpha((unsigned char)*r->method) ||
+	    p - r->method > 64)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"method\" must be a Web API method name such as "
+		    "\"users.info\"");
+	if (json_object_object_get_ex(r->obj, "params", &v) && v != NULL) {
+		if (!json_object_is_type(v, json_type_object))
+			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+			    "\"params\" must be an object");
+		r->params = v;
+	}
+	return 0;
+}
+
+static int
+request_names(struct request *r, struct request_error *e)
+{
+	const char *kind;
+	int rc;
+
+	if ((rc = request_string(r->obj, "kind", &kind, e)) < 0)
+		return -1;
+	if (rc == 0 ||
+	    (strcmp(kind, "channels") != 0 && strcmp(kind, "users") != 0))
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    PROTOCOL_NAMES " needs \"kind\": \"channels\" or "
+		                   "\"users\"");
+	r->users = strcmp(kind, "users") == 0;
+	return 0;
+}
+
+static int
 request_dispatch(struct request *r, const char *type, struct request_error *e)
 {
+	if (strcmp(type, PROTOCOL_POST) == 0) {
+		r->kind = REQUEST_POST;
+		return request_post(r, e);
+	}
+	if (strcmp(type, PROTOCOL_API) == 0) {
+		r->kind = REQUEST_API;
+		return request_api(r, e);
+	}
+	if (strcmp(type, PROTOCOL_NAMES) == 0) {
+		r->kind = REQUEST_NAMES;
+		return request_names(r, e);
+	}
 	if (strcmp(type, "message") == 0) {
 		r->kind = REQUEST_MESSAGE;
 		return request_message(r, e, 0);
@@ -221,7 +383,8 @@ request_dispatch(struct request *r, const char *type, struct request_error *e)
 	return request_fail(e, PROTOCOL_E_UNKNOWN_TYPE,
 	    "unknown type \"%.64s\" "
 	    "(slackd handles message, typing, ping, " PROTOCOL_SUBSCRIBE
-	    ", " PROTOCOL_STATUS ")",
+	    ", " PROTOCOL_STATUS ", " PROTOCOL_POST ", " PROTOCOL_API
+	    ", " PROTOCOL_NAMES ")",
 	    type);
 }
 
@@ -327,35 +490,100 @@ request_parse(
 	return request_dispatch(r, t, e);
 }
 
-/* The RTM frame for a message or typing request, with Slack-side id. */
+static char *
+request_serialise(struct json_object *o, size_t *len)
+{
+	const char *s;
+	char *out;
+
+	s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
+	out = xmemdup(s, *len);
+	json_object_put(o);
+	return out;
+}
+
+/*
+ * The RTM frame for a message or typing request: the Slack-side id, the
+ * conversation id the target resolved to.
+ */
 char *
-request_frame(const struct request *r, int64_t id, size_t *len)
+request_frame(
+    const struct request *r, const char *channel, int64_t id, size_t *len)
 {
 	struct json_object *o;
-	const char *s;
-	size_t n;
-	char *frame;
 
 	o = json_object_new_object();
 	json_object_object_add(o, "id", json_object_new_int64(id));
 	json_object_object_add(o, "type",
 	    json_object_new_string(
 	        r->kind == REQUEST_TYPING ? "typing" : "message"));
-	json_object_object_add(
-	    o, "channel", json_object_new_string(r->channel));
+	json_object_object_add(o, "channel", json_object_new_string(channel));
 	if (r->kind == REQUEST_MESSAGE)
 		json_object_object_add(
 		    o, "text", json_object_new_string(r->text));
 	if (r->thread_ts != NULL)
 		json_object_object_add(
 		    o, "thread_ts", json_object_new_string(r->thread_ts));
-	if (r->reply_broadcast)
+	if (r->reply_broadcast == 1)
 		json_object_object_add(
 		    o, "reply_broadcast", json_object_new_boolean(1));
-	s = json_object_to_json_string_length(
-	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-	frame = xmemdup(s, n);
-	*len = n;
-	json_object_put(o);
-	return frame;
+	return request_serialise(o, len);
+}
+
+/* The JSON body of chat.postMessage for a slackd.post request. */
+char *
+request_post_body(const struct request *r, const char *channel, size_t *len)
+{
+	struct json_object *o;
+
+	o = json_object_new_object();
+	json_object_object_add(o, "channel", json_object_new_string(channel));
+	if (r->text != NULL)
+		json_object_object_add(
+		    o, "text", json_object_new_string(r->text));
+	if (r->blocks != NULL)
+		json_object_object_add(o, "blocks", json_object_get(r->blocks));
+	if (r->attachments != NULL)
+		json_object_object_add(
+		    o, "attachments", json_object_get(r->attachments));
+	if (r->thread_ts != NULL)
+		json_object_object_add(
+		    o, "thread_ts", json_object_new_string(r->thread_ts));
+	if (r->reply_broadcast == 1)
+		json_object_object_add(
+		    o, "reply_broadcast", json_object_new_boolean(1));
+	if (r->unfurl_links >= 0)
+		json_object_object_add(o, "unfurl_links",
+		    json_object_new_boolean(r->unfurl_links));
+	if (r->unfurl_media >= 0)
+		json_object_object_add(o, "unfurl_media",
+		    json_object_new_boolean(r->unfurl_media));
+	return request_serialise(o, len);
+}
+
+/*
+ * The form body of a slackd.api call: each parameter as Slack expects it,
+ * strings as they are, anything else as JSON.
+ */
+char *
+request_api_body(const struct request *r, size_t *len)
+{
+	char *body = xstrdup("");
+
+	*len = 0;
+	if (r->params == NULL)
+		return body;
+	json_object_object_foreach(r->params, key, val)
+	{
+		if (json_object_is_type(val, json_type_string))
+			webapi_form_add(
+			    &body, len, key, json_object_get_string(val));
+		else
+			webapi_form_add(&body, len, key,
+			    json_object_to_json_string_ext(val,
+			        JSON_C_TO_STRING_PLAIN |
+			            JSON_C_TO_STRING_NOSLASHESCAPE));
+	}
+	return body;
 }

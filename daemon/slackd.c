@@ -34,8 +34,10 @@
 #define SLACKD_CONF "/etc/slackd/slackd.conf"
 #endif
 
-#define SLACKD_STOP_WAIT  10 /* s for the upstream thread to finish */
-#define SLACKD_FLUSH_WAIT 1  /* s for clients to read their last lines */
+#define SLACKD_STOP_WAIT   10  /* s for the upstream thread to finish */
+#define SLACKD_FLUSH_WAIT  1   /* s for clients to read their last lines */
+#define SLACKD_SLICE       256 /* messages handled per loop turn */
+#define SLACKD_SLICE_BYTES (128 * 1024) /* … or this many bytes */
 
 struct event_base *slackd_base;
 struct config *slackd_conf;
@@ -51,6 +53,9 @@ static char *slackd_token;
 static int slackd_token_from_env;
 static int slackd_listener_adopted;
 static struct mailbox slackd_mailbox;
+static struct mailbox_list slackd_pending = STAILQ_HEAD_INITIALIZER(
+    slackd_pending); /* taken from the mailbox, not handled yet */
+static struct event *slackd_more_ev;
 static int slackd_efd = -1;
 static struct event *slackd_efd_ev;
 static struct event *slackd_ev_term, *slackd_ev_int, *slackd_ev_hup;
@@ -123,12 +128,34 @@ slackd_state(struct mailbox_msg *m)
 	struct json_object *o;
 
 	status_update(m);
+	if (m->state == UPSTREAM_CONNECTED) {
+		if (status.team_id != NULL)
+			names_team_is(status.team_id);
+		/* team_state = yes: not "connected" before the names are in. */
+		status.loading = slackd_conf->team_state && names_preload();
+	}
 	notify_state();
 	o = status_state();
 	hub_broadcast_json(o);
 	json_object_put(o);
 	if (m->state == UPSTREAM_CONNECTED)
 		outbox_connected();
+}
+
+/* A names list finished loading (or failed to). */
+void
+slackd_names_loaded(void)
+{
+	struct json_object *o;
+
+	outbox_names_ready();
+	if (!status.loading || names_busy())
+		return;
+	status.loading = 0;
+	notify_state();
+	o = status_state();
+	hub_broadcast_json(o);
+	json_object_put(o);
 }
 
 static void
@@ -156,6 +183,8 @@ slackd_stopped(void)
 		slackd_shutdown(SLACKD_EXIT_FAILURE);
 	}
 	outbox_shutdown();
+	names_shutdown();
+	api_shutdown();
 	evtimer_add(slackd_ev_deadline, &tv);
 	client_flush_all();
 }
@@ -172,7 +201,7 @@ slackd_dispatch(struct mailbox_msg *m)
 {
 	switch (m->type) {
 	case MAILBOX_EVENT:
-		hub_event(m); /* takes m */
+		hub_events(&m, 1); /* takes m */
 		return;
 	case MAILBOX_STATE:
 		slackd_state(m);
@@ -205,6 +234,9 @@ slackd_dispatch(struct mailbox_msg *m)
 	case MAILBOX_PROBE_ACK:
 		notify_probe_back();
 		break;
+	case MAILBOX_API_RESULT:
+		api_result(m);
+		break;
 	default:
 		log_warnx("unexpected mailbox message %d", m->type);
 		break;
@@ -212,20 +244,42 @@ slackd_dispatch(struct mailbox_msg *m)
 	mailbox_msg_free(m);
 }
 
+/*
+ * What came from upstream is handled a slice at a time, the loop running
+ * in between: clients' output is written out as it is produced instead of
+ * piling up (one batch times every client) first.  The mailbox is emptied
+ * only once the last take is done, so that backpressure still holds.
+ */
 static void
-slackd_mailbox_cb(evutil_socket_t fd, short events, void *arg)
+slackd_mailbox_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct mailbox_list list;
-	struct mailbox_msg *m;
+	struct mailbox_msg *m, *events[SLACKD_SLICE];
 	uint64_t n;
+	size_t bytes = 0;
+	u_int count = 0;
 
-	/* Clear the wake-up before taking, so no post can be missed. */
-	(void)!read(slackd_efd, &n, sizeof n);
-	mailbox_take(&slackd_mailbox, &list);
-	while ((m = STAILQ_FIRST(&list)) != NULL) {
-		STAILQ_REMOVE_HEAD(&list, entry);
+	if (STAILQ_EMPTY(&slackd_pending)) {
+		/* Clear the wake-up before taking, so no post is missed. */
+		(void)!read(slackd_efd, &n, sizeof n);
+		mailbox_take(&slackd_mailbox, &slackd_pending);
+	}
+	while ((m = STAILQ_FIRST(&slackd_pending)) != NULL &&
+	    count < SLACKD_SLICE && bytes < SLACKD_SLICE_BYTES) {
+		STAILQ_REMOVE_HEAD(&slackd_pending, entry);
+		bytes += m->len;
+		if (m->type == MAILBOX_EVENT) {
+			events[count++] = m; /* delivered together, below */
+			continue;
+		}
+		if (count > 0)
+			hub_events(events, count);
+		count = 0;
 		slackd_dispatch(m);
 	}
+	if (count > 0)
+		hub_events(events, count);
+	if (!STAILQ_EMPTY(&slackd_pending))
+		event_active(slackd_more_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- signals and shutdown --------------------------------------------------
@@ -355,6 +409,7 @@ slackd_events(void)
 	mailbox_init(&slackd_mailbox, slackd_wake, NULL);
 	slackd_efd_ev = event_new(slackd_base, slackd_efd, EV_READ | EV_PERSIST,
 	    slackd_mailbox_cb, NULL);
+	slackd_more_ev = event_new(slackd_base, -1, 0, slackd_mailbox_cb, NULL);
 	event_add(slackd_efd_ev, NULL);
 	slackd_ev_term =
 	    evsignal_new(slackd_base, SIGTERM, slackd_signal_cb, NULL);
@@ -371,6 +426,8 @@ slackd_events(void)
 static void
 slackd_cleanup(void)
 {
+	struct mailbox_msg *m;
+
 	if (slackd_base != NULL) {
 		client_free_all();
 		status_free();
@@ -380,6 +437,11 @@ slackd_cleanup(void)
 		event_free(slackd_ev_int);
 		event_free(slackd_ev_hup);
 		event_free(slackd_efd_ev);
+		event_free(slackd_more_ev);
+		while ((m = STAILQ_FIRST(&slackd_pending)) != NULL) {
+			STAILQ_REMOVE_HEAD(&slackd_pending, entry);
+			mailbox_msg_free(m);
+		}
 		mailbox_destroy(&slackd_mailbox);
 		close(slackd_efd);
 		event_base_free(slackd_base);
@@ -400,6 +462,7 @@ static int
 slackd_load(struct config *conf)
 {
 	char *errors = NULL, defsock[256];
+	const char *state;
 
 	config_init(conf);
 	if (config_load(conf,
@@ -415,6 +478,10 @@ slackd_load(struct config *conf)
 	if (conf->socket_path == NULL &&
 	    protocol_default_socket(defsock, sizeof defsock) == 0)
 		conf->socket_path = xstrdup(defsock);
+	/* systemd's StateDirectory=, unless the configuration says. */
+	if (conf->state_dir == NULL &&
+	    (state = getenv("STATE_DIRECTORY")) != NULL && *state == '/')
+		conf->state_dir = xstrndup(state, strcspn(state, ":"));
 	if (conf->ca_file != NULL && access(conf->ca_file, R_OK) == -1) {
 		log_warn("ca_file %s", conf->ca_file);
 		return 1;
@@ -453,9 +520,7 @@ slackd_reload(void)
 		goto fail;
 	}
 	token = token_load(conf, &source, &errors);
-	if (token == NULL && slackd_token_from_env &&
-	    conf->token_file == NULL &&
-	    getenv("CREDENTIALS_DIRECTORY") == NULL) {
+	if (token == NULL && slackd_token_from_env && token_env_only(conf)) {
 		/* Still no other source; the variable was wiped: keep it. */
 		free(errors);
 		token = token_secret_dup(slackd_token);
@@ -582,6 +647,12 @@ main(int argc, char **argv)
 		return SLACKD_EXIT_FAILURE;
 	}
 	slackd_listener_adopted = fd >= 0;
+	if (fd == -2 && slackd_conf->socket_path == NULL) {
+		log_warnx("no socket path: set \"socket\" or -s (or "
+		          "XDG_RUNTIME_DIR, or use socket activation)");
+		slackd_cleanup();
+		return SLACKD_EXIT_CONFIG;
+	}
 	if (fd == -2 &&
 	    (fd = listener_open(slackd_conf->socket_path,
 	         slackd_conf->socket_mode, slackd_conf->socket_gid, &errors)) ==
@@ -601,6 +672,7 @@ main(int argc, char **argv)
 	slackd_events();
 	status_init();
 	outbox_init(slackd_conf);
+	names_init();
 	notify_init(slackd_base);
 	slackd_params(&params, slackd_conf, slackd_token, slackd_verbose);
 	slackd_upstream = upstream_start(&params, &slackd_mailbox, &errors);

@@ -75,6 +75,7 @@ void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_lws(int, const char *);
 const char *log_lws_last(void);
+void log_lws_clear(void);
 __attribute__((noreturn)) void fatal(const char *, ...)
     __attribute__((format(printf, 1, 2)));
 __attribute__((noreturn)) void fatalx(const char *, ...)
@@ -122,6 +123,11 @@ struct config {
 	size_t client_buffer_limit;
 	size_t client_buffer_soft;
 	int64_t client_buffer_soft_time;
+
+	int team_state;        /* load names at connect */
+	char *state_dir;       /* names.json; NULL: nowhere */
+	int64_t names_max_age; /* a saved cache older than this is reloaded */
+	char *api_allow;       /* methods slackd.api may call */
 };
 void config_init(struct config *);
 void config_free(struct config *);
@@ -130,12 +136,14 @@ int config_load(struct config *, const char *, int, char **);
 int config_check(const struct config *, char **);
 int config_resolve(struct config *, char **);
 int config_allowed(const struct config *, uid_t, const gid_t *, size_t);
+int config_api_allowed(const struct config *, const char *);
 int config_parse_duration(const char *, int64_t *);
 int config_parse_size(const char *, size_t *);
 
 /* token.c */
 char *token_load(const struct config *, const char **, char **);
 int token_valid(const char *);
+int token_env_only(const struct config *);
 char *token_secret_dup(const char *);
 void token_secret_free(char *);
 
@@ -187,6 +195,16 @@ int64_t backoff_next(struct backoff *);
 void backoff_reset(struct backoff *);
 int64_t backoff_ceiling(const struct backoff *);
 
+/* map.c: strings to pointers. */
+struct map;
+struct map *map_new(void);
+void map_free(struct map *, void (*)(void *));
+size_t map_count(const struct map *);
+void *map_get(const struct map *, const char *);
+void *map_put(struct map *, const char *, void *);
+void *map_del(struct map *, const char *);
+void map_foreach(struct map *, int (*)(const char *, void *, void *), void *);
+
 /* ratelimit.c */
 struct ratelimit_bucket {
 	double tokens;
@@ -225,6 +243,7 @@ int webapi_parse_connect(
 void webapi_connect_free(struct webapi_connect *);
 int webapi_permanent_error(const char *);
 int webapi_retry_after(const char *, int64_t *);
+void webapi_form_add(char **, size_t *, const char *, const char *);
 
 /* mailbox.c */
 struct upstream_params;
@@ -241,12 +260,14 @@ enum mailbox_type {
 	MAILBOX_FATAL,        /* text = permanent error */
 	MAILBOX_STOPPED,      /* upstream thread is about to exit */
 	MAILBOX_PROBE_ACK,    /* answer to MAILBOX_PROBE */
+	MAILBOX_API_RESULT,   /* id = call, status, data = body or text */
 	/* main -> upstream */
 	MAILBOX_SEND, /* id, data = frame */
 	MAILBOX_STOP,
-	MAILBOX_PROBE,  /* are you alive? (watchdog) */
-	MAILBOX_CONFIG, /* params = new settings (owned) */
-	MAILBOX_WEDGE,  /* test hook: hang the upstream thread */
+	MAILBOX_PROBE,    /* are you alive? (watchdog) */
+	MAILBOX_CONFIG,   /* params = new settings (owned) */
+	MAILBOX_WEDGE,    /* test hook: hang the upstream thread */
+	MAILBOX_API_CALL, /* id = call, text = method, data = body */
 };
 enum upstream_state {
 	UPSTREAM_CONNECTING,
@@ -265,7 +286,7 @@ struct mailbox_msg {
 	char *text;
 	char *data;
 	size_t len;
-	int refs;
+	int status; /* API_RESULT: HTTP status; API_CALL: 1 = JSON body */
 	char etype[JSCAN_FIELD];
 	char channel[JSCAN_FIELD];
 	struct upstream_params *params;
@@ -291,6 +312,7 @@ struct mailbox_msg *mailbox_msg_new(enum mailbox_type);
 struct mailbox_msg *mailbox_msg_new_data(enum mailbox_type, size_t);
 void mailbox_msg_free(struct mailbox_msg *);
 int mailbox_post(struct mailbox *, struct mailbox_msg *);
+int mailbox_post_list(struct mailbox *, struct mailbox_list *, size_t);
 void mailbox_take(struct mailbox *, struct mailbox_list *);
 
 /* upstream.c: the libwebsockets thread. */
@@ -318,6 +340,36 @@ void upstream_join(struct upstream *);
 struct upstream_params *upstream_params_dup(const struct upstream_params *);
 void upstream_params_free(struct upstream_params *);
 const char *upstream_state_name(enum upstream_state);
+
+/* webcall.c: Web API calls on the upstream thread. */
+struct lws_context;
+struct webcall;
+struct webcall_queue;
+struct webcall_env {
+	struct lws_context *ctx;
+	struct webapi_url *api;    /* where: api_url, parsed */
+	struct upstream_params *p; /* the token, connect_timeout */
+};
+typedef void (*webcall_cb)(struct webcall *, void *);
+struct webcall *webcall_new(
+    const char *, const char *, const char *, size_t, webcall_cb, void *);
+void webcall_free(struct webcall *);
+int webcall_start(struct webcall_env *, struct webcall *);
+void webcall_cancel(struct webcall *);
+uint64_t webcall_id(const struct webcall *);
+const char *webcall_method(const struct webcall *);
+int webcall_status(const struct webcall *);
+int64_t webcall_retry_after(const struct webcall *);
+const char *webcall_body(const struct webcall *, size_t *);
+char *webcall_take_body(struct webcall *, size_t *);
+const char *webcall_error(const struct webcall *);
+struct webcall_queue *webcall_q_new(struct webcall_env *, webcall_cb, void *);
+void webcall_q_add(struct webcall_queue *, struct webcall *, uint64_t);
+struct webcall *webcall_q_pop(struct webcall_queue *);
+void webcall_q_free(struct webcall_queue *);
+#ifdef LWS_PRE
+extern const struct lws_protocols webcall_protocol;
+#endif
 
 /* listener.c */
 int listener_open(const char *, unsigned, long, char **);
@@ -381,6 +433,9 @@ enum request_kind {
 	REQUEST_SUBSCRIBE,
 	REQUEST_STATUS,
 	REQUEST_DEBUG,
+	REQUEST_POST,
+	REQUEST_API,
+	REQUEST_NAMES,
 };
 struct request {
 	enum request_kind kind;
@@ -392,6 +447,13 @@ struct request {
 	int reply_broadcast;
 	struct json_object *types;    /* subscribe: array or NULL */
 	struct json_object *channels; /* subscribe: array or NULL */
+	struct json_object *blocks;   /* post */
+	struct json_object *attachments;
+	int unfurl_links; /* post: -1 not given */
+	int unfurl_media;
+	const char *method; /* api */
+	struct json_object *params;
+	int users; /* names: users, else channels */
 };
 struct request_error {
 	int code;
@@ -401,12 +463,16 @@ struct request_error {
 int request_parse(
     const char *, size_t, struct request *, struct request_error *);
 void request_free(struct request *);
-char *request_frame(const struct request *, int64_t, size_t *);
+char *request_frame(const struct request *, const char *, int64_t, size_t *);
+char *request_post_body(const struct request *, const char *, size_t *);
+char *request_api_body(const struct request *, size_t *);
 int request_check_channel(const char *, char *, size_t);
+int request_check_target(const char *, char *, size_t);
 
 /* hub.c: fan-out of events and daemon messages. */
-void hub_event(struct mailbox_msg *);
+void hub_events(struct mailbox_msg **, size_t);
 void hub_broadcast_json(struct json_object *);
+size_t hub_soft_limit(void);
 int hub_subscribe(struct client *, const struct request *, char *, size_t);
 
 /* outbox.c: outbound requests, rate limits, id mapping. */
@@ -414,6 +480,7 @@ void outbox_init(const struct config *);
 void outbox_reconfigure(const struct config *);
 int outbox_submit(struct client *, const struct request *);
 void outbox_connected(void);
+void outbox_names_ready(void);
 void outbox_written(int64_t, uint64_t);
 void outbox_returned(int64_t);
 void outbox_reply(int64_t, const char *, size_t);
@@ -433,6 +500,8 @@ struct status {
 	char *self;
 	char *team_name;
 	char *self_name;
+	char *team_id;
+	int loading;            /* names (team_state = yes) */
 	double connected_since; /* wall clock */
 	int64_t connected_mono;
 	uint64_t reconnects;
@@ -454,7 +523,37 @@ void status_update(struct mailbox_msg *);
 struct json_object *status_hello(void);
 struct json_object *status_state(void);
 struct json_object *status_full(void);
+const char *status_state_name(void);
 void status_free(void);
+
+/* api.c: Web API calls from the main thread. */
+struct api_result {
+	int ok;                  /* Slack's "ok" */
+	const char *slack_error; /* Slack's "error" when not ok */
+	const char *error;       /* no usable answer: why */
+	int status;              /* HTTP status */
+	struct json_object *obj; /* the whole answer (borrowed) */
+};
+typedef void (*api_cb)(void *, const struct api_result *);
+uint64_t api_call(const char *, const char *, size_t, int, api_cb, void *);
+void api_forget(uint64_t);
+void api_fail(uint64_t, const char *);
+void api_result(struct mailbox_msg *);
+void api_shutdown(void);
+
+/* names.c: the names cache (conversations and users). */
+typedef void (*names_cb)(void *, const char *, const char *);
+struct names_wait;
+void names_init(void);
+void names_shutdown(void);
+struct names_wait *names_resolve(const char *, names_cb, void *);
+void names_cancel(struct names_wait *);
+int names_preload(void);
+int names_busy(void);
+struct json_object *names_list_json(int);
+int names_list_state(int, const char **);
+void names_event(const char *, const char *, size_t);
+void names_team_is(const char *);
 
 /* notify.c: sd_notify(3), the watchdog. */
 void notify_init(struct event_base *);
@@ -473,5 +572,6 @@ extern int slackd_stopping;
 extern int slackd_test_hooks;
 void slackd_shutdown(int);
 void slackd_clients_gone(void);
+void slackd_names_loaded(void);
 
 #endif

@@ -34,6 +34,7 @@ status_free(void)
 	free(status.self);
 	free(status.team_name);
 	free(status.self_name);
+	free(status.team_id);
 	free(status.last_dropped);
 	memset(&status, 0, sizeof status);
 }
@@ -55,7 +56,7 @@ status_name(struct json_object *o, const char *fallback)
 static void
 status_connected(const char *data)
 {
-	struct json_object *o, *team = NULL, *self = NULL;
+	struct json_object *o, *team = NULL, *self = NULL, *id;
 
 	free(status.team);
 	free(status.self);
@@ -70,6 +71,11 @@ status_connected(const char *data)
 			status.self = xstrdup(json_object_to_json_string_ext(
 			    self, JSON_C_TO_STRING_PLAIN));
 	}
+	free(status.team_id);
+	status.team_id =
+	    team != NULL && json_object_object_get_ex(team, "id", &id)
+	    ? xstrdup(json_object_get_string(id))
+	    : NULL;
 	status.team_name = status_name(team, "(unknown team)");
 	status.self_name = status_name(self, "(unknown user)");
 	json_object_put(o);
@@ -115,13 +121,22 @@ status_raw(const char *json)
 	return json_tokener_parse(json);
 }
 
+/* Connected but still loading the names is "loading" to clients. */
+const char *
+status_state_name(void)
+{
+	if (status.state == UPSTREAM_CONNECTED && status.loading)
+		return PROTOCOL_STATE_LOADING;
+	return upstream_state_name(status.state);
+}
+
 static void
 status_common(struct json_object *o)
 {
 	int64_t in;
 
-	json_object_object_add(o, "state",
-	    json_object_new_string(upstream_state_name(status.state)));
+	json_object_object_add(
+	    o, "state", json_object_new_string(status_state_name()));
 	if (status.reason != NULL)
 		json_object_object_add(
 		    o, "reason", json_object_new_string(status.reason));

@@ -169,24 +169,49 @@ token_from_env(char **err)
 	return token_secret_dup(v);
 }
 
+/* The credential file, if systemd gave one; else NULL. */
+static char *
+token_credential(void)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	struct stat sb;
+	char *path;
+
+	if (dir == NULL || *dir == '\0')
+		return NULL;
+	xasprintf(&path, "%s/%s", dir, TOKEN_CRED);
+	if (stat(path, &sb) == 0)
+		return path;
+	free(path);
+	return NULL;
+}
+
+/* Would token_load() look only at $SLACK_API_TOKEN for conf? */
+int
+token_env_only(const struct config *conf)
+{
+	char *cred;
+
+	if (conf->token_file != NULL)
+		return 0;
+	if ((cred = token_credential()) != NULL) {
+		free(cred);
+		return 0;
+	}
+	return 1;
+}
+
 static char *
 token_find(const struct config *conf, const char **source, char **err)
 {
-	const char *dir;
 	char *path, *tok;
-	struct stat sb;
 
 	*err = NULL;
-	dir = getenv("CREDENTIALS_DIRECTORY");
-	if (dir != NULL && *dir != '\0') {
-		xasprintf(&path, "%s/%s", dir, TOKEN_CRED);
-		if (stat(path, &sb) == 0) {
-			tok = token_from_file(path, err);
-			free(path);
-			*source = "systemd credential " TOKEN_CRED;
-			return tok;
-		}
+	if ((path = token_credential()) != NULL) {
+		tok = token_from_file(path, err);
 		free(path);
+		*source = "systemd credential " TOKEN_CRED;
+		return tok;
 	}
 	if (conf->token_file != NULL) {
 		*source = "token_file";

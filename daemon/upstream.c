@@ -35,12 +35,12 @@
 
 #include "slackd.h"
 
-#define UPSTREAM_MAX_BODY   (1024 * 1024) /* rtm.connect answer */
-#define UPSTREAM_CLOSE_WAIT 2000          /* ms for a close handshake */
-#define UPSTREAM_RATE_WAIT  60000         /* 429 without Retry-After */
+#define UPSTREAM_CLOSE_WAIT 2000  /* ms for a close handshake */
+#define UPSTREAM_RATE_WAIT  60000 /* 429 without Retry-After */
 #define UPSTREAM_MAX_DEPTH  64
 #define UPSTREAM_TX_MAX     (PROTOCOL_RTM_MAX_FRAME + 256)
 #define UPSTREAM_BACKLOG    (4 * 1024 * 1024) /* event bytes not yet taken */
+#define UPSTREAM_BATCH      512 /* events posted to the main thread at once */
 
 enum upstream_phase {
 	PHASE_WAITING, /* timer to the next attempt */
@@ -75,12 +75,10 @@ struct upstream {
 	struct backoff backoff;
 	struct ratelimit_bucket connect_bucket;
 
-	/* rtm.connect */
-	struct lws *http;
-	int http_status;
-	char *body;
-	size_t body_len;
-	int64_t retry_after; /* ms, -1 if none */
+	/* the Web API */
+	struct webcall_env env;
+	struct webcall *connect_call; /* rtm.connect in flight */
+	struct webcall_queue *calls;  /* the main thread's calls */
 
 	/* the RTM WebSocket */
 	struct webapi_connect rtm;
@@ -102,6 +100,9 @@ struct upstream {
 	int64_t ping_sent_us; /* for the round trip */
 	int ping_unwritten;
 	int rx_paused; /* the main thread is behind: not reading Slack */
+	struct mailbox_list batch; /* events not posted yet */
+	size_t batch_n;
+	size_t batch_bytes;
 
 	lws_sorted_usec_list_t sul_attempt;
 	lws_sorted_usec_list_t sul_deadline;
@@ -111,8 +112,7 @@ struct upstream {
 
 static void upstream_attempt(lws_sorted_usec_list_t *);
 static void upstream_wake(void *);
-static void upstream_why_not(
-    struct upstream *, const char *, const char *, int);
+static void upstream_why_not(struct upstream *, const char *, int);
 static void upstream_params_clear(struct upstream_params *);
 static int upstream_api(struct upstream *, char **);
 static void upstream_session_lost(struct upstream *, int, const char *, ...)
@@ -148,21 +148,46 @@ upstream_timer(
 }
 
 /*
- * To the main thread.  Texts may quote Slack's answers: scrub them.  When
- * the main thread falls behind, stop reading from Slack until it catches
- * up (the kernel and Slack then hold the backlog, not our memory).
+ * When the main thread falls behind, stop reading from Slack until it
+ * catches up (the kernel and Slack then hold the backlog, not our memory).
  */
 static void
-upstream_tell(struct upstream *up, struct mailbox_msg *m)
+upstream_behind(struct upstream *up, int full)
 {
-	if (m->text != NULL)
-		log_scrub(m->text, strlen(m->text) + 1);
-	if (mailbox_post(up->out, m) && !up->rx_paused && up->wsi != NULL) {
+	if (full && !up->rx_paused && up->wsi != NULL) {
 		up->rx_paused = 1;
 		lws_rx_flow_control(up->wsi, 0);
 		log_debug("upstream: the main thread is behind; not reading "
 		          "from Slack until it catches up");
 	}
+}
+
+/*
+ * Events go to the main thread in batches: one lock and one wake-up for
+ * all the events of one read from Slack, not one per event.
+ */
+static void
+upstream_flush(struct upstream *up)
+{
+	if (up->batch_n == 0)
+		return;
+	upstream_behind(
+	    up, mailbox_post_list(up->out, &up->batch, up->batch_bytes));
+	up->batch_n = 0;
+	up->batch_bytes = 0;
+}
+
+/*
+ * To the main thread, after the events before it.  Texts may quote
+ * Slack's answers: scrub them.
+ */
+static void
+upstream_tell(struct upstream *up, struct mailbox_msg *m)
+{
+	upstream_flush(up);
+	if (m->text != NULL)
+		log_scrub(m->text, strlen(m->text) + 1);
+	upstream_behind(up, mailbox_post(up->out, m));
 }
 
 static void
@@ -255,151 +280,45 @@ upstream_fatal(struct upstream *up, const char *error)
 	upstream_tell(up, m);
 }
 
-/* ---- rtm.connect -----------------------------------------------------------
- */
-
-static void
-upstream_http_cleanup(struct upstream *up)
-{
-	lws_sul_cancel(&up->sul_deadline);
-	if (up->http != NULL) {
-		lws_set_timeout(
-		    up->http, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-		up->http = NULL;
-	}
-	free(up->body);
-	up->body = NULL;
-	up->body_len = 0;
-}
-
-static void
-upstream_http_deadline(lws_sorted_usec_list_t *sul)
-{
-	struct upstream *up =
-	    lws_container_of(sul, struct upstream, sul_deadline);
-	char reason[128];
-
-	snprintf(reason, sizeof reason,
-	    "rtm.connect got no answer within "
-	    "%.1f s",
-	    (double)up->p.connect_timeout / 1000);
-	upstream_http_cleanup(up);
-	upstream_backoff(up, 0, reason);
-}
-
-static void
-upstream_attempt(lws_sorted_usec_list_t *sul)
-{
-	struct upstream *up =
-	    lws_container_of(sul, struct upstream, sul_attempt);
-	struct lws_client_connect_info i;
-	int64_t wait;
-	char *path;
-
-	if (up->stopping)
-		return;
-	if (!ratelimit_bucket_take(&up->connect_bucket,
-	        up->p.rtm_connect_interval > 0
-	            ? 1000.0 / (double)up->p.rtm_connect_interval
-	            : 1e9,
-	        up->p.rtm_connect_burst, util_now_ms(), &wait)) {
-		upstream_retry(up, wait,
-		    "holding back rtm.connect to stay "
-		    "within Slack's rate limit");
-		return;
-	}
-	up->phase = PHASE_API;
-	up->http_status = 0;
-	up->retry_after = -1;
-	upstream_state(up, UPSTREAM_CONNECTING, 0, NULL);
-	log_debug("upstream: calling rtm.connect at %s", up->p.api_url);
-
-	xasprintf(&path, "%srtm.connect", up->api.path);
-	memset(&i, 0, sizeof i);
-	i.context = up->ctx;
-	i.address = up->api.host;
-	i.host = up->api.host;
-	i.port = up->api.port;
-	i.path = path;
-	i.method = "GET";
-	i.ssl_connection = up->api.tls ? LCCSCF_USE_SSL : 0;
-	i.alpn = "http/1.1";
-	i.local_protocol_name = "slackd-http";
-	i.pwsi = &up->http;
-	i.opaque_user_data = up;
-	upstream_timer(up, &up->sul_deadline, up->p.connect_timeout,
-	    upstream_http_deadline);
-	if (lws_client_connect_via_info(&i) == NULL) {
-		up->http = NULL;
-		upstream_http_cleanup(up);
-		upstream_why_not(up, "rtm.connect", up->api.host, up->api.port);
-	}
-	free(path);
-}
+/* ---- rtm.connect ------------------------------------------------------ */
 
 static void upstream_ws_connect(struct upstream *);
 
-/*
- * lws_client_connect_via_info() failed at once, saying only "failed" in
- * its log.  The usual reason is a name that does not resolve: find out,
- * so that the log and status say so.
- */
+/* rtm.connect is over, one way or the other: decide what happens next. */
 static void
-upstream_why_not(
-    struct upstream *up, const char *what, const char *host, int port)
+upstream_connected_api(struct webcall *w, void *arg)
 {
-	struct addrinfo hints, *res = NULL;
-	char reason[512], service[16];
-	int rc;
-
-	memset(&hints, 0, sizeof hints);
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(service, sizeof service, "%d", port);
-	if ((rc = getaddrinfo(host, service, &hints, &res)) != 0)
-		snprintf(reason, sizeof reason,
-		    "%s to %s failed: cannot "
-		    "resolve %s: %s",
-		    what, host, host, gai_strerror(rc));
-	else
-		snprintf(reason, sizeof reason,
-		    "%s to %s failed: cannot "
-		    "connect to port %d (%s)",
-		    what, host, port, log_lws_last());
-	if (res != NULL)
-		freeaddrinfo(res);
-	upstream_backoff(up, 0, reason);
-}
-
-/* The whole rtm.connect answer is in: decide what happens next. */
-static void
-upstream_http_done(struct upstream *up)
-{
+	struct upstream *up = arg;
 	struct webapi_connect c;
 	char *err = NULL, reason[512];
+	const char *body;
 	int64_t wait;
+	size_t len;
+	int http = webcall_status(w);
 
-	wait = up->retry_after >= 0 ? up->retry_after : UPSTREAM_RATE_WAIT;
-	if (up->http_status == 429) {
-		upstream_http_cleanup(up);
+	up->connect_call = NULL;
+	wait = webcall_retry_after(w);
+	if (wait < 0)
+		wait = UPSTREAM_RATE_WAIT;
+	body = webcall_body(w, &len);
+	if (webcall_error(w) != NULL)
+		snprintf(reason, sizeof reason, "rtm.connect to %s failed: %s",
+		    up->api.host, webcall_error(w));
+	else if (http == 429) {
 		snprintf(reason, sizeof reason,
 		    "rtm.connect rate limited "
 		    "(HTTP 429, Retry-After %.0f s)",
 		    (double)wait / 1000);
+		webcall_free(w);
 		upstream_backoff(up, wait, reason);
 		return;
-	}
-	if (webapi_parse_connect(up->body, up->body_len, &c, &err) != 0) {
+	} else if (webapi_parse_connect(body, len, &c, &err) != 0) {
 		snprintf(reason, sizeof reason,
 		    "rtm.connect answered HTTP %d: "
 		    "%s",
-		    up->http_status, err);
+		    http, err);
 		free(err);
-		upstream_http_cleanup(up);
-		upstream_backoff(up, 0, reason);
-		return;
-	}
-	upstream_http_cleanup(up);
-	if (!c.ok) {
+	} else if (!c.ok) {
 		if (webapi_permanent_error(c.error))
 			upstream_fatal(up, c.error);
 		else if (strcmp(c.error, "ratelimited") == 0) {
@@ -414,135 +333,146 @@ upstream_http_done(struct upstream *up)
 			upstream_backoff(up, 0, reason);
 		}
 		webapi_connect_free(&c);
+		webcall_free(w);
+		return;
+	} else {
+		webcall_free(w);
+		webapi_connect_free(&up->rtm);
+		up->rtm = c;
+		webapi_url_free(&up->ws);
+		if (webapi_parse_url(up->rtm.url, 1, &up->ws, &err) != 0) {
+			snprintf(reason, sizeof reason,
+			    "rtm.connect gave a "
+			    "bad WebSocket URL: %s",
+			    err);
+			free(err);
+			upstream_backoff(up, 0, reason);
+			return;
+		}
+		upstream_ws_connect(up);
 		return;
 	}
-	webapi_connect_free(&up->rtm);
-	up->rtm = c;
-	webapi_url_free(&up->ws);
-	if (webapi_parse_url(up->rtm.url, 1, &up->ws, &err) != 0) {
-		snprintf(reason, sizeof reason,
-		    "rtm.connect gave a bad "
-		    "WebSocket URL: %s",
-		    err);
-		free(err);
-		upstream_backoff(up, 0, reason);
-		return;
-	}
-	upstream_ws_connect(up);
-}
-
-static void
-upstream_http_failed(struct upstream *up, const char *why)
-{
-	char reason[512];
-	const char *detail = log_lws_last();
-
-	if (detail != NULL && *detail != '\0' && strstr(why, "SSL") != NULL)
-		snprintf(reason, sizeof reason,
-		    "rtm.connect to %s failed: "
-		    "%s (%s)",
-		    up->api.host, why, detail);
-	else
-		snprintf(reason, sizeof reason, "rtm.connect to %s failed: %s",
-		    up->api.host, why);
-	up->http = NULL;
-	upstream_http_cleanup(up);
+	webcall_free(w);
 	upstream_backoff(up, 0, reason);
 }
 
-static int
-upstream_http_header(struct upstream *up, struct lws *wsi, void *in, size_t len)
+static void
+upstream_attempt(lws_sorted_usec_list_t *sul)
 {
-	unsigned char **p = in, *end = *p + len;
-	char auth[600];
-	int n;
+	struct upstream *up =
+	    lws_container_of(sul, struct upstream, sul_attempt);
+	int64_t wait;
 
-	n = snprintf(auth, sizeof auth, "Bearer %s", up->p.token);
-	if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
-	        (unsigned char *)auth, n, p, end) ||
-	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_USER_AGENT,
-	        (const unsigned char *)"slackd/" PACKAGE_VERSION,
-	        (int)strlen("slackd/" PACKAGE_VERSION), p, end)) {
-		util_wipe(auth, sizeof auth);
-		return -1;
+	if (up->stopping)
+		return;
+	if (!ratelimit_bucket_take(&up->connect_bucket,
+	        up->p.rtm_connect_interval > 0
+	            ? 1000.0 / (double)up->p.rtm_connect_interval
+	            : 1e9,
+	        up->p.rtm_connect_burst, util_now_ms(), &wait)) {
+		upstream_retry(up, wait,
+		    "holding back rtm.connect to stay "
+		    "within Slack's rate limit");
+		return;
 	}
-	util_wipe(auth, sizeof auth);
-	return 0;
+	up->phase = PHASE_API;
+	upstream_state(up, UPSTREAM_CONNECTING, 0, NULL);
+	up->connect_call = webcall_new(
+	    "rtm.connect", NULL, NULL, 0, upstream_connected_api, up);
+	webcall_start(&up->env, up->connect_call); /* calls back on failure */
+}
+
+/*
+ * lws_client_connect_via_info() failed at once for the WebSocket: find
+ * out whether the name resolves, so that the log and status say why.
+ */
+static void
+upstream_why_not(struct upstream *up, const char *host, int port)
+{
+	struct addrinfo hints, *res = NULL;
+	char reason[512], service[16];
+	int rc;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(service, sizeof service, "%d", port);
+	if ((rc = getaddrinfo(host, service, &hints, &res)) != 0)
+		snprintf(reason, sizeof reason,
+		    "the WebSocket to %s failed: "
+		    "cannot resolve %s: %s",
+		    host, host, gai_strerror(rc));
+	else
+		snprintf(reason, sizeof reason,
+		    "the WebSocket to %s failed: "
+		    "cannot connect to port %d%s%s%s",
+		    host, port, *log_lws_last() != '\0' ? " (" : "",
+		    log_lws_last(), *log_lws_last() != '\0' ? ")" : "");
+	if (res != NULL)
+		freeaddrinfo(res);
+	upstream_backoff(up, 0, reason);
+}
+
+/* ---- Web API calls for the main thread ----------------------------------- */
+
+/* A queued call is over: its answer, or why there is none, to main. */
+static void
+upstream_api_done(struct webcall *w, void *arg)
+{
+	struct upstream *up = arg;
+	struct mailbox_msg *m;
+
+	m = mailbox_msg_new(MAILBOX_API_RESULT);
+	m->id = (int64_t)webcall_id(w);
+	m->status = webcall_status(w);
+	if (webcall_error(w) != NULL)
+		m->text = xstrdup(webcall_error(w));
+	else
+		m->data = webcall_take_body(w, &m->len);
+	webcall_free(w);
+	upstream_tell(up, m);
 }
 
 static void
-upstream_http_established(struct upstream *up, struct lws *wsi)
+upstream_api_call(struct upstream *up, struct mailbox_msg *m)
 {
-	char buf[64];
-	int64_t ms;
+	struct webcall *w;
 
-	up->http_status = (int)lws_http_client_http_response(wsi);
-	if (lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_RETRY_AFTER) >
-	        0 &&
-	    webapi_retry_after(buf, &ms) == 0)
-		up->retry_after = ms;
+	w = webcall_new(m->text,
+	    m->status ? "application/json; charset=utf-8"
+	              : "application/x-www-form-urlencoded",
+	    m->data, m->len, NULL, NULL);
+	webcall_q_add(up->calls, w, (uint64_t)m->id);
+	mailbox_msg_free(m);
 }
 
-static int
-upstream_http_body(struct upstream *up, const void *in, size_t len)
+/* A call that will not be made: it still gets its answer. */
+static void
+upstream_api_refuse(struct upstream *up, struct mailbox_msg *m, const char *why)
 {
-	if (up->body_len + len > UPSTREAM_MAX_BODY)
-		return -1;
-	up->body = xrealloc(up->body, up->body_len + len + 1);
-	memcpy(up->body + up->body_len, in, len);
-	up->body_len += len;
-	up->body[up->body_len] = '\0';
-	return 0;
+	m->type = MAILBOX_API_RESULT;
+	free(m->data);
+	m->data = NULL;
+	m->len = 0;
+	free(m->text);
+	m->text = xstrdup(why);
+	m->status = 0;
+	upstream_tell(up, m);
 }
 
-static int
-upstream_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-    void *in, size_t len)
+/* Calls that will not be made now: each still gets its answer. */
+static void
+upstream_api_flush(struct upstream *up, const char *why)
 {
-	struct upstream *up = lws_get_opaque_user_data(wsi);
-	char buf[LWS_PRE + 4096], *px;
-	int lenx;
+	struct mailbox_msg *m;
+	struct webcall *w;
 
-	if (up == NULL || wsi != up->http)
-		return lws_callback_http_dummy(wsi, reason, user, in, len);
-
-	switch (reason) {
-	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-		return upstream_http_header(up, wsi, in, len);
-	case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
-		upstream_http_established(up, wsi);
-		return 0;
-	case LWS_CALLBACK_RECEIVE_CLIENT_HTTP:
-		px = buf + LWS_PRE;
-		lenx = (int)(sizeof buf - LWS_PRE);
-		if (lws_http_client_read(wsi, &px, &lenx) < 0)
-			return -1;
-		return 0;
-	case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
-		if (upstream_http_body(up, in, len) != 0) {
-			upstream_http_failed(up, "answer larger than 1 MiB");
-			return -1;
-		}
-		return 0;
-	case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
-		up->http = NULL; /* lws closes it */
-		upstream_http_done(up);
-		return 0;
-	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
-		up->http = NULL;
-		upstream_http_failed(up,
-		    "connection closed before the answer "
-		    "was complete");
-		return 0;
-	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		up->http = NULL;
-		upstream_http_failed(
-		    up, in != NULL ? (const char *)in : "connection failed");
-		return 0;
-	default:
-		break;
+	while ((w = webcall_q_pop(up->calls)) != NULL) {
+		m = mailbox_msg_new(MAILBOX_API_RESULT);
+		m->id = (int64_t)webcall_id(w);
+		m->text = xstrdup(why);
+		webcall_free(w);
+		upstream_tell(up, m);
 	}
-	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
 /* ---- the RTM WebSocket ------------------------------------------------------
@@ -606,7 +536,7 @@ upstream_ws_connect(struct upstream *up)
 	if (lws_client_connect_via_info(&i) == NULL) {
 		up->wsi = NULL;
 		lws_sul_cancel(&up->sul_deadline);
-		upstream_why_not(up, "the WebSocket", up->ws.host, up->ws.port);
+		upstream_why_not(up, up->ws.host, up->ws.port);
 	}
 }
 
@@ -763,7 +693,12 @@ upstream_event(struct upstream *up, const struct jscan *js, size_t len)
 	m->data[len] = '\n';
 	memcpy(m->etype, js->type, sizeof m->etype);
 	memcpy(m->channel, js->channel, sizeof m->channel);
-	upstream_tell(up, m);
+	STAILQ_INSERT_TAIL(&up->batch, m, entry);
+	up->batch_n++;
+	up->batch_bytes += m->len;
+	if (up->batch_n >= UPSTREAM_BATCH ||
+	    up->batch_bytes >= UPSTREAM_BACKLOG / 8)
+		upstream_flush(up);
 }
 
 static void upstream_dropped(struct upstream *up, const char *fmt, ...)
@@ -1019,9 +954,11 @@ upstream_stop(struct upstream *up)
 	up->stopping = 1;
 	upstream_state(up, UPSTREAM_STOPPING, 0, NULL);
 	lws_sul_cancel(&up->sul_attempt);
+	upstream_api_flush(up, "slackd is stopping");
 	switch (up->phase) {
 	case PHASE_API:
-		upstream_http_cleanup(up);
+		webcall_free(up->connect_call);
+		up->connect_call = NULL;
 		upstream_finish(up);
 		break;
 	case PHASE_SOCKET:
@@ -1080,7 +1017,8 @@ upstream_reconfigure(struct upstream *up, struct upstream_params *np)
 		upstream_session_lost(up, 0, "the configuration changed");
 		break;
 	case PHASE_API:
-		upstream_http_cleanup(up);
+		webcall_free(up->connect_call);
+		up->connect_call = NULL;
 		/* FALLTHROUGH */
 	case PHASE_WAITING:
 		backoff_reset(&up->backoff);
@@ -1119,6 +1057,13 @@ upstream_drain(struct upstream *up)
 			upstream_stop(up);
 			mailbox_msg_free(m);
 			break;
+		case MAILBOX_API_CALL:
+			if (up->stopping)
+				upstream_api_refuse(
+				    up, m, "slackd is stopping");
+			else
+				upstream_api_call(up, m);
+			break;
 		case MAILBOX_PROBE:
 			m->type = MAILBOX_PROBE_ACK;
 			upstream_tell(up, m);
@@ -1142,8 +1087,8 @@ upstream_drain(struct upstream *up)
 /* ---- the thread
  * --------------------------------------------------------------- */
 
-static const struct lws_protocols upstream_protocols[] = {
-	{ "slackd-http", upstream_http_cb, 0, 0, 0, NULL, 0 },
+static struct lws_protocols upstream_protocols[] = {
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }, /* webcall_protocol, at start */
 	{ "slackd-rtm", upstream_rtm_cb, 0, 65536, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
@@ -1186,9 +1131,12 @@ upstream_main(void *arg)
 		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
 	}
 	info.port = CONTEXT_PORT_NO_LISTEN;
+	upstream_protocols[0] = webcall_protocol;
 	info.protocols = upstream_protocols;
 	info.user = up;
 	info.max_http_header_data = 16384;
+	/* Reads from Slack are this big (default 4 KiB): fewer, larger. */
+	info.pt_serv_buf_size = 65536;
 	info.fd_limit_per_thread = 32;
 	info.timeout_secs = (unsigned)(up->p.connect_timeout / 1000 + 5);
 	info.connect_timeout_secs =
@@ -1199,12 +1147,17 @@ upstream_main(void *arg)
 		    "context (see the log above)");
 		return NULL;
 	}
+	up->env.ctx = up->ctx;
+	up->env.api = &up->api;
+	up->env.p = &up->p;
+	up->calls = webcall_q_new(&up->env, upstream_api_done, up);
 	upstream_started(up, 1, NULL);
 
 	upstream_timer(up, &up->sul_attempt, 0, upstream_attempt);
 	while (up->phase != PHASE_DONE) {
 		if (lws_service(up->ctx, 0) < 0)
 			break;
+		upstream_flush(up); /* what this round of reads brought */
 	}
 
 	/* Nothing more goes out: give back whatever is still queued. */
@@ -1217,11 +1170,18 @@ upstream_main(void *arg)
 		STAILQ_REMOVE_HEAD(&list, entry);
 		if (m->type == MAILBOX_SEND)
 			upstream_return(up, m);
+		else if (m->type == MAILBOX_API_CALL)
+			upstream_api_refuse(up, m, "slackd is stopping");
 		else
 			mailbox_msg_free(m);
 	}
+	upstream_api_flush(up, "slackd is stopping");
+	webcall_free(up->connect_call);
+	up->connect_call = NULL;
 	lws_context_destroy(up->ctx);
 	up->ctx = NULL;
+	webcall_q_free(up->calls);
+	up->calls = NULL;
 	upstream_tell(up, mailbox_msg_new(MAILBOX_STOPPED));
 	return NULL;
 }
@@ -1272,7 +1232,6 @@ upstream_free(struct upstream *up)
 	webapi_url_free(&up->api);
 	webapi_url_free(&up->ws);
 	webapi_connect_free(&up->rtm);
-	free(up->body);
 	free(up->rx);
 	free(up->end_reason);
 	free(up->start_error);
@@ -1317,6 +1276,7 @@ upstream_start(const struct upstream_params *p, struct mailbox *out, char **err)
 	up->ping_id = 0;
 	up->reported = UPSTREAM_CONNECTING;
 	STAILQ_INIT(&up->writes);
+	STAILQ_INIT(&up->batch);
 	pthread_mutex_init(&up->lock, NULL);
 	pthread_cond_init(&up->cond, NULL);
 	mailbox_init(&up->inbox, upstream_wake, up);

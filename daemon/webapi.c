@@ -322,3 +322,38 @@ webapi_retry_after(const char *value, int64_t *ms)
 	*ms = secs * 1000 + frac * 1000 / scale;
 	return 0;
 }
+
+/* Append key=value to a form body, both percent-encoded. */
+void
+webapi_form_add(char **body, size_t *len, const char *key, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *parts[2] = { key, value }, *p;
+	size_t need = strlen(key) * 3 + strlen(value) * 3 + 3, i;
+	char *o;
+
+	*body = xrealloc(*body, *len + need + 1);
+	o = *body + *len;
+	if (*len > 0)
+		*o++ = '&';
+	for (i = 0; i < 2; i++) {
+		for (p = parts[i]; *p != '\0'; p++) {
+			unsigned char ch = (unsigned char)*p;
+
+			if ((ch >= 'a' && ch <= 'z') ||
+			    (ch >= 'A' && ch <= 'Z') ||
+			    (ch >= '0' && ch <= '9') || ch == '-' ||
+			    ch == '_' || ch == '.' || ch == '~')
+				*o++ = (char)ch;
+			else {
+				*o++ = '%';
+				*o++ = hex[ch >> 4];
+				*o++ = hex[ch & 15];
+			}
+		}
+		if (i == 0)
+			*o++ = '=';
+	}
+	*o = '\0';
+	*len = (size_t)(o - *body);
+}

@@ -29,7 +29,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	if (r.kind == REQUEST_MESSAGE || r.kind == REQUEST_TYPING) {
-		frame = request_frame(&r, 12345, &len);
+		frame = request_frame(&r, r.channel, 12345, &len);
 		assert(memchr(frame, '\n', len) == NULL);
 		assert(jscan_object(frame, len, 64, &js) == 0);
 		assert(js.spaces == 0);

@@ -554,51 +554,47 @@ test_fields(void)
 	fails("{\"id\":11,\"type\":\"message\",\"channel\":5,\"text\":\"x\"}",
 	    PROTOCOL_E_BAD_REQUEST, "\"channel\" must be a string", INT_ID, 11,
 	    "a number channel");
-	fails("{\"id\":12,\"type\":\"message\",\"channel\":\"general\","
-	      "\"text\":\"x\"}",
-	    PROTOCOL_E_BAD_REQUEST,
-	    "conversation ID such as C024BE91L (got \"general\")", INT_ID, 12,
-	    "channel \"general\"");
-	fails("{\"id\":12,\"type\":\"message\",\"channel\":\"#general\","
-	      "\"text\":\"x\"}",
-	    PROTOCOL_E_BAD_REQUEST, "conversation ID", INT_ID, 12,
-	    "channel \"#general\"");
-	fails("{\"id\":12,\"type\":\"message\",\"channel\":\"c024be91l\","
-	      "\"text\":\"x\"}",
-	    PROTOCOL_E_BAD_REQUEST, "conversation ID", INT_ID, 12,
-	    "a lower-case channel");
-	fails("{\"id\":12,\"type\":\"message\",\"channel\":\"Cabc\","
-	      "\"text\":\"x\"}",
-	    PROTOCOL_E_BAD_REQUEST, "conversation ID", INT_ID, 12,
-	    "a channel with lower-case letters");
-	fails("{\"id\":12,\"type\":\"message\",\"channel\":\"C\","
-	      "\"text\":\"x\"}",
-	    PROTOCOL_E_BAD_REQUEST, "conversation ID", INT_ID, 12,
-	    "a one-letter channel");
-	fails("{\"id\":12,\"type\":\"message\",\"channel\":\"\","
-	      "\"text\":\"x\"}",
-	    PROTOCOL_E_BAD_REQUEST, "conversation ID", INT_ID, 12,
-	    "an empty channel");
-	fails("{\"id\":12,\"type\":\"message\",\"channel\":\"U024BE91L\","
-	      "\"text\":\"x\"}",
-	    PROTOCOL_E_BAD_REQUEST, "conversation ID", INT_ID, 12,
-	    "a user id is not a channel");
-	fails("{\"id\":12,\"type\":\"message\",\"channel\":\"C12-3\","
-	      "\"text\":\"x\"}",
-	    PROTOCOL_E_BAD_REQUEST, "conversation ID", INT_ID, 12,
-	    "a channel with a dash");
-	fails("{\"id\":12,\"type\":\"message\",\"channel\":\"C\xc3\x89\","
-	      "\"text\":\"x\"}",
-	    PROTOCOL_E_BAD_REQUEST, "conversation ID", INT_ID, 12,
-	    "a channel with a non-ASCII letter");
+	/* Targets: IDs, names with or without '#', @users, user IDs. */
+	{
+		struct request r;
+		int rc;
+		static const char *good[] = { "general", "#general",
+			"welcome-test", "@alice", "U024BE91L", "W0123",
+			"c024be91l", "Cabc", "C12-3", "C\xc3\x89",
+			"caf\xc3\xa9", "a.b_c" };
+		static const char *bad[] = { "", "#", "@", "a b", "gen,eral",
+			"#a#b", "@a@b", "tab\there", "q\"uote" };
+		size_t k;
+
+		for (k = 0; k < nitems(good); k++) {
+			snprintf(line, sizeof line, "{\"id\":12,\"type\":"
+			    "\"message\",\"channel\":\"%s\",\"text\":\"x\"}",
+			    good[k]);
+			rc = parses(line, &r, "a target");
+			ok(rc == 0 && strcmp(r.channel, good[k]) == 0,
+			    "target \"%s\" is accepted as is", good[k]);
+			request_free(&r);
+		}
+		for (k = 0; k < nitems(bad); k++) {
+			snprintf(line, sizeof line, "{\"id\":12,\"type\":"
+			    "\"message\",\"channel\":\"%s\",\"text\":\"x\"}",
+			    bad[k]);
+			if (strchr(bad[k], '\t') != NULL ||
+			    strchr(bad[k], '"') != NULL)
+				continue; /* not valid JSON as written */
+			fails(line, PROTOCOL_E_BAD_REQUEST,
+			    "a channel name such as general", INT_ID, 12,
+			    "a bad target");
+		}
+	}
 	n = snprintf(line, sizeof line,
 	    "{\"id\":12,\"type\":\"message\","
-	    "\"text\":\"x\",\"channel\":\"C");
-	memset(line + n, '1', PROTOCOL_MAX_CHANNEL);
-	snprintf(line + n + PROTOCOL_MAX_CHANNEL,
-	    sizeof line - (size_t)n - PROTOCOL_MAX_CHANNEL, "\"}");
-	fails(line, PROTOCOL_E_BAD_REQUEST, "conversation ID", INT_ID, 12,
-	    "a channel over PROTOCOL_MAX_CHANNEL bytes");
+	    "\"text\":\"x\",\"channel\":\"#");
+	memset(line + n, 'a', PROTOCOL_MAX_TARGET);
+	snprintf(line + n + PROTOCOL_MAX_TARGET,
+	    sizeof line - (size_t)n - PROTOCOL_MAX_TARGET, "\"}");
+	fails(line, PROTOCOL_E_BAD_REQUEST, "a channel name", INT_ID, 12,
+	    "a target over PROTOCOL_MAX_TARGET bytes");
 
 	fails("{\"id\":13,\"type\":\"message\",\"channel\":\"C1\"}",
 	    PROTOCOL_E_BAD_REQUEST, "message needs a non-empty \"text\"",
@@ -774,7 +770,7 @@ frame_of(const char *line, int64_t id, size_t *len, struct request *r)
 		printf("#   parse failed: %s\n", e.msg);
 		return NULL;
 	}
-	return request_frame(r, id, len);
+	return request_frame(r, r->channel, id, len);
 }
 
 static const char *
@@ -989,17 +985,17 @@ test_fuzz(void)
 		rc = parse_len(buf, len, &r, &e);
 		if (rc == 0) {
 			zero++;
-			if (r.obj == NULL || r.kind > REQUEST_STATUS)
+			if (r.obj == NULL || r.kind > REQUEST_NAMES)
 				bad++;
 			else if (r.kind == REQUEST_MESSAGE ||
 			    r.kind == REQUEST_TYPING) {
 				if (r.channel == NULL ||
-				    request_check_channel(
+				    request_check_target(
 				        r.channel, why, sizeof why) != 0 ||
 				    (r.kind == REQUEST_MESSAGE &&
 				        (r.text == NULL || *r.text == '\0')))
 					bad++;
-				f = request_frame(&r, (int64_t)i, &flen);
+				f = request_frame(&r, r.channel, (int64_t)i, &flen);
 				frames++;
 				o = json_tokener_parse(f);
 				if (flen != strlen(f) || o == NULL ||
@@ -1011,7 +1007,7 @@ test_fuzz(void)
 		} else if (rc != -1 || e.msg[0] == '\0' ||
 		    memchr(e.msg, '\0', sizeof e.msg) == NULL ||
 		    e.code < PROTOCOL_E_BAD_JSON ||
-		    e.code > PROTOCOL_E_SLOW_CONSUMER ||
+		    e.code > PROTOCOL_E_SLACK_API ||
 		    (e.id != NULL && r.obj == NULL))
 			bad++;
 		if (rc != 0 && rc != -1)

@@ -1,0 +1,294 @@
+/*
+ * bench/floor_bridge: the floor of "receive an RTM event and fan it out"
+ * (make bench).
+ *
+ * Single-threaded and minimal: a libwebsockets client (same rx_buffer_size
+ * as slackd) and a Unix listening socket.  It accepts K clients first,
+ * greets each with one {"type":"slackd.hello",…} line (so that
+ * bench/reader treats it like slackd), connects to the generator, and
+ * appends every message received after the generator's hello, plus "\n",
+ * to one shared batch.  Each time lws_service() returns, the batch is
+ * written to every client with plain blocking write()s.  No parsing, no
+ * per-client copies, no slow-reader protection: the floor.
+ *
+ *   floor_bridge ws://127.0.0.1:PORT/TAG SOCKET K N
+ *
+ * prints {"listening":…}, then {"ready":true,"rss_kb":…} once all K
+ * clients are in and the generator's hello has arrived, and after N
+ * messages are forwarded one JSON line of statistics.
+ */
+#define _GNU_SOURCE
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+static struct lws_context *ctx;
+static struct lws *wsi_rtm;
+static char host[128], path[256];
+static int port;
+static uint64_t want, count;
+static int hello, done, failed;
+static int64_t t_first, t_last;
+static double cpu0;
+static int *fds, nfds;
+static char *batch;
+static size_t blen, bcap;
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static double
+cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static long
+status_kb(const char *key)
+{
+	char line[256];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (strncmp(line, key, n) == 0 && line[n] == ':') {
+			v = strtol(line + n + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+static void
+batch_add(const void *p, size_t n)
+{
+	if (bcap - blen < n) {
+		bcap = (blen + n) * 2;
+		if ((batch = realloc(batch, bcap)) == NULL) {
+			fprintf(stderr, "floor_bridge: out of memory\n");
+			exit(1);
+		}
+	}
+	memcpy(batch + blen, p, n);
+	blen += n;
+}
+
+static void
+write_all(int fd, const char *p, size_t n)
+{
+	ssize_t k;
+
+	while (n > 0) {
+		k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			fprintf(stderr, "floor_bridge: write: %s\n",
+			    strerror(errno));
+			exit(1);
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+static void
+flush_batch(void)
+{
+	int i;
+
+	if (blen == 0)
+		return;
+	for (i = 0; i < nfds; i++)
+		write_all(fds[i], batch, blen);
+	blen = 0;
+}
+
+static int
+callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+    void *in, size_t len)
+{
+	int last;
+
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		fprintf(stderr, "floor_bridge: connection error: %s\n",
+		    in != NULL ? (const char *)in : "?");
+		failed = 1;
+		break;
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		last = lws_is_final_fragment(wsi) &&
+		    lws_remaining_packet_payload(wsi) == 0;
+		if (!hello) {
+			if (last) {
+				hello = 1;
+				printf("{\"ready\":true,\"rss_kb\":%ld}\n",
+				    status_kb("VmRSS"));
+				fflush(stdout);
+				cpu0 = cpu_us();
+			}
+			break;
+		}
+		if (done)
+			break;
+		batch_add(in, len);
+		if (!last)
+			break;
+		batch_add("\n", 1);
+		if (++count == 1)
+			t_first = now_ns();
+		if (count == want)
+			done = 1;
+		break;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (!done) {
+			fprintf(stderr, "floor_bridge: closed after %" PRIu64
+			                " messages\n",
+			    count);
+			failed = 1;
+		}
+		wsi_rtm = NULL;
+		break;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols protocols[] = {
+	{ "floor", callback, 0, 65536, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static int
+listen_unix(const char *sock)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+	unlink(sock);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+	    listen(fd, 1024) < 0)
+		return -1;
+	return fd;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct lws_context_creation_info info;
+	struct lws_client_connect_info ci;
+	const char *hello_line = "{\"type\":\"slackd.hello\",\"floor\":true}\n";
+	struct rusage ru;
+	int lfd, i, k;
+	double cpu;
+
+	if (argc != 5 ||
+	    sscanf(argv[1], "ws://%127[^:]:%d%255s", host, &port, path) != 3 ||
+	    (k = atoi(argv[3])) < 1) {
+		fprintf(stderr,
+		    "usage: floor_bridge ws://HOST:PORT/PATH SOCKET K N\n");
+		return 64;
+	}
+	want = strtoull(argv[4], NULL, 10);
+	signal(SIGPIPE, SIG_IGN);
+	lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
+
+	if ((lfd = listen_unix(argv[2])) < 0) {
+		fprintf(stderr, "floor_bridge: %s: %s\n", argv[2],
+		    strerror(errno));
+		return 1;
+	}
+	printf("{\"listening\":\"%s\"}\n", argv[2]);
+	fflush(stdout);
+	if ((fds = calloc((size_t)k, sizeof *fds)) == NULL)
+		return 1;
+	for (nfds = 0; nfds < k; nfds++) {
+		while ((fds[nfds] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+			if (errno != EINTR) {
+				fprintf(stderr, "floor_bridge: accept: %s\n",
+				    strerror(errno));
+				return 1;
+			}
+		}
+		write_all(fds[nfds], hello_line, strlen(hello_line));
+	}
+	close(lfd);
+	unlink(argv[2]);
+
+	memset(&info, 0, sizeof info);
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.fd_limit_per_thread = 32; /* as slackd */
+	info.pt_serv_buf_size = 65536; /* as slackd: 64 KiB reads */
+	if ((ctx = lws_create_context(&info)) == NULL) {
+		fprintf(stderr, "floor_bridge: lws_create_context failed\n");
+		return 1;
+	}
+	memset(&ci, 0, sizeof ci);
+	ci.context = ctx;
+	ci.address = host;
+	ci.host = host;
+	ci.origin = host;
+	ci.port = port;
+	ci.path = path;
+	ci.local_protocol_name = "floor";
+	ci.pwsi = &wsi_rtm;
+	if (lws_client_connect_via_info(&ci) == NULL) {
+		fprintf(stderr, "floor_bridge: cannot connect\n");
+		return 1;
+	}
+	while (!done && !failed) {
+		if (lws_service(ctx, 0) < 0)
+			break;
+		flush_batch();
+	}
+	flush_batch();
+	t_last = now_ns();
+	cpu = cpu_us() - cpu0;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("{\"events\":%" PRIu64 ",\"clients\":%d,\"t_first\":%" PRId64
+	       ",\"t_last\":%" PRId64 ",\"cpu_us\":%.1f,"
+	       "\"ru_utime_us\":%ld,\"ru_stime_us\":%ld,"
+	       "\"vmhwm_kb\":%ld,\"ok\":%s}\n",
+	    count, nfds, t_first, t_last, cpu,
+	    (long)ru.ru_utime.tv_sec * 1000000 + (long)ru.ru_utime.tv_usec,
+	    (long)ru.ru_stime.tv_sec * 1000000 + (long)ru.ru_stime.tv_usec,
+	    status_kb("VmHWM"), done ? "true" : "false");
+	fflush(stdout);
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+	lws_context_destroy(ctx);
+	return done ? 0 : 1;
+}
