@@ -22,17 +22,54 @@ Two listeners on 127.0.0.1, ephemeral ports:
 Both use TLS when a certificate is given; the advertised host is then
 ``localhost`` (instead of ``127.0.0.1``).
 
+Fake workspace
+--------------
+Besides rtm.connect/rtm.start the Web API answers, in Slack's shapes,
+``auth.test``, ``team.info``, ``conversations.list`` (types, limit <= 1000,
+cursor, exclude_archived), ``users.list`` (limit <= 1000, cursor),
+``conversations.info``, ``users.info``, ``conversations.open`` and
+``chat.postMessage``; anything else is ``unknown_method``.  They all need
+``Authorization: Bearer <token>`` (``not_authed`` / ``invalid_auth``).
+Parameters may come in the query string or in a form, multipart or JSON
+body; each api_calls record has them parsed in "params".
+
+The data is the default workspace (channels general C0GENERAL,
+welcome-test C0WELCOME, random C0RANDOM; users alice U0ALICE, bob U0BOB and
+the bot = self user U0BOT) until ``set_workspace(users=, channels=,
+private=, ims=)`` generates a big deterministic one.  Tests change it with
+add_channel / rename_channel / delete_channel / archive_channel /
+unarchive_channel / add_user / change_user, which also send the matching
+RTM event (channel_rename, channel_deleted, team_join, ...) to the newest
+open session.  Lists are served in creation order from per-object JSON
+cached once; cursors are opaque base64 ("conv:<seq>" / "user:<seq>") and
+stay valid while objects come and go.  ``fake.posts`` records successful
+chat.postMessage calls; each post is also sent as a message event to the
+newest open session.
+
+Rate limits: ``queue_api_passthrough(method)`` queues "answer normally" in
+the same FIFO as queue_api_response (so that e.g. only page 2 gets a 429),
+and ``set_tier_limit(method, per_minute)`` answers 429 + Retry-After once a
+method was called more than per_minute times in a sliding 60 s window.
+
 Run ``/usr/bin/python3 tests/fakeslack.py --help`` for the command line
 (foreground server, optionally with a demo stream of events).
 """
 
 import argparse
 import asyncio
+import base64
+import binascii
+import bisect
+import collections
 import concurrent.futures
+import copy
+import email.parser
+import email.policy
 import http
 import inspect
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -76,6 +113,266 @@ def _dumps(obj):
 def _norm_method(method):
     """rtm.start is answered like rtm.connect; faults for one match both."""
     return "rtm.connect" if method == "rtm.start" else method
+
+
+# --------------------------------------------------------------------------
+# fake workspace: data model and Web API parameter helpers
+# --------------------------------------------------------------------------
+
+DEFAULT_BOT_ID = "B0FAKEBOT"      # bot_id of the self user (a bot)
+_CONV_TYPES = ("public_channel", "private_channel", "mpim", "im")
+_CREATED_BASE = 1500000000        # "created" of generated conversations
+_MAX_TEXT = 40000                 # chat.postMessage: longer -> msg_too_long
+_FIXED_CHANNELS = (("C0GENERAL", "general"), ("C0WELCOME", "welcome-test"),
+                   ("C0RANDOM", "random"))
+_FIXED_USERS = (("U0ALICE", "alice", "Alice Liddell"),
+                ("U0BOB", "bob", "Bob Builder"))
+
+
+class _Directory:
+    """Objects (users or conversations) in creation order.
+
+    Every object gets a sequence number when it is added; a cursor is "the
+    sequence number of the next object", so cursors stay valid (and no
+    object is returned twice) while objects are added or removed between
+    pages.  The JSON of each object is built once and cached until the
+    object changes (touch()).  Not locked itself: FakeSlack's lock guards it.
+    """
+
+    __slots__ = ("objs", "seq_of", "seqs", "ids", "_json", "_next")
+
+    def __init__(self):
+        self.objs = {}        # id -> dict
+        self.seq_of = {}      # id -> sequence number
+        self.seqs = []        # sorted sequence numbers ...
+        self.ids = []         # ... and the ids that go with them
+        self._json = {}       # id -> cached compact JSON
+        self._next = 1
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __contains__(self, oid):
+        return oid in self.objs
+
+    def get(self, oid):
+        return self.objs.get(oid)
+
+    def add(self, oid, obj):
+        if oid in self.objs:
+            raise ValueError("duplicate id %r" % (oid,))
+        seq = self._next
+        self._next += 1
+        self.objs[oid] = obj
+        self.seq_of[oid] = seq
+        self.seqs.append(seq)
+        self.ids.append(oid)
+
+    def touch(self, oid):
+        self._json.pop(oid, None)
+
+    def remove(self, oid):
+        seq = self.seq_of.pop(oid)
+        del self.objs[oid]
+        self._json.pop(oid, None)
+        i = bisect.bisect_left(self.seqs, seq)
+        del self.seqs[i]
+        del self.ids[i]
+
+    def json(self, oid):
+        js = self._json.get(oid)
+        if js is None:
+            js = self._json[oid] = _dumps(self.objs[oid])
+        return js
+
+    def page(self, start_seq, limit, pred=None):
+        """-> (ids of up to `limit` objects from start_seq on that match
+        pred, sequence number of the next match or None)."""
+        ids, objs, n = self.ids, self.objs, len(self.ids)
+        i = bisect.bisect_left(self.seqs, start_seq)
+        if pred is None:
+            out = ids[i:i + limit]
+            j = i + len(out)
+            return out, (self.seqs[j] if j < n else None)
+        out = []
+        while i < n and len(out) < limit:
+            if pred(objs[ids[i]]):
+                out.append(ids[i])
+            i += 1
+        while i < n:
+            if pred(objs[ids[i]]):
+                return out, self.seqs[i]
+            i += 1
+        return out, None
+
+
+def _conv_kind(obj):
+    if obj.get("is_im"):
+        return "im"
+    if obj.get("is_mpim"):
+        return "mpim"
+    if obj.get("is_private"):
+        return "private_channel"
+    return "public_channel"
+
+
+def _make_cursor(prefix, seq):
+    if seq is None:
+        return ""
+    return base64.b64encode(("%s:%d" % (prefix, seq)).encode()).decode()
+
+
+def _parse_cursor(value, prefix):
+    """-> first sequence number, or None for an invalid cursor."""
+    if value is None or value == "":
+        return 1
+    if not isinstance(value, str):
+        return None
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+        kind, sep, num = raw.decode("ascii").partition(":")
+    except (binascii.Error, ValueError, UnicodeError):
+        return None
+    if kind != prefix or not sep or not num.isdigit() or int(num) < 1:
+        return None
+    return int(num)
+
+
+def _truthy(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _parse_limit(value, default, maximum):
+    """Slack's `limit`: absent/0 -> default, above the maximum -> maximum;
+    None when it is not an integer."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return None
+    if n <= 0:
+        return default
+    return min(n, maximum)
+
+
+def _split_list(value):
+    """A comma separated string (or a JSON list) -> list of stripped items."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        items = str(value).split(",")
+    return [v.strip() for v in items if v.strip()]
+
+
+def _json_list_param(params, key, error):
+    """blocks / attachments: a list (JSON body) or a JSON string (form body
+    or query).  -> (list or None if absent, error dict or None)."""
+    value = params.get(key)
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None, {"ok": False, "error": error}
+    if not isinstance(value, list):
+        return None, {"ok": False, "error": error}
+    if key == "blocks" and not all(isinstance(b, dict) and
+                                   isinstance(b.get("type"), str)
+                                   for b in value):
+        return None, {"ok": False, "error": error}
+    return value, None
+
+
+def _parse_multipart(ctype, body):
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"MIME-Version: 1.0\r\nContent-Type: " + ctype.encode("latin-1")
+        + b"\r\n\r\n" + body)
+    out = {}
+    if not msg.is_multipart():
+        return out
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name is None:
+            continue
+        data = part.get_payload(decode=True) or b""
+        out[name] = data.decode("utf-8", "replace")
+    return out
+
+
+def _parse_params(target, headers, body):
+    """Web API parameters from the query string and the body (form,
+    multipart or JSON, by Content-Type; the body wins).
+    -> (params dict, Slack error string or None)."""
+    params = {}
+    query = urllib.parse.urlsplit(target).query
+    if query:
+        params.update(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    if not body:
+        return params, None
+    ctype = headers.get("content-type", "")
+    mime = ctype.split(";")[0].strip().lower()
+    if mime == "application/json":
+        try:
+            obj = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return params, "invalid_json"
+        if not isinstance(obj, dict):
+            return params, "json_not_object"
+        params.update(obj)
+    elif mime == "multipart/form-data":
+        try:
+            params.update(_parse_multipart(ctype, body))
+        except Exception:
+            return params, "invalid_form_data"
+    else:
+        text = body.decode("utf-8", "replace")
+        params.update(urllib.parse.parse_qsl(text, keep_blank_values=True))
+    return params, None
+
+
+def _user_obj(uid, name, team_id, real_name=None, display_name="",
+              deleted=False, is_bot=False, bot_id=None):
+    real_name = name if real_name is None else real_name
+    profile = {"display_name": display_name, "real_name": real_name}
+    if bot_id is not None:
+        profile["bot_id"] = bot_id
+    return {"id": uid, "team_id": team_id, "name": name, "deleted": deleted,
+            "real_name": real_name, "is_bot": is_bot, "is_app_user": False,
+            "profile": profile}
+
+
+def _channel_obj(cid, name, created, private=False, mpim=False,
+                 archived=False, creator="", general=False):
+    """A public/private channel or an mpim, shaped like conversations.list
+    returns them (legacy private "G..." channels are groups)."""
+    is_group = private and not mpim and cid.startswith("G")
+    return {"id": cid, "name": name,
+            "is_channel": not (is_group or mpim),
+            "is_group": is_group, "is_im": False, "is_mpim": bool(mpim),
+            "is_private": bool(private or mpim), "is_archived": bool(archived),
+            "is_general": bool(general), "is_member": True,
+            "is_shared": False, "is_ext_shared": False,
+            "is_org_shared": False, "created": created, "creator": creator,
+            "name_normalized": name.lower(), "previous_names": [],
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0}}
+
+
+def _im_obj(did, uid, created, user_deleted=False):
+    """An IM as conversations.list returns it: no name, no is_member."""
+    return {"id": did, "created": created, "is_channel": False,
+            "is_group": False, "is_im": True, "is_mpim": False,
+            "is_private": True, "is_archived": False, "is_org_shared": False,
+            "user": uid, "is_user_deleted": bool(user_deleted),
+            "priority": 0}
 
 
 # --------------------------------------------------------------------------
@@ -265,6 +562,18 @@ class FakeSlack:
         self._refuse_upgrades = 0
         self._hang_upgrades = 0
         self._last_ts_us = 0
+        self._tier_limits = {}        # method -> (calls, window seconds)
+        self._tier_calls = {}         # method -> deque of time.monotonic()
+        # fake workspace (see set_workspace)
+        self._posts = []
+        self._users = None
+        self._convs = None
+        self._conv_by_name = {}       # channel name -> id (not IMs)
+        self._im_by_user = {}         # user id -> IM id
+        self._mpim_by_users = {}      # frozenset of user ids -> mpim id
+        self._next_im = 1
+        self._next_mpim = 1
+        self.set_workspace(fixed_users=True)
 
         # loop / thread state
         self._loop = None
@@ -592,10 +901,58 @@ class FakeSlack:
             else:
                 self._api_defaults.pop(method, None)
 
+    def queue_api_passthrough(self, method="rtm.connect"):
+        """The next call of `method` is answered normally (ignoring a sticky
+        set_api_default), so that faults can be queued for later calls:
+        passthrough, 429, passthrough ... = page 2 is rate limited."""
+        with self._lock:
+            self._api_faults.append(_fault("pass", method))
+
     def clear_api_queue(self):
         """Drop one-shot faults that were not consumed."""
         with self._lock:
             self._api_faults.clear()
+
+    def set_tier_limit(self, method, per_minute, window=60.0):
+        """Rate-limit `method` like Slack's tiers: once `per_minute` calls
+        were answered within the last `window` seconds (sliding), further
+        calls get 429, "Retry-After: <seconds until the window frees>" and
+        {"ok":false,"error":"ratelimited"}.  Calls answered 429 (or by an
+        injected fault) do not count.  per_minute=None removes the limit."""
+        m = _norm_method(method)
+        with self._lock:
+            if per_minute is None:
+                self._tier_limits.pop(m, None)
+                self._tier_calls.pop(m, None)
+            else:
+                if int(per_minute) < 0 or float(window) <= 0:
+                    raise ValueError("bad tier limit")
+                self._tier_limits[m] = (int(per_minute), float(window))
+                self._tier_calls.setdefault(m, collections.deque())
+
+    def clear_tier_limits(self):
+        with self._lock:
+            self._tier_limits.clear()
+            self._tier_calls.clear()
+
+    def _tier_check(self, method):
+        """None if the call may proceed (and is counted), else the
+        Retry-After seconds."""
+        m = _norm_method(method)
+        with self._lock:
+            limit = self._tier_limits.get(m)
+            if limit is None:
+                return None
+            per, window = limit
+            calls = self._tier_calls.setdefault(m, collections.deque())
+            now = time.monotonic()
+            while calls and calls[0] <= now - window:
+                calls.popleft()
+            if len(calls) >= per:
+                wait = calls[0] + window - now if calls else window
+                return max(1, int(math.ceil(wait)))
+            calls.append(now)
+            return None
 
     def _take_api_fault(self, method):
         m = _norm_method(method)
@@ -681,6 +1038,11 @@ class FakeSlack:
                                              or token in urllib.parse.unquote(target)),
             "token_in_body": bool(token) and token.encode() in body,
         }
+        try:
+            params, param_error = _parse_params(target, headers, body)
+        except Exception:             # e.g. absurdly nested JSON
+            params, param_error = {}, "invalid_arguments"
+        call["params"] = params
 
         fault, origin = (None, None)
         if method is not None:
@@ -688,6 +1050,12 @@ class FakeSlack:
         if fault is not None:
             call["fault"] = fault["kind"] if origin == "queued" \
                 else "default"
+        if fault is not None and fault["kind"] == "pass":
+            call["fault"] = "passthrough"
+            fault = None
+        retry_after = None
+        if fault is None and method is not None:
+            retry_after = self._tier_check(method)
         if fault is not None and fault["kind"] == "hang":
             self._record_api(call)
             self._trace("api %s %s: hanging" % (verb, target))
@@ -701,18 +1069,44 @@ class FakeSlack:
         if fault is not None:
             status, extra, payload = _render_fault(fault)
             ctype = None
+        elif retry_after is not None:
+            call["fault"] = "tier_limit"
+            status, extra, ctype = 429, {"Retry-After": str(retry_after)}, \
+                _JSON_CT
+            payload = _dumps({"ok": False, "error": "ratelimited"}).encode()
         else:
             status, extra = 200, {}
             ctype = _JSON_CT
+            compact = False
+            handler = None if method is None else \
+                self._API_HANDLERS.get(_norm_method(method), "")
             if verb not in ("GET", "POST"):
                 status, obj = 405, {"ok": False, "error": "method_not_allowed"}
             elif method is None:
                 status, obj = 404, {"ok": False, "error": "not_found"}
+            elif not handler:
+                obj = {"ok": False, "error": "unknown_method"}
+            elif param_error is not None:
+                obj = {"ok": False, "error": param_error}
             elif _norm_method(method) == "rtm.connect":
                 obj = self._rtm_connect(headers)
             else:
-                obj = {"ok": False, "error": "unknown_method"}
-            payload = json.dumps(obj).encode()
+                obj = self._auth_error(headers)
+                compact = True
+                if obj is None:
+                    try:
+                        obj = getattr(self, handler)(params)
+                    except Exception as exc:   # a bug here: say so
+                        self._trace("api %s: internal error %r"
+                                    % (method, exc))
+                        status, obj = 500, {"ok": False,
+                                            "error": "fatal_error"}
+            if isinstance(obj, str):
+                payload = obj.encode("utf-8")   # pre-serialised JSON
+            elif compact:
+                payload = _dumps(obj).encode("utf-8")
+            else:
+                payload = json.dumps(obj).encode()  # as it always was
         call["status"] = status
         self._record_api(call)
         self._trace("api %s %s -> %d" % (verb, target, status))
@@ -776,6 +1170,490 @@ class FakeSlack:
             self._sids[sid] = "issued"
         return {"ok": True, "url": self.ws_base_url + sid,
                 "team": dict(self.team), "self": dict(self.self_user)}
+
+    # ------------------------------------------------------------------
+    # fake workspace: data
+    # ------------------------------------------------------------------
+    def set_workspace(self, users=0, channels=0, private=0, ims=0,
+                      fixed_users=False):
+        """Replace the workspace with deterministic generated data:
+
+        * users U00000001..: name "user<i>", real_name "User <i>",
+          profile.display_name "u<i>", every 50th deleted, then the bot
+          (the self user, is_bot true); fixed_users=True also keeps alice
+          (U0ALICE) and bob (U0BOB) of the default workspace, first;
+        * public channels general (C0GENERAL), welcome-test (C0WELCOME),
+          random (C0RANDOM), then C00000001.. "channel-<i>";
+        * private channels G00000001.. "private-<i>";
+        * IMs D00000001.. with user U00000001.. (ims <= users).
+
+        Listing order (users.list, conversations.list) is this creation
+        order; objects created later come after.  Opened IMs and posts made
+        so far are forgotten (fake.posts is not).  The default workspace is
+        set_workspace(fixed_users=True)."""
+        users, channels, private, ims = (int(users), int(channels),
+                                         int(private), int(ims))
+        if min(users, channels, private, ims) < 0:
+            raise ValueError("counts must be >= 0")
+        if ims > users:
+            raise ValueError("ims must be <= users (one IM per user)")
+        team_id = self.team["id"]
+        self_id = self.self_user["id"]
+        udir, cdir = _Directory(), _Directory()
+        if fixed_users:
+            for uid, name, real in _FIXED_USERS:
+                udir.add(uid, _user_obj(uid, name, team_id, real, name))
+        for i in range(1, users + 1):
+            uid = "U%08d" % i
+            real = "User %d" % i
+            udir.add(uid, {"id": uid, "team_id": team_id, "name": "user%d" % i,
+                           "deleted": i % 50 == 0, "real_name": real,
+                           "is_bot": False, "is_app_user": False,
+                           "profile": {"display_name": "u%d" % i,
+                                       "real_name": real}})
+        if self_id not in udir:
+            udir.add(self_id, _user_obj(
+                self_id, self.self_user.get("name", "slackd-bot"), team_id,
+                "slackd bot", "", is_bot=True, bot_id=DEFAULT_BOT_ID))
+        by_name = {}
+        n = 0
+        for cid, name in _FIXED_CHANNELS:
+            n += 1
+            cdir.add(cid, _channel_obj(cid, name, _CREATED_BASE + n * 60,
+                                       creator=self_id,
+                                       general=(cid == "C0GENERAL")))
+            by_name[name] = cid
+        for prefix, count, kind in (("C", channels, "channel"),
+                                    ("G", private, "private")):
+            for i in range(1, count + 1):
+                n += 1
+                cid, name = "%s%08d" % (prefix, i), "%s-%d" % (kind, i)
+                cdir.add(cid, _channel_obj(cid, name, _CREATED_BASE + n * 60,
+                                           private=(prefix == "G"),
+                                           creator=self_id))
+                by_name[name] = cid
+        im_by_user = {}
+        for i in range(1, ims + 1):
+            n += 1
+            did, uid = "D%08d" % i, "U%08d" % i
+            cdir.add(did, _im_obj(did, uid, _CREATED_BASE + n * 60,
+                                  user_deleted=(i % 50 == 0)))
+            im_by_user[uid] = did
+        with self._lock:
+            self._users, self._convs = udir, cdir
+            self._conv_by_name = by_name
+            self._im_by_user = im_by_user
+            self._mpim_by_users = {}
+            self._next_im = ims + 1
+            self._next_mpim = 1
+
+    def user_ids(self):
+        """Every user id, in listing order."""
+        with self._lock:
+            return list(self._users.ids)
+
+    def conversation_ids(self, types=("public_channel",),
+                         exclude_archived=False):
+        """Conversation ids in listing order, as conversations.list with
+        these types would return them over all pages."""
+        kinds = set(_split_list(types) if isinstance(types, str) else types)
+        with self._lock:
+            objs = self._convs.objs
+            return [cid for cid in self._convs.ids
+                    if _conv_kind(objs[cid]) in kinds and not
+                    (exclude_archived and objs[cid]["is_archived"])]
+
+    def get_user(self, uid):
+        """A copy of the user object, or None."""
+        with self._lock:
+            return copy.deepcopy(self._users.get(uid))
+
+    def get_conversation(self, cid):
+        """A copy of the conversation object, or None."""
+        with self._lock:
+            return copy.deepcopy(self._convs.get(cid))
+
+    @property
+    def posts(self):
+        """Every successful chat.postMessage, oldest first: the parsed
+        params, with "blocks"/"attachments" decoded (None when absent),
+        plus "channel_id" (the resolved id), "ts" and "t" (monotonic)."""
+        with self._lock:
+            return [dict(p) for p in self._posts]
+
+    def clear_posts(self):
+        with self._lock:
+            self._posts.clear()
+
+    def _emit_event(self, event, wait=True):
+        """Send a workspace event to the newest open session; None if
+        there is none (or the fake is not running), else like emit()."""
+        if self._state != "running":
+            return None
+        with self._lock:
+            if not any(s.open for s in self._sessions):
+                return None
+        try:
+            return self.emit(event, wait=wait)
+        except RuntimeError:          # closed in the meantime
+            return None
+
+    def _conv_or_raise(self, cid):
+        obj = self._convs.get(cid)
+        if obj is None:
+            raise KeyError("no conversation %r" % (cid,))
+        return obj
+
+    def add_channel(self, id, name, private=False, mpim=False, archived=False,
+                    emit=False):
+        """Add a channel (a "G..." id with private=True is a legacy private
+        group).  emit=True sends channel_created (public) or group_joined
+        (private) to the current session.  Returns the emit result or
+        None."""
+        if id.startswith("D"):
+            raise ValueError("IMs are made by conversations.open")
+        with self._lock:
+            if id in self._convs:
+                raise ValueError("duplicate conversation id %r" % (id,))
+            if name in self._conv_by_name:
+                raise ValueError("channel name %r is taken" % (name,))
+            obj = _channel_obj(id, name, int(time.time()), private=private,
+                               mpim=mpim, archived=archived,
+                               creator=self.self_user["id"])
+            self._convs.add(id, obj)
+            self._conv_by_name[name] = id
+            if obj["is_private"]:
+                event = {"type": "group_joined", "channel": copy.deepcopy(obj)}
+            else:
+                event = {"type": "channel_created", "channel": {
+                    "id": id, "name": name, "created": obj["created"],
+                    "creator": obj["creator"]}}
+        return self._emit_event(event) if emit else None
+
+    def rename_channel(self, id, new_name, emit=True):
+        """Rename; emit=True sends {"type":"channel_rename" (group_rename
+        for a private channel), "channel":{"id","name","created"}}."""
+        with self._lock:
+            obj = self._conv_or_raise(id)
+            if obj["is_im"]:
+                raise ValueError("an IM has no name")
+            other = self._conv_by_name.get(new_name)
+            if other is not None and other != id:
+                raise ValueError("channel name %r is taken" % (new_name,))
+            old = obj["name"]
+            if self._conv_by_name.get(old) == id:
+                del self._conv_by_name[old]
+            self._conv_by_name[new_name] = id
+            if old != new_name:
+                obj["previous_names"] = [old] + obj["previous_names"]
+            obj["name"] = new_name
+            obj["name_normalized"] = new_name.lower()
+            self._convs.touch(id)
+            event = {"type": "group_rename" if obj["is_private"]
+                     else "channel_rename",
+                     "channel": {"id": id, "name": new_name,
+                                 "created": obj["created"]}}
+        return self._emit_event(event) if emit else None
+
+    def delete_channel(self, id, emit=True):
+        """Remove it (conversations.info: channel_not_found); emit=True
+        sends {"type":"channel_deleted" (group_deleted), "channel":id}."""
+        with self._lock:
+            obj = self._conv_or_raise(id)
+            if obj["is_im"]:
+                raise ValueError("an IM cannot be deleted")
+            self._convs.remove(id)
+            if self._conv_by_name.get(obj["name"]) == id:
+                del self._conv_by_name[obj["name"]]
+            event = {"type": "group_deleted" if obj["is_private"]
+                     else "channel_deleted", "channel": id}
+        return self._emit_event(event) if emit else None
+
+    def archive_channel(self, id, emit=True, user=None, archived=True):
+        """Set is_archived; emit=True sends {"type":"channel_archive"
+        (group_archive), "channel":id, "user":<user or self id>};
+        archived=False unarchives (channel_unarchive / group_unarchive)."""
+        with self._lock:
+            obj = self._conv_or_raise(id)
+            obj["is_archived"] = bool(archived)
+            self._convs.touch(id)
+            kind = "group" if obj["is_private"] else "channel"
+            event = {"type": kind + ("_archive" if archived else "_unarchive"),
+                     "channel": id, "user": user or self.self_user["id"]}
+        return self._emit_event(event) if emit else None
+
+    def unarchive_channel(self, id, emit=True, user=None):
+        return self.archive_channel(id, emit=emit, user=user, archived=False)
+
+    def add_user(self, id, name, emit=True, **fields):
+        """Add a user; emit=True sends {"type":"team_join","user":{...}}
+        with the full user object.  fields: any user field (real_name,
+        deleted, is_bot, ...), display_name, or profile={...} (merged)."""
+        with self._lock:
+            if id in self._users:
+                raise ValueError("duplicate user id %r" % (id,))
+            obj = _user_obj(id, name, self.team["id"])
+            self._apply_user_fields(obj, fields)
+            self._users.add(id, obj)
+            event = {"type": "team_join", "user": copy.deepcopy(obj)}
+        return self._emit_event(event) if emit else None
+
+    def change_user(self, id, emit=True, **fields):
+        """Change fields of a user (as add_user); emit=True sends
+        {"type":"user_change","user":{...}}."""
+        with self._lock:
+            obj = self._users.get(id)
+            if obj is None:
+                raise KeyError("no user %r" % (id,))
+            self._apply_user_fields(obj, fields)
+            self._users.touch(id)
+            did = self._im_by_user.get(id)
+            if did is not None and did in self._convs:
+                self._convs.objs[did]["is_user_deleted"] = bool(obj["deleted"])
+                self._convs.touch(did)
+            event = {"type": "user_change", "user": copy.deepcopy(obj)}
+        return self._emit_event(event) if emit else None
+
+    @staticmethod
+    def _apply_user_fields(obj, fields):
+        for key, value in fields.items():
+            if key == "profile":
+                obj["profile"].update(copy.deepcopy(value))
+            elif key == "display_name":
+                obj["profile"]["display_name"] = value
+            elif key == "real_name":
+                obj["real_name"] = obj["profile"]["real_name"] = value
+            elif key == "id":
+                raise ValueError("the id cannot change")
+            else:
+                obj[key] = copy.deepcopy(value)
+
+    def _open_im(self, uid):
+        """-> (IM id, newly created); lock held."""
+        did = self._im_by_user.get(uid)
+        if did is not None and did in self._convs:
+            return did, False
+        while True:
+            did = "D%08d" % self._next_im
+            self._next_im += 1
+            if did not in self._convs:
+                break
+        user = self._users.get(uid)
+        self._convs.add(did, _im_obj(did, uid, int(time.time()),
+                                     bool(user and user["deleted"])))
+        self._im_by_user[uid] = did
+        return did, True
+
+    def _open_mpim(self, uids):
+        """-> (mpim id, newly created); lock held.  uids includes self."""
+        key = frozenset(uids)
+        cid = self._mpim_by_users.get(key)
+        if cid is not None and cid in self._convs:
+            return cid, False
+        while True:
+            cid = "GM%07d" % self._next_mpim
+            self._next_mpim += 1
+            if cid not in self._convs:
+                break
+        names = sorted(self._users.objs[u]["name"] for u in key)
+        name = "mpdm-%s-1" % "--".join(names)
+        self._convs.add(cid, _channel_obj(cid, name, int(time.time()),
+                                          mpim=True,
+                                          creator=self.self_user["id"]))
+        self._conv_by_name[name] = cid
+        self._mpim_by_users[key] = cid
+        return cid, True
+
+    def _resolve_channel(self, ch):
+        """chat.postMessage's channel: an id, "#name" or "name", or a user
+        id (-> that user's IM, opened if needed).  Lock held."""
+        if not isinstance(ch, str) or not ch:
+            return None
+        if ch in self._convs:
+            return ch
+        if ch in self._users:
+            return self._open_im(ch)[0]
+        return self._conv_by_name.get(ch[1:] if ch.startswith("#") else ch)
+
+    # ------------------------------------------------------------------
+    # fake workspace: Web API methods (run on the loop thread)
+    # ------------------------------------------------------------------
+    _API_HANDLERS = {
+        "rtm.connect": "_rtm_connect",   # called with the headers
+        "auth.test": "_api_auth_test",
+        "team.info": "_api_team_info",
+        "conversations.list": "_api_conversations_list",
+        "conversations.info": "_api_conversations_info",
+        "conversations.open": "_api_conversations_open",
+        "users.list": "_api_users_list",
+        "users.info": "_api_users_info",
+        "chat.postMessage": "_api_chat_post_message",
+    }
+
+    def _auth_error(self, headers):
+        auth = headers.get("authorization")
+        with self._lock:
+            token = self._token
+        if auth is None:
+            return {"ok": False, "error": "not_authed"}
+        if auth != "Bearer " + token:
+            return {"ok": False, "error": "invalid_auth"}
+        return None
+
+    def _api_auth_test(self, params):
+        return {"ok": True, "url": "https://%s.slack.com/" % self.team.get(
+                    "domain", "fake"),
+                "team": self.team.get("name", ""),
+                "user": self.self_user.get("name", ""),
+                "team_id": self.team["id"], "user_id": self.self_user["id"],
+                "bot_id": DEFAULT_BOT_ID, "is_enterprise_install": False}
+
+    def _api_team_info(self, params):
+        return {"ok": True, "team": {
+            "id": self.team["id"], "name": self.team.get("name", ""),
+            "domain": self.team.get("domain", "fake"),
+            "email_domain": "", "icon": {"image_default": True},
+            "enterprise_id": None}}
+
+    def _api_conversations_list(self, params):
+        kinds = _split_list(params.get("types")) or ["public_channel"]
+        if any(k not in _CONV_TYPES for k in kinds):
+            return {"ok": False, "error": "invalid_types"}
+        limit = _parse_limit(params.get("limit"), 100, 1000)
+        if limit is None:
+            return {"ok": False, "error": "invalid_limit"}
+        start = _parse_cursor(params.get("cursor"), "conv")
+        if start is None:
+            return {"ok": False, "error": "invalid_cursor"}
+        kinds = frozenset(kinds)
+        exclude = _truthy(params.get("exclude_archived"))
+        if len(kinds) == len(_CONV_TYPES) and not exclude:
+            pred = None
+        else:
+            def pred(obj):
+                return _conv_kind(obj) in kinds and not (
+                    exclude and obj["is_archived"])
+        with self._lock:
+            ids, nxt = self._convs.page(start, limit, pred)
+            items = ",".join([self._convs.json(i) for i in ids])
+        return ('{"ok":true,"channels":[%s],"response_metadata":'
+                '{"next_cursor":"%s"}}' % (items, _make_cursor("conv", nxt)))
+
+    def _api_users_list(self, params):
+        limit = _parse_limit(params.get("limit"), 100, 1000)
+        if limit is None:
+            return {"ok": False, "error": "invalid_limit"}
+        start = _parse_cursor(params.get("cursor"), "user")
+        if start is None:
+            return {"ok": False, "error": "invalid_cursor"}
+        with self._lock:
+            ids, nxt = self._users.page(start, limit)
+            items = ",".join([self._users.json(i) for i in ids])
+        return ('{"ok":true,"members":[%s],"cache_ts":%d,"response_metadata":'
+                '{"next_cursor":"%s"}}' % (items, int(time.time()),
+                                           _make_cursor("user", nxt)))
+
+    def _api_conversations_info(self, params):
+        cid = params.get("channel")
+        with self._lock:
+            if not isinstance(cid, str) or cid not in self._convs:
+                return {"ok": False, "error": "channel_not_found"}
+            return '{"ok":true,"channel":%s}' % self._convs.json(cid)
+
+    def _api_users_info(self, params):
+        uid = params.get("user")
+        with self._lock:
+            if not isinstance(uid, str) or uid not in self._users:
+                return {"ok": False, "error": "user_not_found"}
+            return '{"ok":true,"user":%s}' % self._users.json(uid)
+
+    def _api_conversations_open(self, params):
+        channel = params.get("channel")
+        users = _split_list(params.get("users"))
+        with self._lock:
+            if channel:
+                obj = self._convs.get(channel) if isinstance(channel, str) \
+                    else None
+                if obj is None or not (obj["is_im"] or obj["is_mpim"]):
+                    return {"ok": False, "error": "channel_not_found"}
+                cid, created = channel, False
+            elif not users:
+                return {"ok": False, "error": "users_list_not_supplied"}
+            else:
+                for uid in users:
+                    if uid not in self._users:
+                        return {"ok": False, "error": "user_not_found"}
+                self_id = self.self_user["id"]
+                others = [u for u in dict.fromkeys(users) if u != self_id]
+                if len(others) <= 1:
+                    cid, created = self._open_im(others[0] if others
+                                                 else self_id)
+                elif len(others) > 8:
+                    return {"ok": False, "error": "too_many_users"}
+                else:
+                    cid, created = self._open_mpim(others + [self_id])
+            if _truthy(params.get("return_im")):
+                chan = copy.deepcopy(self._convs.get(cid))
+            else:
+                chan = {"id": cid}
+        resp = {"ok": True}
+        if not created:
+            resp["no_op"] = True
+            resp["already_open"] = True
+        resp["channel"] = chan
+        return resp
+
+    def _api_chat_post_message(self, params):
+        blocks, blocks_err = _json_list_param(params, "blocks",
+                                              "invalid_blocks")
+        attachments, att_err = _json_list_param(params, "attachments",
+                                                "invalid_attachments")
+        with self._lock:
+            cid = self._resolve_channel(params.get("channel"))
+            conv = self._convs.get(cid) if cid is not None else None
+            if conv is None:
+                return {"ok": False, "error": "channel_not_found"}
+            if conv["is_archived"]:
+                return {"ok": False, "error": "is_archived"}
+        if blocks_err is not None:
+            return blocks_err
+        if att_err is not None:
+            return att_err
+        text = params.get("text")
+        if text is not None and not isinstance(text, str):
+            text = str(text)
+        if not text and not blocks and not attachments:
+            return {"ok": False, "error": "no_text"}
+        if text and len(text) > _MAX_TEXT:
+            return {"ok": False, "error": "msg_too_long"}
+        thread_ts = params.get("thread_ts")
+        thread_ts = str(thread_ts) if thread_ts not in (None, "") else None
+        ts = self.next_ts()
+        msg = {"type": "message", "text": text or "",
+               "user": self.self_user["id"], "bot_id": DEFAULT_BOT_ID,
+               "ts": ts, "team": self.team["id"]}
+        if blocks:
+            msg["blocks"] = blocks
+        if attachments:
+            msg["attachments"] = attachments
+        if thread_ts is not None:
+            msg["thread_ts"] = thread_ts
+        event = dict(msg, channel=cid)
+        if thread_ts is not None and _truthy(params.get("reply_broadcast")):
+            event["subtype"] = "thread_broadcast"
+        post = dict(params)
+        post.update(blocks=blocks, attachments=attachments, channel_id=cid,
+                    ts=ts, t=time.monotonic())
+        with self._lock:
+            self._posts.append(post)
+            target = None
+            for s in reversed(self._sessions):
+                if s.open:
+                    target = s
+                    break
+        if target is not None:
+            self._enqueue(target, event)
+        return {"ok": True, "channel": cid, "ts": ts, "message": msg}
 
     # ------------------------------------------------------------------
     # WebSocket server (RTM)

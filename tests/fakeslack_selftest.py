@@ -9,6 +9,7 @@ Exits 0 and prints "ALL OK" when everything passed.
 """
 
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import websockets
@@ -142,7 +144,7 @@ def test_api(fake, api, label):
           "wrong token -> invalid_auth")
     status, _, body = api.call(token=None)
     check(body == {"ok": False, "error": "not_authed"}, "no header -> not_authed")
-    status, _, body = api.call("chat.postMessage")
+    status, _, body = api.call("chat.noSuchMethod")
     check(body == {"ok": False, "error": "unknown_method"}, "unknown_method")
 
     fake.queue_api_response(429, {"ok": False, "error": "ratelimited"},
@@ -417,9 +419,481 @@ async def _ws_and_stop(fake, api, cafile, label):
     return ws
 
 
+# --------------------------------------------------------------------------
+# fake workspace and the Web API methods beyond rtm.connect
+# --------------------------------------------------------------------------
+
+class Web:
+    """Web API calls with parameters as query string, form, JSON or
+    multipart body.  -> (status, headers, parsed body)"""
+
+    def __init__(self, fake):
+        self.fake = fake
+
+    def __call__(self, method, params=None, how="get", token=TOKEN,
+                 timeout=5):
+        params = params or {}
+        url = self.fake.api_url + method
+        data, ctype = None, None
+        if how == "get":
+            if params:
+                url += "?" + urllib.parse.urlencode(params)
+        elif how == "form":
+            data = urllib.parse.urlencode(params).encode()
+            ctype = "application/x-www-form-urlencoded"
+        elif how == "json":
+            data = json.dumps(params).encode()
+            ctype = "application/json; charset=utf-8"
+        elif how == "multipart":
+            boundary = "----fakeslackselftest"
+            parts = []
+            for k, v in params.items():
+                parts.append("--%s\r\nContent-Disposition: form-data; "
+                             "name=\"%s\"\r\n\r\n%s\r\n" % (boundary, k, v))
+            data = ("".join(parts) + "--%s--\r\n" % boundary).encode()
+            ctype = "multipart/form-data; boundary=" + boundary
+        req = urllib.request.Request(url, data=data)
+        if ctype:
+            req.add_header("Content-Type", ctype)
+        if token is not None:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            resp = urllib.request.urlopen(req, timeout=timeout)
+            status, headers, raw = resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as e:
+            status, headers, raw = e.code, e.headers, e.read()
+        return status, headers, json.loads(raw)
+
+    def ok(self, method, params=None, how="get"):
+        status, _, body = self(method, params, how)
+        assert status == 200 and body.get("ok"), (method, params, body)
+        return body
+
+    def err(self, method, params=None, how="get", token=TOKEN):
+        status, _, body = self(method, params, how, token)
+        assert status == 200 and body.get("ok") is False, (method, body)
+        return body["error"]
+
+    def paginate(self, method, key, params, hows=("get",)):
+        """Every page; -> (ids, number of pages, slowest page in s)."""
+        ids, pages, slowest, cursor = [], 0, 0.0, ""
+        while True:
+            p = dict(params)
+            if cursor:
+                p["cursor"] = cursor
+            t0 = time.monotonic()
+            body = self.ok(method, p, hows[pages % len(hows)])
+            slowest = max(slowest, time.monotonic() - t0)
+            pages += 1
+            ids += [o["id"] for o in body[key]]
+            cursor = body["response_metadata"]["next_cursor"]
+            if not cursor:
+                return ids, pages, slowest
+
+
+def test_workspace_default(fake, web):
+    print("[workspace] default data, auth, params")
+    body = web.ok("conversations.list")
+    check([c["id"] for c in body["channels"]] ==
+          ["C0GENERAL", "C0WELCOME", "C0RANDOM"] and
+          [c["name"] for c in body["channels"]] ==
+          ["general", "welcome-test", "random"] and
+          body["response_metadata"]["next_cursor"] == "",
+          "default channels general, welcome-test, random")
+    gen = body["channels"][0]
+    check(gen["is_channel"] and not gen["is_private"] and gen["is_member"]
+          and gen["name_normalized"] == "general" and
+          isinstance(gen["created"], int), "channel object shape")
+    body = web.ok("users.list")
+    check([u["id"] for u in body["members"]] == ["U0ALICE", "U0BOB", "U0BOT"]
+          and body["members"][2]["is_bot"] and
+          body["members"][0]["name"] == "alice" and
+          body["members"][0]["team_id"] == "T0FAKE", "default users")
+    for m in ("conversations.list", "users.list", "conversations.open",
+              "conversations.info", "users.info", "chat.postMessage",
+              "auth.test", "team.info"):
+        assert web.err(m, token="xoxb-wrong") == "invalid_auth", m
+        assert web.err(m, token=None) == "not_authed", m
+    check(True, "every method: invalid_auth / not_authed")
+    check(web.err("no.suchMethod") == "unknown_method", "unknown_method")
+    a = web.ok("auth.test")
+    check(a["user_id"] == "U0BOT" and a["team_id"] == "T0FAKE", "auth.test")
+    check(web.ok("team.info")["team"]["id"] == "T0FAKE", "team.info")
+    for how in ("get", "form", "json", "multipart"):
+        web.ok("users.info", {"user": "U0BOB", "include_locale": "true"}, how)
+        rec = fake.api_calls[-1]
+        assert rec["params"] == {"user": "U0BOB", "include_locale": "true"}, \
+            (how, rec["params"])
+        assert rec["status"] == 200
+    check(True, "params from query, form, JSON and multipart recorded")
+    st, _, body = web("users.info", {"user": "U0BOB"}, "get")
+    check(fake.api_calls[-1]["params"] == {"user": "U0BOB"}, "params on GET")
+    req = urllib.request.Request(fake.api_url + "users.info", data=b"{oops",
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": "Bearer " + TOKEN})
+    body = json.loads(urllib.request.urlopen(req, timeout=5).read())
+    check(body == {"ok": False, "error": "invalid_json"}, "bad JSON body")
+
+
+def test_workspace_big(fake, web):
+    print("[workspace] 30,000 users, 5,000 channels: pagination")
+    t0 = time.monotonic()
+    fake.set_workspace(users=30000, channels=5000, private=200, ims=300)
+    dt = time.monotonic() - t0
+    check(dt < 2.0, "set_workspace(30000 users, 5000+200 channels, 300 IMs) "
+          "in %.2fs" % dt)
+    want_users = ["U%08d" % i for i in range(1, 30001)] + ["U0BOT"]
+    check(fake.user_ids() == want_users, "user_ids() in creation order")
+    t0 = time.monotonic()
+    ids, pages, slowest = web.paginate("users.list", "members",
+                                       {"limit": 1000},
+                                       ("get", "form", "json"))
+    check(ids == want_users and len(set(ids)) == len(ids) and pages == 31,
+          "users.list limit=1000: all %d ids once, in order, %d pages "
+          "(%.2fs, slowest page %.3fs)" % (len(ids), pages,
+                                            time.monotonic() - t0, slowest))
+    check(slowest < 0.5, "pages served fast")
+    ids, pages, slowest = web.paginate("users.list", "members",
+                                       {"limit": 200})
+    check(ids == want_users and pages == 151,
+          "users.list limit=200: complete, 151 pages (slowest %.3fs)"
+          % slowest)
+    check(len(web.ok("users.list")["members"]) == 100, "default limit 100")
+    check(len(web.ok("users.list", {"limit": 5000})["members"]) == 1000,
+          "limit 5000 -> 1000")
+    check(web.err("users.list", {"limit": "lots"}) == "invalid_limit",
+          "limit not a number -> invalid_limit")
+    u = web.ok("users.info", {"user": "U00000050"})["user"]
+    u1 = web.ok("users.info", {"user": "U00000001"})["user"]
+    check(u["deleted"] is True and u1["deleted"] is False and
+          u1["name"] == "user1" and u1["real_name"] == "User 1" and
+          u1["profile"] == {"display_name": "u1", "real_name": "User 1"} and
+          u1["is_bot"] is False, "generated user fields, every 50th deleted")
+
+    want_pub = ["C0GENERAL", "C0WELCOME", "C0RANDOM"] + \
+        ["C%08d" % i for i in range(1, 5001)]
+    want_priv = ["G%08d" % i for i in range(1, 201)]
+    want_im = ["D%08d" % i for i in range(1, 301)]
+    ids, pages, slowest = web.paginate("conversations.list", "channels",
+                                       {"limit": 1000})
+    check(ids == want_pub and pages == 6, "conversations.list default types: "
+          "public only, complete, in order")
+    ids, pages, slowest = web.paginate(
+        "conversations.list", "channels",
+        {"limit": 200, "types": "public_channel,private_channel,im"},
+        ("get", "form", "json"))
+    check(ids == want_pub + want_priv + want_im and len(set(ids)) == len(ids),
+          "types=public,private,im limit=200: all %d once, in order "
+          "(slowest %.3fs)" % (len(ids), slowest))
+    check(ids == fake.conversation_ids("public_channel,private_channel,im"),
+          "conversation_ids() agrees")
+    body = web.ok("conversations.list", {"types": "im", "limit": 1000})
+    im = body["channels"][0]
+    check([c["id"] for c in body["channels"]] == want_im and
+          im["is_im"] and im["user"] == "U00000001" and "name" not in im and
+          body["channels"][49]["is_user_deleted"] is True and
+          body["response_metadata"]["next_cursor"] == "",
+          "types=im: 300 IMs, shaped like Slack's (user, no name)")
+    g = web.ok("conversations.list", {"types": "private_channel",
+                                      "limit": 1})["channels"][0]
+    check(g["id"] == "G00000001" and g["name"] == "private-1" and
+          g["is_private"] and g["is_group"], "private channel")
+    check(web.err("conversations.list", {"types": "public_channel,bogus"})
+          == "invalid_types", "unknown type -> invalid_types")
+    fake.archive_channel("C00000002", emit=False)
+    ids, _, _ = web.paginate("conversations.list", "channels",
+                             {"limit": 1000, "exclude_archived": "true"})
+    check(ids == [c for c in want_pub if c != "C00000002"],
+          "exclude_archived=true skips the archived channel")
+    ids, _, _ = web.paginate("conversations.list", "channels",
+                             {"limit": 1000})
+    check(ids == want_pub, "without it the archived channel is listed")
+    fake.unarchive_channel("C00000002", emit=False)
+
+    print("[workspace] cursors")
+    body = web.ok("users.list", {"limit": 3})
+    ucur = body["response_metadata"]["next_cursor"]
+    ccur = web.ok("conversations.list", {"limit": 3})[
+        "response_metadata"]["next_cursor"]
+    for bad in ("garbage!!", "not-base64-at-all", "dXNlcjp4", "Y29udjow",
+                base64.b64encode(b"\xff\xfe").decode(), ucur):
+        assert web.err("conversations.list", {"cursor": bad}) == \
+            "invalid_cursor", bad
+    check(True, "conversations.list: invalid / foreign cursors -> "
+          "invalid_cursor")
+    check(web.err("users.list", {"cursor": ccur}) == "invalid_cursor" and
+          web.err("users.list", {"cursor": "%%%"}, "form") ==
+          "invalid_cursor", "users.list: invalid_cursor")
+    check(web.ok("users.list", {"cursor": ucur, "limit": 2})["members"][0]
+          ["id"] == "U00000004", "a valid cursor continues")
+    # changes between pages: nothing twice, nothing skipped but the removed
+    page1 = web.ok("conversations.list", {"limit": 4})
+    fake.delete_channel("C00000001", emit=False)     # on page 1 already
+    fake.delete_channel("C00000002", emit=False)     # not yet listed
+    fake.add_channel("C0NEWONE", "new-one")
+    rest, _, _ = web.paginate("conversations.list", "channels",
+                              {"limit": 1000, "cursor": page1[
+                                  "response_metadata"]["next_cursor"]})
+    got = [c["id"] for c in page1["channels"]] + rest
+    check(got == [c for c in want_pub if c != "C00000002"] + ["C0NEWONE"],
+          "cursors survive adds and deletes between pages")
+
+
+def test_workspace_open_info(fake, web):
+    print("[workspace] conversations.open, *.info")
+    b = web.ok("conversations.open", {"users": "U00000001"})
+    check(b["channel"] == {"id": "D00000001"} and b.get("already_open"),
+          "existing IM of a generated user")
+    b1 = web.ok("conversations.open", {"users": "U00000400"}, "form")
+    b2 = web.ok("conversations.open", {"users": ["U00000400"]}, "json")
+    check(b1["channel"]["id"] == b2["channel"]["id"] == "D00000301" and
+          "already_open" not in b1 and b2["already_open"],
+          "new IM %s, stable on the second open" % b1["channel"]["id"])
+    ims = web.ok("conversations.list", {"types": "im",
+                                        "limit": 1000})["channels"]
+    check(ims[-1]["id"] == "D00000301" and ims[-1]["user"] == "U00000400",
+          "the new IM is listed (types=im)")
+    check(web.ok("conversations.open", {"users": "U00000400",
+                                        "return_im": "true"})["channel"]
+          ["user"] == "U00000400", "return_im gives the object")
+    check(web.err("conversations.open", {"users": "UNOBODY"}) ==
+          "user_not_found", "unknown user -> user_not_found")
+    check(web.err("conversations.open") == "users_list_not_supplied",
+          "no users -> users_list_not_supplied")
+    c = web.ok("conversations.info", {"channel": "C0GENERAL"})["channel"]
+    check(c["name"] == "general" and c["is_general"], "conversations.info")
+    check(web.ok("conversations.info", {"channel": "D00000301"}, "json")
+          ["channel"]["user"] == "U00000400", "conversations.info of an IM")
+    check(web.err("conversations.info", {"channel": "CNOPE"}) ==
+          "channel_not_found", "conversations.info: channel_not_found")
+    check(web.ok("users.info", {"user": "U0BOT"})["user"]["is_bot"],
+          "users.info of the bot")
+    check(web.err("users.info", {"user": "UNOPE"}) == "user_not_found",
+          "users.info: user_not_found")
+
+
+async def test_workspace_ws(fake, web):
+    print("[workspace] chat.postMessage and events over RTM")
+    call = lambda *a, **k: off(web.ok, *a, **k)            # noqa: E731
+    fail = lambda *a, **k: off(web.err, *a, **k)           # noqa: E731
+    st, _, body = await off(web, "rtm.connect")
+    ws = await ws_connect(body["url"], None)
+    await recv_json(ws)                                    # hello
+    await off(fake.wait_session, len(fake.sessions))
+    blocks = [{"type": "section", "text": {"type": "mrkdwn",
+                                           "text": "*bold* ünï"}}]
+    n0 = len(fake.posts)
+    r = await call("chat.postMessage", {"channel": "C0GENERAL", "text": "hi",
+                                        "blocks": blocks,
+                                        "unfurl_links": False}, "json")
+    ev = await recv_json(ws)
+    check(r["channel"] == "C0GENERAL" and r["message"]["blocks"] == blocks
+          and r["message"]["user"] == "U0BOT" and r["message"]["text"] == "hi"
+          and r["message"]["ts"] == r["ts"], "postMessage, JSON body, blocks")
+    check(ev["type"] == "message" and ev["channel"] == "C0GENERAL" and
+          ev["ts"] == r["ts"] and ev["blocks"] == blocks and
+          ev["user"] == "U0BOT", "message event reached the RTM client")
+    p = fake.posts[-1]
+    check(p["blocks"] == blocks and p["channel_id"] == "C0GENERAL" and
+          p["unfurl_links"] is False and p["ts"] == r["ts"],
+          "fake.posts records it")
+    r2 = await call("chat.postMessage", {"channel": "#random", "text": "x",
+                                         "blocks": json.dumps(blocks),
+                                         "attachments": json.dumps(
+                                             [{"fallback": "f"}])}, "form")
+    ev = await recv_json(ws)
+    check(r2["channel"] == "C0RANDOM" and ev["channel"] == "C0RANDOM" and
+          fake.posts[-1]["blocks"] == blocks and
+          fake.posts[-1]["attachments"] == [{"fallback": "f"}] and
+          float(r2["ts"]) > float(r["ts"]),
+          "postMessage, form body, blocks as JSON string, #name")
+    r3 = await call("chat.postMessage", {"channel": "general",
+                                         "text": "reply", "thread_ts": r["ts"],
+                                         "reply_broadcast": "true"}, "form")
+    ev = await recv_json(ws)
+    check(r3["channel"] == "C0GENERAL" and ev["thread_ts"] == r["ts"] and
+          ev["subtype"] == "thread_broadcast", "bare name, thread broadcast")
+    await ws.send(json.dumps({"id": 1, "type": "message",
+                              "channel": "C0GENERAL", "text": "rtm"}))
+    ack = await recv_json(ws)
+    await recv_json(ws)                                    # its echo
+    r4 = await call("chat.postMessage", {"channel": "C0GENERAL",
+                                         "text": "after"})
+    await recv_json(ws)
+    check(float(r3["ts"]) < float(ack["ts"]) < float(r4["ts"]),
+          "ts shared with the RTM counter")
+    r5 = await call("chat.postMessage", {"channel": "U00000500",
+                                         "text": "dm"}, "multipart")
+    await recv_json(ws)
+    check(r5["channel"].startswith("D") and fake.get_conversation(
+        r5["channel"])["user"] == "U00000500", "user id -> its IM (multipart)")
+    n1 = len(fake.posts)
+    errs = [await fail("chat.postMessage", {"channel": "C0GENERAL"}),
+            await fail("chat.postMessage", {"channel": "C0GENERAL",
+                                            "text": ""}, "json"),
+            await fail("chat.postMessage", {"channel": "CNOPE", "text": "x"}),
+            await fail("chat.postMessage", {"text": "x"}, "json"),
+            await fail("chat.postMessage", {"channel": "C0GENERAL",
+                                            "blocks": "not json"}, "form"),
+            await fail("chat.postMessage", {"channel": "C0GENERAL",
+                                            "blocks": {"type": "section"}},
+                       "json"),
+            await fail("chat.postMessage", {"channel": "C0GENERAL",
+                                            "blocks": '"a string"'}, "form"),
+            await fail("chat.postMessage", {"channel": "C0GENERAL",
+                                            "text": "x" * 40001}, "json")]
+    check(errs == ["no_text", "no_text", "channel_not_found",
+                   "channel_not_found", "invalid_blocks", "invalid_blocks",
+                   "invalid_blocks", "msg_too_long"],
+          "errors: %s" % ", ".join(errs))
+    check(len(fake.posts) == n1 and n1 - n0 == 5, "failed posts not recorded")
+    await expect_silence(ws, 0.2)
+
+    # concurrent posts from threads: all recorded, ts unique
+    def poster(k):
+        for i in range(20):
+            web.ok("chat.postMessage", {"channel": "C0RANDOM",
+                                        "text": "t%d-%d" % (k, i)}, "json")
+    await asyncio.gather(*[off(poster, k) for k in range(6)])
+    tss = [p["ts"] for p in fake.posts[n1:]]
+    evs = [await recv_json(ws) for _ in range(120)]
+    check(len(tss) == 120 and len(set(tss)) == 120 and
+          sorted(e["ts"] for e in evs) == sorted(tss),
+          "120 concurrent posts: recorded, unique ts, all events sent")
+
+    # workspace changes -> RTM events
+    await off(fake.rename_channel, "C0RANDOM", "random-renamed")
+    ev = await recv_json(ws)
+    created = fake.get_conversation("C0RANDOM")["created"]
+    check(ev == {"type": "channel_rename", "channel": {
+        "id": "C0RANDOM", "name": "random-renamed", "created": created}},
+        "rename_channel -> channel_rename event")
+    info = (await call("conversations.info", {"channel": "C0RANDOM"}))[
+        "channel"]
+    check(info["name"] == "random-renamed" and
+          info["previous_names"] == ["random"], "renamed in the data")
+    check((await call("chat.postMessage", {"channel": "#random-renamed",
+                                           "text": "x"}))["channel"] ==
+          "C0RANDOM" and await fail("chat.postMessage", {
+              "channel": "#random", "text": "x"}) == "channel_not_found",
+          "postMessage follows the new name")
+    await recv_json(ws)
+    await off(fake.rename_channel, "G00000001", "secret")
+    ev = await recv_json(ws)
+    check(ev["type"] == "group_rename" and ev["channel"]["name"] == "secret",
+          "private channel -> group_rename")
+    await off(fake.delete_channel, "C00000003")
+    check((await recv_json(ws)) == {"type": "channel_deleted",
+                                    "channel": "C00000003"},
+          "delete_channel -> channel_deleted event")
+    check(await fail("conversations.info", {"channel": "C00000003"}) ==
+          "channel_not_found", "deleted channel gone")
+    await off(fake.archive_channel, "C00000004")
+    ev = await recv_json(ws)
+    check(ev["type"] == "channel_archive" and ev["channel"] == "C00000004"
+          and await fail("chat.postMessage", {"channel": "C00000004",
+                                              "text": "x"}) == "is_archived",
+          "archive_channel -> channel_archive, posts refused")
+    await off(fake.add_user, "U0CAROL", "carol", real_name="Carol C")
+    ev = await recv_json(ws)
+    check(ev["type"] == "team_join" and ev["user"]["id"] == "U0CAROL" and
+          ev["user"]["real_name"] == "Carol C" and
+          ev["user"]["profile"]["real_name"] == "Carol C" and
+          ev["user"]["team_id"] == "T0FAKE", "add_user -> team_join")
+    check((await call("users.info", {"user": "U0CAROL"}))["user"]["name"]
+          == "carol", "new user in users.info")
+    await off(fake.change_user, "U00000001", real_name="Renamed One",
+              display_name="r1")
+    ev = await recv_json(ws)
+    u = (await call("users.info", {"user": "U00000001"}))["user"]
+    check(ev["type"] == "user_change" and ev["user"]["real_name"] ==
+          "Renamed One" and u["profile"]["display_name"] == "r1" and
+          u["real_name"] == "Renamed One",
+          "change_user -> user_change, users.info updated")
+    await off(fake.change_user, "U00000002", emit=False, deleted=True)
+    check((await call("conversations.info", {"channel": "D00000002"}))[
+        "channel"]["is_user_deleted"] is True, "IM follows a deleted user")
+    await expect_silence(ws, 0.2)
+    sess = fake.session
+    await ws.close()
+    await off(fake.wait_for, lambda: not sess.open)
+    check(fake.rename_channel("C0WELCOME", "welcome-2") is None and
+          fake.get_conversation("C0WELCOME")["name"] == "welcome-2",
+          "no open session: data changed, nothing emitted")
+
+
+def test_rate_limits(fake, web):
+    print("[workspace] rate limiting")
+    fake.set_workspace(users=450)
+    fake.queue_api_passthrough("users.list")
+    fake.queue_api_response(429, {"ok": False, "error": "ratelimited"},
+                            {"Retry-After": "1"}, method="users.list")
+    fake.queue_api_passthrough("users.list")
+    fake.queue_api_response(429, {"ok": False, "error": "ratelimited"},
+                            {"Retry-After": "2"}, method="users.list")
+    ids, cursor, statuses = [], "", []
+    while True:
+        st, hdrs, body = web("users.list", {"limit": 200, "cursor": cursor})
+        statuses.append(st)
+        if st == 429:
+            statuses.append(hdrs["Retry-After"])
+            continue
+        ids += [u["id"] for u in body["members"]]
+        cursor = body["response_metadata"]["next_cursor"]
+        if not cursor:
+            break
+    check(statuses == [200, 429, "1", 200, 429, "2", 200] and
+          ids == fake.user_ids(), "passthrough, 429, passthrough, 429: page "
+          "2 and 3 rate limited once each, pagination complete")
+    faults = [c["fault"] for c in fake.api_calls[-5:]]
+    check(faults == ["passthrough", "response", "passthrough", "response",
+                     None], "api_calls record the faults")
+    fake.set_api_default(500, {"ok": False}, method="users.info")
+    fake.queue_api_passthrough("users.info")
+    check(web("users.info", {"user": "U00000001"})[0] == 200 and
+          web("users.info", {"user": "U00000001"})[0] == 500,
+          "passthrough beats a sticky default, once")
+    fake.clear_api_default()
+
+    fake.set_tier_limit("users.info", 3, window=1.0)
+    got = [web("users.info", {"user": "U00000001"}) for _ in range(5)]
+    sts = [g[0] for g in got]
+    check(sts == [200, 200, 200, 429, 429] and got[3][1]["Retry-After"] == "1"
+          and got[3][2] == {"ok": False, "error": "ratelimited"},
+          "set_tier_limit(3/window): 4th and 5th call 429 + Retry-After")
+    check(fake.api_calls[-1]["fault"] == "tier_limit" and
+          fake.api_calls[-1]["status"] == 429, "recorded as tier_limit")
+    check(web("users.list")[0] == 200, "other methods not limited")
+    time.sleep(1.05)
+    check(web("users.info", {"user": "U00000001"})[0] == 200,
+          "window slid: allowed again")
+    fake.set_tier_limit("team.info", 2)
+    sts = [web("team.info") for _ in range(3)]
+    ra = int(sts[2][1]["Retry-After"])
+    check([s[0] for s in sts] == [200, 200, 429] and 59 <= ra <= 60,
+          "per minute: Retry-After %d s until the window frees" % ra)
+    fake.set_tier_limit("team.info", None)
+    check(web("team.info")[0] == 200, "limit removed")
+    fake.clear_tier_limits()
+
+
+def run_workspace_suite():
+    fake = FakeSlack(token=TOKEN).start()
+    try:
+        web = Web(fake)
+        test_workspace_default(fake, web)
+        test_workspace_big(fake, web)
+        test_workspace_open_info(fake, web)
+        asyncio.run(test_workspace_ws(fake, web))
+        test_rate_limits(fake, web)
+    finally:
+        fake.stop()
+
+
 def main():
     t0 = time.monotonic()
     run_suite("plain")
+    run_workspace_suite()
     with tempfile.TemporaryDirectory() as d:
         ca, cert, key = make_certs(d)
         run_suite("tls", cafile=ca, certfile=cert, keyfile=key)
