@@ -531,7 +531,7 @@ slackctl_send(int argc, char **argv)
 		{ "no-unfurl", no_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct slackctl_conn c;
+	static struct slackctl_conn c; /* static: reachable at exit */
 	struct json_object *req, *sub, *rep, *v;
 	struct json_object *blocks = NULL, *attachments = NULL;
 	const char *thread = NULL, *channel, *blocks_file = NULL;
@@ -707,7 +707,7 @@ slackctl_list(int argc, char **argv, int users)
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct slackctl_conn c;
+	static struct slackctl_conn c; /* static: reachable at exit */
 	struct json_object *list, *o;
 	const char *name, *real, *kind;
 	size_t i, n;
@@ -966,7 +966,7 @@ slackctl_listen(int argc, char **argv)
 		{ "format", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct slackctl_conn c;
+	static struct slackctl_conn c; /* static: reachable at exit */
 	struct json_object *sub, *types = NULL, *channels = NULL, *o, *e;
 	struct slackctl_filter filter;
 	struct slackctl_names names = { NULL, NULL };
@@ -1071,15 +1071,17 @@ slackctl_listen(int argc, char **argv)
 				else
 					slackctl_print_named(o, &names);
 			}
-		} else if (puts(line) == EOF)
-			return SLACKCTL_OK; /* reader went away */
-		if (ferror(stdout))
-			return SLACKCTL_OK; /* reader went away */
+		} else
+			puts(line);
 		json_object_put(o);
 		free(line);
+		if (ferror(stdout))
+			break; /* our reader went away: so do we */
 	}
 	json_object_put(names.channels);
 	json_object_put(names.users);
+	if (ferror(stdout))
+		return SLACKCTL_OK;
 	if (stopping) {
 		fprintf(stderr, "slackctl: slackd stopped\n");
 		return SLACKCTL_OK;
@@ -1193,7 +1195,7 @@ slackctl_status(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct slackctl_conn c;
+	static struct slackctl_conn c; /* static: reachable at exit */
 	struct json_object *req, *rep;
 	char *raw;
 	int ch, json = 0;

@@ -87,7 +87,7 @@ static struct names_list names_convs = { .what = "channels",
 	.method = "conversations.list" };
 static struct names_list names_users = { .what = "users",
 	.method = "users.list" };
-static struct map *names_im_by_user; /* user id -> DM id (borrowed) */
+static struct map *names_im_by_user; /* user id -> DM id (owned) */
 static TAILQ_HEAD(, names_wait) names_waiting = TAILQ_HEAD_INITIALIZER(
     names_waiting);
 static char *names_team; /* team id the cache belongs to */
@@ -232,7 +232,8 @@ names_reindex_one(const char *key, void *value, void *arg)
 		struct names_conv *c = value;
 
 		if (c->kind == NAMES_IM && c->user != NULL)
-			map_put(names_im_by_user, c->user, c->id);
+			free(
+			    map_put(names_im_by_user, c->user, xstrdup(c->id)));
 		else if (!c->archived)
 			names_index(l, c->name, c);
 	} else {
@@ -251,7 +252,7 @@ names_reindex(struct names_list *l)
 	map_free(l->by_name, NULL);
 	l->by_name = map_new();
 	if (l == &names_convs) {
-		map_free(names_im_by_user, NULL);
+		map_free(names_im_by_user, free);
 		names_im_by_user = map_new();
 	}
 	map_foreach(l->by_id, names_reindex_one, l);
@@ -437,6 +438,7 @@ names_opened(void *arg, const struct api_result *r)
 		names_done(w, NULL, why);
 		return;
 	}
+	/* Remember it, list of conversations loaded or not. */
 	if (names_convs.by_id != NULL) {
 		struct names_conv *c = xcalloc(1, sizeof *c);
 
@@ -446,6 +448,10 @@ names_opened(void *arg, const struct api_result *r)
 		if ((c = map_put(names_convs.by_id, c->id, c)) != NULL)
 			names_conv_free(c);
 		names_reindex(&names_convs);
+	} else {
+		if (names_im_by_user == NULL)
+			names_im_by_user = map_new();
+		free(map_put(names_im_by_user, w->target, xstrdup(id)));
 	}
 	names_done(w, id, NULL);
 }
@@ -463,9 +469,11 @@ names_dm(struct names_wait *w, const char *user)
 		names_done(w, dm, NULL);
 		return;
 	}
-	free(w->target);
-	w->target = xstrdup(user);
-	webapi_form_add(&body, &len, "users", user);
+	if (w->target != user) { /* user may be w->target itself */
+		free(w->target);
+		w->target = xstrdup(user);
+	}
+	webapi_form_add(&body, &len, "users", w->target);
 	w->call = api_call("conversations.open", body, len, 0, names_opened, w);
 	free(body);
 }
@@ -735,6 +743,20 @@ names_event_conv(struct json_object *o, const char *type)
 	names_reindex(&names_convs);
 }
 
+/* An event's bytes (not NUL-terminated) as an object. */
+static struct json_object *
+names_parse(const char *data, size_t len)
+{
+	struct json_tokener *tok;
+	struct json_object *o;
+
+	if ((tok = json_tokener_new()) == NULL)
+		fatalx("json_tokener_new");
+	o = json_tokener_parse_ex(tok, data, (int)len);
+	json_tokener_free(tok);
+	return o;
+}
+
 /*
  * An event that changes names (the upstream thread only checked it; its
  * bytes are parsed here).  Unknown types are ignored cheaply.
@@ -762,7 +784,7 @@ names_event(const char *type, const char *data, size_t len)
 	if (!conv && strcmp(type, "team_join") != 0 &&
 	    strcmp(type, "user_change") != 0)
 		return;
-	if ((o = json_tokener_parse(data)) == NULL)
+	if ((o = names_parse(data, len)) == NULL)
 		return;
 	if (conv &&
 	    (strcmp(type, "channel_deleted") == 0 ||
@@ -784,7 +806,6 @@ names_event(const char *type, const char *data, size_t len)
 	json_object_put(o);
 	names_dirty = 1;
 	names_save_later();
-	(void)len;
 }
 
 /* ---- names.json
@@ -1020,7 +1041,7 @@ names_team_is(const char *team)
 			names_clear(&names_convs);
 		if (names_users.state != NAMES_LOADING)
 			names_clear(&names_users);
-		map_free(names_im_by_user, NULL);
+		map_free(names_im_by_user, free);
 		names_im_by_user = NULL;
 	}
 	free(names_team);
@@ -1054,7 +1075,7 @@ names_shutdown(void)
 	}
 	names_clear(&names_convs);
 	names_clear(&names_users);
-	map_free(names_im_by_user, NULL);
+	map_free(names_im_by_user, free);
 	names_im_by_user = NULL;
 	free(names_convs.cursor);
 	free(names_users.cursor);

@@ -49,19 +49,28 @@ struct webcall {
 	lws_sorted_usec_list_t sul_deadline;
 };
 
-/* Slack's rate-limit tiers, per method (calls per minute, burst). */
+/*
+ * Slack's rate-limit tiers, per method (calls per minute, burst).  Slack
+ * tolerates bursts, and paging through a list is one: the first 20 pages
+ * of users.list go at once, then one every 3 s (tier 2), and a 429 says
+ * when Slack would rather wait.
+ */
 struct webcall_tier {
 	const char *method;
 	double per_minute;
 	double burst;
 };
+/* clang-format off */
 static const struct webcall_tier webcall_tiers[] = {
-	{ "conversations.list", 20, 5 }, { "users.list", 20, 5 },
-	{ "conversations.open", 50, 10 }, { "conversations.info", 50, 10 },
-	{ "users.info", 100, 20 },
-	{ "chat.postMessage", 300, 20 }, /* plus 1/s per channel: outbox */
-	{ NULL, 50, 10 },                /* any other: tier 3 */
+	{ "conversations.list",	20,	20 },
+	{ "users.list",		20,	20 },
+	{ "conversations.open",	50,	10 },
+	{ "conversations.info",	50,	10 },
+	{ "users.info",		100,	20 },
+	{ "chat.postMessage",	300,	20 }, /* and 1/s per channel: outbox */
+	{ NULL,			50,	10 }, /* any other: tier 3 */
 };
+/* clang-format on */
 
 struct webcall_method {
 	char name[64];
@@ -293,6 +302,8 @@ webcall_headers(struct webcall *w, struct lws *wsi, void *in, size_t len)
 	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
 	        (unsigned char *)clen, n, p, end))
 		return -1;
+	if (w->body_len == 0)
+		return 0; /* nothing to write: the request is complete */
 	lws_client_http_body_pending(wsi, 1);
 	lws_callback_on_writable(wsi);
 	return 0;
@@ -524,6 +535,8 @@ webcall_q_run(struct webcall_queue *q)
 			    m->tier->per_minute / 60.0, m->tier->burst, now,
 			    &wait);
 		if (wait > 0) {
+			log_debug("upstream: %s waits %lld ms (tokens %.2f)",
+			    w->method, (long long)wait, m->bucket.tokens);
 			if (soonest < 0 || wait < soonest)
 				soonest = wait;
 			continue;

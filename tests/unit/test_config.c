@@ -1070,9 +1070,85 @@ test_load(void)
 	}
 }
 
+/* The keys of the names cache, the Web API and access control. */
+static void
+test_newer_keys(void)
+{
+	struct config c;
+	char *err = NULL;
+	int n;
+
+	config_init(&c);
+	is_int(c.team_state, 0, "team_state defaults to no");
+	ok(c.state_dir == NULL, "state_dir defaults to none");
+	is_int(c.names_max_age, 86400 * 1000, "names_max_age defaults to 1 d");
+	ok(config_api_allowed(&c, "conversations.list") &&
+	    config_api_allowed(&c, "users.info") &&
+	    config_api_allowed(&c, "chat.postMessage"),
+	    "api_allow: conversations.*, users.*, chat.postMessage by default");
+	ok(!config_api_allowed(&c, "chat.delete") &&
+	    !config_api_allowed(&c, "admin.users.remove") &&
+	    !config_api_allowed(&c, "conversations"),
+	    "api_allow: nothing else by default");
+	is_int(c.client_buffer_soft, 1048576, "client_buffer_soft 1M");
+	is_int(c.client_buffer_soft_time, 30000, "client_buffer_soft_time 30s");
+	n = parse(&c, "team_state = yes\nstate_dir = /var/lib/slackd\n"
+		      "names_max_age = 2h\napi_allow = auth.test, team.*\n"
+		      "allow_users = root 0\nallow_groups = 0\n"
+		      "socket_group = 0\nclient_buffer_soft = 64K\n"
+		      "client_buffer_soft_time = 0\n",
+	    &err);
+	is_int(n, 0, "the newer keys parse");
+	is_int(c.team_state, 1, "team_state = yes");
+	is_str(c.state_dir, "/var/lib/slackd", "state_dir");
+	is_int(c.names_max_age, 7200 * 1000, "names_max_age = 2h");
+	ok(config_api_allowed(&c, "auth.test") &&
+	    config_api_allowed(&c, "team.info") &&
+	    !config_api_allowed(&c, "users.info"),
+	    "api_allow replaces the default, with a trailing *");
+	is_int(c.allowed_uids.n, 2, "allow_users: two entries");
+	is_int(c.socket_gid, 0, "socket_group = 0");
+	ok(config_allowed(&c, 0, NULL, 0), "root is always allowed");
+	free(err);
+	config_free(&c);
+
+	config_init(&c);
+	n = parse(&c, "allow_users = 4242\n", &err);
+	ok(n == 0 && !config_allowed(&c, 4242 + 1, NULL, 0) &&
+	    config_allowed(&c, 4242, NULL, 0), "allow_users by number");
+	{
+		gid_t g[2] = { 7, 4343 };
+
+		config_free(&c);
+		config_init(&c);
+		free(err);
+		n = parse(&c, "allow_groups = 4343\n", &err);
+		ok(n == 0 && config_allowed(&c, 5000, g, 2) &&
+		    !config_allowed(&c, 5000, g, 1),
+		    "allow_groups matches a supplementary group");
+	}
+	free(err);
+	config_free(&c);
+
+	config_init(&c);
+	n = parse(&c, "team_state = maybe\nallow_users = no-such-user-x\n",
+	    &err);
+	ok(n == 1 && contains(err, "bad value for team_state"),
+	    "team_state wants yes or no");
+	free(err);
+	config_free(&c);
+	config_init(&c);
+	n = parse(&c, "allow_users = no-such-user-x\n", &err);
+	ok(n == 1 && contains(err, "there is no user \"no-such-user-x\""),
+	    "an unknown user is an error");
+	free(err);
+	config_free(&c);
+}
+
 int
 main(void)
 {
+	test_newer_keys();
 	test_defaults();
 	test_every_key();
 	test_durations();
