@@ -68,13 +68,13 @@ slackctl_usage(FILE *f)
 	    "        -w gives up after secs seconds; --blocks/--attachments\n"
 	    "        (a file of JSON, - for standard input) and --unfurl post\n"
 	    "        through chat.postMessage, TEXT being the fallback text\n"
-	    "  listen [-t type]... [-c channel]... [-a] [--names]\n"
-	    "         [--format json|text]\n"
+	    "  listen [-t type]... [-c channel]... [-a] [-n|--names]\n"
+	    "         [-f|--format json|text]\n"
 	    "        print events as JSON lines until interrupted; -t and -c\n"
 	    "        keep only those event types and channel IDs; -a also\n"
 	    "        prints slackd's own messages (slackd.state, ...);\n"
-	    "        --names shows #channel and @user names instead of IDs;\n"
-	    "        --format text prints \"time #channel @user: text\"\n"
+	    "        -n shows #channel and @user names instead of IDs;\n"
+	    "        -f text prints \"time #channel @user: text\"\n"
 	    "  channels [--json], users [--json]\n"
 	    "        list the conversations and users slackd knows\n"
 	    "  status [--json]\n"
@@ -645,7 +645,7 @@ slackctl_send(int argc, char **argv)
 	    &c, 1, wait < 0 ? -1 : (int)(wait * 1000), NULL, NULL, NULL);
 	if (!json_object_object_get_ex(rep, "ok", &v) ||
 	    !json_object_get_boolean(v))
-		slackctl_refused(rep, "not sent");
+		slackctl_refused(rep, "send");
 	printf("%s\n",
 	    slackctl_str(rep, "ts") != NULL ? slackctl_str(rep, "ts") : "");
 	json_object_put(rep);
@@ -798,10 +798,22 @@ slackctl_tell_state(struct json_object *o)
 		    reason != NULL ? reason : "failed");
 }
 
+struct slackctl_names {
+	struct json_object *channels; /* id -> "#name" or "@user" */
+	struct json_object *users;    /* id -> "@name" */
+};
+
+/* What listen prints, and how. */
 struct slackctl_filter {
 	struct json_object *types;
 	struct json_object *channels;
+	struct slackctl_names names;
+	int named;   /* --names */
+	int textual; /* --format text */
 };
+
+static void slackctl_print_event(
+    const char *, struct json_object *, struct slackctl_filter *);
 
 static int
 slackctl_listed(struct json_object *list, const char *s)
@@ -835,15 +847,10 @@ slackctl_early(const char *line, struct json_object *o, void *arg)
 		return;
 	if (slackctl_listed(f->types, t) &&
 	    slackctl_listed(f->channels, slackctl_str(o, "channel")))
-		puts(line);
+		slackctl_print_event(line, o, f);
 }
 
 /* ---- names for listen --names / --format text ------------------------- */
-
-struct slackctl_names {
-	struct json_object *channels; /* id -> "#name" or "@user" */
-	struct json_object *users;    /* id -> "@name" */
-};
 
 static void
 slackctl_names_add(struct json_object *map, const char *id, const char *prefix,
@@ -955,6 +962,111 @@ slackctl_print_text(struct json_object *ev, struct slackctl_names *n)
 	putchar('\n');
 }
 
+/* One event as listen prints it; o is line parsed, or NULL if not yet. */
+static void
+slackctl_print_event(
+    const char *line, struct json_object *o, struct slackctl_filter *f)
+{
+	struct json_object *parsed = NULL;
+
+	if (!f->named && !f->textual) {
+		puts(line);
+		return;
+	}
+	if (o == NULL && (o = parsed = slackctl_parse(line)) == NULL)
+		return;
+	slackctl_names_track(&f->names, o);
+	if (f->textual)
+		slackctl_print_text(o, &f->names);
+	else
+		slackctl_print_named(o, &f->names);
+	json_object_put(parsed);
+}
+
+/* Before the names are known: keep what the subscription lets through. */
+static void
+slackctl_hold(const char *line, struct json_object *o, void *arg)
+{
+	struct json_object *held = arg;
+	const char *t = slackctl_str(o, "type");
+
+	if (o != NULL && (t == NULL || strncmp(t, "slackd.", 7) != 0))
+		json_object_array_add(held, json_object_get(o));
+}
+
+static void
+slackctl_subscribe(struct slackctl_conn *c, int id, struct json_object *types,
+    struct json_object *channels,
+    void (*early)(const char *, struct json_object *, void *), void *arg)
+{
+	struct json_object *sub, *o;
+
+	sub = json_object_new_object();
+	json_object_object_add(sub, "id", json_object_new_int(id));
+	json_object_object_add(
+	    sub, "type", json_object_new_string(PROTOCOL_SUBSCRIBE));
+	if (types != NULL)
+		json_object_object_add(sub, "types", json_object_get(types));
+	if (channels != NULL)
+		json_object_object_add(
+		    sub, "channels", json_object_get(channels));
+	slackctl_write(c, sub);
+	json_object_put(sub);
+	o = slackctl_reply(c, id, 10000, NULL, early, arg);
+	if (json_object_object_get_ex(o, "error", NULL))
+		slackctl_refused(o, "listen");
+	json_object_put(o);
+}
+
+/*
+ * With --names, slackd holds events back (an empty subscription) while
+ * the names load, which can take a while in a large workspace; the few
+ * that came before are printed once the names are known.
+ */
+static void
+slackctl_listen_names(struct slackctl_conn *c, struct slackctl_filter *f)
+{
+	struct json_object *none = json_object_new_array();
+	struct json_object *held = json_object_new_array();
+	struct json_object *o;
+	size_t i;
+
+	slackctl_subscribe(c, 2, none, NULL, slackctl_hold, held);
+	json_object_put(none);
+	slackctl_names_load(c, &f->names);
+	for (i = 0; i < json_object_array_length(held); i++) {
+		o = json_object_array_get_idx(held, i);
+		if (slackctl_listed(f->types, slackctl_str(o, "type")) &&
+		    slackctl_listed(f->channels, slackctl_str(o, "channel")))
+			slackctl_print_event(NULL, o, f);
+	}
+	json_object_put(held);
+}
+
+/* A slackd.* message: tell about states and errors.  Returns 1: stopping. */
+static int
+slackctl_listen_own(const char *line, struct json_object *o, int all)
+{
+	const char *t = slackctl_str(o, "type"), *st;
+	struct json_object *e;
+	int stopping = 0;
+
+	if (strcmp(t, PROTOCOL_ERROR) == 0 &&
+	    json_object_object_get_ex(o, "error", &e))
+		fprintf(stderr, "slackctl: slackd: %s\n",
+		    slackctl_str(e, "msg") != NULL ? slackctl_str(e, "msg")
+		                                   : line);
+	if (strcmp(t, PROTOCOL_STATE) == 0) {
+		slackctl_tell_state(o);
+		st = slackctl_str(o, "state");
+		stopping =
+		    st != NULL && strcmp(st, PROTOCOL_STATE_STOPPING) == 0;
+	}
+	if (all)
+		puts(line);
+	return stopping;
+}
+
 static int
 slackctl_listen(int argc, char **argv)
 {
@@ -966,13 +1078,12 @@ slackctl_listen(int argc, char **argv)
 		{ "format", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct slackctl_conn c; /* static: reachable at exit */
-	struct json_object *sub, *types = NULL, *channels = NULL, *o, *e;
-	struct slackctl_filter filter;
-	struct slackctl_names names = { NULL, NULL };
+	static struct slackctl_conn c;        /* static: reachable at exit */
+	static struct slackctl_filter filter; /* likewise */
+	struct json_object *o;
 	const char *t;
 	char *line;
-	int ch, all = 0, to, stopping = 0, named = 0, textual = 0;
+	int ch, all = 0, to, stopping = 0;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+ac:f:nt:", opts, NULL)) != -1) {
@@ -981,27 +1092,29 @@ slackctl_listen(int argc, char **argv)
 			all = 1;
 			break;
 		case 'n':
-			named = 1;
+			filter.named = 1;
 			break;
 		case 'f':
 			if (strcmp(optarg, "text") == 0)
-				textual = 1;
-			else if (strcmp(optarg, "json") != 0)
+				filter.textual = 1;
+			else if (strcmp(optarg, "json") == 0)
+				filter.textual = 0;
+			else
 				slackctl_die(SLACKCTL_USAGE,
 				    "listen: --format "
 				    "is json or text");
 			break;
 		case 't':
-			if (types == NULL)
-				types = json_object_new_array();
+			if (filter.types == NULL)
+				filter.types = json_object_new_array();
 			json_object_array_add(
-			    types, json_object_new_string(optarg));
+			    filter.types, json_object_new_string(optarg));
 			break;
 		case 'c':
-			if (channels == NULL)
-				channels = json_object_new_array();
+			if (filter.channels == NULL)
+				filter.channels = json_object_new_array();
 			json_object_array_add(
-			    channels, json_object_new_string(optarg));
+			    filter.channels, json_object_new_string(optarg));
 			break;
 		default:
 			slackctl_usage(stderr);
@@ -1015,71 +1128,31 @@ slackctl_listen(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	slackctl_connect(&c);
 	slackctl_hello(&c);
-	if (named || textual)
-		slackctl_names_load(&c, &names);
-	if (types != NULL || channels != NULL) {
-		sub = json_object_new_object();
-		json_object_object_add(sub, "id", json_object_new_int(1));
-		json_object_object_add(
-		    sub, "type", json_object_new_string(PROTOCOL_SUBSCRIBE));
-		if (types != NULL)
-			json_object_object_add(sub, "types", types);
-		if (channels != NULL)
-			json_object_object_add(sub, "channels", channels);
-		json_object_get(types);
-		json_object_get(channels);
-		slackctl_write(&c, sub);
-		json_object_put(sub);
-		filter.types = types;
-		filter.channels = channels;
-		o = slackctl_reply(&c, 1, 10000, NULL, slackctl_early, &filter);
-		if (slackctl_str(o, "error") != NULL ||
-		    json_object_object_get_ex(o, "error", NULL))
-			slackctl_refused(o, "listen");
-		json_object_put(o);
-		json_object_put(types);
-		json_object_put(channels);
-	}
+	if (filter.named || filter.textual)
+		slackctl_listen_names(&c, &filter);
+	if (filter.types != NULL || filter.channels != NULL || filter.named ||
+	    filter.textual)
+		slackctl_subscribe(&c, 1, filter.types, filter.channels,
+		    slackctl_early, &filter);
 	while ((line = slackctl_line(&c, -1, &to)) != NULL) {
 		o = NULL;
 		/* slackd's own messages start with their type. */
 		if (strncmp(line, "{\"type\":\"slackd.", 16) == 0)
 			o = slackctl_parse(line);
 		t = slackctl_str(o, "type");
-		if (t != NULL && strcmp(t, PROTOCOL_ERROR) == 0 &&
-		    json_object_object_get_ex(o, "error", &e))
-			fprintf(stderr, "slackctl: slackd: %s\n",
-			    slackctl_str(e, "msg") != NULL
-			        ? slackctl_str(e, "msg")
-			        : line);
-		if (t != NULL && strncmp(t, "slackd.", 7) == 0) {
-			if (strcmp(t, PROTOCOL_STATE) == 0) {
-				slackctl_tell_state(o);
-				if (strcmp(slackctl_str(o, "state") != NULL
-				            ? slackctl_str(o, "state")
-				            : "",
-				        PROTOCOL_STATE_STOPPING) == 0)
-					stopping = 1;
-			}
-			if (all)
-				puts(line);
-		} else if (named || textual) {
-			if ((o = slackctl_parse(line)) != NULL) {
-				slackctl_names_track(&names, o);
-				if (textual)
-					slackctl_print_text(o, &names);
-				else
-					slackctl_print_named(o, &names);
-			}
-		} else
-			puts(line);
+		if (t != NULL && strncmp(t, "slackd.", 7) == 0)
+			stopping |= slackctl_listen_own(line, o, all);
+		else
+			slackctl_print_event(line, o, &filter);
 		json_object_put(o);
 		free(line);
 		if (ferror(stdout))
 			break; /* our reader went away: so do we */
 	}
-	json_object_put(names.channels);
-	json_object_put(names.users);
+	json_object_put(filter.types);
+	json_object_put(filter.channels);
+	json_object_put(filter.names.channels);
+	json_object_put(filter.names.users);
 	if (ferror(stdout))
 		return SLACKCTL_OK;
 	if (stopping) {

@@ -72,7 +72,9 @@ struct names_list {
 	int64_t loaded_at; /* monotonic ms of the last complete load */
 	int from_disk;     /* what we have came from names.json */
 	int64_t last_miss_load;
+	double loaded_wall; /* when the last complete load was, wall clock */
 	char *error;
+	int64_t failed_at; /* the last load failed then (monotonic ms) */
 };
 
 struct names_wait {
@@ -285,6 +287,7 @@ names_loaded(struct names_list *l, const char *error)
 		l->next_by_id = NULL;
 		l->state = NAMES_LOADED;
 		l->loaded_at = util_now_ms();
+		l->loaded_wall = util_wall();
 		l->from_disk = 0;
 		log_info("names: loaded %zu %s in %d pages, %.1f s",
 		    map_count(l->by_id), l->what, l->pages,
@@ -295,6 +298,7 @@ names_loaded(struct names_list *l, const char *error)
 		map_free(l->next_by_id,
 		    l == &names_convs ? names_conv_free : names_user_free);
 		l->next_by_id = NULL;
+		l->failed_at = util_now_ms();
 		log_warnx("names: could not load the %s: %s", l->what, error);
 	}
 	free(l->cursor);
@@ -393,25 +397,33 @@ names_loading(const struct names_list *l)
 /* ---- lookups
  * ------------------------------------------------------------------ */
 
+/*
+ * Is s an id starting with one of first?  2: surely (it has digits, or it
+ * is Slackbot's); 1: it could be ("GENERAL" is more likely a name, so a
+ * name goes first); 0: no.
+ */
 static int
 names_is_id(const char *s, const char *first)
 {
 	const char *p;
+	int digits = 0;
 
 	if (strchr(first, s[0]) == NULL || s[1] == '\0')
 		return 0;
 	for (p = s + 1; *p != '\0'; p++) {
-		if (!isupper((unsigned char)*p) && !isdigit((unsigned char)*p))
+		if (isdigit((unsigned char)*p))
+			digits++;
+		else if (!isupper((unsigned char)*p))
 			return 0;
 	}
-	return 1;
+	return digits > 0 || strcmp(s, "USLACKBOT") == 0 ? 2 : 1;
 }
 
 static void
-names_done(struct names_wait *w, const char *id, const char *error)
+names_done(struct names_wait *w, const char *id, int code, const char *error)
 {
 	TAILQ_REMOVE(&names_waiting, w, entry);
-	w->cb(w->arg, id, error);
+	w->cb(w->arg, id, code, error);
 	free(w->target);
 	free(w);
 }
@@ -435,7 +447,12 @@ names_opened(void *arg, const struct api_result *r)
 		    r->error != NULL             ? r->error
 		        : r->slack_error != NULL ? r->slack_error
 		                                 : "no channel");
-		names_done(w, NULL, why);
+		names_done(w, NULL,
+		    r->slack_error != NULL &&
+		            strcmp(r->slack_error, "user_not_found") == 0
+		        ? PROTOCOL_E_NOT_FOUND
+		        : PROTOCOL_E_SLACK_API,
+		    why);
 		return;
 	}
 	/* Remember it, list of conversations loaded or not. */
@@ -453,7 +470,7 @@ names_opened(void *arg, const struct api_result *r)
 			names_im_by_user = map_new();
 		free(map_put(names_im_by_user, w->target, xstrdup(id)));
 	}
-	names_done(w, id, NULL);
+	names_done(w, id, 0, NULL);
 }
 
 /* The DM with user id: known, or opened with conversations.open. */
@@ -466,7 +483,7 @@ names_dm(struct names_wait *w, const char *user)
 	size_t len = 0;
 
 	if (dm != NULL) {
-		names_done(w, dm, NULL);
+		names_done(w, dm, 0, NULL);
 		return;
 	}
 	if (w->target != user) { /* user may be w->target itself */
@@ -499,6 +516,9 @@ names_find(struct names_list *l, const char *name, int *wait)
 		*wait = 1;
 		return NULL;
 	}
+	/* A load just failed: answer with that error rather than retry. */
+	if (l->error != NULL && now - l->failed_at < NAMES_RETRY_MISS)
+		return NULL;
 	/* Never loaded, or possibly stale: (re)load once, then decide. */
 	if (l->state == NAMES_EMPTY ||
 	    ((l->from_disk || now - l->loaded_at > NAMES_RETRY_MISS) &&
@@ -520,7 +540,7 @@ names_try(struct names_wait *w)
 	char why[300];
 	int wait;
 
-	if (*t == '@' || names_is_id(t, "UW")) {
+	if (*t == '@' || names_is_id(t, "UW") == 2) {
 		if (*t != '@') {
 			names_dm(w, t);
 			return;
@@ -538,13 +558,20 @@ names_try(struct names_wait *w)
 			    names_users.error != NULL ? "; loading failed: "
 			                              : "",
 			    names_users.error != NULL ? names_users.error : "");
-			names_done(w, NULL, why);
+			names_done(w, NULL,
+			    names_users.error != NULL ? PROTOCOL_E_SLACK_API
+			                              : PROTOCOL_E_NOT_FOUND,
+			    why);
 		}
 		return;
 	}
 	if ((c = names_find(&names_convs, *t == '#' ? t + 1 : t, &wait)) !=
 	    NULL)
-		names_done(w, c->id, NULL);
+		names_done(w, c->id, 0, NULL);
+	else if (!wait && names_is_id(t, "CGD"))
+		names_done(w, t, 0, NULL); /* not a name: an id after all */
+	else if (!wait && names_is_id(t, "UW"))
+		names_dm(w, t);
 	else if (!wait) {
 		snprintf(why, sizeof why,
 		    "no channel named %s among the %zu "
@@ -554,7 +581,10 @@ names_try(struct names_wait *w)
 		                              : 0,
 		    names_convs.error != NULL ? "; loading failed: " : "",
 		    names_convs.error != NULL ? names_convs.error : "");
-		names_done(w, NULL, why);
+		names_done(w, NULL,
+		    names_convs.error != NULL ? PROTOCOL_E_SLACK_API
+		                              : PROTOCOL_E_NOT_FOUND,
+		    why);
 	}
 }
 
@@ -569,8 +599,8 @@ names_resolve(const char *target, names_cb cb, void *arg)
 {
 	struct names_wait *w;
 
-	if (names_is_id(target, "CGD")) {
-		cb(arg, target, NULL);
+	if (names_is_id(target, "CGD") == 2) {
+		cb(arg, target, 0, NULL);
 		return NULL;
 	}
 	w = xcalloc(1, sizeof *w);
@@ -694,7 +724,7 @@ names_list_state(int users, const char **error)
 		return 0;
 	if (l->state == NAMES_LOADING)
 		return 1;
-	if (l->error != NULL)
+	if (l->error != NULL && util_now_ms() - l->failed_at < NAMES_RETRY_MISS)
 		return -1;
 	names_load(l);
 	return 1;
@@ -896,15 +926,19 @@ names_save(void)
 	    o, "version", json_object_new_int(NAMES_FILE_VERSION));
 	json_object_object_add(o, "team", json_object_new_string(names_team));
 	json_object_object_add(o, "saved", json_object_new_double(util_wall()));
-	if (names_convs.state == NAMES_LOADED || names_convs.by_id != NULL) {
+	if (names_convs.by_id != NULL) {
 		a = json_object_new_array();
 		map_foreach(names_convs.by_id, names_save_conv, a);
 		json_object_object_add(o, "channels", a);
+		json_object_object_add(o, "channels_loaded",
+		    json_object_new_double(names_convs.loaded_wall));
 	}
 	if (names_users.by_id != NULL) {
 		a = json_object_new_array();
 		map_foreach(names_users.by_id, names_save_user, a);
 		json_object_object_add(o, "users", a);
+		json_object_object_add(o, "users_loaded",
+		    json_object_new_double(names_users.loaded_wall));
 	}
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
 	xasprintf(&tmp, "%s.tmp", path);
@@ -939,10 +973,27 @@ names_save_later(void)
 	evtimer_add(names_save_ev, &tv);
 }
 
+/*
+ * When was this list last loaded from Slack?  Files from before the
+ * per-list times only have "saved", which is no older than that.
+ */
+static double
+names_loaded_wall(struct json_object *o, const char *key, double saved)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, key, &v) &&
+	    (json_object_is_type(v, json_type_double) ||
+	        json_object_is_type(v, json_type_int)))
+		return json_object_get_double(v);
+	return saved;
+}
+
 static void
-names_restore_list(struct names_list *l, struct json_object *a, double age)
+names_restore_list(struct names_list *l, struct json_object *a, double when)
 {
 	size_t i, n;
+	double age = util_wall() - when;
 
 	if (a == NULL || !json_object_is_type(a, json_type_array))
 		return;
@@ -960,6 +1011,9 @@ names_restore_list(struct names_list *l, struct json_object *a, double age)
 	l->next_by_id = NULL;
 	l->state = NAMES_LOADED;
 	l->from_disk = 1;
+	if (age < 0)
+		age = 0;
+	l->loaded_wall = when;
 	l->loaded_at = util_now_ms() - (int64_t)(age * 1000);
 	log_info("names: %zu %s from the state directory (%.0f s old)",
 	    map_count(l->by_id), l->what, age);
@@ -974,7 +1028,7 @@ names_init(void)
 	struct stat sb;
 	ssize_t n;
 	int fd = -1;
-	double age;
+	double when;
 
 	names_save_ev = evtimer_new(slackd_base, names_save_cb, NULL);
 	if ((path = names_path()) == NULL)
@@ -1000,14 +1054,14 @@ names_init(void)
 		    path);
 		goto out;
 	}
-	age = util_wall() - json_object_get_double(saved);
-	if (age < 0)
-		age = 0;
+	when = json_object_get_double(saved);
 	names_team = xstrdup(names_str(o, "team"));
 	if (json_object_object_get_ex(o, "channels", &v))
-		names_restore_list(&names_convs, v, age);
+		names_restore_list(&names_convs, v,
+		    names_loaded_wall(o, "channels_loaded", when));
 	if (json_object_object_get_ex(o, "users", &v))
-		names_restore_list(&names_users, v, age);
+		names_restore_list(&names_users, v,
+		    names_loaded_wall(o, "users_loaded", when));
 out:
 	json_object_put(o);
 	if (fd != -1)
@@ -1058,7 +1112,8 @@ names_shutdown(void)
 		if (w->call != 0)
 			api_forget(w->call);
 		w->call = 0;
-		names_done(w, NULL, "slackd is stopping");
+		names_done(
+		    w, NULL, PROTOCOL_E_SHUTTING_DOWN, "slackd is stopping");
 	}
 	if (names_convs.call != 0)
 		api_forget(names_convs.call);

@@ -50,7 +50,7 @@ struct outbox_req {
 	struct request r;              /* r.obj owned */
 	int64_t id;
 	enum outbox_state state;
-	char channel[PROTOCOL_MAX_CHANNEL + 1];
+	char channel[PROTOCOL_MAX_TARGET + 1];
 	struct names_wait *resolving;
 	uint64_t call;
 	char *frame;
@@ -403,13 +403,13 @@ outbox_timer_cb(evutil_socket_t fd, short events, void *arg)
 
 /* The target of req is known: build its frame and queue it. */
 static void
-outbox_resolved(void *arg, const char *channel, const char *error)
+outbox_resolved(void *arg, const char *channel, int code, const char *error)
 {
 	struct outbox_req *req = arg;
 
 	req->resolving = NULL;
 	if (error != NULL) {
-		outbox_fail(req, PROTOCOL_E_NOT_FOUND, "not sent: %s", error);
+		outbox_fail(req, code, "not sent: %s", error);
 		return;
 	}
 	snprintf(req->channel, sizeof req->channel, "%s", channel);
@@ -587,8 +587,10 @@ outbox_submit(struct client *c, const struct request *r)
 	outbox_next_id += 2;
 	outbox_link(req, OUTBOX_RESOLVING);
 	/* NULL: outbox_resolved() has run already (and req may be gone). */
-	if ((w = names_resolve(r->channel, outbox_resolved, req)) != NULL)
+	if ((w = names_resolve(r->channel, outbox_resolved, req)) != NULL) {
 		req->resolving = w;
+		outbox_arm(); /* queue_timeout covers the wait */
+	}
 	return 0;
 }
 

@@ -36,29 +36,6 @@ request_free(struct request *r)
 	memset(r, 0, sizeof *r);
 }
 
-/* Conversation ids: C…, G… or D… followed by upper-case letters/digits. */
-int
-request_check_channel(const char *s, char *why, size_t len)
-{
-	size_t i, n = strlen(s);
-
-	if (n < 2 || n > PROTOCOL_MAX_CHANNEL ||
-	    (s[0] != 'C' && s[0] != 'G' && s[0] != 'D'))
-		goto bad;
-	for (i = 1; i < n; i++) {
-		if (!isupper((unsigned char)s[i]) &&
-		    !isdigit((unsigned char)s[i]))
-			goto bad;
-	}
-	return 0;
-bad:
-	snprintf(why, len,
-	    "\"channel\" must be a conversation ID such as "
-	    "C024BE91L (got \"%.64s\"); this version does not resolve names",
-	    s);
-	return -1;
-}
-
 /*
  * A string member.  Returns 1 if present and a string without NUL bytes,
  * 0 if absent, -1 (with e set) if present but unusable.
@@ -576,6 +553,8 @@ request_api_body(const struct request *r, size_t *len)
 		return body;
 	json_object_object_foreach(r->params, key, val)
 	{
+		if (val == NULL) /* null: leave the parameter out */
+			continue;
 		if (json_object_is_type(val, json_type_string))
 			webapi_form_add(
 			    &body, len, key, json_object_get_string(val));

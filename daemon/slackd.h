@@ -466,7 +466,6 @@ void request_free(struct request *);
 char *request_frame(const struct request *, const char *, int64_t, size_t *);
 char *request_post_body(const struct request *, const char *, size_t *);
 char *request_api_body(const struct request *, size_t *);
-int request_check_channel(const char *, char *, size_t);
 int request_check_target(const char *, char *, size_t);
 
 /* hub.c: fan-out of events and daemon messages. */
@@ -542,7 +541,8 @@ void api_result(struct mailbox_msg *);
 void api_shutdown(void);
 
 /* names.c: the names cache (conversations and users). */
-typedef void (*names_cb)(void *, const char *, const char *);
+/* cb(arg, id, 0, NULL) or cb(arg, NULL, PROTOCOL_E_..., why) */
+typedef void (*names_cb)(void *, const char *, int, const char *);
 struct names_wait;
 void names_init(void);
 void names_shutdown(void);

@@ -20,10 +20,11 @@
 
 #include "slackd.h"
 
-#define WEBCALL_MAX_BODY  (16 * 1024 * 1024) /* a page of users.list */
-#define WEBCALL_CHUNK     4096
-#define WEBCALL_ATTEMPTS  4     /* tries before a queued call fails */
-#define WEBCALL_RATE_WAIT 60000 /* ms, a 429 without Retry-After */
+#define WEBCALL_MAX_BODY   (16 * 1024 * 1024) /* a page of users.list */
+#define WEBCALL_CHUNK      4096
+#define WEBCALL_ATTEMPTS   4     /* tries before a queued call fails */
+#define WEBCALL_RATE_WAIT  60000 /* ms, a 429 without Retry-After */
+#define WEBCALL_RATE_TRIES 10    /* 429s in a row before a call fails */
 
 struct webcall {
 	TAILQ_ENTRY(webcall) entry;
@@ -45,6 +46,8 @@ struct webcall {
 	size_t resp_len;
 	char *error;
 	int attempts;
+	int rate_limited; /* 429s so far */
+	int sent;         /* the request may have reached Slack */
 	int64_t not_before;
 	lws_sorted_usec_list_t sul_deadline;
 };
@@ -228,6 +231,7 @@ webcall_start(struct webcall_env *env, struct webcall *w)
 	w->status = 0;
 	w->retry_after = -1;
 	w->body_off = 0;
+	w->sent = 0;
 	free(w->resp);
 	w->resp = NULL;
 	w->resp_len = 0;
@@ -381,6 +385,7 @@ webcall_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		w->sent = 1; /* from here on, Slack may act on it */
 		return webcall_headers(w, wsi, in, len);
 	case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE:
 		if (w->body == NULL || w->body_off >= w->body_len)
@@ -466,23 +471,51 @@ webcall_q_timer(lws_sorted_usec_list_t *sul)
 	webcall_q_run(lws_container_of(sul, struct webcall_queue, sul));
 }
 
+/*
+ * May a call be made twice?  Reads may; a call that changes something
+ * (chat.postMessage, most of what slackd.api passes on) must not be
+ * repeated once Slack may have acted on it: its caller hears that it may
+ * or may not have happened instead.
+ */
+static int
+webcall_idempotent(const char *method)
+{
+	static const char *const reads[] = { "list", "info", "history",
+		"replies", "members", "get", "lookup", "test", "open", "search",
+		NULL };
+	const char *verb = strrchr(method, '.');
+	size_t i;
+
+	verb = verb != NULL ? verb + 1 : method;
+	for (i = 0; reads[i] != NULL; i++) {
+		if (strncmp(verb, reads[i], strlen(reads[i])) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Is the answer one to try again later?  Then how long to wait. */
 static int64_t
 webcall_q_again(struct webcall *w, int *rate)
 {
 	size_t len;
 	const char *body = webcall_body(w, &len);
+	int again = !w->sent || webcall_idempotent(w->method);
 
 	*rate = 0;
 	if (w->error != NULL)
-		return 1000LL << (w->attempts > 4 ? 4 : w->attempts);
+		return again ? 1000LL << (w->attempts > 4 ? 4 : w->attempts)
+		             : -1;
+	/* Slack did not do it: it says so, and when to come back. */
 	if (w->status == 429 ||
 	    (w->status == 200 &&
 	        strstr(body, "\"error\":\"ratelimited\"") != NULL)) {
+		if (++w->rate_limited > WEBCALL_RATE_TRIES)
+			return -1;
 		*rate = 1;
 		return w->retry_after >= 0 ? w->retry_after : WEBCALL_RATE_WAIT;
 	}
-	if (w->status >= 500)
+	if (w->status >= 500 && again)
 		return 1000LL << (w->attempts > 4 ? 4 : w->attempts);
 	return -1;
 }
@@ -574,6 +607,7 @@ webcall_q_add(struct webcall_queue *q, struct webcall *w, uint64_t id)
 	w->cb = webcall_q_done;
 	w->arg = q;
 	w->attempts = 0;
+	w->rate_limited = 0;
 	w->not_before = 0;
 	TAILQ_INSERT_TAIL(&q->waiting, w, entry);
 	webcall_q_run(q);

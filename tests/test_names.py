@@ -3,6 +3,7 @@ slackd.post, slackd.api, slackd.names and the slackctl commands on top."""
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -65,6 +66,7 @@ def test_unknown_names_fail_clearly(daemon, fake):
     assert not fake.messages()
     p = daemon.ctl("send", "#nowhere", "x")
     assert p.returncode == 1 and "no channel named #nowhere" in p.stderr
+    assert p.stderr.startswith("slackctl: send: not sent: "), p.stderr
 
 
 def test_names_load_lazily_once(daemon, fake):
@@ -354,3 +356,85 @@ def test_names_request_shape(daemon, fake):
     assert alice["name"] == "alice"
     r = c.request({"id": 2, "type": "slackd.names", "kind": "emoji"})
     assert r["error"]["name"] == "bad_request"
+
+
+@pytest.mark.parametrize("fault", ["500", "close"])
+def test_post_is_never_made_twice(daemon, fake, fault):
+    """A chat.postMessage that may have reached Slack is not repeated: the
+    client hears "may or may not have been posted", Slack saw one call."""
+    c = daemon.client()
+    if fault == "500":
+        fake.queue_api_response(500, "upstream trouble",
+                                method="chat.postMessage")
+    else:
+        fake.queue_api_close(method="chat.postMessage")
+    r = c.request({"id": 1, "type": "slackd.post", "channel": "C0GENERAL",
+                   "text": "once"}, 30)
+    assert r["ok"] is False and r["error"]["name"] == "not_confirmed", r
+    assert "may or may not have been posted" in r["error"]["msg"]
+    time.sleep(3)                      # a retry would have come by now
+    assert len(calls(fake, "chat.postMessage")) == 1
+    # A read is retried, and succeeds.
+    fake.queue_api_response(500, "upstream trouble",
+                            method="conversations.info")
+    r = c.request({"id": 2, "type": "slackd.api",
+                   "method": "conversations.info",
+                   "params": {"channel": "C0GENERAL", "cursor": None}}, 30)
+    assert r["ok"] is True, r
+    info = calls(fake, "conversations.info")
+    assert len(info) == 2
+    assert "cursor" not in info[-1]["params"]      # null is left out
+
+
+def test_endless_rate_limit_gives_up(daemon, fake):
+    fake.set_api_default(429, {"ok": False, "error": "ratelimited"},
+                         {"Retry-After": "0"}, method="conversations.info")
+    c = daemon.client()
+    r = c.request({"id": 1, "type": "slackd.api",
+                   "method": "conversations.info",
+                   "params": {"channel": "C0GENERAL"}}, 60)
+    fake.clear_api_default("conversations.info")
+    assert r["ok"] is False and r["error"] == "ratelimited", r
+    assert len(calls(fake, "conversations.info")) == 11   # 1 + 10 retries
+
+
+def test_failed_load_is_not_retried_at_once(daemon, fake):
+    fake.set_api_default(500, "down", method="conversations.list")
+    c = daemon.client()
+    r = send(c, "#general")
+    assert r["ok"] is False and r["error"]["name"] == "slack_api", r
+    assert "loading failed" in r["error"]["msg"]
+    n = len(calls(fake, "conversations.list"))
+    assert n >= 2                              # the load itself retried
+    r = send(c, "#general", msg_id=2)          # answered from the failure
+    assert r["error"]["name"] == "slack_api"
+    assert len(calls(fake, "conversations.list")) == n
+    fake.clear_api_default("conversations.list")
+    assert send(c, "C0GENERAL", msg_id=3)["ok"] is True   # ids need nothing
+
+
+def test_upper_case_words_are_names(daemon, fake):
+    """GENERAL looks like a conversation id but has no digits: a name."""
+    c = daemon.client()
+    r = send(c, "GENERAL")
+    assert r["ok"] is True, r
+    assert fake.messages()[-1]["channel"] == "C0GENERAL"
+
+
+def test_persisted_cache_keeps_its_age(daemon_factory, fake, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    d = daemon_factory(state_dir=str(state), team_state="yes").start()
+    d.stop()
+    path = state / "names.json"
+    saved = json.loads(path.read_text())
+    assert abs(saved["channels_loaded"] - time.time()) < 60
+    # Loaded two days ago, saved just now: too old for names_max_age 24h.
+    saved["channels_loaded"] = time.time() - 2 * 86400
+    path.write_text(json.dumps(saved))
+    n = len(calls(fake, "conversations.list"))
+    d2 = daemon_factory(state_dir=str(state), team_state="yes").start()
+    assert re.search(r"channels from the state directory \(1728\d\d s",
+                     d2.log_text()), d2.log_text()
+    wait_until(lambda: len(calls(fake, "conversations.list")) > n, 20,
+               what="a reload of the stale list")

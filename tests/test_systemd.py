@@ -149,6 +149,9 @@ def test_units_say_what_the_daemon_needs(tmp_path):
     tpl = (d / "slackd@.service").read_text()
     assert "-f %s/slackd/%%i.conf" % tmp_path in tpl
     assert "slack-token:%s/slackd/%%i.token" % tmp_path in tpl
+    # Instances do not share, or nest in, slackd.service's state directory.
+    assert "StateDirectory=slackd\n" in svc
+    assert "StateDirectory=slackd-%i\n" in tpl
     assert "ListenStream=/run/slackd/%i.sock" in \
         (d / "slackd@.socket").read_text()
 

@@ -741,24 +741,6 @@ test_subscribe(void)
 	free(s);
 }
 
-static void
-test_check_channel(void)
-{
-	char why[200];
-
-	is_int(request_check_channel("C024BE91L", why, sizeof why), 0,
-	    "C024BE91L is a channel id");
-	is_int(request_check_channel("G0", why, sizeof why), 0, "G0");
-	is_int(request_check_channel("D0123", why, sizeof why), 0, "D0123");
-	ok(request_check_channel("random", why, sizeof why) == -1 &&
-	        contains(why, "\"random\""),
-	    "\"random\" is refused and quoted");
-	ok(request_check_channel("C1 ", why, sizeof why) == -1,
-	    "a trailing space is refused");
-	ok(request_check_channel("X1", why, 8) == -1 && strlen(why) == 7,
-	    "the reason is truncated to the buffer");
-}
-
 /* Parse a line and build its frame with the given Slack-side id. */
 static char *
 frame_of(const char *line, int64_t id, size_t *len, struct request *r)
@@ -1033,7 +1015,6 @@ main(void)
 	test_utf8();
 	test_fields();
 	test_subscribe();
-	test_check_channel();
 	test_frame();
 	test_fuzz();
 	return tap_done();
