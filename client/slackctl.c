@@ -657,9 +657,13 @@ slackctl_send(int argc, char **argv)
 /* ---- channels, users ------------------------------------------------------
  */
 
-/* slackd.names: the list of channels (users 0) or users; exits on error. */
+/*
+ * slackd.names: the list of channels (users 0) or users; exits on error.
+ * Events that come meanwhile go to other(line, o, arg), if given.
+ */
 static struct json_object *
-slackctl_names(struct slackctl_conn *c, int users)
+slackctl_names(struct slackctl_conn *c, int users,
+    void (*other)(const char *, struct json_object *, void *), void *arg)
 {
 	struct json_object *req, *rep, *list, *v;
 	static int id = 100;
@@ -672,7 +676,7 @@ slackctl_names(struct slackctl_conn *c, int users)
 	    req, "kind", json_object_new_string(users ? "users" : "channels"));
 	slackctl_write(c, req);
 	json_object_put(req);
-	rep = slackctl_reply(c, id, 300 * 1000, NULL, NULL, NULL);
+	rep = slackctl_reply(c, id, 300 * 1000, NULL, other, arg);
 	if (!json_object_object_get_ex(rep, "ok", &v) ||
 	    !json_object_get_boolean(v))
 		slackctl_refused(rep, users ? "users" : "channels");
@@ -726,7 +730,7 @@ slackctl_list(int argc, char **argv, int users)
 		    SLACKCTL_USAGE, "unexpected argument %s", argv[optind]);
 	slackctl_connect(&c);
 	slackctl_hello(&c);
-	list = slackctl_names(&c, users);
+	list = slackctl_names(&c, users, NULL, NULL);
 	if (json) {
 		printf("%s\n",
 		    json_object_to_json_string_ext(list,
@@ -865,7 +869,8 @@ slackctl_names_add(struct json_object *map, const char *id, const char *prefix,
 }
 
 static void
-slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n)
+slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n,
+    void (*other)(const char *, struct json_object *, void *), void *arg)
 {
 	struct json_object *list, *o;
 	const char *name;
@@ -873,14 +878,14 @@ slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n)
 
 	n->channels = json_object_new_object();
 	n->users = json_object_new_object();
-	list = slackctl_names(c, 1);
+	list = slackctl_names(c, 1, other, arg);
 	for (i = 0; i < json_object_array_length(list); i++) {
 		o = json_object_array_get_idx(list, i);
 		slackctl_names_add(n->users, slackctl_str(o, "id"), "@",
 		    slackctl_str(o, "name"));
 	}
 	json_object_put(list);
-	list = slackctl_names(c, 0);
+	list = slackctl_names(c, 0, other, arg);
 	for (i = 0; i < json_object_array_length(list); i++) {
 		o = json_object_array_get_idx(list, i);
 		if ((name = slackctl_str(o, "name")) != NULL)
@@ -1019,21 +1024,21 @@ slackctl_subscribe(struct slackctl_conn *c, int id, struct json_object *types,
 }
 
 /*
- * With --names, slackd holds events back (an empty subscription) while
- * the names load, which can take a while in a large workspace; the few
- * that came before are printed once the names are known.
+ * With --names, the names load first, which can take a while in a large
+ * workspace: the events that come meanwhile are kept here (not left to
+ * pile up in slackd) and printed, with names, once the names are known.
  */
 static void
 slackctl_listen_names(struct slackctl_conn *c, struct slackctl_filter *f)
 {
-	struct json_object *none = json_object_new_array();
 	struct json_object *held = json_object_new_array();
 	struct json_object *o;
 	size_t i;
 
-	slackctl_subscribe(c, 2, none, NULL, slackctl_hold, held);
-	json_object_put(none);
-	slackctl_names_load(c, &f->names);
+	if (f->types != NULL || f->channels != NULL)
+		slackctl_subscribe(
+		    c, 1, f->types, f->channels, slackctl_hold, held);
+	slackctl_names_load(c, &f->names, slackctl_hold, held);
 	for (i = 0; i < json_object_array_length(held); i++) {
 		o = json_object_array_get_idx(held, i);
 		if (slackctl_listed(f->types, slackctl_str(o, "type")) &&
@@ -1130,8 +1135,7 @@ slackctl_listen(int argc, char **argv)
 	slackctl_hello(&c);
 	if (filter.named || filter.textual)
 		slackctl_listen_names(&c, &filter);
-	if (filter.types != NULL || filter.channels != NULL || filter.named ||
-	    filter.textual)
+	else if (filter.types != NULL || filter.channels != NULL)
 		slackctl_subscribe(&c, 1, filter.types, filter.channels,
 		    slackctl_early, &filter);
 	while ((line = slackctl_line(&c, -1, &to)) != NULL) {

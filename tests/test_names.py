@@ -438,3 +438,32 @@ def test_persisted_cache_keeps_its_age(daemon_factory, fake, tmp_path):
                      d2.log_text()), d2.log_text()
     wait_until(lambda: len(calls(fake, "conversations.list")) > n, 20,
                what="a reload of the stale list")
+
+
+def test_listen_names_keeps_events_during_the_load(daemon_factory, fake):
+    """Events that come while listen --names waits for the names are
+    printed once the names are in, with names, in order: none is lost."""
+    fake.queue_api_hang(method="users.list")       # the load takes ~4 s
+    d = daemon_factory(connect_timeout="3").start()
+    p = subprocess.Popen([SLACKCTL, "-s", d.sock, "listen", "-n",
+                          "-t", "message"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        wait_until(lambda: calls(fake, "users.list"), 10,
+                   what="the names load")
+        for i in range(3):
+            fake.emit({"type": "message", "channel": "C0GENERAL",
+                       "user": "U0ALICE", "text": "during %d" % i,
+                       "ts": "1700000000.00010%d" % i})
+        fake.emit({"type": "user_typing", "channel": "C0GENERAL",
+                   "user": "U0ALICE"})            # filtered out
+        got = [json.loads(p.stdout.readline()) for _ in range(3)]
+        assert [m["text"] for m in got] == ["during 0", "during 1",
+                                            "during 2"]
+        assert all(m["channel"] == "#general" and m["user"] == "@alice"
+                   for m in got)
+        assert len(calls(fake, "users.list")) >= 2   # it did wait
+    finally:
+        p.terminate()
+        p.communicate(5)
