@@ -1092,6 +1092,7 @@ test_newer_keys(void)
 	    "api_allow: nothing else by default");
 	is_int(c.client_buffer_soft, 1048576, "client_buffer_soft 1M");
 	is_int(c.client_buffer_soft_time, 30000, "client_buffer_soft_time 30s");
+	config_free(&c); /* parse() starts from config_init() */
 	n = parse(&c, "team_state = yes\nstate_dir = /var/lib/slackd\n"
 		      "names_max_age = 2h\napi_allow = auth.test, team.*\n"
 		      "allow_users = root 0\nallow_groups = 0\n"
@@ -1112,7 +1113,6 @@ test_newer_keys(void)
 	free(err);
 	config_free(&c);
 
-	config_init(&c);
 	n = parse(&c, "allow_users = 4242\n", &err);
 	ok(n == 0 && !config_allowed(&c, 4242 + 1, NULL, 0) &&
 	    config_allowed(&c, 4242, NULL, 0), "allow_users by number");
@@ -1120,7 +1120,6 @@ test_newer_keys(void)
 		gid_t g[2] = { 7, 4343 };
 
 		config_free(&c);
-		config_init(&c);
 		free(err);
 		n = parse(&c, "allow_groups = 4343\n", &err);
 		ok(n == 0 && config_allowed(&c, 5000, g, 2) &&
@@ -1130,14 +1129,12 @@ test_newer_keys(void)
 	free(err);
 	config_free(&c);
 
-	config_init(&c);
 	n = parse(&c, "team_state = maybe\nallow_users = no-such-user-x\n",
 	    &err);
 	ok(n == 1 && contains(err, "bad value for team_state"),
 	    "team_state wants yes or no");
 	free(err);
 	config_free(&c);
-	config_init(&c);
 	n = parse(&c, "allow_users = no-such-user-x\n", &err);
 	ok(n == 1 && contains(err, "there is no user \"no-such-user-x\""),
 	    "an unknown user is an error");
