@@ -25,10 +25,14 @@
 
 #define CLIENT_PAUSE_AT  (256 * 1024) /* stop reading above this output */
 #define CLIENT_RESUME_AT (64 * 1024)
+#define CLIENT_MAX_WRITE (256 * 1024) /* bytes per write(2), at most */
 #define CLIENT_LINGER    5 /* s a dropped client has to read its error */
 
 struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
 static struct event *client_reaper;
+/* Clients with new output, written once the current callbacks are done. */
+static struct client_list client_pushq = TAILQ_HEAD_INITIALIZER(client_pushq);
+static struct event *client_pusher;
 static uint64_t client_next_id;
 static u_int client_live;
 
@@ -46,6 +50,17 @@ client_output(struct client *c)
 	return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+/* Throw away the output not written yet. */
+static void
+client_discard_output(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	evbuffer_unfreeze(out, 1); /* bufferevents keep its start frozen */
+	evbuffer_drain(out, evbuffer_get_length(out));
+	evbuffer_freeze(out, 1);
+}
+
 static void
 client_free(struct client *c)
 {
@@ -53,6 +68,8 @@ client_free(struct client *c)
 
 	outbox_detach(c);
 	TAILQ_REMOVE(&clients, c, entry);
+	if (c->flags & CLIENT_PUSH)
+		TAILQ_REMOVE(&client_pushq, c, push_entry);
 	bufferevent_free(c->bev);
 	for (i = 0; i < c->ntypes; i++)
 		free(c->types[i]);
@@ -118,7 +135,7 @@ client_drop(struct client *c, const char *fmt, ...)
 	log_warnx("client %llu (pid %ld, uid %lu) dropped as too slow: %s",
 	    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid,
 	    why);
-	evbuffer_drain(bufferevent_get_output(c->bev), client_output(c));
+	client_discard_output(c);
 	client_error(
 	    c, NULL, PROTOCOL_E_SLOW_CONSUMER, "disconnected: %s", why);
 	outbox_detach(c);
@@ -139,6 +156,65 @@ client_send(struct client *c, const char *line, size_t len)
 	evbuffer_add(out, line, len);
 	if (len == 0 || line[len - 1] != '\n')
 		evbuffer_add(out, "\n", 1);
+	client_push_later(c);
+}
+
+/*
+ * Output is written straight from the loop: one write(2) per client per
+ * batch, without asking epoll first.  Only what the socket does not take
+ * at once goes to the bufferevent, whose write event then runs until the
+ * backlog is gone (CLIENT_WRITING).  A write event armed and disarmed for
+ * every event would cost two epoll_ctl(2) calls per client per event.
+ */
+void
+client_push_later(struct client *c)
+{
+	if (c->flags & (CLIENT_DEAD | CLIENT_PUSH | CLIENT_WRITING))
+		return;
+	c->flags |= CLIENT_PUSH;
+	if (TAILQ_EMPTY(&client_pushq))
+		event_active(client_pusher, EV_TIMEOUT, 0);
+	TAILQ_INSERT_TAIL(&client_pushq, c, push_entry);
+}
+
+static void client_wrote(struct client *);
+
+static void
+client_push(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int n;
+
+	if (c->flags & (CLIENT_DEAD | CLIENT_WRITING))
+		return;
+	if (evbuffer_get_length(out) > 0) {
+		evbuffer_unfreeze(
+		    out, 1); /* bufferevents keep its start frozen */
+		n = evbuffer_write_atmost(out, c->fd, CLIENT_MAX_WRITE);
+		evbuffer_freeze(out, 1);
+		if (n == -1 && errno != EAGAIN && errno != EINTR) {
+			client_kill(c, "cannot write: %s", strerror(errno));
+			return;
+		}
+		if (evbuffer_get_length(out) > 0) {
+			c->flags |= CLIENT_WRITING;
+			bufferevent_enable(c->bev, EV_WRITE);
+			return;
+		}
+	}
+	client_wrote(c);
+}
+
+static void
+client_push_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&client_pushq)) != NULL) {
+		TAILQ_REMOVE(&client_pushq, c, push_entry);
+		c->flags &= ~CLIENT_PUSH;
+		client_push(c);
+	}
 }
 
 void
@@ -401,11 +477,10 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	client_lines(arg);
 }
 
+/* Output was written: close, lift limits, read again, as it allows. */
 static void
-client_write_cb(struct bufferevent *bev, void *arg)
+client_wrote(struct client *c)
 {
-	struct client *c = arg;
-
 	if ((c->flags & CLIENT_FLUSHING) && client_output(c) == 0) {
 		client_kill(c, "output flushed, closing");
 		return;
@@ -419,6 +494,19 @@ client_write_cb(struct bufferevent *bev, void *arg)
 			bufferevent_enable(c->bev, EV_READ);
 		client_lines(c);
 	}
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	/* The backlog is gone: back to writing from the loop. */
+	if ((c->flags & CLIENT_WRITING) && client_output(c) == 0) {
+		c->flags &= ~CLIENT_WRITING;
+		bufferevent_disable(c->bev, EV_WRITE);
+	}
+	client_wrote(c);
 }
 
 /*
@@ -458,9 +546,12 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	struct client *c;
 	struct json_object *hello;
 
-	if (client_reaper == NULL)
+	if (client_reaper == NULL) {
 		client_reaper =
 		    event_new(slackd_base, -1, 0, client_reap_cb, NULL);
+		client_pusher =
+		    event_new(slackd_base, -1, 0, client_push_cb, NULL);
+	}
 	c = xcalloc(1, sizeof *c);
 	c->id = ++client_next_id;
 	c->fd = fd;
@@ -478,7 +569,9 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	/* Never buffer more than one line's worth of input. */
 	bufferevent_setwatermark(c->bev, EV_READ, 0, slackd_conf->max_line + 2);
 	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_RESUME_AT, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* libevent writes at most 16 KiB a call unless told otherwise. */
+	bufferevent_set_max_single_write(c->bev, CLIENT_MAX_WRITE);
+	bufferevent_enable(c->bev, EV_READ); /* EV_WRITE: client_push() */
 	TAILQ_INSERT_TAIL(&clients, c, entry);
 	client_live++;
 	status.clients_total++;
@@ -533,6 +626,7 @@ client_free_all(void)
 		client_free(c);
 	if (client_reaper != NULL) {
 		event_free(client_reaper);
-		client_reaper = NULL;
+		event_free(client_pusher);
+		client_reaper = client_pusher = NULL;
 	}
 }

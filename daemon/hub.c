@@ -134,6 +134,7 @@ hub_copy(struct client *c, struct mailbox_msg **ev, size_t n, int64_t now)
 			return;
 		}
 		c->events++;
+		client_push_later(c);
 	}
 }
 
@@ -180,6 +181,7 @@ hub_events(struct mailbox_msg **ev, size_t n)
 			continue;
 		}
 		c->events += n;
+		client_push_later(c);
 	}
 	if (b != NULL)
 		hub_release(NULL, 0, b);

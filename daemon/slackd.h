@@ -385,9 +385,12 @@ void listener_unlink(void);
 #define CLIENT_FLUSHING 0x8  /* close once output is written */
 #define CLIENT_EOF      0x10 /* peer shut down its sending side */
 #define CLIENT_DROPPED  0x20 /* too slow: nothing more, then closed */
+#define CLIENT_PUSH     0x40 /* on the list of output to write */
+#define CLIENT_WRITING  0x80 /* a backlog: the bufferevent writes it */
 struct outbox_req;
 struct client {
 	TAILQ_ENTRY(client) entry;
+	TAILQ_ENTRY(client) push_entry;
 	uint64_t id;
 	int fd;
 	struct bufferevent *bev;
@@ -412,6 +415,7 @@ TAILQ_HEAD(client_list, client);
 extern struct client_list clients;
 void client_accept(int, uid_t, gid_t, pid_t);
 void client_send(struct client *, const char *, size_t);
+void client_push_later(struct client *);
 void client_send_json(struct client *, struct json_object *);
 void client_error(struct client *, struct json_object *, int, const char *, ...)
     __attribute__((format(printf, 4, 5)));
