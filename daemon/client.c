@@ -571,7 +571,9 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_RESUME_AT, 0);
 	/* libevent writes at most 16 KiB a call unless told otherwise. */
 	bufferevent_set_max_single_write(c->bev, CLIENT_MAX_WRITE);
-	bufferevent_enable(c->bev, EV_READ); /* EV_WRITE: client_push() */
+	/* Writing is on by default; client_push() turns it on when needed. */
+	bufferevent_disable(c->bev, EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
 	TAILQ_INSERT_TAIL(&clients, c, entry);
 	client_live++;
 	status.clients_total++;

@@ -5,7 +5,9 @@
  * one block that every client without a filter shares by reference (one
  * libevent chain per client per batch, freed when the last client has
  * written it); a client with a filter gets copies of the lines it wants.
- * A block too small to be worth a chain is copied instead.
+ * A small block goes by copy to a client that is keeping up (its copy is
+ * written at once), by reference to one that lags (its copy would wait,
+ * once per client).
  *
  * Slow readers are bounded like Redis' client-output-buffer-limit: a hard
  * limit (client_buffer_limit) and a soft one held for a time
@@ -24,7 +26,8 @@
 
 #include "slackd.h"
 
-#define HUB_SHARE_MIN 4096 /* blocks this big are shared, not copied */
+#define HUB_SHARE_MIN    4096  /* blocks this big are always shared */
+#define HUB_SHARE_BEHIND 16384 /* and any to a client this far behind */
 
 /* The lines of a batch of events, end to end, shared by clients. */
 struct hub_block {
@@ -138,6 +141,22 @@ hub_copy(struct client *c, struct mailbox_msg **ev, size_t n, int64_t now)
 	}
 }
 
+static struct hub_block *
+hub_block(struct mailbox_msg **ev, size_t n, size_t len)
+{
+	struct hub_block *b;
+	size_t i;
+
+	b = xmalloc(sizeof *b + len);
+	b->refs = 1;
+	b->len = 0;
+	for (i = 0; i < n; i++) {
+		memcpy(b->data + b->len, ev[i]->data, ev[i]->len);
+		b->len += ev[i]->len;
+	}
+	return b;
+}
+
 /*
  * Deliver a batch of events (each m->data is a line, "\n" included);
  * takes them.
@@ -155,22 +174,17 @@ hub_events(struct mailbox_msg **ev, size_t n)
 		names_event(ev[i]->etype, ev[i]->data, ev[i]->len);
 		len += ev[i]->len;
 	}
-	if (len >= HUB_SHARE_MIN) {
-		b = xmalloc(sizeof *b + len);
-		b->refs = 1;
-		b->len = 0;
-		for (i = 0; i < n; i++) {
-			memcpy(b->data + b->len, ev[i]->data, ev[i]->len);
-			b->len += ev[i]->len;
-		}
-	}
 	TAILQ_FOREACH(c, &clients, entry) {
 		if (c->flags & (CLIENT_DEAD | CLIENT_FLUSHING))
 			continue;
-		if (b == NULL || hub_filtered(c)) {
+		if (hub_filtered(c) ||
+		    (b == NULL && len < HUB_SHARE_MIN &&
+		        client_output(c) < HUB_SHARE_BEHIND)) {
 			hub_copy(c, ev, n, now);
 			continue;
 		}
+		if (b == NULL)
+			b = hub_block(ev, n, len);
 		if (!hub_room(c, b->len, now))
 			continue;
 		b->refs++;
