@@ -403,13 +403,14 @@ def test_reload_keeps_environment_token(daemon_factory, fake):
 def test_journal_stream_gets_priority_prefixes(daemon_factory, fake):
     d = daemon_factory()
     d.write_config()
-    st = os.stat(d.log_path) if os.path.exists(d.log_path) else None
     open(d.log_path, "ab").close()
     st = os.stat(d.log_path)
     d.start(args=(), env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev,
                                                        st.st_ino)})
-    fake.drop()
-    d.wait_state("connected", 10)
+    c = d.client()
+    fake.drop()             # a warning: "upstream: ... reconnecting"
+    c.state("reconnecting", 10)
+    c.state("connected", 10)
     d.stop()
     lines = [l for l in d.log_text().splitlines() if l]
     assert lines and all(re.match(r"^<[0-7]>", l) for l in lines), lines
