@@ -132,9 +132,10 @@ client_drop(struct client *c, const char *fmt, ...)
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
 	status.clients_dropped++;
-	log_warnx("client %llu (pid %ld, uid %lu) dropped as too slow: %s",
-	    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid,
-	    why);
+	log_warnx("client %llu (pid %ld, uid %lu) dropped as too slow: %s; "
+	          "%zu bytes it had not read thrown away",
+	    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid, why,
+	    client_output(c));
 	client_discard_output(c);
 	client_error(
 	    c, NULL, PROTOCOL_E_SLOW_CONSUMER, "disconnected: %s", why);
