@@ -1,7 +1,7 @@
 /*
- * The one way slackd logs: log_warn (with errno), log_warnx, log_info,
- * log_debug, fatal/fatalx.  Safe from both threads: each line is formatted
- * into a local buffer and written with one write(2) or syslog(3).
+ * The one way slackd logs: log_errx, log_warn (with errno), log_warnx,
+ * log_info, log_debug, fatal/fatalx.  Safe from both threads: each line is
+ * formatted into a local buffer and written with one write(2) or syslog(3).
  *
  * Destinations:
  *   stderr, journald attached  "<3>message" (priority prefix, no timestamp:
@@ -213,6 +213,17 @@ log_warn(const char *fmt, ...)
 
 	va_start(ap, fmt);
 	log_vlog(LOG_LEVEL_WARNING, 1, fmt, ap);
+	va_end(ap);
+}
+
+/* An error slackd stops for, on its own way out (not exit at once). */
+void
+log_errx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_LEVEL_ERR, 0, fmt, ap);
 	va_end(ap);
 }
 

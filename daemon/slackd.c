@@ -223,8 +223,8 @@ slackd_dispatch(struct mailbox_msg *m)
 		status_update(m);
 		break;
 	case MAILBOX_FATAL:
-		log_warnx("fatal: %s; check the token (slackd exits with "
-		          "status %d)",
+		log_errx("fatal: %s; check the token (slackd exits with "
+		         "status %d)",
 		    m->text, SLACKD_EXIT_CONFIG);
 		slackd_shutdown(SLACKD_EXIT_CONFIG);
 		break;

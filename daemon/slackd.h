@@ -69,6 +69,7 @@ void log_set_level(int);
 int log_get_level(void);
 void log_set_secret(const char *);
 void log_scrub(char *, size_t);
+void log_errx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));

@@ -419,6 +419,21 @@ def test_journal_stream_gets_priority_prefixes(daemon_factory, fake):
     assert not any(re.match(r"^<\d>\d{4}-\d\d-\d\d", l) for l in lines)
 
 
+def test_journal_gets_the_fatal_token_error_as_an_error(daemon_factory, fake):
+    fake.set_token("xoxb-some-other-token")
+    d = daemon_factory()
+    d.write_config()
+    open(d.log_path, "ab").close()
+    st = os.stat(d.log_path)
+    d.start(args=(), wait=None,
+            env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
+    d.expected_exit = 78
+    assert d.wait_exit(10) == 78
+    lines = d.log_text().splitlines()
+    fatal = [l for l in lines if "check the token" in l]
+    assert fatal and all(l.startswith("<3>fatal: ") for l in fatal), lines
+
+
 # ---- access control --------------------------------------------------------
 
 @pytest.fixture
