@@ -260,21 +260,10 @@ slackctl_parse(const char *line)
 	return o;
 }
 
-static const char *
-slackctl_str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 static int
 slackctl_is_type(struct json_object *o, const char *type)
 {
-	const char *t = slackctl_str(o, "type");
+	const char *t = protocol_json_str(o, "type");
 
 	return t != NULL && strcmp(t, type) == 0;
 }
@@ -297,7 +286,7 @@ slackctl_hello(struct slackctl_conn *c)
 			slackctl_die(SLACKCTL_UNREACHABLE,
 			    "slackd refused us: "
 			    "%s",
-			    slackctl_str(v, "msg"));
+			    protocol_json_str(v, "msg"));
 	}
 	if (o == NULL || !slackctl_is_type(o, PROTOCOL_HELLO))
 		slackctl_die(SLACKCTL_UNREACHABLE,
@@ -383,8 +372,8 @@ slackctl_refused(struct json_object *o, const char *what)
 		if (json_object_is_type(e, json_type_string))
 			msg = json_object_get_string(e);
 		else {
-			msg = slackctl_str(e, "msg");
-			name = slackctl_str(e, "name");
+			msg = protocol_json_str(e, "msg");
+			name = protocol_json_str(e, "name");
 			if (json_object_object_get_ex(e, "code", &v))
 				code = json_object_get_int(v);
 		}
@@ -647,15 +636,15 @@ slackctl_send(int argc, char **argv)
 	    !json_object_get_boolean(v))
 		slackctl_refused(rep, "send");
 	printf("%s\n",
-	    slackctl_str(rep, "ts") != NULL ? slackctl_str(rep, "ts") : "");
+	    protocol_json_str(rep, "ts") != NULL ? protocol_json_str(rep, "ts")
+	                                         : "");
 	json_object_put(rep);
 	close(c.fd);
 	free(c.buf);
 	return SLACKCTL_OK;
 }
 
-/* ---- channels, users ------------------------------------------------------
- */
+/* ---- channels, users -------------------------------------------------- */
 
 /*
  * slackd.names: the list of channels (users 0) or users; exits on error.
@@ -694,10 +683,10 @@ static const char *slackctl_sort_key;
 static int
 slackctl_by_key(const void *a, const void *b)
 {
-	const char *x =
-	    slackctl_str(*(struct json_object *const *)a, slackctl_sort_key);
-	const char *y =
-	    slackctl_str(*(struct json_object *const *)b, slackctl_sort_key);
+	const char *x = protocol_json_str(
+	    *(struct json_object *const *)a, slackctl_sort_key);
+	const char *y = protocol_json_str(
+	    *(struct json_object *const *)b, slackctl_sort_key);
 
 	if (x == NULL || y == NULL)
 		return (x == NULL) - (y == NULL);
@@ -744,25 +733,26 @@ slackctl_list(int argc, char **argv, int users)
 	n = json_object_array_length(list);
 	for (i = 0; i < n; i++) {
 		o = json_object_array_get_idx(list, i);
-		name = slackctl_str(o, "name");
+		name = protocol_json_str(o, "name");
 		if (users) {
-			real = slackctl_str(o, "real_name");
-			printf("%-12s @%-24s %s%s\n", slackctl_str(o, "id"),
+			real = protocol_json_str(o, "real_name");
+			printf("%-12s @%-24s %s%s\n",
+			    protocol_json_str(o, "id"),
 			    name != NULL ? name : "?", real != NULL ? real : "",
 			    json_object_object_get_ex(o, "deleted", NULL)
 			        ? " (deactivated)"
 			        : "");
 		} else {
-			kind = slackctl_str(o, "kind");
+			kind = protocol_json_str(o, "kind");
 			if (kind != NULL && strcmp(kind, "im") == 0)
 				printf("%-12s @%-24s direct message\n",
-				    slackctl_str(o, "id"),
-				    slackctl_str(o, "user") != NULL
-				        ? slackctl_str(o, "user")
+				    protocol_json_str(o, "id"),
+				    protocol_json_str(o, "user") != NULL
+				        ? protocol_json_str(o, "user")
 				        : "?");
 			else
 				printf("%-12s #%-24s %s%s\n",
-				    slackctl_str(o, "id"),
+				    protocol_json_str(o, "id"),
 				    name != NULL ? name : "?",
 				    kind != NULL ? kind : "",
 				    json_object_object_get_ex(
@@ -783,8 +773,8 @@ static void
 slackctl_tell_state(struct json_object *o)
 {
 	struct json_object *v;
-	const char *state = slackctl_str(o, "state");
-	const char *reason = slackctl_str(o, "reason");
+	const char *state = protocol_json_str(o, "state");
+	const char *reason = protocol_json_str(o, "reason");
 
 	if (state == NULL)
 		return;
@@ -845,12 +835,12 @@ static void
 slackctl_early(const char *line, struct json_object *o, void *arg)
 {
 	struct slackctl_filter *f = arg;
-	const char *t = slackctl_str(o, "type");
+	const char *t = protocol_json_str(o, "type");
 
 	if (o == NULL || (t != NULL && strncmp(t, "slackd.", 7) == 0))
 		return;
 	if (slackctl_listed(f->types, t) &&
-	    slackctl_listed(f->channels, slackctl_str(o, "channel")))
+	    slackctl_listed(f->channels, protocol_json_str(o, "channel")))
 		slackctl_print_event(line, o, f);
 }
 
@@ -881,22 +871,23 @@ slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n,
 	list = slackctl_names(c, 1, other, arg);
 	for (i = 0; i < json_object_array_length(list); i++) {
 		o = json_object_array_get_idx(list, i);
-		slackctl_names_add(n->users, slackctl_str(o, "id"), "@",
-		    slackctl_str(o, "name"));
+		slackctl_names_add(n->users, protocol_json_str(o, "id"), "@",
+		    protocol_json_str(o, "name"));
 	}
 	json_object_put(list);
 	list = slackctl_names(c, 0, other, arg);
 	for (i = 0; i < json_object_array_length(list); i++) {
 		o = json_object_array_get_idx(list, i);
-		if ((name = slackctl_str(o, "name")) != NULL)
+		if ((name = protocol_json_str(o, "name")) != NULL)
 			slackctl_names_add(
-			    n->channels, slackctl_str(o, "id"), "#", name);
-		else if (slackctl_str(o, "user") != NULL &&
+			    n->channels, protocol_json_str(o, "id"), "#", name);
+		else if (protocol_json_str(o, "user") != NULL &&
 		    json_object_object_get_ex(
-		        n->users, slackctl_str(o, "user"), NULL))
-			slackctl_names_add(n->channels, slackctl_str(o, "id"),
-			    "",
-			    slackctl_str(n->users, slackctl_str(o, "user")));
+		        n->users, protocol_json_str(o, "user"), NULL))
+			slackctl_names_add(n->channels,
+			    protocol_json_str(o, "id"), "",
+			    protocol_json_str(
+			        n->users, protocol_json_str(o, "user")));
 	}
 	json_object_put(list);
 }
@@ -909,18 +900,18 @@ slackctl_names_track(struct slackctl_names *n, struct json_object *ev)
 
 	if (json_object_object_get_ex(ev, "channel", &o) &&
 	    json_object_is_type(o, json_type_object))
-		slackctl_names_add(n->channels, slackctl_str(o, "id"), "#",
-		    slackctl_str(o, "name"));
+		slackctl_names_add(n->channels, protocol_json_str(o, "id"), "#",
+		    protocol_json_str(o, "name"));
 	if (json_object_object_get_ex(ev, "user", &o) &&
 	    json_object_is_type(o, json_type_object))
-		slackctl_names_add(n->users, slackctl_str(o, "id"), "@",
-		    slackctl_str(o, "name"));
+		slackctl_names_add(n->users, protocol_json_str(o, "id"), "@",
+		    protocol_json_str(o, "name"));
 }
 
 static const char *
 slackctl_name_of(struct json_object *map, const char *id)
 {
-	const char *name = id != NULL ? slackctl_str(map, id) : NULL;
+	const char *name = id != NULL ? protocol_json_str(map, id) : NULL;
 
 	return name != NULL ? name : id;
 }
@@ -929,8 +920,8 @@ slackctl_name_of(struct json_object *map, const char *id)
 static void
 slackctl_print_named(struct json_object *ev, struct slackctl_names *n)
 {
-	const char *ch = slackctl_str(ev, "channel");
-	const char *user = slackctl_str(ev, "user");
+	const char *ch = protocol_json_str(ev, "channel");
+	const char *user = protocol_json_str(ev, "user");
 
 	if (ch != NULL)
 		json_object_object_add(ev, "channel",
@@ -946,11 +937,11 @@ slackctl_print_named(struct json_object *ev, struct slackctl_names *n)
 static void
 slackctl_print_text(struct json_object *ev, struct slackctl_names *n)
 {
-	const char *type = slackctl_str(ev, "type");
-	const char *ch = slackctl_str(ev, "channel");
-	const char *user = slackctl_str(ev, "user");
-	const char *text = slackctl_str(ev, "text");
-	const char *ts = slackctl_str(ev, "ts");
+	const char *type = protocol_json_str(ev, "type");
+	const char *ch = protocol_json_str(ev, "channel");
+	const char *user = protocol_json_str(ev, "user");
+	const char *text = protocol_json_str(ev, "text");
+	const char *ts = protocol_json_str(ev, "ts");
 	char when[16];
 	time_t t = ts != NULL ? (time_t)strtoll(ts, NULL, 10) : time(NULL);
 
@@ -993,7 +984,7 @@ static void
 slackctl_hold(const char *line, struct json_object *o, void *arg)
 {
 	struct json_object *held = arg;
-	const char *t = slackctl_str(o, "type");
+	const char *t = protocol_json_str(o, "type");
 
 	if (o != NULL && (t == NULL || strncmp(t, "slackd.", 7) != 0))
 		json_object_array_add(held, json_object_get(o));
@@ -1041,8 +1032,9 @@ slackctl_listen_names(struct slackctl_conn *c, struct slackctl_filter *f)
 	slackctl_names_load(c, &f->names, slackctl_hold, held);
 	for (i = 0; i < json_object_array_length(held); i++) {
 		o = json_object_array_get_idx(held, i);
-		if (slackctl_listed(f->types, slackctl_str(o, "type")) &&
-		    slackctl_listed(f->channels, slackctl_str(o, "channel")))
+		if (slackctl_listed(f->types, protocol_json_str(o, "type")) &&
+		    slackctl_listed(
+		        f->channels, protocol_json_str(o, "channel")))
 			slackctl_print_event(NULL, o, f);
 	}
 	json_object_put(held);
@@ -1052,18 +1044,19 @@ slackctl_listen_names(struct slackctl_conn *c, struct slackctl_filter *f)
 static int
 slackctl_listen_own(const char *line, struct json_object *o, int all)
 {
-	const char *t = slackctl_str(o, "type"), *st;
+	const char *t = protocol_json_str(o, "type"), *st;
 	struct json_object *e;
 	int stopping = 0;
 
 	if (strcmp(t, PROTOCOL_ERROR) == 0 &&
 	    json_object_object_get_ex(o, "error", &e))
 		fprintf(stderr, "slackctl: slackd: %s\n",
-		    slackctl_str(e, "msg") != NULL ? slackctl_str(e, "msg")
-		                                   : line);
+		    protocol_json_str(e, "msg") != NULL
+		        ? protocol_json_str(e, "msg")
+		        : line);
 	if (strcmp(t, PROTOCOL_STATE) == 0) {
 		slackctl_tell_state(o);
-		st = slackctl_str(o, "state");
+		st = protocol_json_str(o, "state");
 		stopping =
 		    st != NULL && strcmp(st, PROTOCOL_STATE_STOPPING) == 0;
 	}
@@ -1143,7 +1136,7 @@ slackctl_listen(int argc, char **argv)
 		/* slackd's own messages start with their type. */
 		if (strncmp(line, "{\"type\":\"slackd.", 16) == 0)
 			o = slackctl_parse(line);
-		t = slackctl_str(o, "type");
+		t = protocol_json_str(o, "type");
 		if (t != NULL && strncmp(t, "slackd.", 7) == 0)
 			stopping |= slackctl_listen_own(line, o, all);
 		else
@@ -1204,8 +1197,8 @@ slackctl_who(struct json_object *o, const char *key, char *buf, size_t len)
 		snprintf(buf, len, "?");
 		return;
 	}
-	name = slackctl_str(v, "name");
-	id = slackctl_str(v, "id");
+	name = protocol_json_str(v, "name");
+	id = protocol_json_str(v, "id");
 	snprintf(buf, len, "%s (%s)", name != NULL ? name : "?",
 	    id != NULL ? id : "?");
 }
@@ -1215,13 +1208,13 @@ slackctl_print_status(struct json_object *o)
 {
 	struct json_object *d;
 	char team[256], self[256], age[64], when[64];
-	const char *state = slackctl_str(o, "state");
-	const char *reason = slackctl_str(o, "reason");
+	const char *state = protocol_json_str(o, "state");
+	const char *reason = protocol_json_str(o, "reason");
 	double since, rtt, now = (double)time(NULL);
 	time_t t;
 
 	slackctl_duration(now - slackctl_num(o, "started"), age, sizeof age);
-	printf("slackd %s (pid %.0f), up %s\n", slackctl_str(o, "version"),
+	printf("slackd %s (pid %.0f), up %s\n", protocol_json_str(o, "version"),
 	    slackctl_num(o, "pid"), age);
 	if (state == NULL)
 		state = "unknown";
@@ -1261,7 +1254,7 @@ slackctl_print_status(struct json_object *o)
 		t = (time_t)slackctl_num(d, "at");
 		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&t));
 		printf("            last dropped %s: %s\n", when,
-		    slackctl_str(d, "why"));
+		    protocol_json_str(d, "why"));
 	}
 }
 

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "protocol.h"
 
 static const char *protocol_error_names[] = {
@@ -45,6 +47,18 @@ protocol_error_name(int code)
 	if (i >= sizeof protocol_error_names / sizeof protocol_error_names[0])
 		return "unknown";
 	return protocol_error_names[i];
+}
+
+/* The string member key of o, or NULL (no o, no such member, not a string). */
+const char *
+protocol_json_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
 }
 
 /*

@@ -77,7 +77,10 @@ enum protocol_error {
 
 #define PROTOCOL_SYSTEM_SOCKET "/run/slackd/slackd.sock"
 
+struct json_object;
+
 const char *protocol_error_name(int);
+const char *protocol_json_str(struct json_object *, const char *);
 int protocol_default_socket(char *, size_t);
 int protocol_client_socket(char *, size_t);
 

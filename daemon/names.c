@@ -132,17 +132,6 @@ names_lower(const char *s)
 	return l;
 }
 
-static const char *
-names_str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 static int
 names_bool(struct json_object *o, const char *key)
 {
@@ -158,8 +147,7 @@ names_dup(const char *s)
 	return s != NULL && *s != '\0' ? xstrdup(s) : NULL;
 }
 
-/* ---- filling the maps -----------------------------------------------------
- */
+/* ---- filling the maps ------------------------------------------------- */
 
 static void
 names_index(struct names_list *l, const char *name, void *item)
@@ -179,14 +167,14 @@ static void
 names_put_conv(struct map *by_id, struct json_object *o)
 {
 	struct names_conv *c;
-	const char *id = names_str(o, "id");
+	const char *id = protocol_json_str(o, "id");
 
 	if (id == NULL)
 		return;
 	c = xcalloc(1, sizeof *c);
 	c->id = xstrdup(id);
-	c->name = names_dup(names_str(o, "name"));
-	c->user = names_dup(names_str(o, "user"));
+	c->name = names_dup(protocol_json_str(o, "name"));
+	c->user = names_dup(protocol_json_str(o, "user"));
 	if (names_bool(o, "is_im"))
 		c->kind = NAMES_IM;
 	else if (names_bool(o, "is_mpim"))
@@ -205,20 +193,22 @@ names_put_user(struct map *by_id, struct json_object *o)
 {
 	struct names_user *u;
 	struct json_object *profile = NULL;
-	const char *id = names_str(o, "id");
+	const char *id = protocol_json_str(o, "id");
 
 	if (id == NULL)
 		return;
 	json_object_object_get_ex(o, "profile", &profile);
 	u = xcalloc(1, sizeof *u);
 	u->id = xstrdup(id);
-	u->name = names_dup(names_str(o, "name"));
-	u->real_name = names_dup(names_str(o, "real_name"));
+	u->name = names_dup(protocol_json_str(o, "name"));
+	u->real_name = names_dup(protocol_json_str(o, "real_name"));
 	if (u->real_name == NULL)
-		u->real_name = names_dup(names_str(profile, "real_name"));
-	u->display_name = names_dup(names_str(profile, "display_name"));
+		u->real_name =
+		    names_dup(protocol_json_str(profile, "real_name"));
+	u->display_name = names_dup(protocol_json_str(profile, "display_name"));
 	if (u->display_name == NULL)
-		u->display_name = names_dup(names_str(o, "display_name"));
+		u->display_name =
+		    names_dup(protocol_json_str(o, "display_name"));
 	u->deleted = names_bool(o, "deleted");
 	u->bot = names_bool(o, "is_bot");
 	if ((u = map_put(by_id, u->id, u)) != NULL)
@@ -269,8 +259,7 @@ names_replace(struct names_list *l, struct map *by_id)
 	names_reindex(l);
 }
 
-/* ---- loading ----------------------------------------------------------------
- */
+/* ---- loading ---------------------------------------------------------- */
 
 static void names_page(struct names_list *);
 
@@ -348,7 +337,7 @@ names_page_done(void *arg, const struct api_result *r)
 	free(l->cursor);
 	l->cursor = NULL;
 	if (json_object_object_get_ex(r->obj, "response_metadata", &meta) &&
-	    (cursor = names_str(meta, "next_cursor")) != NULL &&
+	    (cursor = protocol_json_str(meta, "next_cursor")) != NULL &&
 	    *cursor != '\0') {
 		l->cursor = xstrdup(cursor);
 		names_page(l);
@@ -394,8 +383,7 @@ names_loading(const struct names_list *l)
 	return l->state == NAMES_LOADING;
 }
 
-/* ---- lookups
- * ------------------------------------------------------------------ */
+/* ---- lookups ---------------------------------------------------------- */
 
 /*
  * Is s an id starting with one of first?  2: surely (it has digits, or it
@@ -439,7 +427,7 @@ names_opened(void *arg, const struct api_result *r)
 	w->call = 0;
 	if (r->error != NULL || !r->ok ||
 	    !json_object_object_get_ex(r->obj, "channel", &ch) ||
-	    (id = names_str(ch, "id")) == NULL) {
+	    (id = protocol_json_str(ch, "id")) == NULL) {
 		snprintf(why, sizeof why,
 		    "cannot open a direct message with "
 		    "%s: %s",
@@ -747,21 +735,21 @@ names_event_conv(struct json_object *o, const char *type)
 		if (strcmp(type, "im_created") == 0) {
 			json_object_object_add(
 			    ch, "is_im", json_object_new_boolean(1));
-			if (names_str(ch, "user") == NULL &&
-			    names_str(o, "user") != NULL)
+			if (protocol_json_str(ch, "user") == NULL &&
+			    protocol_json_str(o, "user") != NULL)
 				json_object_object_add(ch, "user",
 				    json_object_new_string(
-				        names_str(o, "user")));
+				        protocol_json_str(o, "user")));
 		} else if (strncmp(type, "group_", 6) == 0)
 			json_object_object_add(
 			    ch, "is_private", json_object_new_boolean(1));
-		if ((id = names_str(ch, "id")) != NULL &&
+		if ((id = protocol_json_str(ch, "id")) != NULL &&
 		    (c = map_get(names_convs.by_id, id)) != NULL &&
-		    names_str(ch, "name") == NULL && c->name != NULL)
+		    protocol_json_str(ch, "name") == NULL && c->name != NULL)
 			json_object_object_add(
 			    ch, "name", json_object_new_string(c->name));
 		names_put_conv(names_convs.by_id, ch);
-	} else if ((id = names_str(o, "channel")) != NULL) {
+	} else if ((id = protocol_json_str(o, "channel")) != NULL) {
 		/* channel_archive, group_unarchive, …: the id only */
 		if ((c = map_get(names_convs.by_id, id)) != NULL) {
 			if (strstr(type, "unarchive") != NULL)
@@ -820,7 +808,7 @@ names_event(const char *type, const char *data, size_t len)
 	    (strcmp(type, "channel_deleted") == 0 ||
 	        strcmp(type, "group_deleted") == 0)) {
 		if (names_convs.by_id != NULL &&
-		    (id = names_str(o, "channel")) != NULL &&
+		    (id = protocol_json_str(o, "channel")) != NULL &&
 		    (c = map_del(names_convs.by_id, id)) != NULL) {
 			names_conv_free(c);
 			names_reindex(&names_convs);
@@ -838,8 +826,7 @@ names_event(const char *type, const char *data, size_t len)
 	names_save_later();
 }
 
-/* ---- names.json
- * ----------------------------------------------------------------- */
+/* ---- names.json ------------------------------------------------------- */
 
 static int
 names_save_conv(const char *key, void *value, void *arg)
@@ -1047,7 +1034,7 @@ names_init(void)
 	if ((o = json_tokener_parse(buf)) == NULL ||
 	    !json_object_object_get_ex(o, "version", &v) ||
 	    json_object_get_int(v) != NAMES_FILE_VERSION ||
-	    names_str(o, "team") == NULL ||
+	    protocol_json_str(o, "team") == NULL ||
 	    !json_object_object_get_ex(o, "saved", &saved)) {
 		log_warnx("names: ignoring %s: not a names cache this slackd "
 		          "wrote",
@@ -1055,7 +1042,7 @@ names_init(void)
 		goto out;
 	}
 	when = json_object_get_double(saved);
-	names_team = xstrdup(names_str(o, "team"));
+	names_team = xstrdup(protocol_json_str(o, "team"));
 	if (json_object_object_get_ex(o, "channels", &v))
 		names_restore_list(&names_convs, v,
 		    names_loaded_wall(o, "channels_loaded", when));

@@ -228,8 +228,7 @@ outbox_find(struct outbox_list *list, int64_t id)
 	return NULL;
 }
 
-/* ---- chat.postMessage
- * -------------------------------------------------------- */
+/* ---- chat.postMessage ------------------------------------------------- */
 
 static void
 outbox_posted(void *arg, const struct api_result *r)
@@ -277,8 +276,7 @@ outbox_post(struct outbox_req *req)
 	free(body);
 }
 
-/* ---- sending
- * ------------------------------------------------------------------ */
+/* ---- sending ---------------------------------------------------------- */
 
 static void
 outbox_hand(struct outbox_req *req)

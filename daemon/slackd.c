@@ -282,8 +282,7 @@ slackd_mailbox_cb(evutil_socket_t fd, short what, void *arg)
 		event_active(slackd_more_ev, EV_TIMEOUT, 0);
 }
 
-/* ---- signals and shutdown --------------------------------------------------
- */
+/* ---- signals and shutdown --------------------------------------------- */
 
 void
 slackd_shutdown(int code)
@@ -321,8 +320,7 @@ slackd_signal_cb(evutil_socket_t sig, short events, void *arg)
 	}
 }
 
-/* ---- startup ---------------------------------------------------------------
- */
+/* ---- startup ---------------------------------------------------------- */
 
 /*
  * Go to the background.  The parent waits until the child says it is

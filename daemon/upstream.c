@@ -475,8 +475,7 @@ upstream_api_flush(struct upstream *up, const char *why)
 	}
 }
 
-/* ---- the RTM WebSocket ------------------------------------------------------
- */
+/* ---- the RTM WebSocket ------------------------------------------------ */
 
 static void
 upstream_ws_deadline(lws_sorted_usec_list_t *sul)
@@ -943,8 +942,7 @@ upstream_rtm_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* ---- the inbox
- * ---------------------------------------------------------------- */
+/* ---- the inbox -------------------------------------------------------- */
 
 static void
 upstream_stop(struct upstream *up)
@@ -1084,8 +1082,7 @@ upstream_drain(struct upstream *up)
 	}
 }
 
-/* ---- the thread
- * --------------------------------------------------------------- */
+/* ---- the thread ------------------------------------------------------- */
 
 static struct lws_protocols upstream_protocols[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }, /* webcall_protocol, at start */

@@ -157,12 +157,9 @@ webapi_compact(struct json_object *o)
 static char *
 webapi_member_string(struct json_object *o, const char *key)
 {
-	struct json_object *v;
+	const char *s = protocol_json_str(o, key);
 
-	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return xstrdup(json_object_get_string(v));
+	return s != NULL ? xstrdup(s) : NULL;
 }
 
 /* Printable ASCII from the start of a body, for an error message. */
