@@ -34,6 +34,8 @@
 
 #include <libwebsockets.h>
 
+#include "bench.h"
+
 static struct lws_context *ctx;
 static struct lws *wsi_rtm;
 static char host[128], path[256];
@@ -45,44 +47,6 @@ static double cpu0;
 static int *fds, nfds;
 static char *batch;
 static size_t blen, bcap;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double
-cpu_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static long
-status_kb(const char *key)
-{
-	char line[256];
-	size_t n = strlen(key);
-	long v = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof line, f) != NULL) {
-		if (strncmp(line, key, n) == 0 && line[n] == ':') {
-			v = strtol(line + n + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return v;
-}
 
 static void
 batch_add(const void *p, size_t n)
@@ -148,9 +112,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			if (last) {
 				hello = 1;
 				printf("{\"ready\":true,\"rss_kb\":%ld}\n",
-				    status_kb("VmRSS"));
+				    bench_status_kb("VmRSS"));
 				fflush(stdout);
-				cpu0 = cpu_us();
+				cpu0 = bench_cpu_us();
 			}
 			break;
 		}
@@ -161,14 +125,14 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			break;
 		batch_add("\n", 1);
 		if (++count == 1)
-			t_first = now_ns();
+			t_first = bench_now_ns();
 		if (count == want)
 			done = 1;
 		break;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		if (!done) {
-			fprintf(stderr, "floor_bridge: closed after %" PRIu64
-			                " messages\n",
+			fprintf(stderr,
+			    "floor_bridge: closed after %" PRIu64 " messages\n",
 			    count);
 			failed = 1;
 		}
@@ -225,8 +189,8 @@ main(int argc, char **argv)
 	lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
 
 	if ((lfd = listen_unix(argv[2])) < 0) {
-		fprintf(stderr, "floor_bridge: %s: %s\n", argv[2],
-		    strerror(errno));
+		fprintf(
+		    stderr, "floor_bridge: %s: %s\n", argv[2], strerror(errno));
 		return 1;
 	}
 	printf("{\"listening\":\"%s\"}\n", argv[2]);
@@ -234,7 +198,8 @@ main(int argc, char **argv)
 	if ((fds = calloc((size_t)k, sizeof *fds)) == NULL)
 		return 1;
 	for (nfds = 0; nfds < k; nfds++) {
-		while ((fds[nfds] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		while (
+		    (fds[nfds] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
 			if (errno != EINTR) {
 				fprintf(stderr, "floor_bridge: accept: %s\n",
 				    strerror(errno));
@@ -275,8 +240,8 @@ main(int argc, char **argv)
 		flush_batch();
 	}
 	flush_batch();
-	t_last = now_ns();
-	cpu = cpu_us() - cpu0;
+	t_last = bench_now_ns();
+	cpu = bench_cpu_us() - cpu0;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"events\":%" PRIu64 ",\"clients\":%d,\"t_first\":%" PRId64
 	       ",\"t_last\":%" PRId64 ",\"cpu_us\":%.1f,"
@@ -285,7 +250,7 @@ main(int argc, char **argv)
 	    count, nfds, t_first, t_last, cpu,
 	    (long)ru.ru_utime.tv_sec * 1000000 + (long)ru.ru_utime.tv_usec,
 	    (long)ru.ru_stime.tv_sec * 1000000 + (long)ru.ru_stime.tv_usec,
-	    status_kb("VmHWM"), done ? "true" : "false");
+	    bench_status_kb("VmHWM"), done ? "true" : "false");
 	fflush(stdout);
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);

@@ -25,6 +25,8 @@
 
 #include <libwebsockets.h>
 
+#include "bench.h"
+
 static struct lws_context *ctx;
 static struct lws *wsi_rtm;
 static char host[128], path[256];
@@ -34,44 +36,6 @@ static int hello, done, failed;
 static int64_t t_first, t_last;
 static double cpu0;
 static long rss_ready;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double
-cpu_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static long
-status_kb(const char *key)
-{
-	char line[256];
-	size_t n = strlen(key);
-	long v = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof line, f) != NULL) {
-		if (strncmp(line, key, n) == 0 && line[n] == ':') {
-			v = strtol(line + n + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return v;
-}
 
 static int
 callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
@@ -89,23 +53,23 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			break;
 		if (!hello) {
 			hello = 1;
-			rss_ready = status_kb("VmRSS");
+			rss_ready = bench_status_kb("VmRSS");
 			printf("{\"ready\":true,\"rss_kb\":%ld}\n", rss_ready);
 			fflush(stdout);
-			cpu0 = cpu_us();
+			cpu0 = bench_cpu_us();
 			break;
 		}
 		if (++count == 1)
-			t_first = now_ns();
+			t_first = bench_now_ns();
 		if (count == want) {
-			t_last = now_ns();
+			t_last = bench_now_ns();
 			done = 1;
 		}
 		break;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		if (!done) {
-			fprintf(stderr, "floor_lws: closed after %" PRIu64
-			                " messages\n",
+			fprintf(stderr,
+			    "floor_lws: closed after %" PRIu64 " messages\n",
 			    count);
 			failed = 1;
 		}
@@ -166,7 +130,7 @@ main(int argc, char **argv)
 		if (lws_service(ctx, 0) < 0)
 			break;
 	}
-	cpu = cpu_us() - cpu0;
+	cpu = bench_cpu_us() - cpu0;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"events\":%" PRIu64 ",\"t_first\":%" PRId64
 	       ",\"t_last\":%" PRId64 ",\"cpu_us\":%.1f,"
@@ -175,7 +139,7 @@ main(int argc, char **argv)
 	    count, t_first, t_last, cpu,
 	    (long)ru.ru_utime.tv_sec * 1000000 + (long)ru.ru_utime.tv_usec,
 	    (long)ru.ru_stime.tv_sec * 1000000 + (long)ru.ru_stime.tv_usec,
-	    rss_ready, status_kb("VmHWM"), done ? "true" : "false");
+	    rss_ready, bench_status_kb("VmHWM"), done ? "true" : "false");
 	fflush(stdout);
 	lws_context_destroy(ctx);
 	return done ? 0 : 1;

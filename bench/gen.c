@@ -54,6 +54,8 @@
 
 #include <openssl/evp.h>
 
+#include "bench.h"
+
 #define WS_GUID     "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define FILL_TARGET (256 * 1024) /* bytes of events per write */
 #define READ_CHUNK  (64 * 1024)
@@ -61,10 +63,10 @@
 #define MAX_SIZE    (1024 * 1024)
 #define TAG_MAX     32
 
-#define EV_PRE  "{\"type\":\"message\",\"channel\":\"C1\",\"seq\":"
-#define EV_MID  ",\"t\":"
-#define EV_TXT  ",\"text\":\""
-#define EV_END  "\"}"
+#define EV_PRE "{\"type\":\"message\",\"channel\":\"C1\",\"seq\":"
+#define EV_MID ",\"t\":"
+#define EV_TXT ",\"text\":\""
+#define EV_END "\"}"
 #define EV_FIXED                                                               \
 	(sizeof EV_PRE - 1 + sizeof EV_MID - 1 + sizeof EV_TXT - 1 +           \
 	    sizeof EV_END - 1)
@@ -130,15 +132,6 @@ static uint64_t n_http, n_rtm_connect, n_ws_opened, n_ts;
 static char pad[MAX_SIZE];
 static struct handle h_listen = { K_LISTEN, NULL };
 static struct handle h_stdin = { K_STDIN, NULL };
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void
 die(const char *what)
@@ -260,7 +253,8 @@ ev_format(unsigned char *p, uint64_t seq, int64_t t, size_t size)
 
 		p[1] = 127;
 		for (i = 0; i < 8; i++)
-			p[2 + i] = (unsigned char)((uint64_t)plen >> (56 - 8 * i));
+			p[2 + i] =
+			    (unsigned char)((uint64_t)plen >> (56 - 8 * i));
 		hl = 10;
 	}
 	q = p + hl;
@@ -293,7 +287,7 @@ add_event(struct conn *c, int64_t t)
 static void
 burst_fill(struct conn *c)
 {
-	int64_t t = now_ns();
+	int64_t t = bench_now_ns();
 
 	while (c->job_sent < c->job_n && c->olen - c->ooff < FILL_TARGET)
 		add_event(c, t);
@@ -305,7 +299,7 @@ static void
 job_conn_done(struct conn *c)
 {
 	c->in_job = 0;
-	c->t_done = now_ns();
+	c->t_done = bench_now_ns();
 	if (c->t_done > job.t1)
 		job.t1 = c->t_done;
 	if (c->late_max > job.late_max)
@@ -341,8 +335,7 @@ pump(struct conn *c)
 	for (;;) {
 		if (c->ooff == c->olen) {
 			c->ooff = c->olen = 0;
-			if (c->in_job && !c->job_rate &&
-			    c->job_sent < c->job_n)
+			if (c->in_job && !c->job_rate && c->job_sent < c->job_n)
 				burst_fill(c);
 			else
 				break;
@@ -447,8 +440,8 @@ ws_accept(struct conn *c, const char *key, const char *proto, const char *path)
 	if (proto != NULL && *proto != '\0') {
 		char first[64];
 
-		snprintf(first, sizeof first, "%.*s",
-		    (int)strcspn(proto, ", "), proto);
+		snprintf(first, sizeof first, "%.*s", (int)strcspn(proto, ", "),
+		    proto);
 		n += snprintf(head + n, sizeof head - (size_t)n,
 		    "Sec-WebSocket-Protocol: %s\r\n", first);
 	}
@@ -582,8 +575,8 @@ ws_text(struct conn *c, const char *s, size_t n)
 		c->pings++;
 		if (id < 0)
 			return;
-		k = snprintf(b, sizeof b, "{\"type\":\"pong\",\"reply_to\":%lld}",
-		    id);
+		k = snprintf(
+		    b, sizeof b, "{\"type\":\"pong\",\"reply_to\":%lld}", id);
 		ws_frame(c, 1, b, (size_t)k);
 		return;
 	}
@@ -610,7 +603,8 @@ ws_text(struct conn *c, const char *s, size_t n)
 	if (id >= 0) {
 		char b[96];
 
-		k = snprintf(b, sizeof b, "{\"ok\":true,\"reply_to\":%lld}", id);
+		k = snprintf(
+		    b, sizeof b, "{\"ok\":true,\"reply_to\":%lld}", id);
 		ws_frame(c, 1, b, (size_t)k);
 	}
 }
@@ -767,7 +761,7 @@ static void
 rate_tick(struct conn *c)
 {
 	uint64_t exp, due;
-	int64_t now = now_ns(), sched;
+	int64_t now = bench_now_ns(), sched;
 
 	(void)!read(c->tfd, &exp, sizeof exp);
 	if (!c->in_job || c->dead)
@@ -776,8 +770,9 @@ rate_tick(struct conn *c)
 	if (due > c->job_n)
 		due = c->job_n;
 	while (c->job_sent < due) {
-		sched = c->rate_t0 + (int64_t)((double)c->job_sent * 1e9 / c->rate);
-		now = now_ns();
+		sched =
+		    c->rate_t0 + (int64_t)((double)c->job_sent * 1e9 / c->rate);
+		now = bench_now_ns();
 		if (now - sched > c->late_max)
 			c->late_max = now - sched;
 		c->late_sum += now - sched > 0 ? now - sched : 0;
@@ -793,11 +788,11 @@ rate_tick(struct conn *c)
 }
 
 static void
-job_start(int rate, const char *tag, uint64_t n, size_t size, double r,
-    double secs)
+job_start(
+    int rate, const char *tag, uint64_t n, size_t size, double r, double secs)
 {
 	struct conn *c;
-	int64_t t0 = now_ns();
+	int64_t t0 = bench_now_ns();
 
 	memset(&job, 0, sizeof job);
 	job.rate = rate;
@@ -878,9 +873,10 @@ stat_print(void)
 	for (c = conns; c != NULL; c = c->next) {
 		if (c->dead)
 			continue;
-		printf("%s{\"id\":%u,\"ws\":%d,\"tag\":\"%s\",\"pings\":%" PRIu64
-		       ",\"wspings\":%" PRIu64 ",\"msgs\":%" PRIu64
-		       ",\"other\":%" PRIu64 ",\"bytes_out\":%" PRIu64 "}",
+		printf(
+		    "%s{\"id\":%u,\"ws\":%d,\"tag\":\"%s\",\"pings\":%" PRIu64
+		    ",\"wspings\":%" PRIu64 ",\"msgs\":%" PRIu64
+		    ",\"other\":%" PRIu64 ",\"bytes_out\":%" PRIu64 "}",
 		    sep, c->id, c->ws, c->tag, c->pings, c->wspings, c->msgs,
 		    c->other, c->bytes_out);
 		sep = ",";
@@ -987,8 +983,9 @@ sink(const char *url, uint64_t want)
 	while (frames < want) {
 		n = read(fd, buf + have, cap - have);
 		if (n <= 0) {
-			fprintf(stderr, "gen: sink: connection closed after "
-			                "%" PRIu64 " frames\n",
+			fprintf(stderr,
+			    "gen: sink: connection closed after "
+			    "%" PRIu64 " frames\n",
 			    frames);
 			return 1;
 		}
@@ -1036,7 +1033,7 @@ sink(const char *url, uint64_t want)
 				clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
 			} else {
 				if (frames == 0)
-					t_first = now_ns();
+					t_first = bench_now_ns();
 				frames++;
 			}
 			if (have - off >= hl + plen)
@@ -1049,10 +1046,11 @@ sink(const char *url, uint64_t want)
 		memmove(buf, buf + off, have - off);
 		have -= off;
 	}
-	t_last = now_ns();
+	t_last = bench_now_ns();
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
-	printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"t_first\":%" PRId64
-	       ",\"t_last\":%" PRId64 ",\"cpu_us\":%.1f}\n",
+	printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64
+	       ",\"t_first\":%" PRId64 ",\"t_last\":%" PRId64
+	       ",\"cpu_us\":%.1f}\n",
 	    frames, bytes, t_first, t_last,
 	    (double)(c1.tv_sec - c0.tv_sec) * 1e6 +
 	        (double)(c1.tv_nsec - c0.tv_nsec) / 1e3);
@@ -1130,7 +1128,8 @@ main(int argc, char **argv)
 			case K_CONN:
 				if (c->dead)
 					break;
-				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+				if (evs[i].events &
+				    (EPOLLIN | EPOLLHUP | EPOLLERR))
 					conn_read(c);
 				if (!c->dead && (evs[i].events & EPOLLOUT))
 					pump(c);

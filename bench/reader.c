@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define BUFSZ      (1024 * 1024)
 #define HIST_US    1000000 /* 1 µs buckets up to 1 s */
 #define HELLO      "{\"type\":\"slackd.hello"
@@ -64,24 +66,6 @@ static int64_t lat_max, lat_min = INT64_MAX;
 static uint64_t other_lines, daemon_lines, bytes_in;
 static int64_t t_first, t_last;
 static int done_conns, hellos;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double
-cpu_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 static void
 die(const char *what)
@@ -201,7 +185,7 @@ conn_read(struct conn *c)
 		return 1;
 	if (n <= 0)
 		return 0;
-	now_read = now_ns();
+	now_read = bench_now_ns();
 	bytes_in += (uint64_t)n;
 	p = rbuf;
 	e = rbuf + c->llen + n;
@@ -265,7 +249,7 @@ print_events(int timed_out, double cpu0)
 	       ",\"timeout\":%s,\"cpu_us\":%.0f",
 	    nconns, expect, done_conns, events, lost, reord, other_lines,
 	    daemon_lines, bytes_in, t_first, t_last,
-	    timed_out ? "true" : "false", cpu_us() - cpu0);
+	    timed_out ? "true" : "false", bench_cpu_us() - cpu0);
 	if (lat_on) {
 		const char *sep = "";
 
@@ -304,7 +288,7 @@ run_readers(int idle)
 {
 	struct epoll_event evs[256];
 	int ep, i, n, ready = 0, timed_out = 0, stdin_open = 1;
-	int64_t deadline = now_ns() + (int64_t)(timeout_s * 1e9);
+	int64_t deadline = bench_now_ns() + (int64_t)(timeout_s * 1e9);
 	double cpu0 = 0;
 	static char stdin_tag;
 
@@ -325,8 +309,8 @@ run_readers(int idle)
 			ready = 1;
 			printf("{\"ready\":%d}\n", nconns);
 			fflush(stdout);
-			cpu0 = cpu_us();
-			deadline = now_ns() + (int64_t)(timeout_s * 1e9);
+			cpu0 = bench_cpu_us();
+			deadline = bench_now_ns() + (int64_t)(timeout_s * 1e9);
 		}
 		if (!idle && ready && done_conns == nconns)
 			break;
@@ -366,14 +350,15 @@ run_readers(int idle)
 				}
 			}
 		}
-		if (!idle && now_ns() > deadline) {
+		if (!idle && bench_now_ns() > deadline) {
 			timed_out = 1;
 			break;
 		}
 	}
 	if (idle)
-		printf("{\"mode\":\"idle\",\"conns\":%d,\"daemon_lines\":%" PRIu64
-		       ",\"other_lines\":%" PRIu64 "}\n",
+		printf(
+		    "{\"mode\":\"idle\",\"conns\":%d,\"daemon_lines\":%" PRIu64
+		    ",\"other_lines\":%" PRIu64 "}\n",
 		    nconns, daemon_lines, other_lines);
 	else
 		print_events(timed_out, cpu0);
@@ -437,7 +422,7 @@ sender_read(struct sender *s, uint64_t n)
 		return 1;
 	if (k <= 0)
 		return 0;
-	now_read = now_ns();
+	now_read = bench_now_ns();
 	p = rbuf;
 	e = rbuf + s->llen + k;
 	while ((nl = memchr(p, '\n', (size_t)(e - p))) != NULL) {
@@ -518,13 +503,13 @@ run_sender(uint64_t n, int pipelined)
 	off[n] = total;
 	printf("{\"ready\":1}\n");
 	fflush(stdout);
-	deadline = now_ns() + (int64_t)(timeout_s * 1e9);
-	t0 = now_ns();
+	deadline = bench_now_ns() + (int64_t)(timeout_s * 1e9);
+	t0 = bench_now_ns();
 	if (!pipelined) {
 		for (i = 0; i < n && !eof; i++) {
 			size_t len = off[i + 1] - off[i];
 
-			s.sent_at[i] = now_ns();
+			s.sent_at[i] = bench_now_ns();
 			if (write(s.fd, reqs + off[i], len) != (ssize_t)len)
 				die("write");
 			while (s.replies < i + 1) {
@@ -532,7 +517,7 @@ run_sender(uint64_t n, int pipelined)
 					eof = 1;
 					break;
 				}
-				if (now_ns() > deadline) {
+				if (bench_now_ns() > deadline) {
 					timed_out = 1;
 					break;
 				}
@@ -557,11 +542,12 @@ run_sender(uint64_t n, int pipelined)
 					k = write(s.fd, reqs + written,
 					    total - written);
 					if (k > 0) {
-						int64_t now = now_ns();
+						int64_t now = bench_now_ns();
 
 						written += (size_t)k;
 						while (next_done < n &&
-						    off[next_done + 1] <= written)
+						    off[next_done + 1] <=
+						        written)
 							s.sent_at[next_done++] =
 							    now;
 					}
@@ -575,7 +561,7 @@ run_sender(uint64_t n, int pipelined)
 				    !sender_read(&s, n))
 					eof = 1;
 			}
-			if (now_ns() > deadline) {
+			if (bench_now_ns() > deadline) {
 				timed_out = 1;
 				break;
 			}
@@ -597,7 +583,8 @@ run_sender(uint64_t n, int pipelined)
 
 		for (i = 0; i < s.nrtt; i++)
 			sum += (double)s.rtt[i];
-		printf(",\"rtt_us\":{\"n\":%" PRIu64 ",\"min\":%.1f,\"p50\":%.1f,"
+		printf(",\"rtt_us\":{\"n\":%" PRIu64
+		       ",\"min\":%.1f,\"p50\":%.1f,"
 		       "\"p99\":%.1f,\"max\":%.1f,\"mean\":%.1f}",
 		    s.nrtt, (double)s.rtt[0] / 1e3,
 		    (double)s.rtt[s.nrtt / 2] / 1e3,
