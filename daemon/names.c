@@ -641,6 +641,14 @@ names_busy(void)
 
 /* ---- what clients may ask for (slackd.names) ---------------------------- */
 
+/* Add the string member key to o, unless s is NULL. */
+static void
+names_put(struct json_object *o, const char *key, const char *s)
+{
+	if (s != NULL)
+		json_object_object_add(o, key, json_object_new_string(s));
+}
+
 static int
 names_conv_json(const char *key, void *value, void *arg)
 {
@@ -648,12 +656,8 @@ names_conv_json(const char *key, void *value, void *arg)
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_string(c->id));
-	if (c->name != NULL)
-		json_object_object_add(
-		    o, "name", json_object_new_string(c->name));
-	if (c->user != NULL)
-		json_object_object_add(
-		    o, "user", json_object_new_string(c->user));
+	names_put(o, "name", c->name);
+	names_put(o, "user", c->user);
 	json_object_object_add(
 	    o, "kind", json_object_new_string(names_kinds[c->kind]));
 	if (c->archived)
@@ -670,15 +674,9 @@ names_user_json(const char *key, void *value, void *arg)
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_string(u->id));
-	if (u->name != NULL)
-		json_object_object_add(
-		    o, "name", json_object_new_string(u->name));
-	if (u->real_name != NULL)
-		json_object_object_add(
-		    o, "real_name", json_object_new_string(u->real_name));
-	if (u->display_name != NULL)
-		json_object_object_add(
-		    o, "display_name", json_object_new_string(u->display_name));
+	names_put(o, "name", u->name);
+	names_put(o, "real_name", u->real_name);
+	names_put(o, "display_name", u->display_name);
 	if (u->deleted)
 		json_object_object_add(
 		    o, "deleted", json_object_new_boolean(1));
@@ -835,12 +833,8 @@ names_save_conv(const char *key, void *value, void *arg)
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_string(c->id));
-	if (c->name != NULL)
-		json_object_object_add(
-		    o, "name", json_object_new_string(c->name));
-	if (c->user != NULL)
-		json_object_object_add(
-		    o, "user", json_object_new_string(c->user));
+	names_put(o, "name", c->name);
+	names_put(o, "user", c->user);
 	json_object_object_add(o,
 	    c->kind == NAMES_IM            ? "is_im"
 	        : c->kind == NAMES_MPIM    ? "is_mpim"
@@ -861,12 +855,8 @@ names_save_user(const char *key, void *value, void *arg)
 	struct json_object *o = json_object_new_object(), *p;
 
 	json_object_object_add(o, "id", json_object_new_string(u->id));
-	if (u->name != NULL)
-		json_object_object_add(
-		    o, "name", json_object_new_string(u->name));
-	if (u->real_name != NULL)
-		json_object_object_add(
-		    o, "real_name", json_object_new_string(u->real_name));
+	names_put(o, "name", u->name);
+	names_put(o, "real_name", u->real_name);
 	if (u->display_name != NULL) {
 		p = json_object_new_object();
 		json_object_object_add(
