@@ -388,41 +388,6 @@ slackctl_refused(struct json_object *o, const char *what)
 /* ---- send -------------------------------------------------------------- */
 
 static char *
-slackctl_stdin(void)
-{
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	ssize_t n;
-
-	for (;;) {
-		if (cap - len < 4096) {
-			cap = cap * 2 + 4096;
-			buf = slackctl_alloc(buf, cap + 1);
-		}
-		n = read(STDIN_FILENO, buf + len, cap - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			slackctl_die(SLACKCTL_FAILED,
-			    "reading standard input: "
-			    "%s",
-			    strerror(errno));
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > SLACKCTL_MAX_STDIN)
-			slackctl_die(SLACKCTL_USAGE,
-			    "standard input is longer "
-			    "than %d bytes",
-			    SLACKCTL_MAX_STDIN);
-	}
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-		len--;
-	buf[len] = '\0';
-	return buf;
-}
-
-static char *
 slackctl_join(int argc, char **argv)
 {
 	size_t len = 0;
@@ -449,6 +414,7 @@ slackctl_file(const char *path)
 	size_t len = 0, cap = 0;
 	ssize_t n;
 	int fd;
+	const char *what = strcmp(path, "-") == 0 ? "standard input" : path;
 
 	if (strcmp(path, "-") == 0)
 		fd = STDIN_FILENO;
@@ -464,18 +430,31 @@ slackctl_file(const char *path)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1)
-			slackctl_die(SLACKCTL_FAILED, "reading %s: %s", path,
+			slackctl_die(SLACKCTL_FAILED, "reading %s: %s", what,
 			    strerror(errno));
 		if (n == 0)
 			break;
 		len += (size_t)n;
 		if (len > SLACKCTL_MAX_STDIN)
 			slackctl_die(SLACKCTL_USAGE,
-			    "%s is longer than %d bytes", path,
+			    "%s is longer than %d bytes", what,
 			    SLACKCTL_MAX_STDIN);
 	}
 	if (fd != STDIN_FILENO)
 		close(fd);
+	buf[len] = '\0';
+	return buf;
+}
+
+/* The text to send from standard input, without its final newlines. */
+static char *
+slackctl_stdin(void)
+{
+	char *buf = slackctl_file("-");
+	size_t len = strlen(buf);
+
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
 	buf[len] = '\0';
 	return buf;
 }

@@ -162,6 +162,13 @@ def test_slackctl_send_stdin(daemon, fake):
     assert fake.messages()[-1]["text"] == "line one\nline two"
 
 
+def test_slackctl_send_stdin_too_long(daemon, fake):
+    p = daemon.ctl("send", "C0GENERAL", input="a" * (1024 * 1024 + 1))
+    assert p.returncode == 2, p
+    assert "standard input is longer than 1048576 bytes" in p.stderr
+    assert not fake.messages()
+
+
 def test_slack_error_reaches_client(daemon, fake):
     c = daemon.client()
     r = c.request({"id": 3, "type": "message", "channel": "CNOTFOUND",
