@@ -480,6 +480,18 @@ request_serialise(struct json_object *o, size_t *len)
 	return out;
 }
 
+/* The thread members an RTM message and chat.postMessage share. */
+static void
+request_add_thread(struct json_object *o, const struct request *r)
+{
+	if (r->thread_ts != NULL)
+		json_object_object_add(
+		    o, "thread_ts", json_object_new_string(r->thread_ts));
+	if (r->reply_broadcast == 1)
+		json_object_object_add(
+		    o, "reply_broadcast", json_object_new_boolean(1));
+}
+
 /*
  * The RTM frame for a message or typing request: the Slack-side id, the
  * conversation id the target resolved to.
@@ -499,12 +511,7 @@ request_frame(
 	if (r->kind == REQUEST_MESSAGE)
 		json_object_object_add(
 		    o, "text", json_object_new_string(r->text));
-	if (r->thread_ts != NULL)
-		json_object_object_add(
-		    o, "thread_ts", json_object_new_string(r->thread_ts));
-	if (r->reply_broadcast == 1)
-		json_object_object_add(
-		    o, "reply_broadcast", json_object_new_boolean(1));
+	request_add_thread(o, r);
 	return request_serialise(o, len);
 }
 
@@ -524,12 +531,7 @@ request_post_body(const struct request *r, const char *channel, size_t *len)
 	if (r->attachments != NULL)
 		json_object_object_add(
 		    o, "attachments", json_object_get(r->attachments));
-	if (r->thread_ts != NULL)
-		json_object_object_add(
-		    o, "thread_ts", json_object_new_string(r->thread_ts));
-	if (r->reply_broadcast == 1)
-		json_object_object_add(
-		    o, "reply_broadcast", json_object_new_boolean(1));
+	request_add_thread(o, r);
 	if (r->unfurl_links >= 0)
 		json_object_object_add(o, "unfurl_links",
 		    json_object_new_boolean(r->unfurl_links));
