@@ -5,6 +5,8 @@
 #ifndef SLACKD_BENCH_H
 #define SLACKD_BENCH_H
 
+#include <sys/time.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,13 @@ bench_cpu_us(void)
 
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* A struct timeval (getrusage's times) in µs. */
+static inline long
+bench_tv_us(const struct timeval *tv)
+{
+	return (long)tv->tv_sec * 1000000 + (long)tv->tv_usec;
 }
 
 /* A "Key:  N kB" line of /proc/self/status (VmRSS, VmHWM), or -1. */

@@ -26,11 +26,10 @@
 #include <libwebsockets.h>
 
 #include "bench.h"
+#include "floor.h"
 
 static struct lws_context *ctx;
 static struct lws *wsi_rtm;
-static char host[128], path[256];
-static int port;
 static uint64_t want, count;
 static int hello, done, failed;
 static int64_t t_first, t_last;
@@ -89,43 +88,17 @@ static const struct lws_protocols protocols[] = {
 int
 main(int argc, char **argv)
 {
-	struct lws_context_creation_info info;
-	struct lws_client_connect_info ci;
 	struct rusage ru;
 	double cpu;
 
-	if (argc != 3 ||
-	    sscanf(argv[1], "ws://%127[^:]:%d%255s", host, &port, path) != 3) {
+	if (argc != 3 || floor_url(argv[1]) != 0) {
 		fprintf(stderr, "usage: floor_lws ws://HOST:PORT/PATH N\n");
 		return 64;
 	}
 	want = strtoull(argv[2], NULL, 10);
 	signal(SIGPIPE, SIG_IGN);
-	lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
-
-	memset(&info, 0, sizeof info);
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = protocols;
-	info.fd_limit_per_thread = 32; /* as slackd */
-	info.pt_serv_buf_size = 65536; /* as slackd: 64 KiB reads */
-	if ((ctx = lws_create_context(&info)) == NULL) {
-		fprintf(stderr, "floor_lws: lws_create_context failed\n");
+	if ((ctx = floor_connect("floor_lws", protocols, &wsi_rtm)) == NULL)
 		return 1;
-	}
-	memset(&ci, 0, sizeof ci);
-	ci.context = ctx;
-	ci.address = host;
-	ci.host = host;
-	ci.origin = host;
-	ci.port = port;
-	ci.path = path;
-	ci.local_protocol_name = "floor";
-	ci.pwsi = &wsi_rtm;
-	if (lws_client_connect_via_info(&ci) == NULL) {
-		fprintf(stderr, "floor_lws: cannot connect\n");
-		return 1;
-	}
 	while (!done && !failed) {
 		if (lws_service(ctx, 0) < 0)
 			break;
@@ -136,10 +109,9 @@ main(int argc, char **argv)
 	       ",\"t_last\":%" PRId64 ",\"cpu_us\":%.1f,"
 	       "\"ru_utime_us\":%ld,\"ru_stime_us\":%ld,"
 	       "\"rss_ready_kb\":%ld,\"vmhwm_kb\":%ld,\"ok\":%s}\n",
-	    count, t_first, t_last, cpu,
-	    (long)ru.ru_utime.tv_sec * 1000000 + (long)ru.ru_utime.tv_usec,
-	    (long)ru.ru_stime.tv_sec * 1000000 + (long)ru.ru_stime.tv_usec,
-	    rss_ready, bench_status_kb("VmHWM"), done ? "true" : "false");
+	    count, t_first, t_last, cpu, bench_tv_us(&ru.ru_utime),
+	    bench_tv_us(&ru.ru_stime), rss_ready, bench_status_kb("VmHWM"),
+	    done ? "true" : "false");
 	fflush(stdout);
 	lws_context_destroy(ctx);
 	return done ? 0 : 1;
