@@ -572,7 +572,7 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_RESUME_AT, 0);
 	/* libevent writes at most 16 KiB a call unless told otherwise. */
 	bufferevent_set_max_single_write(c->bev, CLIENT_MAX_WRITE);
-	/* Writing is on by default; client_push() turns it on when needed. */
+	/* libevent starts a bufferevent writing; client_push() decides. */
 	bufferevent_disable(c->bev, EV_WRITE);
 	bufferevent_enable(c->bev, EV_READ);
 	TAILQ_INSERT_TAIL(&clients, c, entry);

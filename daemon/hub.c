@@ -141,6 +141,7 @@ hub_copy(struct client *c, struct mailbox_msg **ev, size_t n, int64_t now)
 	}
 }
 
+/* The batch's lines end to end; the one reference is the hub's own. */
 static struct hub_block *
 hub_block(struct mailbox_msg **ev, size_t n, size_t len)
 {
@@ -177,6 +178,8 @@ hub_events(struct mailbox_msg **ev, size_t n)
 	TAILQ_FOREACH(c, &clients, entry) {
 		if (c->flags & (CLIENT_DEAD | CLIENT_FLUSHING))
 			continue;
+		/* Copy a small batch to a client that keeps up, until a
+		 * lagging one has made the block: then everyone shares it. */
 		if (hub_filtered(c) ||
 		    (b == NULL && len < HUB_SHARE_MIN &&
 		        client_output(c) < HUB_SHARE_BEHIND)) {
