@@ -24,6 +24,8 @@ struct api_call {
 static TAILQ_HEAD(, api_call) api_calls = TAILQ_HEAD_INITIALIZER(api_calls);
 static uint64_t api_next_id = 1;
 
+static void api_fail(uint64_t, const char *);
+
 static void
 api_stopped(evutil_socket_t fd, short events, void *arg)
 {
@@ -47,7 +49,7 @@ api_call(const char *method, const char *body, size_t len, int json, api_cb cb,
 	c->cb = cb;
 	c->arg = arg;
 	TAILQ_INSERT_TAIL(&api_calls, c, entry);
-	if (slackd_upstream == NULL) {
+	if (!slackd_upstream_running()) {
 		/* Never call back from inside api_call(): later, from the loop.
 		 */
 		event_base_once(slackd_base, -1, EV_TIMEOUT, api_stopped,
@@ -55,12 +57,12 @@ api_call(const char *method, const char *body, size_t len, int json, api_cb cb,
 		return c->id;
 	}
 	m = mailbox_msg_new(MAILBOX_API_CALL);
-	m->id = (int64_t)c->id;
-	m->text = xstrdup(method);
+	m->u.call.call = c->id;
+	m->u.call.method = xstrdup(method);
+	m->u.call.json = json;
 	m->data = xmemdup(body != NULL ? body : "", len);
 	m->len = len;
-	m->status = json;
-	upstream_post(slackd_upstream, m);
+	slackd_to_upstream(m);
 	return c->id;
 }
 
@@ -96,7 +98,7 @@ api_deliver(uint64_t id, const struct api_result *r)
 }
 
 /* A call that ends without an answer from Slack. */
-void
+static void
 api_fail(uint64_t id, const char *why)
 {
 	struct api_result r;
@@ -119,16 +121,16 @@ api_result(struct mailbox_msg *m)
 	char why[300];
 
 	memset(&r, 0, sizeof r);
-	r.status = m->status;
-	if (m->text != NULL)
-		r.error = m->text;
+	r.status = m->u.result.http_status;
+	if (m->u.result.error != NULL)
+		r.error = m->u.result.error;
 	else if ((r.obj = json_tokener_parse(m->data)) == NULL ||
 	    !json_object_is_type(r.obj, json_type_object) ||
 	    !json_object_object_get_ex(r.obj, "ok", &ok)) {
 		snprintf(why, sizeof why,
 		    "Slack answered HTTP %d with "
 		    "something that is not a Web API answer",
-		    m->status);
+		    m->u.result.http_status);
 		r.error = why;
 	} else {
 		r.ok = json_object_get_boolean(ok);
@@ -137,7 +139,7 @@ api_result(struct mailbox_msg *m)
 		else if (!r.ok)
 			r.slack_error = "unknown_error";
 	}
-	api_deliver((uint64_t)m->id, &r);
+	api_deliver(m->u.result.call, &r);
 	json_object_put(r.obj);
 }
 

@@ -342,9 +342,9 @@ client_debug(struct client *c, struct request *r)
 	}
 	if (json_object_object_get_ex(r->obj, "wedge", &v) &&
 	    strcmp(json_object_get_string(v), "upstream") == 0 &&
-	    slackd_upstream != NULL) {
+	    slackd_upstream_running()) {
 		log_warnx("test hook: wedging the upstream thread");
-		upstream_post(slackd_upstream, mailbox_msg_new(MAILBOX_WEDGE));
+		slackd_to_upstream(mailbox_msg_new(MAILBOX_WEDGE));
 	}
 	if (json_object_object_get_ex(r->obj, "sleep", &v) &&
 	    json_object_get_double(v) > 0 && json_object_get_double(v) <= 10) {

@@ -713,3 +713,30 @@ config_load(struct config *conf, const char *path, int required, char **errors)
 	free(buf);
 	return nerr;
 }
+
+/* TEMPORARY (lead's branch): replaced by the table-driven config_dup. */
+static char *
+config_strdup(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+struct config *
+config_dup(const struct config *from)
+{
+	struct config *to = xmalloc(sizeof *to);
+
+	*to = *from;
+	to->socket_path = config_strdup(from->socket_path);
+	to->socket_group = config_strdup(from->socket_group);
+	to->allow_users = config_strdup(from->allow_users);
+	to->allow_groups = config_strdup(from->allow_groups);
+	to->allowed_uids.ids = from->allowed_uids.n ? xmemdup(from->allowed_uids.ids, from->allowed_uids.n * sizeof(unsigned)) : NULL;
+	to->allowed_gids.ids = from->allowed_gids.n ? xmemdup(from->allowed_gids.ids, from->allowed_gids.n * sizeof(unsigned)) : NULL;
+	to->state_dir = config_strdup(from->state_dir);
+	to->api_allow = config_strdup(from->api_allow);
+	to->api_url = config_strdup(from->api_url);
+	to->ca_file = config_strdup(from->ca_file);
+	to->token_file = config_strdup(from->token_file);
+	return to;
+}

@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "slackd.h"
+#include "upstream.h"
 
 #define FRAME_MAX_DEPTH 64
 

@@ -62,10 +62,10 @@ hub_listed(char **list, size_t n, const char *s)
 static int
 hub_match(const struct client *c, const struct mailbox_msg *m)
 {
-	if (!c->all_types && !hub_listed(c->types, c->ntypes, m->etype))
+	if (!c->all_types && !hub_listed(c->types, c->ntypes, m->u.event.type))
 		return 0;
 	if (!c->all_channels &&
-	    !hub_listed(c->channels, c->nchannels, m->channel))
+	    !hub_listed(c->channels, c->nchannels, m->u.event.channel))
 		return 0;
 	return 1;
 }
@@ -172,7 +172,7 @@ hub_events(struct mailbox_msg **ev, size_t n)
 
 	status.events += n;
 	for (i = 0; i < n; i++) {
-		names_event(ev[i]->etype, ev[i]->data, ev[i]->len);
+		names_event(ev[i]->u.event.type, ev[i]->data, ev[i]->len);
 		len += ev[i]->len;
 	}
 	TAILQ_FOREACH(c, &clients, entry) {

@@ -25,8 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libwebsockets.h>
-
 #include "slackd.h"
 
 #define LOG_LINE_MAX 2048
@@ -85,12 +83,6 @@ log_set_level(int level)
 }
 
 int
-log_get_level(void)
-{
-	return atomic_load(&log_level);
-}
-
-int
 log_level_parse(const char *s)
 {
 	u_int i;
@@ -104,14 +96,6 @@ log_level_parse(const char *s)
 	if (strcasecmp(s, "err") == 0)
 		return LOG_LEVEL_ERR;
 	return -1;
-}
-
-const char *
-log_level_name(int level)
-{
-	if (level < 0 || (size_t)level >= nitems(log_names))
-		return "unknown";
-	return log_names[level];
 }
 
 /* Remember the secret to scrub from every line (NULL to forget it). */
@@ -277,64 +261,4 @@ fatalx(const char *fmt, ...)
 	log_vlog(LOG_LEVEL_ERR, 0, fmt, ap);
 	va_end(ap);
 	exit(SLACKD_EXIT_FAILURE);
-}
-
-/*
- * The last error line libwebsockets logged: its connection errors are
- * generic ("connect SSL err 1"), the reason is only in its log.  Only the
- * upstream thread logs through lws or reads this.
- */
-static char log_lws_error[512];
-
-static void
-log_copy(char *dst, const char *src, size_t size)
-{
-	size_t n = strlen(src);
-
-	if (n >= size)
-		n = size - 1;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
-const char *
-log_lws_last(void)
-{
-	return log_lws_error;
-}
-
-/* Before a connection attempt: what lws says next is about it. */
-void
-log_lws_clear(void)
-{
-	log_lws_error[0] = '\0';
-}
-
-/*
- * libwebsockets' emitter, called on the upstream thread.  Its lines end in
- * "\n"; its levels map onto ours, everything from it is prefixed "lws:".
- */
-void
-log_lws(int lll, const char *line)
-{
-	char buf[LOG_LINE_MAX];
-	size_t len;
-	int level;
-
-	if (lll & LLL_ERR)
-		level = LOG_LEVEL_WARNING; /* lws "errors" are per connection */
-	else if (lll & (LLL_WARN | LLL_USER | LLL_NOTICE))
-		level = LOG_LEVEL_INFO;
-	else
-		level = LOG_LEVEL_DEBUG;
-	snprintf(buf, sizeof buf, "lws: %s", line);
-	len = strlen(buf);
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-		buf[--len] = '\0';
-	log_scrub(buf, sizeof buf);
-	if (lll & (LLL_ERR | LLL_WARN))
-		log_copy(log_lws_error, buf + 5, sizeof log_lws_error);
-	if (level > atomic_load(&log_level))
-		return;
-	log_emit(level, buf);
 }

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "slackd.h"
+#include "upstream.h"
 
 void
 mailbox_init(struct mailbox *mb, void (*wake)(void *), void *arg)
@@ -62,15 +62,59 @@ mailbox_msg_new_data(enum mailbox_type type, size_t len)
 	return m;
 }
 
+/* The one string a message owns besides its data (NULL if none). */
+static char **
+mailbox_msg_textp(struct mailbox_msg *m)
+{
+	switch (m->type) {
+	case MAILBOX_STATE:
+		return &m->u.state.reason;
+	case MAILBOX_SESSION_DOWN:
+		return &m->u.down.reason;
+	case MAILBOX_DROPPED:
+		return &m->u.dropped.why;
+	case MAILBOX_FATAL:
+		return &m->u.fatal.error;
+	case MAILBOX_API_CALL:
+		return &m->u.call.method;
+	case MAILBOX_API_RESULT:
+		return &m->u.result.error;
+	default:
+		return NULL;
+	}
+}
+
+/* That string, for the upstream thread to scrub before posting. */
+char *
+mailbox_msg_text(const struct mailbox_msg *m)
+{
+	char **p = mailbox_msg_textp((struct mailbox_msg *)m);
+
+	return p != NULL ? *p : NULL;
+}
+
+/* Free the message's data (it is being handed back without it). */
+void
+mailbox_msg_drop_data(struct mailbox_msg *m)
+{
+	if (m->data != m->inline_data)
+		free(m->data);
+	m->data = NULL;
+	m->len = 0;
+}
+
 void
 mailbox_msg_free(struct mailbox_msg *m)
 {
+	char **text;
+
 	if (m == NULL)
 		return;
-	free(m->text);
-	if (m->data != m->inline_data)
-		free(m->data);
-	upstream_params_free(m->params);
+	if ((text = mailbox_msg_textp(m)) != NULL)
+		free(*text);
+	if (m->type == MAILBOX_CONFIG)
+		upstream_params_free(m->u.config.params);
+	mailbox_msg_drop_data(m);
 	free(m);
 }
 

@@ -51,9 +51,9 @@ notify_watchdog_cb(evutil_socket_t fd, short events, void *arg)
 		log_warnx("watchdog: the upstream thread has not answered for "
 		          "%.1f s; not telling systemd we are alive",
 		    (double)notify_watchdog_usec / 2e6);
-	if (slackd_upstream != NULL) {
+	if (slackd_upstream_running()) {
 		notify_probe_out = 1;
-		upstream_post(slackd_upstream, mailbox_msg_new(MAILBOX_PROBE));
+		slackd_to_upstream(mailbox_msg_new(MAILBOX_PROBE));
 	}
 }
 
@@ -99,21 +99,12 @@ notify_ready(void)
 	                                  : "accepting clients");
 }
 
-static uint64_t
-notify_monotonic_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 void
 notify_reloading(void)
 {
 	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the "
 	            "configuration",
-	    (unsigned long long)notify_monotonic_usec());
+	    (unsigned long long)util_now_us());
 }
 
 void

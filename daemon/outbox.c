@@ -285,10 +285,10 @@ outbox_hand(struct outbox_req *req)
 
 	req->state = OUTBOX_HANDED;
 	m = mailbox_msg_new(MAILBOX_SEND);
-	m->id = req->id;
+	m->u.frame.id = req->id;
 	m->data = xmemdup(req->frame, req->len);
 	m->len = req->len;
-	upstream_post(slackd_upstream, m);
+	slackd_to_upstream(m);
 }
 
 /* Hand over whatever may go now; arm the timer for what has to wait. */
@@ -298,7 +298,7 @@ outbox_run(void)
 	struct outbox_req *req, *next;
 	int64_t now = util_now_ms(), wait, soonest = -1;
 	int connected =
-	    status.state == UPSTREAM_CONNECTED && slackd_upstream != NULL;
+	    status.state == UPSTREAM_CONNECTED && slackd_upstream_running();
 
 	outbox_rate_at = -1;
 	TAILQ_FOREACH_SAFE(req, &outbox_queue, entry, next) {

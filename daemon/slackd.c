@@ -29,6 +29,7 @@
 #include <libwebsockets.h>
 
 #include "slackd.h"
+#include "upstream.h"
 
 #ifndef SLACKD_CONF
 #define SLACKD_CONF "/etc/slackd/slackd.conf"
@@ -41,7 +42,7 @@
 
 struct event_base *slackd_base;
 struct config *slackd_conf;
-struct upstream *slackd_upstream;
+static struct upstream *slackd_upstream;
 int slackd_stopping;
 
 int slackd_test_hooks;
@@ -128,7 +129,7 @@ slackd_state(struct mailbox_msg *m)
 	struct json_object *o;
 
 	status_update(m);
-	if (m->state == UPSTREAM_CONNECTED) {
+	if (m->u.state.state == UPSTREAM_CONNECTED) {
 		if (status.team_id != NULL)
 			names_team_is(status.team_id);
 		/* team_state = yes: not "connected" before the names are in. */
@@ -138,7 +139,7 @@ slackd_state(struct mailbox_msg *m)
 	o = status_state();
 	hub_broadcast_json(o);
 	json_object_put(o);
-	if (m->state == UPSTREAM_CONNECTED)
+	if (m->u.state.state == UPSTREAM_CONNECTED)
 		outbox_connected();
 }
 
@@ -196,6 +197,20 @@ slackd_clients_gone(void)
 		event_base_loopexit(slackd_base, NULL);
 }
 
+/* Is there an upstream thread to post to? */
+int
+slackd_upstream_running(void)
+{
+	return slackd_upstream != NULL;
+}
+
+/* Post m to the upstream thread (which must be running). */
+void
+slackd_to_upstream(struct mailbox_msg *m)
+{
+	upstream_post(slackd_upstream, m);
+}
+
 static void
 slackd_dispatch(struct mailbox_msg *m)
 {
@@ -207,25 +222,24 @@ slackd_dispatch(struct mailbox_msg *m)
 		slackd_state(m);
 		break;
 	case MAILBOX_REPLY:
-		outbox_reply(m->id, m->data, m->len);
+		outbox_reply(m->u.frame.id, m->data, m->len);
 		break;
 	case MAILBOX_WRITTEN:
-		outbox_written(m->id, m->session);
+		outbox_written(m->u.frame.id, m->u.frame.session);
 		break;
 	case MAILBOX_RETURNED:
-		outbox_returned(m->id);
+		outbox_returned(m->u.frame.id);
 		break;
 	case MAILBOX_SESSION_DOWN:
-		outbox_session_down(m->session, m->text);
+		outbox_session_down(m->u.down.session, m->u.down.reason);
 		break;
 	case MAILBOX_PONG:
 	case MAILBOX_DROPPED:
 		status_update(m);
 		break;
 	case MAILBOX_FATAL:
-		log_errx("fatal: %s; check the token (slackd exits with "
-		         "status %d)",
-		    m->text, SLACKD_EXIT_CONFIG);
+		log_errx("fatal: authentication failed: %s; check the token (slackd exits with status %d)",
+		    m->u.fatal.error, SLACKD_EXIT_CONFIG);
 		slackd_shutdown(SLACKD_EXIT_CONFIG);
 		break;
 	case MAILBOX_STOPPED:
@@ -298,7 +312,7 @@ slackd_shutdown(int code)
 	notify_stopping();
 	listener_stop();
 	if (slackd_upstream != NULL)
-		upstream_post(slackd_upstream, mailbox_msg_new(MAILBOX_STOP));
+		slackd_to_upstream(mailbox_msg_new(MAILBOX_STOP));
 	evtimer_add(slackd_ev_deadline, &tv);
 }
 
@@ -372,26 +386,13 @@ slackd_ready(void)
 	}
 }
 
-static void
-slackd_params(struct upstream_params *p, const struct config *conf, char *token,
-    int verbose)
+/* What the upstream thread runs with: its own copy of the settings. */
+static struct upstream_params *
+slackd_params(const struct config *conf, const char *token)
 {
-	memset(p, 0, sizeof *p);
-	p->api_url = conf->api_url;
-	p->ca_file = conf->ca_file;
-	p->token = token;
-	p->ping_interval = conf->ping_interval;
-	p->pong_timeout = conf->pong_timeout;
-	p->hello_timeout = conf->hello_timeout;
-	p->connect_timeout = conf->connect_timeout;
-	p->reconnect_min = conf->reconnect_min;
-	p->reconnect_max = conf->reconnect_max;
-	p->reconnect_reset = conf->reconnect_reset;
-	p->rtm_connect_burst = conf->rtm_connect_burst;
-	p->rtm_connect_interval = conf->rtm_connect_interval;
-	p->max_event = conf->max_event;
 	/* Never lws INFO or DEBUG: they dump headers. */
-	p->lws_log_level = LLL_ERR | LLL_WARN | (verbose >= 2 ? LLL_NOTICE : 0);
+	return upstream_params_new(conf, token,
+	    LLL_ERR | LLL_WARN | (slackd_verbose >= 2 ? LLL_NOTICE : 0));
 }
 
 static void
@@ -503,7 +504,6 @@ slackd_same(const char *a, const char *b)
 static void
 slackd_reload(void)
 {
-	struct upstream_params params;
 	struct config *conf, *old = slackd_conf;
 	struct mailbox_msg *m;
 	const char *source;
@@ -545,10 +545,9 @@ slackd_reload(void)
 	outbox_reconfigure(conf);
 	client_reconfigure();
 	if (slackd_upstream != NULL) {
-		slackd_params(&params, conf, token, slackd_verbose);
 		m = mailbox_msg_new(MAILBOX_CONFIG);
-		m->params = upstream_params_dup(&params);
-		upstream_post(slackd_upstream, m);
+		m->u.config.params = slackd_params(conf, token);
+		slackd_to_upstream(m);
 	}
 	token_secret_free(slackd_token);
 	slackd_token = token;
@@ -567,7 +566,6 @@ fail:
 int
 main(int argc, char **argv)
 {
-	struct upstream_params params;
 	const char *source;
 	char *errors = NULL;
 	int ch, check = 0, foreground = 0, fd;
@@ -672,8 +670,8 @@ main(int argc, char **argv)
 	outbox_init(slackd_conf);
 	names_init();
 	notify_init(slackd_base);
-	slackd_params(&params, slackd_conf, slackd_token, slackd_verbose);
-	slackd_upstream = upstream_start(&params, &slackd_mailbox, &errors);
+	slackd_upstream = upstream_start(
+	    slackd_params(slackd_conf, slackd_token), &slackd_mailbox, &errors);
 	if (slackd_upstream == NULL) {
 		slackd_errors(errors);
 		listener_unlink();

@@ -1,14 +1,16 @@
 /*
- * slackd: one persistent Slack RTM connection, shared over a Unix socket.
+ * slackd: one persistent Slack connection, shared over a Unix socket.
  *
- * The daemon's one header: structures and prototypes, grouped by the file
- * that owns them.  Two threads (DESIGN.md §1):
+ * The main thread's header, a block per file that owns it (as tmux.h).
+ * Two threads (doc/design.md):
  *
  *   main      libevent: listener, clients, fan-out, outbox, signals
  *   upstream  libwebsockets: rtm.connect, the RTM WebSocket, pings, backoff
  *
- * They share nothing but two mailboxes (mailbox.c); every message owns its
- * bytes.
+ * They share nothing but two mailboxes (mailbox.c, declared here because
+ * both sides use it); every message owns its bytes.  The upstream side's
+ * own header is upstream.h; the pure pieces both sides use (util, log,
+ * config, jscan, webapi, …) are declared here.
  */
 #ifndef SLACKD_H
 #define SLACKD_H
@@ -56,7 +58,6 @@ int64_t util_now_ms(void);
 int64_t util_now_us(void);
 double util_wall(void);
 void util_wipe(void *, size_t);
-void util_free_secret(char *);
 uint64_t util_random64(void);
 
 /* log.c */
@@ -66,7 +67,6 @@ uint64_t util_random64(void);
 #define LOG_LEVEL_DEBUG   3
 void log_init(int, int);
 void log_set_level(int);
-int log_get_level(void);
 void log_set_secret(const char *);
 void log_scrub(char *, size_t);
 void log_errx(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -74,15 +74,11 @@ void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
-void log_lws(int, const char *);
-const char *log_lws_last(void);
-void log_lws_clear(void);
 __attribute__((noreturn)) void fatal(const char *, ...)
     __attribute__((format(printf, 1, 2)));
 __attribute__((noreturn)) void fatalx(const char *, ...)
     __attribute__((format(printf, 1, 2)));
 int log_level_parse(const char *);
-const char *log_level_name(int);
 
 /* config.c */
 struct config_ids {
@@ -132,6 +128,7 @@ struct config {
 };
 void config_init(struct config *);
 void config_free(struct config *);
+struct config *config_dup(const struct config *);
 int config_parse(struct config *, const char *, const char *, size_t, char **);
 int config_load(struct config *, const char *, int, char **);
 int config_check(const struct config *, char **);
@@ -164,25 +161,6 @@ struct jscan {
 };
 int jscan_object(const char *, size_t, int, struct jscan *);
 size_t jscan_compact(char *, size_t);
-
-/* frame.c: what one frame from Slack means. */
-enum frame_action {
-	FRAME_DROP,      /* not one JSON object: why says what is wrong */
-	FRAME_HELLO,     /* the hello a new session waits for */
-	FRAME_NOT_HELLO, /* something else came first */
-	FRAME_PONG,      /* the answer to the outstanding ping */
-	FRAME_STALE,     /* an answer to an older ping */
-	FRAME_REPLY,     /* Slack's reply to a client's request */
-	FRAME_EVENT,     /* an event for the clients */
-	FRAME_LAST,      /* an event after which Slack closes: reconnect */
-};
-struct frame {
-	enum frame_action action;
-	size_t len;
-	const char *why;
-	struct jscan js;
-};
-void frame_classify(char *, size_t, int, int64_t, struct frame *);
 
 /* backoff.c */
 struct backoff {
@@ -246,29 +224,33 @@ int webapi_permanent_error(const char *);
 int webapi_retry_after(const char *, int64_t *);
 void webapi_form_add(char **, size_t *, const char *, const char *);
 
-/* mailbox.c */
+/*
+ * mailbox.c: the two queues between the threads.  One named payload per
+ * message type, as in imsg: the type says which member of u is set; data
+ * and len are the bytes a message carries (counted for backpressure).
+ */
 struct upstream_params;
 enum mailbox_type {
 	/* upstream -> main */
-	MAILBOX_STATE,        /* state, session, text, data=team/self */
-	MAILBOX_EVENT,        /* data = frame + "\n", jscan fields */
-	MAILBOX_REPLY,        /* id = upstream id, data = Slack's reply */
-	MAILBOX_WRITTEN,      /* id written to the wire in session */
-	MAILBOX_RETURNED,     /* id not written: connection gone */
-	MAILBOX_SESSION_DOWN, /* session ended; unacked ids are lost */
-	MAILBOX_PONG,         /* id = round trip in microseconds */
-	MAILBOX_DROPPED,      /* an unusable frame from Slack was dropped */
-	MAILBOX_FATAL,        /* text = permanent error */
+	MAILBOX_STATE,        /* u.state; data = {"team":…,"self":…} */
+	MAILBOX_EVENT,        /* u.event; data = frame + "\n" */
+	MAILBOX_REPLY,        /* u.frame.id; data = Slack's reply */
+	MAILBOX_WRITTEN,      /* u.frame: written to the wire in session */
+	MAILBOX_RETURNED,     /* u.frame.id: not written, connection gone */
+	MAILBOX_SESSION_DOWN, /* u.down: session ended; unacked ids lost */
+	MAILBOX_PONG,         /* u.pong */
+	MAILBOX_DROPPED,      /* u.dropped: an unusable frame from Slack */
+	MAILBOX_FATAL,        /* u.fatal: permanent error */
 	MAILBOX_STOPPED,      /* upstream thread is about to exit */
 	MAILBOX_PROBE_ACK,    /* answer to MAILBOX_PROBE */
-	MAILBOX_API_RESULT,   /* id = call, status, data = body or text */
+	MAILBOX_API_RESULT,   /* u.result; data = body */
 	/* main -> upstream */
-	MAILBOX_SEND, /* id, data = frame */
+	MAILBOX_SEND, /* u.frame.id; data = frame */
 	MAILBOX_STOP,
 	MAILBOX_PROBE,    /* are you alive? (watchdog) */
-	MAILBOX_CONFIG,   /* params = new settings (owned) */
+	MAILBOX_CONFIG,   /* u.config: new settings (owned) */
 	MAILBOX_WEDGE,    /* test hook: hang the upstream thread */
-	MAILBOX_API_CALL, /* id = call, text = method, data = body */
+	MAILBOX_API_CALL, /* u.call; data = body */
 };
 enum upstream_state {
 	UPSTREAM_CONNECTING,
@@ -277,20 +259,64 @@ enum upstream_state {
 	UPSTREAM_FAILED,
 	UPSTREAM_STOPPING,
 };
+struct mailbox_state {
+	enum upstream_state state;
+	uint64_t session;
+	int64_t retry_in; /* ms, when reconnecting */
+	char *reason;     /* or NULL */
+};
+struct mailbox_event {
+	uint64_t session;
+	char type[JSCAN_FIELD];    /* Slack's "type", "" if none */
+	char channel[JSCAN_FIELD]; /* top-level "channel", "" if none */
+};
+struct mailbox_frame {
+	int64_t id; /* the upstream id of a client's request */
+	uint64_t session;
+};
+struct mailbox_down {
+	uint64_t session;
+	char *reason;
+};
+struct mailbox_pong {
+	int64_t rtt_us;
+};
+struct mailbox_dropped {
+	char *why;
+};
+struct mailbox_fatal {
+	char *error; /* Slack's error code, e.g. invalid_auth */
+};
+struct mailbox_call {
+	uint64_t call; /* api.c's id */
+	char *method;
+	int json; /* data is JSON, else form-encoded */
+};
+struct mailbox_result {
+	uint64_t call;
+	int http_status;
+	char *error; /* no usable answer: why; else data is the body */
+};
+struct mailbox_config {
+	struct upstream_params *params;
+};
 struct mailbox_msg {
 	STAILQ_ENTRY(mailbox_msg) entry;
 	enum mailbox_type type;
-	uint64_t session;
-	int64_t id;
-	enum upstream_state state;
-	int64_t retry_in;
-	char *text;
-	char *data;
+	char *data; /* the bytes it carries, or NULL */
 	size_t len;
-	int status; /* API_RESULT: HTTP status; API_CALL: 1 = JSON body */
-	char etype[JSCAN_FIELD];
-	char channel[JSCAN_FIELD];
-	struct upstream_params *params;
+	union {
+		struct mailbox_state state;
+		struct mailbox_event event;
+		struct mailbox_frame frame;
+		struct mailbox_down down;
+		struct mailbox_pong pong;
+		struct mailbox_dropped dropped;
+		struct mailbox_fatal fatal;
+		struct mailbox_call call;
+		struct mailbox_result result;
+		struct mailbox_config config;
+	} u;
 	char inline_data[]; /* data, for mailbox_msg_new_data() */
 };
 STAILQ_HEAD(mailbox_list, mailbox_msg);
@@ -311,66 +337,12 @@ int mailbox_full(struct mailbox *);
 void mailbox_destroy(struct mailbox *);
 struct mailbox_msg *mailbox_msg_new(enum mailbox_type);
 struct mailbox_msg *mailbox_msg_new_data(enum mailbox_type, size_t);
+char *mailbox_msg_text(const struct mailbox_msg *);
+void mailbox_msg_drop_data(struct mailbox_msg *);
 void mailbox_msg_free(struct mailbox_msg *);
 int mailbox_post(struct mailbox *, struct mailbox_msg *);
 int mailbox_post_list(struct mailbox *, struct mailbox_list *, size_t);
 void mailbox_take(struct mailbox *, struct mailbox_list *);
-
-/* upstream.c: the libwebsockets thread. */
-struct upstream_params {
-	char *api_url;
-	char *ca_file;
-	char *token;
-	int64_t ping_interval;
-	int64_t pong_timeout;
-	int64_t hello_timeout;
-	int64_t connect_timeout;
-	int64_t reconnect_min;
-	int64_t reconnect_max;
-	int64_t reconnect_reset;
-	int rtm_connect_burst;
-	int64_t rtm_connect_interval;
-	size_t max_event;
-	int lws_log_level;
-};
-struct upstream;
-struct upstream *upstream_start(
-    const struct upstream_params *, struct mailbox *, char **);
-void upstream_post(struct upstream *, struct mailbox_msg *);
-void upstream_join(struct upstream *);
-struct upstream_params *upstream_params_dup(const struct upstream_params *);
-void upstream_params_free(struct upstream_params *);
-const char *upstream_state_name(enum upstream_state);
-
-/* webcall.c: Web API calls on the upstream thread. */
-struct lws_context;
-struct webcall;
-struct webcall_queue;
-struct webcall_env {
-	struct lws_context *ctx;
-	struct webapi_url *api;    /* where: api_url, parsed */
-	struct upstream_params *p; /* the token, connect_timeout */
-};
-typedef void (*webcall_cb)(struct webcall *, void *);
-struct webcall *webcall_new(
-    const char *, const char *, const char *, size_t, webcall_cb, void *);
-void webcall_free(struct webcall *);
-int webcall_start(struct webcall_env *, struct webcall *);
-void webcall_cancel(struct webcall *);
-uint64_t webcall_id(const struct webcall *);
-const char *webcall_method(const struct webcall *);
-int webcall_status(const struct webcall *);
-int64_t webcall_retry_after(const struct webcall *);
-const char *webcall_body(const struct webcall *, size_t *);
-char *webcall_take_body(struct webcall *, size_t *);
-const char *webcall_error(const struct webcall *);
-struct webcall_queue *webcall_q_new(struct webcall_env *, webcall_cb, void *);
-void webcall_q_add(struct webcall_queue *, struct webcall *, uint64_t);
-struct webcall *webcall_q_pop(struct webcall_queue *);
-void webcall_q_free(struct webcall_queue *);
-#ifdef LWS_PRE
-extern const struct lws_protocols webcall_protocol;
-#endif
 
 /* listener.c */
 int listener_open(const char *, unsigned, long, char **);
@@ -541,7 +513,6 @@ struct api_result {
 typedef void (*api_cb)(void *, const struct api_result *);
 uint64_t api_call(const char *, const char *, size_t, int, api_cb, void *);
 void api_forget(uint64_t);
-void api_fail(uint64_t, const char *);
 void api_result(struct mailbox_msg *);
 void api_shutdown(void);
 
@@ -572,11 +543,12 @@ void notify_probe_back(void);
 /* slackd.c */
 extern struct event_base *slackd_base;
 extern struct config *slackd_conf;
-extern struct upstream *slackd_upstream;
 extern int slackd_stopping;
 extern int slackd_test_hooks;
 void slackd_shutdown(int);
 void slackd_clients_gone(void);
+int slackd_upstream_running(void);
+void slackd_to_upstream(struct mailbox_msg *);
 void slackd_names_loaded(void);
 
 #endif

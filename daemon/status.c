@@ -86,30 +86,34 @@ status_connected(const char *data)
 	status.connected_mono = util_now_ms();
 }
 
-/* A MAILBOX_STATE or MAILBOX_PONG from upstream. */
+/* A MAILBOX_STATE, MAILBOX_PONG or MAILBOX_DROPPED from upstream. */
 void
 status_update(struct mailbox_msg *m)
 {
+	const struct mailbox_state *st = &m->u.state;
+
 	if (m->type == MAILBOX_PONG) {
-		status.rtt_us = m->id;
+		status.rtt_us = m->u.pong.rtt_us;
 		return;
 	}
 	if (m->type == MAILBOX_DROPPED) {
 		status.events_dropped++;
 		free(status.last_dropped);
-		status.last_dropped = xstrdup(m->text != NULL ? m->text : "?");
+		status.last_dropped =
+		    xstrdup(m->u.dropped.why != NULL ? m->u.dropped.why : "?");
 		status.last_dropped_at = util_wall();
 		return;
 	}
-	status.state = m->state;
-	status.session = m->session;
+	status.state = st->state;
+	status.session = st->session;
 	free(status.reason);
-	status.reason = m->text != NULL ? xstrdup(m->text) : NULL;
-	status.retry_at =
-	    m->state == UPSTREAM_RECONNECTING ? util_now_ms() + m->retry_in : 0;
-	if (m->state == UPSTREAM_CONNECTED && m->data != NULL)
+	status.reason = st->reason != NULL ? xstrdup(st->reason) : NULL;
+	status.retry_at = st->state == UPSTREAM_RECONNECTING
+	    ? util_now_ms() + st->retry_in
+	    : 0;
+	if (st->state == UPSTREAM_CONNECTED && m->data != NULL)
 		status_connected(m->data);
-	else if (m->state != UPSTREAM_CONNECTED)
+	else if (st->state != UPSTREAM_CONNECTED)
 		status.connected_mono = 0;
 }
 
@@ -121,13 +125,32 @@ status_raw(const char *json)
 	return json_tokener_parse(json);
 }
 
+/* The protocol's word for an upstream state. */
+static const char *
+status_word(enum upstream_state s)
+{
+	switch (s) {
+	case UPSTREAM_CONNECTING:
+		return PROTOCOL_STATE_CONNECTING;
+	case UPSTREAM_CONNECTED:
+		return PROTOCOL_STATE_CONNECTED;
+	case UPSTREAM_RECONNECTING:
+		return PROTOCOL_STATE_RECONNECTING;
+	case UPSTREAM_FAILED:
+		return PROTOCOL_STATE_FAILED;
+	case UPSTREAM_STOPPING:
+		return PROTOCOL_STATE_STOPPING;
+	}
+	return "unknown";
+}
+
 /* Connected but still loading the names is "loading" to clients. */
 const char *
 status_state_name(void)
 {
 	if (status.state == UPSTREAM_CONNECTED && status.loading)
 		return PROTOCOL_STATE_LOADING;
-	return upstream_state_name(status.state);
+	return status_word(status.state);
 }
 
 static void

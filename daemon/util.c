@@ -137,15 +137,6 @@ util_wipe(void *p, size_t len)
 #endif
 }
 
-void
-util_free_secret(char *s)
-{
-	if (s == NULL)
-		return;
-	util_wipe(s, strlen(s));
-	free(s);
-}
-
 uint64_t
 util_random64(void)
 {

@@ -18,13 +18,15 @@
 
 #include <libwebsockets.h>
 
-#include "slackd.h"
+#include "upstream.h"
 
 #define WEBCALL_MAX_BODY   (16 * 1024 * 1024) /* a page of users.list */
 #define WEBCALL_CHUNK      4096
 #define WEBCALL_ATTEMPTS   4     /* tries before a queued call fails */
 #define WEBCALL_RATE_WAIT  60000 /* ms, a 429 without Retry-After */
 #define WEBCALL_RATE_TRIES 10    /* 429s in a row before a call fails */
+
+static void webcall_cancel(struct webcall *);
 
 struct webcall {
 	TAILQ_ENTRY(webcall) entry;
@@ -134,12 +136,6 @@ webcall_id(const struct webcall *w)
 	return w->id;
 }
 
-const char *
-webcall_method(const struct webcall *w)
-{
-	return w->method;
-}
-
 int
 webcall_status(const struct webcall *w)
 {
@@ -179,7 +175,7 @@ webcall_take_body(struct webcall *w, size_t *len)
 }
 
 /* Drop the connection, if any, without calling back. */
-void
+static void
 webcall_cancel(struct webcall *w)
 {
 	if (w->running)
@@ -211,7 +207,7 @@ webcall_deadline(lws_sorted_usec_list_t *sul)
 	char why[64];
 
 	snprintf(why, sizeof why, "no answer within %.1f s",
-	    (double)w->env->p->connect_timeout / 1000);
+	    (double)(*w->env->p)->conf->connect_timeout / 1000);
 	webcall_finish(w, why);
 }
 
@@ -252,9 +248,9 @@ webcall_start(struct webcall_env *env, struct webcall *w)
 	i.pwsi = &w->wsi;
 	i.opaque_user_data = w;
 	lws_sul_schedule(env->ctx, 0, &w->sul_deadline, webcall_deadline,
-	    (lws_usec_t)env->p->connect_timeout * 1000);
+	    (lws_usec_t)(*env->p)->conf->connect_timeout * 1000);
 	log_debug("upstream: calling %s", w->method);
-	log_lws_clear();
+	lwslog_clear();
 	if (lws_client_connect_via_info(&i) != NULL) {
 		free(path);
 		return 0;
@@ -271,9 +267,9 @@ webcall_start(struct webcall_env *env, struct webcall *w)
 	if ((rc = getaddrinfo(env->api->host, service, &hints, &res)) != 0)
 		snprintf(why, sizeof why, "cannot resolve %s: %s",
 		    env->api->host, gai_strerror(rc));
-	else if (*log_lws_last() != '\0')
+	else if (*lwslog_last() != '\0')
 		snprintf(why, sizeof why, "cannot connect to port %d (%s)",
-		    env->api->port, log_lws_last());
+		    env->api->port, lwslog_last());
 	else
 		snprintf(why, sizeof why, "cannot connect to port %d",
 		    env->api->port);
@@ -290,7 +286,7 @@ webcall_headers(struct webcall *w, struct lws *wsi, void *in, size_t len)
 	char auth[600], clen[32];
 	int n, rc = 0;
 
-	n = snprintf(auth, sizeof auth, "Bearer %s", w->env->p->token);
+	n = snprintf(auth, sizeof auth, "Bearer %s", (*w->env->p)->token);
 	if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
 	        (unsigned char *)auth, n, p, end) ||
 	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_USER_AGENT,
@@ -419,7 +415,7 @@ webcall_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		webcall_detach(w, wsi);
-		detail = log_lws_last();
+		detail = lwslog_last();
 		if (in != NULL && strstr(in, "SSL") != NULL && *detail != '\0')
 			snprintf(why, sizeof why, "%s (%s)", (const char *)in,
 			    detail);

@@ -1,0 +1,154 @@
+/*
+ * upstream.h: the upstream thread's side of slackd, everything that talks
+ * to Slack on libwebsockets' own loop (doc/design.md, "Two threads").
+ *
+ * Included by the upstream files (upstream.c, upstream_rtm.c, webcall.c,
+ * lwslog.c, frame.c) and by slackd.c, the one main-thread file that starts,
+ * feeds and joins the thread.  The main thread may call only
+ * upstream_params_new/free(), upstream_start(), upstream_post() and
+ * upstream_join(); everything else here runs on the upstream thread.
+ */
+#ifndef UPSTREAM_H
+#define UPSTREAM_H
+
+#include <libwebsockets.h>
+
+#include "slackd.h"
+
+/* upstream.c: the thread and the connection manager. */
+struct upstream_params {
+	struct config *conf; /* a copy of its own (config_dup) */
+	char *token;         /* a secret: token_secret_dup/free */
+	int lws_log_level;
+};
+struct upstream;
+struct upstream_params *upstream_params_new(
+    const struct config *, const char *, int);
+void upstream_params_free(struct upstream_params *);
+struct upstream *upstream_start(
+    struct upstream_params *, struct mailbox *, char **);
+void upstream_post(struct upstream *, struct mailbox_msg *);
+void upstream_join(struct upstream *);
+
+/*
+ * One WebSocket session with Slack, from its connect call (rtm.connect)
+ * to its close.  The manager owns it; a protocol (upstream_rtm.c) reads
+ * its frames and keeps its own per-session state in `rtm`.
+ */
+enum upstream_conn_phase {
+	UPSTREAM_CONN_API,     /* the connect method in flight */
+	UPSTREAM_CONN_SOCKET,  /* WebSocket connecting */
+	UPSTREAM_CONN_HELLO,   /* waiting for hello */
+	UPSTREAM_CONN_LIVE,    /* events flow */
+	UPSTREAM_CONN_CLOSING, /* close handshake under way */
+};
+struct upstream_conn {
+	struct upstream *up;
+	enum upstream_conn_phase phase;
+	uint64_t session; /* numbered when the WebSocket is up */
+	struct webcall *connect_call;
+	struct webapi_connect connect; /* the connect method's answer */
+	struct webapi_url ws;
+	struct lws *wsi;
+	int64_t live_at; /* ms, since hello; 0 before */
+
+	char *rx; /* the frame being received */
+	size_t rx_len;
+	int rx_over;
+	int rx_binary;
+	struct mailbox_list writes; /* MAILBOX_SEND frames to write */
+
+	int close_code;
+	int peer_close_code;
+	char *end_reason;
+	int end_prompt; /* Slack asked us to go: reconnect without backoff */
+
+	int64_t ping_sent;    /* ms, 0 when no keepalive is outstanding */
+	int64_t ping_sent_us; /* for the round trip */
+	int ping_unwritten;
+	char ping_frame[64]; /* the protocol's keepalive, to write */
+	size_t ping_len;
+
+	lws_sorted_usec_list_t sul_deadline; /* connect, hello, close */
+	lws_sorted_usec_list_t sul_ping;
+	lws_sorted_usec_list_t sul_pong;
+
+	union {
+		struct {
+			int64_t ping_id; /* even: ours; odd: clients' */
+		} rtm;
+	} proto;
+};
+
+/* What makes one upstream protocol (RTM today). */
+struct upstream_proto {
+	const char *name;           /* for logs and status */
+	const char *connect_method; /* Web API method giving the wss:// URL */
+	/* One whole text frame of a session in HELLO or LIVE. */
+	void (*frame)(struct upstream_conn *, char *, size_t);
+	/* Compose the next keepalive in buf; its length. */
+	size_t (*ping)(struct upstream_conn *, char *, size_t);
+};
+extern const struct upstream_proto upstream_rtm;
+
+/* What a protocol calls back into the manager. */
+void upstream_tell(struct upstream *, struct mailbox_msg *);
+void upstream_live(struct upstream_conn *);
+void upstream_pong(struct upstream_conn *);
+void upstream_event(
+    struct upstream_conn *, const struct jscan *, const char *, size_t);
+void upstream_dropped(struct upstream_conn *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+void upstream_conn_lost(struct upstream_conn *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* frame.c: what one RTM frame from Slack means (pure; fuzzed). */
+enum frame_action {
+	FRAME_DROP,      /* not one JSON object: why says what is wrong */
+	FRAME_HELLO,     /* the hello a new session waits for */
+	FRAME_NOT_HELLO, /* something else came first */
+	FRAME_PONG,      /* the answer to the outstanding ping */
+	FRAME_STALE,     /* an answer to an older ping */
+	FRAME_REPLY,     /* Slack's reply to a client's request */
+	FRAME_EVENT,     /* an event for the clients */
+	FRAME_LAST,      /* an event after which Slack closes: reconnect */
+};
+struct frame {
+	enum frame_action action;
+	size_t len;
+	const char *why;
+	struct jscan js;
+};
+void frame_classify(char *, size_t, int, int64_t, struct frame *);
+
+/* webcall.c: Web API calls over HTTPS. */
+struct webcall;
+struct webcall_queue;
+struct webcall_env {
+	struct lws_context *ctx;
+	struct webapi_url *api;           /* where: api_url, parsed */
+	struct upstream_params *const *p; /* the token, connect_timeout */
+};
+typedef void (*webcall_cb)(struct webcall *, void *);
+struct webcall *webcall_new(
+    const char *, const char *, const char *, size_t, webcall_cb, void *);
+void webcall_free(struct webcall *);
+int webcall_start(struct webcall_env *, struct webcall *);
+uint64_t webcall_id(const struct webcall *);
+int webcall_status(const struct webcall *);
+int64_t webcall_retry_after(const struct webcall *);
+const char *webcall_body(const struct webcall *, size_t *);
+char *webcall_take_body(struct webcall *, size_t *);
+const char *webcall_error(const struct webcall *);
+struct webcall_queue *webcall_q_new(struct webcall_env *, webcall_cb, void *);
+void webcall_q_add(struct webcall_queue *, struct webcall *, uint64_t);
+struct webcall *webcall_q_pop(struct webcall_queue *);
+void webcall_q_free(struct webcall_queue *);
+extern const struct lws_protocols webcall_protocol;
+
+/* lwslog.c: libwebsockets' log lines, into ours. */
+void lwslog_emit(int, const char *);
+const char *lwslog_last(void);
+void lwslog_clear(void);
+
+#endif
