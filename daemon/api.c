@@ -128,8 +128,7 @@ api_result(struct mailbox_msg *m)
 	    !json_object_is_type(r.obj, json_type_object) ||
 	    !json_object_object_get_ex(r.obj, "ok", &ok)) {
 		snprintf(why, sizeof why,
-		    "Slack answered HTTP %d with "
-		    "something that is not a Web API answer",
+		    "Slack answered HTTP %d with something that is not a Web API answer",
 		    m->u.result.http_status);
 		r.error = why;
 	} else {

@@ -3,7 +3,8 @@
  * JSON object (RFC 8259, strict UTF-8, bounded nesting) and pick out the
  * few top-level fields the daemon routes on -- "type", "channel",
  * "reply_to", "ok" -- without building any objects.  Most frames are only
- * forwarded, so this is all the work they cost (DESIGN.md §2).
+ * forwarded, so this is all the work they cost (doc/design.md, "The
+ * path of one event").
  */
 #include "config.h"
 

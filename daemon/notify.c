@@ -48,8 +48,8 @@ notify_watchdog_cb(evutil_socket_t fd, short events, void *arg)
 	if (!notify_probe_out)
 		notify_send("WATCHDOG=1");
 	else
-		log_warnx("watchdog: the upstream thread has not answered for "
-		          "%.1f s; not telling systemd we are alive",
+		log_warnx(
+		    "watchdog: the upstream thread has not answered for %.1f s; not telling systemd we are alive",
 		    (double)notify_watchdog_usec / 2e6);
 	if (slackd_upstream_running()) {
 		notify_probe_out = 1;
@@ -102,8 +102,8 @@ notify_ready(void)
 void
 notify_reloading(void)
 {
-	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the "
-	            "configuration",
+	notify_send(
+	    "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
 	    (unsigned long long)util_now_us());
 }
 
@@ -127,9 +127,9 @@ notify_state(void)
 	case UPSTREAM_CONNECTED:
 		snprintf(notify_last_status, sizeof notify_last_status,
 		    "%s to %s as %s",
-		    status.loading ? "loading the team's "
-		                     "channels and users, connected"
-		                   : "connected",
+		    status.loading
+		        ? "loading the team's channels and users, connected"
+		        : "connected",
 		    status.team_name, status.self_name);
 		break;
 	case UPSTREAM_RECONNECTING:

@@ -409,9 +409,8 @@ webcall_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return 0;
 	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
 		webcall_detach(w, wsi);
-		webcall_finish(w,
-		    "connection closed before the answer was "
-		    "complete");
+		webcall_finish(
+		    w, "connection closed before the answer was complete");
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		webcall_detach(w, wsi);
