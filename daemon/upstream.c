@@ -873,6 +873,7 @@ upstream_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		snprintf(why, sizeof why,
 		    "WebSocket connection to %s failed: %s", conn->ws.host,
 		    in != NULL ? (const char *)in : "error");
+		lws_set_opaque_user_data(wsi, NULL);
 		conn->wsi = NULL;
 		upstream_session_end(conn, why);
 		return 0;
@@ -890,6 +891,8 @@ upstream_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		upstream_peer_close(conn, in, len);
 		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
+		/* lws still calls other protocols for this wsi: forget conn. */
+		lws_set_opaque_user_data(wsi, NULL);
 		conn->wsi = NULL;
 		upstream_closed(conn, "connection to Slack lost");
 		return 0;
