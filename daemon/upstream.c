@@ -24,11 +24,20 @@
  *
  * The main thread talks to us only through the inbox (woken with
  * lws_cancel_service(), the one lws call that is safe from another thread);
- * we answer through its mailbox.  Invariants: up->conn is the one session
- * (NULL while waiting); a session's lws wsi points back at it through its
+ * we answer through its mailbox.  Invariants: up->conns lists every
+ * session, oldest first; a session's lws wsi points back at it through its
  * opaque user data, cleared before the session is freed, so a late lws
  * callback never sees freed memory; every MAILBOX_SEND taken is answered
  * with WRITTEN or RETURNED, every MAILBOX_API_CALL with an API_RESULT.
+ *
+ * Make-before-break.  When Slack asks a live session to go (RTM goodbye),
+ * it is retired, not closed: a replacement is made while it keeps
+ * forwarding.  Once the replacement has said hello the two overlap and
+ * Slack sends the same events on both; overlap.c decides which copy goes
+ * out, which waits and when the old session is closed, so that clients
+ * get every event once and in order.  If no replacement can be made in
+ * time, the old session ends as it would have and the usual reconnect
+ * follows.
  */
 #include "config.h"
 
@@ -76,7 +85,10 @@ struct upstream {
 	uint64_t session; /* the last session numbered */
 	struct backoff backoff;
 	struct ratelimit_bucket connect_bucket;
-	struct upstream_conn *conn;
+	TAILQ_HEAD(upstream_conns, upstream_conn) conns; /* oldest first */
+	int want;                                        /* sessions to hold */
+	int live;                     /* sessions that said hello */
+	struct upstream_handover *ho; /* two sessions overlapping */
 
 	/* the Web API */
 	struct webcall_env env;
@@ -91,7 +103,27 @@ struct upstream {
 	lws_sorted_usec_list_t sul_attempt;
 };
 
+/* Two sessions overlapping: new's events wait in held. */
+struct upstream_handover {
+	struct upstream *up;
+	struct upstream_conn *old; /* NULL once it ended */
+	struct upstream_conn *new; /* NULL once it ended */
+	struct overlap o;
+	struct mailbox_msg **held;
+	uint64_t *hashes;
+	size_t nheld;
+	size_t held_cap;
+	lws_sorted_usec_list_t sul;
+};
+
 static void upstream_attempt(lws_sorted_usec_list_t *);
+static void upstream_ping(lws_sorted_usec_list_t *);
+static void upstream_switch(struct upstream *);
+static void upstream_handover(struct upstream_conn *, struct upstream_conn *);
+static void upstream_handover_free(struct upstream *);
+static void upstream_handover_gone(struct upstream *, struct upstream_conn *);
+static int upstream_overlap(struct upstream *, struct upstream_conn *,
+    const struct jscan *, const char *, size_t);
 static void upstream_wake(void *);
 static int upstream_api(struct upstream *, char **);
 static void upstream_retry(struct upstream *, int64_t, const char *, ...)
@@ -111,12 +143,22 @@ upstream_timer(
  * catches up (the kernel and Slack then hold the backlog, not our memory).
  */
 static void
+upstream_flow(struct upstream *up, int on)
+{
+	struct upstream_conn *conn;
+
+	TAILQ_FOREACH(conn, &up->conns, entry) {
+		if (conn->wsi != NULL)
+			lws_rx_flow_control(conn->wsi, on);
+	}
+}
+
+static void
 upstream_behind(struct upstream *up, int full)
 {
-	if (full && !up->rx_paused && up->conn != NULL &&
-	    up->conn->wsi != NULL) {
+	if (full && !up->rx_paused) {
 		up->rx_paused = 1;
-		lws_rx_flow_control(up->conn->wsi, 0);
+		upstream_flow(up, 0);
 		log_debug(
 		    "upstream: the main thread is behind; not reading from Slack until it catches up");
 	}
@@ -153,6 +195,7 @@ static void
 upstream_state(struct upstream *up, enum upstream_state st, int64_t retry_in,
     const char *reason)
 {
+	struct upstream_conn *c = TAILQ_LAST(&up->conns, upstream_conns);
 	struct mailbox_msg *m;
 
 	m = mailbox_msg_new(MAILBOX_STATE);
@@ -161,10 +204,10 @@ upstream_state(struct upstream *up, enum upstream_state st, int64_t retry_in,
 	m->u.state.retry_in = retry_in;
 	if (reason != NULL)
 		m->u.state.reason = xstrdup(reason);
-	if (st == UPSTREAM_CONNECTED && up->conn != NULL) {
+	if (st == UPSTREAM_CONNECTED && c != NULL) {
 		m->len =
 		    (size_t)xasprintf(&m->data, "{\"team\":%s,\"self\":%s}",
-		        up->conn->connect.team, up->conn->connect.self);
+		        c->connect.team, c->connect.self);
 	}
 	upstream_tell(up, m);
 }
@@ -201,22 +244,63 @@ upstream_retry(struct upstream *up, int64_t delay, const char *fmt, ...)
 	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
 	if (up->stopping) {
-		upstream_finish(up);
+		if (TAILQ_EMPTY(&up->conns))
+			upstream_finish(up);
 		return;
 	}
-	up->phase = UPSTREAM_PHASE_WAITING;
-	log_warnx("upstream: %s; reconnecting in %.1f s", reason,
-	    (double)delay / 1000);
-	upstream_state(up, UPSTREAM_RECONNECTING, delay, reason);
+	if (up->live > 0)
+		log_info("upstream: %s; next session in %.1f s", reason,
+		    (double)delay / 1000);
+	else {
+		up->phase = UPSTREAM_PHASE_WAITING;
+		log_warnx("upstream: %s; reconnecting in %.1f s", reason,
+		    (double)delay / 1000);
+		upstream_state(up, UPSTREAM_RECONNECTING, delay, reason);
+	}
 	upstream_timer(up, &up->sul_attempt, delay, upstream_attempt);
 }
 
-static void
-upstream_backoff(struct upstream *up, int64_t at_least, const char *reason)
+/* Sessions being made or held, not counting those on their way out. */
+static int
+upstream_active(struct upstream *up)
 {
-	int64_t delay = backoff_next(&up->backoff);
+	struct upstream_conn *conn;
+	int n = 0;
 
-	if (delay < at_least)
+	TAILQ_FOREACH(conn, &up->conns, entry) {
+		if (!conn->retiring && conn->phase != UPSTREAM_CONN_CLOSING)
+			n++;
+	}
+	return n;
+}
+
+/*
+ * A session ended or could not be made: if fewer are held than wanted,
+ * make another, at once when Slack asked for it (prompt) and we are not
+ * backing off, else after the next backoff step (at least at_least ms).
+ */
+static void
+upstream_again(
+    struct upstream *up, int64_t at_least, int prompt, const char *reason)
+{
+	int64_t delay;
+
+	if (up->stopping) {
+		if (TAILQ_EMPTY(&up->conns))
+			upstream_finish(up);
+		return;
+	}
+	if (up->phase == UPSTREAM_PHASE_FAILED)
+		return;
+	if (upstream_active(up) >= up->want) {
+		if (up->live == 0) /* the replacement is not there yet */
+			upstream_state(up, UPSTREAM_RECONNECTING, 0, reason);
+		return;
+	}
+	if (prompt && at_least == 0 &&
+	    backoff_ceiling(&up->backoff) <= up->p->conf->reconnect_min)
+		delay = 0;
+	else if ((delay = backoff_next(&up->backoff)) < at_least)
 		delay = at_least;
 	upstream_retry(up, delay, "%s", reason);
 }
@@ -224,6 +308,7 @@ upstream_backoff(struct upstream *up, int64_t at_least, const char *reason)
 static void
 upstream_fatal(struct upstream *up, const char *error)
 {
+	struct upstream_conn *conn, *next;
 	struct mailbox_msg *m;
 	char *reason;
 
@@ -231,6 +316,8 @@ upstream_fatal(struct upstream *up, const char *error)
 	xasprintf(&reason, "authentication failed: %s", error);
 	log_warnx(
 	    "upstream: Slack refused the token (%s); not retrying", error);
+	TAILQ_FOREACH_SAFE(conn, &up->conns, entry, next)
+		upstream_conn_lost(conn, 1, "%s", reason);
 	upstream_state(up, UPSTREAM_FAILED, 0, reason);
 	free(reason);
 	m = mailbox_msg_new(MAILBOX_FATAL);
@@ -249,6 +336,7 @@ upstream_conn_new(struct upstream *up)
 	conn->up = up;
 	conn->phase = UPSTREAM_CONN_API;
 	STAILQ_INIT(&conn->writes);
+	TAILQ_INSERT_TAIL(&up->conns, conn, entry);
 	return conn;
 }
 
@@ -259,10 +347,7 @@ upstream_conn_new(struct upstream *up)
 static void
 upstream_conn_free(struct upstream_conn *conn)
 {
-	struct upstream *up = conn->up;
-
-	if (up->conn == conn)
-		up->conn = NULL;
+	TAILQ_REMOVE(&conn->up->conns, conn, entry);
 	lws_sul_cancel(&conn->sul_deadline);
 	lws_sul_cancel(&conn->sul_ping);
 	lws_sul_cancel(&conn->sul_pong);
@@ -284,7 +369,7 @@ upstream_conn_failed(
 	struct upstream *up = conn->up;
 
 	upstream_conn_free(conn);
-	upstream_backoff(up, at_least, reason);
+	upstream_again(up, at_least, 0, reason);
 }
 
 static void upstream_ws_connect(struct upstream_conn *);
@@ -365,7 +450,8 @@ upstream_attempt(lws_sorted_usec_list_t *sul)
 	struct upstream_conn *conn;
 	int64_t wait;
 
-	if (up->stopping)
+	if (up->stopping || up->phase == UPSTREAM_PHASE_FAILED ||
+	    upstream_active(up) >= up->want)
 		return;
 	if (!ratelimit_bucket_take(&up->connect_bucket,
 	        cf->rtm_connect_interval > 0
@@ -378,8 +464,9 @@ upstream_attempt(lws_sorted_usec_list_t *sul)
 		return;
 	}
 	up->phase = UPSTREAM_PHASE_CONN;
-	up->conn = conn = upstream_conn_new(up);
-	upstream_state(up, UPSTREAM_CONNECTING, 0, NULL);
+	conn = upstream_conn_new(up);
+	if (up->live == 0)
+		upstream_state(up, UPSTREAM_CONNECTING, 0, NULL);
 	conn->connect_call = webcall_new(up->proto->connect_method, NULL, NULL,
 	    0, upstream_connect_done, conn);
 	/* It calls back at once on failure: conn may be gone after this. */
@@ -496,6 +583,11 @@ upstream_ws_deadline(lws_sorted_usec_list_t *sul)
 		upstream_conn_lost(conn, 0, "no hello from Slack within %.1f s",
 		    (double)cf->hello_timeout / 1000);
 		break;
+	case UPSTREAM_CONN_LIVE: /* retired, and no replacement came */
+		upstream_conn_lost(conn, 1,
+		    "%s; no replacement session in time",
+		    conn->end_reason != NULL ? conn->end_reason : "retired");
+		break;
 	case UPSTREAM_CONN_CLOSING:
 		upstream_conn_lost(conn, 0, "%s",
 		    conn->end_reason != NULL ? conn->end_reason
@@ -546,12 +638,14 @@ upstream_session_end(struct upstream_conn *conn, const char *reason)
 	int prompt = conn->end_prompt;
 
 	conn->wsi = NULL;
-	up->rx_paused = 0;
+	if (up->ho != NULL && (conn == up->ho->old || conn == up->ho->new))
+		upstream_handover_gone(up, conn);
 	while ((m = STAILQ_FIRST(&conn->writes)) != NULL) {
 		STAILQ_REMOVE_HEAD(&conn->writes, entry);
 		upstream_return(up, m);
 	}
 	if (conn->live_at != 0) {
+		up->live--;
 		m = mailbox_msg_new(MAILBOX_SESSION_DOWN);
 		m->u.down.session = conn->session;
 		m->u.down.reason = xstrdup(reason);
@@ -560,17 +654,15 @@ upstream_session_end(struct upstream_conn *conn, const char *reason)
 		    up->p->conf->reconnect_reset)
 			backoff_reset(&up->backoff);
 	}
+	if (!conn->retiring || up->live == 0)
+		log_info("upstream: session %llu ended: %s",
+		    (unsigned long long)conn->session, reason);
 	upstream_conn_free(conn);
-	if (up->stopping) {
+	if (TAILQ_EMPTY(&up->conns))
+		up->rx_paused = 0;
+	if (up->stopping && TAILQ_EMPTY(&up->conns))
 		log_info("upstream: connection closed");
-		upstream_finish(up);
-		return;
-	}
-	if (prompt &&
-	    backoff_ceiling(&up->backoff) <= up->p->conf->reconnect_min)
-		upstream_retry(up, 0, "%s", reason);
-	else
-		upstream_backoff(up, 0, reason);
+	upstream_again(up, 0, prompt, reason);
 }
 
 /*
@@ -654,16 +746,26 @@ void
 upstream_live(struct upstream_conn *conn)
 {
 	struct upstream *up = conn->up;
+	struct upstream_conn *old;
 
 	conn->phase = UPSTREAM_CONN_LIVE;
 	conn->live_at = util_now_ms();
 	lws_sul_cancel(&conn->sul_deadline);
-	log_info("upstream: connected to %s as %s (session %llu)",
-	    conn->connect.team_name, conn->connect.self_name,
-	    (unsigned long long)conn->session);
-	upstream_state(up, UPSTREAM_CONNECTED, 0, NULL);
+	if (up->live++ == 0) {
+		log_info("upstream: connected to %s as %s (session %llu)",
+		    conn->connect.team_name, conn->connect.self_name,
+		    (unsigned long long)conn->session);
+		upstream_state(up, UPSTREAM_CONNECTED, 0, NULL);
+	}
 	upstream_timer(
 	    up, &conn->sul_ping, up->p->conf->ping_interval, upstream_ping);
+	TAILQ_FOREACH(old, &up->conns, entry) {
+		if (old != conn && old->retiring &&
+		    old->phase == UPSTREAM_CONN_LIVE && up->ho == NULL) {
+			upstream_handover(old, conn);
+			break;
+		}
+	}
 }
 
 /* The protocol saw the answer to the outstanding keepalive. */
@@ -682,11 +784,11 @@ upstream_pong(struct upstream_conn *conn)
 }
 
 /* An event for the clients: data[0..len) is one compact JSON object. */
-void
-upstream_event(struct upstream_conn *conn, const struct jscan *js,
+/* The message for an event: data[0..len) is one compact JSON object. */
+static struct mailbox_msg *
+upstream_event_msg(struct upstream_conn *conn, const struct jscan *js,
     const char *data, size_t len)
 {
-	struct upstream *up = conn->up;
 	struct mailbox_msg *m;
 
 	m = mailbox_msg_new_data(MAILBOX_EVENT, len + 1);
@@ -695,12 +797,249 @@ upstream_event(struct upstream_conn *conn, const struct jscan *js,
 	m->data[len] = '\n';
 	memcpy(m->u.event.type, js->type, sizeof m->u.event.type);
 	memcpy(m->u.event.channel, js->channel, sizeof m->u.event.channel);
+	return m;
+}
+
+static void
+upstream_batch(struct upstream *up, struct mailbox_msg *m)
+{
 	STAILQ_INSERT_TAIL(&up->batch, m, entry);
 	up->batch_n++;
 	up->batch_bytes += m->len;
 	if (up->batch_n >= UPSTREAM_BATCH ||
 	    up->batch_bytes >= UPSTREAM_BACKLOG / 8)
 		upstream_flush(up);
+}
+
+/* An event for the clients: data[0..len) is one compact JSON object. */
+void
+upstream_event(struct upstream_conn *conn, const struct jscan *js,
+    const char *data, size_t len)
+{
+	struct upstream *up = conn->up;
+
+	if (conn->silenced)
+		return;
+	if (up->ho != NULL && upstream_overlap(up, conn, js, data, len))
+		return;
+	upstream_batch(up, upstream_event_msg(conn, js, data, len));
+}
+
+/* ---- make-before-break (the decisions are overlap.c's) ------------------ */
+
+static void
+upstream_handover_due(lws_sorted_usec_list_t *sul)
+{
+	struct upstream_handover *ho =
+	    lws_container_of(sul, struct upstream_handover, sul);
+	struct upstream *up = ho->up;
+	int64_t wait = overlap_due(&ho->o, util_now_ms());
+
+	if (wait > 0)
+		upstream_timer(up, &ho->sul, wait, upstream_handover_due);
+	else if (ho->o.mode == OVERLAP_BOTH)
+		upstream_switch(up);
+	else
+		upstream_handover_free(up);
+}
+
+static void
+upstream_handover_timer(struct upstream *up)
+{
+	struct upstream_handover *ho = up->ho;
+
+	upstream_timer(up, &ho->sul, overlap_due(&ho->o, util_now_ms()),
+	    upstream_handover_due);
+}
+
+/* new said hello while old, retired, still forwards: overlap them. */
+static void
+upstream_handover(struct upstream_conn *old, struct upstream_conn *new)
+{
+	struct upstream *up = old->up;
+	struct upstream_handover *ho;
+
+	ho = xcalloc(1, sizeof *ho);
+	ho->up = up;
+	ho->old = old;
+	ho->new = new;
+	overlap_init(&ho->o, util_now_ms());
+	up->ho = ho;
+	lws_sul_cancel(&old->sul_deadline);
+	upstream_handover_timer(up);
+	log_info(
+	    "upstream: session %llu replaces session %llu; overlapping until their events meet",
+	    (unsigned long long)new->session, (unsigned long long)old->session);
+}
+
+static void
+upstream_handover_free(struct upstream *up)
+{
+	struct upstream_handover *ho = up->ho;
+	size_t i;
+
+	if (ho == NULL)
+		return;
+	up->ho = NULL;
+	lws_sul_cancel(&ho->sul);
+	for (i = 0; i < ho->nheld; i++)
+		mailbox_msg_free(ho->held[i]);
+	free(ho->held);
+	free(ho->hashes);
+	overlap_free(&ho->o);
+	free(ho);
+}
+
+/* Let out the held events old did not forward, in order. */
+static void
+upstream_release(struct upstream *up)
+{
+	struct upstream_handover *ho = up->ho;
+	size_t i;
+
+	for (i = 0; i < ho->nheld; i++) {
+		if (overlap_release(&ho->o, ho->hashes[i]))
+			upstream_batch(up, ho->held[i]);
+		else
+			mailbox_msg_free(ho->held[i]);
+	}
+	ho->nheld = 0;
+}
+
+/*
+ * The streams met (or old went quiet, or time ran out, or old ended):
+ * new's held events go out, old is closed.
+ */
+static void
+upstream_switch(struct upstream *up)
+{
+	struct upstream_handover *ho = up->ho;
+	struct upstream_conn *old = ho->old;
+
+	upstream_release(up);
+	overlap_switched(&ho->o);
+	log_debug("upstream: session %llu took over",
+	    (unsigned long long)ho->new->session);
+	if (ho->o.mode == OVERLAP_DONE)
+		upstream_handover_free(up);
+	else
+		upstream_handover_timer(up);
+	if (old != NULL && old->wsi != NULL &&
+	    old->phase == UPSTREAM_CONN_LIVE) {
+		old->silenced = 1;
+		upstream_conn_lost(old, 1, "%s; replaced",
+		    old->end_reason != NULL ? old->end_reason : "retired");
+	}
+}
+
+/* One of the overlapping sessions ended. */
+static void
+upstream_handover_gone(struct upstream *up, struct upstream_conn *conn)
+{
+	struct upstream_handover *ho = up->ho;
+
+	if (conn == ho->new && ho->o.mode == OVERLAP_BOTH) {
+		upstream_release(up); /* old's copies will be dropped */
+		overlap_new_gone(&ho->o, util_now_ms());
+		ho->new = NULL;
+	} else if (conn == ho->old && ho->o.mode == OVERLAP_BOTH) {
+		ho->old = NULL;
+		upstream_switch(up);
+		return;
+	} else if (conn == ho->old && ho->o.mode == OVERLAP_SWITCHED) {
+		ho->old = NULL;
+		return;
+	} else {
+		upstream_handover_free(up);
+		return;
+	}
+	if (ho->o.mode == OVERLAP_DONE)
+		upstream_handover_free(up);
+	else
+		upstream_handover_timer(up);
+}
+
+/*
+ * An event while two sessions overlap.  Returns 1 if it was taken care of
+ * here (held, dropped, or forwarded before a switch), 0 if it is to be
+ * forwarded as usual.
+ */
+static int
+upstream_overlap(struct upstream *up, struct upstream_conn *conn,
+    const struct jscan *js, const char *data, size_t len)
+{
+	struct upstream_handover *ho = up->ho;
+	uint64_t h = overlap_hash(data, len);
+	int64_t now = util_now_ms();
+	enum overlap_verdict v;
+
+	if (conn == ho->old)
+		v = overlap_old(&ho->o, h, now);
+	else if (conn == ho->new)
+		v = overlap_new(&ho->o, h, now);
+	else
+		return 0;
+	switch (v) {
+	case OVERLAP_FORWARD:
+		if (ho->o.mode == OVERLAP_DONE)
+			upstream_handover_free(up);
+		return 0;
+	case OVERLAP_HOLD:
+		if (ho->nheld == ho->held_cap) {
+			ho->held_cap = ho->held_cap ? ho->held_cap * 2 : 64;
+			ho->held =
+			    xrealloc(ho->held, ho->held_cap * sizeof *ho->held);
+			ho->hashes = xrealloc(
+			    ho->hashes, ho->held_cap * sizeof *ho->hashes);
+		}
+		ho->hashes[ho->nheld] = h;
+		ho->held[ho->nheld++] = upstream_event_msg(conn, js, data, len);
+		if (ho->nheld == 1)
+			upstream_handover_timer(up); /* the quiet rule */
+		return 1;
+	case OVERLAP_DROP:
+		return 1;
+	case OVERLAP_FORWARD_SWITCH:
+		upstream_batch(up, upstream_event_msg(conn, js, data, len));
+		upstream_switch(up);
+		return 1;
+	case OVERLAP_DROP_SWITCH:
+		upstream_switch(up);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Slack asked this session to go (RTM goodbye): keep it until a
+ * replacement has said hello, if one can be made in time.
+ */
+void
+upstream_conn_retire(struct upstream_conn *conn, const char *fmt, ...)
+{
+	struct upstream *up = conn->up;
+	const struct config *cf = up->p->conf;
+	char reason[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	conn->end_prompt = 1;
+	if (conn->phase != UPSTREAM_CONN_LIVE || conn->retiring ||
+	    up->stopping) {
+		upstream_conn_lost(conn, 1, "%s", reason);
+		return;
+	}
+	conn->retiring = 1;
+	free(conn->end_reason);
+	conn->end_reason = xstrdup(reason);
+	log_info(
+	    "upstream: %s; making the next session before closing this one",
+	    reason);
+	upstream_timer(up, &conn->sul_deadline,
+	    cf->connect_timeout * 2 + cf->hello_timeout, upstream_ws_deadline);
+	upstream_again(up, 0, 1, reason);
 }
 
 /* An unusable frame: skip it, keep the session, say so. */
@@ -907,7 +1246,7 @@ upstream_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 static void
 upstream_stop(struct upstream *up)
 {
-	struct upstream_conn *conn = up->conn;
+	struct upstream_conn *conn, *next;
 
 	if (up->stopping)
 		return;
@@ -915,25 +1254,24 @@ upstream_stop(struct upstream *up)
 	upstream_state(up, UPSTREAM_STOPPING, 0, NULL);
 	lws_sul_cancel(&up->sul_attempt);
 	upstream_api_flush(up, "slackd is stopping");
-	if (conn == NULL) {
-		upstream_finish(up);
-		return;
+	TAILQ_FOREACH_SAFE(conn, &up->conns, entry, next) {
+		switch (conn->phase) {
+		case UPSTREAM_CONN_API:
+			upstream_conn_free(conn);
+			break;
+		case UPSTREAM_CONN_SOCKET:
+			upstream_conn_lost(conn, 0, "slackd is stopping");
+			break;
+		case UPSTREAM_CONN_HELLO:
+		case UPSTREAM_CONN_LIVE:
+			upstream_conn_lost(conn, 1, "slackd is stopping");
+			break;
+		case UPSTREAM_CONN_CLOSING:
+			break;
+		}
 	}
-	switch (conn->phase) {
-	case UPSTREAM_CONN_API:
-		upstream_conn_free(conn);
+	if (TAILQ_EMPTY(&up->conns))
 		upstream_finish(up);
-		break;
-	case UPSTREAM_CONN_SOCKET:
-		upstream_conn_lost(conn, 0, "slackd is stopping");
-		break;
-	case UPSTREAM_CONN_HELLO:
-	case UPSTREAM_CONN_LIVE:
-		upstream_conn_lost(conn, 1, "slackd is stopping");
-		break;
-	case UPSTREAM_CONN_CLOSING:
-		break;
-	}
 }
 
 /*
@@ -944,7 +1282,7 @@ upstream_stop(struct upstream *up)
 static void
 upstream_reconfigure(struct upstream *up, struct upstream_params *np)
 {
-	struct upstream_conn *conn = up->conn;
+	struct upstream_conn *conn, *next;
 	int again;
 	char *err = NULL;
 
@@ -958,39 +1296,46 @@ upstream_reconfigure(struct upstream *up, struct upstream_params *np)
 		log_warnx("upstream: %s", err);
 		free(err);
 	}
-	if (conn != NULL && conn->phase == UPSTREAM_CONN_LIVE &&
-	    conn->ping_sent == 0)
-		upstream_timer(up, &conn->sul_ping, np->conf->ping_interval,
-		    upstream_ping); /* the new interval, from now */
-	if (!again || up->stopping || up->phase == UPSTREAM_PHASE_FAILED ||
-	    up->phase == UPSTREAM_PHASE_DONE)
+	TAILQ_FOREACH(conn, &up->conns, entry) {
+		if (conn->phase == UPSTREAM_CONN_LIVE && conn->ping_sent == 0)
+			upstream_timer(up, &conn->sul_ping,
+			    np->conf->ping_interval,
+			    upstream_ping); /* the new interval, from now */
+	}
+	if (!again || up->stopping || up->phase == UPSTREAM_PHASE_FAILED)
 		return;
 	log_info("upstream: token or api_url changed; reconnecting");
-	if (conn != NULL && conn->phase != UPSTREAM_CONN_API) {
+	backoff_reset(&up->backoff);
+	TAILQ_FOREACH_SAFE(conn, &up->conns, entry, next) {
+		if (conn->phase == UPSTREAM_CONN_API) {
+			upstream_conn_free(conn);
+			continue;
+		}
 		if (conn->phase == UPSTREAM_CONN_CLOSING)
-			return;
+			continue;
 		conn->end_prompt = 1;
 		upstream_conn_lost(conn, conn->phase != UPSTREAM_CONN_SOCKET,
 		    "the configuration changed");
-		return;
 	}
-	if (conn != NULL)
-		upstream_conn_free(conn);
-	backoff_reset(&up->backoff);
-	upstream_retry(up, 0, "the configuration changed");
+	if (TAILQ_EMPTY(&up->conns))
+		upstream_retry(up, 0, "the configuration changed");
 }
 
 static void
 upstream_send(struct upstream *up, struct mailbox_msg *m)
 {
-	struct upstream_conn *conn = up->conn;
+	struct upstream_conn *conn, *to = NULL;
 
-	if (conn == NULL || conn->phase != UPSTREAM_CONN_LIVE || up->stopping) {
+	TAILQ_FOREACH(conn, &up->conns, entry) {
+		if (conn->phase == UPSTREAM_CONN_LIVE && !conn->retiring)
+			to = conn; /* the newest */
+	}
+	if (to == NULL || up->stopping) {
 		upstream_return(up, m);
 		return;
 	}
-	STAILQ_INSERT_TAIL(&conn->writes, m, entry);
-	lws_callback_on_writable(conn->wsi);
+	STAILQ_INSERT_TAIL(&to->writes, m, entry);
+	lws_callback_on_writable(to->wsi);
 }
 
 static void
@@ -1001,8 +1346,7 @@ upstream_drain(struct upstream *up)
 
 	if (up->rx_paused && !mailbox_full(up->out)) {
 		up->rx_paused = 0;
-		if (up->conn != NULL && up->conn->wsi != NULL)
-			lws_rx_flow_control(up->conn->wsi, 1);
+		upstream_flow(up, 1);
 	}
 
 	mailbox_take(&up->inbox, &list);
@@ -1111,6 +1455,7 @@ upstream_context(struct upstream *up)
 static void
 upstream_wind_down(struct upstream *up)
 {
+	struct upstream_conn *conn;
 	struct mailbox_msg *m;
 	struct mailbox_list list;
 
@@ -1118,9 +1463,10 @@ upstream_wind_down(struct upstream *up)
 	up->alive = 0;
 	pthread_mutex_unlock(&up->lock);
 	mailbox_take(&up->inbox, &list);
-	if (up->conn != NULL) {
-		STAILQ_CONCAT(&list, &up->conn->writes);
-		upstream_conn_free(up->conn);
+	upstream_handover_free(up);
+	while ((conn = TAILQ_FIRST(&up->conns)) != NULL) {
+		STAILQ_CONCAT(&list, &conn->writes);
+		upstream_conn_free(conn);
 	}
 	while ((m = STAILQ_FIRST(&list)) != NULL) {
 		STAILQ_REMOVE_HEAD(&list, entry);
@@ -1228,7 +1574,9 @@ upstream_start(struct upstream_params *p, struct mailbox *out, char **err)
 	up = xcalloc(1, sizeof *up);
 	up->p = p;
 	up->proto = &upstream_rtm;
+	up->want = 1;
 	up->out = out;
+	TAILQ_INIT(&up->conns);
 	STAILQ_INIT(&up->batch);
 	pthread_mutex_init(&up->lock, NULL);
 	pthread_cond_init(&up->cond, NULL);

@@ -32,8 +32,10 @@ void upstream_join(struct upstream *);
 
 /*
  * One WebSocket session with Slack, from its connect call (rtm.connect)
- * to its close.  The manager owns it; a protocol (upstream_rtm.c) reads
- * its frames and keeps its own per-session state in `rtm`.
+ * to its close.  The manager owns it (there may be several at once: a
+ * session being replaced and its replacement); a protocol
+ * (upstream_rtm.c) reads its frames and keeps its own per-session state
+ * in `proto`.
  */
 enum upstream_conn_phase {
 	UPSTREAM_CONN_API,     /* the connect method in flight */
@@ -43,8 +45,11 @@ enum upstream_conn_phase {
 	UPSTREAM_CONN_CLOSING, /* close handshake under way */
 };
 struct upstream_conn {
+	TAILQ_ENTRY(upstream_conn) entry;
 	struct upstream *up;
 	enum upstream_conn_phase phase;
+	int retiring; /* Slack asked it to go: a replacement is on its way */
+	int silenced; /* replaced: what it still sends is not forwarded */
 	uint64_t session; /* numbered when the WebSocket is up */
 	struct webcall *connect_call;
 	struct webapi_connect connect; /* the connect method's answer */
@@ -101,6 +106,8 @@ void upstream_dropped(struct upstream_conn *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 void upstream_conn_lost(struct upstream_conn *, int, const char *, ...)
     __attribute__((format(printf, 3, 4)));
+void upstream_conn_retire(struct upstream_conn *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* frame.c: what one RTM frame from Slack means (pure; fuzzed). */
 enum frame_action {
@@ -120,6 +127,40 @@ struct frame {
 	struct jscan js;
 };
 void frame_classify(char *, size_t, int, int64_t, struct frame *);
+
+/* overlap.c: make-before-break, which copy of an event goes out (pure). */
+#define OVERLAP_MAX   5000 /* ms two sessions overlap at most */
+#define OVERLAP_QUIET 500  /* ms old is silent while new has events: switch */
+enum overlap_mode {
+	OVERLAP_BOTH,     /* both open: forward old, hold new */
+	OVERLAP_SWITCHED, /* old closing: drop new's repeats of old's */
+	OVERLAP_NEW_GONE, /* new died first: drop old's repeats of new's */
+	OVERLAP_DONE,
+};
+enum overlap_verdict {
+	OVERLAP_FORWARD,
+	OVERLAP_HOLD,
+	OVERLAP_DROP,
+	OVERLAP_FORWARD_SWITCH, /* forward it, then switch */
+	OVERLAP_DROP_SWITCH,    /* drop it, then switch */
+};
+struct overlap {
+	enum overlap_mode mode;
+	struct map *forwarded; /* hashes of what old forwarded */
+	struct map *held;      /* hashes of what new holds */
+	size_t nheld;
+	int64_t started;  /* ms */
+	int64_t old_last; /* ms, old's last event */
+};
+uint64_t overlap_hash(const char *, size_t);
+void overlap_init(struct overlap *, int64_t);
+void overlap_free(struct overlap *);
+enum overlap_verdict overlap_old(struct overlap *, uint64_t, int64_t);
+enum overlap_verdict overlap_new(struct overlap *, uint64_t, int64_t);
+int overlap_release(const struct overlap *, uint64_t);
+void overlap_switched(struct overlap *);
+void overlap_new_gone(struct overlap *, int64_t);
+int64_t overlap_due(const struct overlap *, int64_t);
 
 /* webcall.c: Web API calls over HTTPS. */
 struct webcall;

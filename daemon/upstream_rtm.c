@@ -10,7 +10,9 @@
  * the wire are even, the main thread's request ids odd, so a reply_to
  * says whose it is.  Events after which Slack closes the connection
  * (goodbye, error, team_migration_started) are forwarded, then the
- * session is closed and replaced at once, without backoff.
+ * session is replaced at once, without backoff: after goodbye the
+ * replacement is made first and the two overlap (upstream.c,
+ * "Make-before-break"); after the others, Slack is done with the session.
  */
 #include "config.h"
 
@@ -62,7 +64,7 @@ upstream_rtm_frame(struct upstream_conn *conn, char *buf, size_t len)
 		return;
 	conn->end_prompt = 1;
 	if (strcmp(f.js.type, "goodbye") == 0)
-		upstream_conn_lost(conn, 1, "Slack said goodbye");
+		upstream_conn_retire(conn, "Slack said goodbye");
 	else
 		upstream_conn_lost(
 		    conn, 1, "Slack sent \"%s\": %.200s", f.js.type, buf);

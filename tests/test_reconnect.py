@@ -43,18 +43,6 @@ def test_stalled_pongs_detected(daemon_factory, fake, mode):
     wait_until(lambda: not fake.sessions[0].open, 5, what="old session gone")
 
 
-def test_goodbye_reconnects_promptly(daemon, fake):
-    c = daemon.client()
-    t0 = time.monotonic()
-    fake.goodbye()
-    m = c.recv_until(lambda m: m.get("type") == "goodbye")
-    assert m == {"type": "goodbye"}
-    c.state("connected", 5)
-    assert time.monotonic() - t0 < 2
-    assert len(connects(fake)) == 2
-    assert fake.sessions[0].close_code_received == 1000
-
-
 def test_error_event_reconnects(daemon, fake):
     c = daemon.client()
     fake.error_event(1, "Socket URL has expired")
