@@ -146,6 +146,9 @@ struct webcall *webcall_q_pop(struct webcall_queue *);
 void webcall_q_free(struct webcall_queue *);
 extern const struct lws_protocols webcall_protocol;
 
+/* webcall.c, for doctor.c: the scopes granted (X-OAuth-Scopes), or NULL. */
+const char *webcall_scopes(const struct webcall *);
+
 /* lwslog.c: libwebsockets' log lines, into ours. */
 void lwslog_emit(int, const char *);
 const char *lwslog_last(void);
