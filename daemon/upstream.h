@@ -6,7 +6,9 @@
  * lwslog.c, frame.c) and by slackd.c, the one main-thread file that starts,
  * feeds and joins the thread.  The main thread may call only
  * upstream_params_new/free(), upstream_start(), upstream_post() and
- * upstream_join(); everything else here runs on the upstream thread.
+ * upstream_join(); everything else here runs on the upstream thread,
+ * except in slackd --doctor (doctor.c), which makes Web API calls with
+ * webcall.c on the main thread and starts no upstream thread.
  */
 #ifndef UPSTREAM_H
 #define UPSTREAM_H
