@@ -585,7 +585,7 @@ doctor_socket(struct doctor *d)
 		}
 		if (doctor_probe(path) == 1) {
 			doctor_line(d, DOCTOR_WARN,
-			    "socket: %s: a slackd is already listening on it (a second one on this path would not start); who may connect: %s",
+			    "socket: %s: something already listens on it (a running slackd, or systemd's slackd.socket), so a second slackd on this path would not start; who may connect: %s",
 			    path, who);
 			return;
 		}
@@ -621,7 +621,7 @@ doctor_state_dir(struct doctor *d)
 
 	if (dir == NULL)
 		doctor_line(d, DOCTOR_OK,
-		    "state directory: none (state_dir not set): the names cache is loaded from Slack at each start");
+		    "state directory: none (no state_dir, no $STATE_DIRECTORY from systemd): the names cache is loaded from Slack at each start");
 	else if (stat(dir, &sb) == -1)
 		doctor_line(d, DOCTOR_WARN,
 		    "state directory: %s: %s: create it (systemd's StateDirectory= does), or the names cache is not saved",

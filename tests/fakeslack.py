@@ -30,6 +30,9 @@ cursor, exclude_archived), ``users.list`` (limit <= 1000, cursor),
 ``conversations.info``, ``users.info``, ``conversations.open`` and
 ``chat.postMessage``; anything else is ``unknown_method``.  They all need
 ``Authorization: Bearer <token>`` (``not_authed`` / ``invalid_auth``).
+Answers to a known token carry ``X-OAuth-Scopes`` (by default every scope
+slackd needs); ``set_token_profile(token, scopes=, rtm_error=)`` accepts
+more tokens, each with its own scopes (or none) and rtm.connect error.
 Parameters may come in the query string or in a form, multipart or JSON
 body; each api_calls record has them parsed in "params".
 
