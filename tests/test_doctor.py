@@ -261,3 +261,15 @@ def test_running_daemon_socket_is_a_warning(daemon_factory, fake):
 def test_help_names_doctor():
     p = subprocess.run([SLACKD, "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and "--doctor" in p.stdout
+
+
+def test_tls_settings_as_the_daemon(daemon_factory, fake_tls, pki):
+    d = daemon_factory(fake_=fake_tls, ca_file=pki["ca"])
+    p = doctor(d)
+    assert p.returncode == 0, p.stdout + p.stderr
+    line(p, "ok      rtm.connect: RTM accepts this token")
+    # Another CA: the certificate is refused, Slack is not reached.
+    d2 = daemon_factory(fake_=fake_tls, ca_file=pki["otherca"])
+    p = doctor(d2)
+    assert p.returncode == 69, p.stdout + p.stderr
+    assert "cannot reach Slack" in line(p, "FAILED  auth.test:")
