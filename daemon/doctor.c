@@ -195,7 +195,11 @@ doctor_token(struct doctor *d)
 		    *unused != '\0' ? " and " : "", DOCTOR_ENV);
 	token = token_load(d->conf, &source, &err);
 	if (token == NULL) {
-		doctor_line(d, DOCTOR_FAIL, "token: %s", err);
+		doctor_line(d, DOCTOR_FAIL, "token: %s%s%s%s", err,
+		    *unused != '\0' ? " (" : "", unused,
+		    *unused != '\0'
+		        ? " also set, not used: the first source that exists wins)"
+		        : "");
 		free(err);
 		free(cred);
 		return NULL;
@@ -352,7 +356,7 @@ doctor_auth(struct doctor *d)
 	w = doctor_call(d, "auth.test");
 	if ((o = doctor_answer(w, why, sizeof why)) == NULL) {
 		doctor_line(d, DOCTOR_UNAVAILABLE,
-		    "auth.test: cannot reach Slack at %s: %s; check the network, a proxy or firewall, api_url and ca_file",
+		    "auth.test: cannot reach Slack at %s: %s; check the network (DNS, firewall), api_url and ca_file",
 		    d->conf->api_url, why);
 		webcall_free(w);
 		return -1;

@@ -5,7 +5,7 @@ import os
 import socket
 import subprocess
 
-from conftest import SLACKD, TOKEN
+from conftest import SANITIZER_MARKERS, SLACKD, TOKEN
 
 NEW_APP = "xoxb-newapp-Hq3SECRETnewstyle"
 LEGACY_BOT = "xoxb-legacy-Ww5SECRETcustombot"
@@ -30,6 +30,8 @@ def doctor(d, env=None, args=()):
                        capture_output=True, text=True, timeout=60, env=e)
     for tok in ALL_TOKENS:
         assert tok not in p.stdout + p.stderr, "token in the output"
+    for marker in SANITIZER_MARKERS:
+        assert marker not in p.stderr, p.stderr
     return p
 
 
@@ -209,6 +211,11 @@ def test_token_file_refused_exits_78(daemon_factory, fake):
     p = doctor(d)
     assert p.returncode == 78, p.stdout
     assert "chmod 600" in line(p, "FAILED  token:")
+    # A token in the environment does not help once token_file is set.
+    p = doctor(d, env={"SLACK_API_TOKEN": TOKEN})
+    assert p.returncode == 78, p.stdout
+    assert "(SLACK_API_TOKEN also set, not used: the first source that " \
+        "exists wins)" in line(p, "FAILED  token:")
 
 
 def test_which_token_source_wins(daemon_factory, fake, tmp_path):
