@@ -302,8 +302,9 @@ doctor_answer(struct webcall *w, char *why, size_t size)
 			    "rate limited (HTTP 429): try again in a minute");
 		else
 			snprintf(why, size,
-			    "HTTP %d without a Slack answer (%.80s)",
-			    webcall_status(w), body);
+			    "HTTP %d without a Slack answer%s%.80s%s",
+			    webcall_status(w), len > 0 ? " (" : "", body,
+			    len > 0 ? ")" : "");
 		return NULL;
 	}
 	return o;
@@ -508,7 +509,7 @@ static int
 doctor_probe(const char *path)
 {
 	struct sockaddr_un sun;
-	int fd, rc;
+	int fd, rc, saved;
 
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
@@ -517,7 +518,9 @@ doctor_probe(const char *path)
 		return -1;
 	rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
 	rc = rc == 0 ? 1 : errno == ECONNREFUSED ? 0 : -1;
+	saved = errno;
 	close(fd);
+	errno = saved;
 	return rc;
 }
 
@@ -587,16 +590,23 @@ doctor_socket(struct doctor *d)
 			    path);
 			return;
 		}
-		if (doctor_probe(path) == 1) {
+		switch (doctor_probe(path)) {
+		case 1:
 			doctor_line(d, DOCTOR_WARN,
 			    "socket: %s: something already listens on it (a running slackd, or systemd's slackd.socket), so a second slackd on this path would not start; who may connect: %s",
 			    path, who);
 			return;
+		case 0:
+			doctor_line(d, DOCTOR_OK,
+			    "socket: %s (a stale socket, replaced at start); who may connect: %s",
+			    path, who);
+			return;
+		default:
+			doctor_line(d, DOCTOR_WARN,
+			    "socket: %s: cannot tell whether it is in use (%s): slackd would refuse to start; who may connect: %s",
+			    path, strerror(errno), who);
+			return;
 		}
-		doctor_line(d, DOCTOR_OK,
-		    "socket: %s (a stale socket, replaced at start); who may connect: %s",
-		    path, who);
-		return;
 	}
 	copy = xstrdup(path);
 	dir = dirname(copy);

@@ -250,6 +250,13 @@ def test_socket_and_state_dir_problems(daemon_factory, fake, tmp_path):
     assert "No such file or directory" in line(
         p, "warning state directory: %s" % (tmp_path / "nowhere"))
     os.unlink(d.sock)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(d.sock)
+    stale.close()
+    p = doctor(d)
+    assert p.returncode == 0, p.stdout
+    line(p, "ok      socket: %s (a stale socket, replaced at start)" % d.sock)
+    os.unlink(d.sock)
     p = doctor(d)
     assert p.returncode == 0, p.stdout
     who = line(p, "ok      socket: %s" % d.sock)
