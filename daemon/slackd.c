@@ -68,6 +68,7 @@ static const struct option slackd_options[] = {
 	{ "config", required_argument, NULL, 'f' },
 	{ "socket", required_argument, NULL, 's' },
 	{ "check", no_argument, NULL, 'n' },
+	{ "doctor", no_argument, NULL, 'D' },
 	{ "foreground", no_argument, NULL, 'd' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "version", no_argument, NULL, 'V' },
@@ -86,6 +87,7 @@ slackd_usage(FILE *f)
 	    "  -d, --foreground    stay in the foreground, log to stderr\n"
 	    "  -f, --config FILE   configuration file (default %s)\n"
 	    "  -n, --check         check the configuration and token, exit\n"
+	    "      --doctor        ask Slack about the token, check scopes and socket, exit\n"
 	    "  -s, --socket PATH   local socket (overrides \"socket\")\n"
 	    "  -v, --verbose       log more (repeat for libwebsockets "
 	    "notices)\n"
@@ -568,7 +570,7 @@ main(int argc, char **argv)
 {
 	const char *source;
 	char *errors = NULL;
-	int ch, check = 0, foreground = 0, fd;
+	int ch, check = 0, doctor = 0, foreground = 0, fd;
 
 	while ((ch = getopt_long(
 	            argc, argv, "df:hns:v", slackd_options, NULL)) != -1) {
@@ -581,6 +583,9 @@ main(int argc, char **argv)
 			break;
 		case 'n':
 			check = 1;
+			break;
+		case 'D':
+			doctor = 1;
 			break;
 		case 's':
 			slackd_sockopt = optarg;
@@ -617,6 +622,8 @@ main(int argc, char **argv)
 	log_set_level(slackd_conf->log_level + slackd_verbose);
 	slackd_test_hooks = getenv("SLACKD_TEST_HOOKS") != NULL &&
 	    strcmp(getenv("SLACKD_TEST_HOOKS"), "1") == 0;
+	if (doctor) /* the online check loads the token itself */
+		return doctor_run(slackd_conf, slackd_conffile, slackd_verbose);
 
 	slackd_token = token_load(slackd_conf, &source, &errors);
 	if (slackd_token == NULL) {

@@ -344,6 +344,10 @@ int mailbox_post(struct mailbox *, struct mailbox_msg *);
 int mailbox_post_list(struct mailbox *, struct mailbox_list *, size_t);
 void mailbox_take(struct mailbox *, struct mailbox_list *);
 
+/* doctor.c: slackd --doctor, the online self-check. */
+#define SLACKD_EXIT_UNAVAILABLE 69 /* EX_UNAVAILABLE: Slack unreachable */
+int doctor_run(const struct config *, const char *, int);
+
 /* listener.c */
 int listener_open(const char *, unsigned, long, char **);
 int listener_adopt(char **);

@@ -6,7 +6,9 @@
  * lwslog.c, frame.c) and by slackd.c, the one main-thread file that starts,
  * feeds and joins the thread.  The main thread may call only
  * upstream_params_new/free(), upstream_start(), upstream_post() and
- * upstream_join(); everything else here runs on the upstream thread.
+ * upstream_join(); everything else here runs on the upstream thread,
+ * except in slackd --doctor (doctor.c), which makes Web API calls with
+ * webcall.c on the main thread and starts no upstream thread.
  */
 #ifndef UPSTREAM_H
 #define UPSTREAM_H
@@ -186,6 +188,9 @@ void webcall_q_add(struct webcall_queue *, struct webcall *, uint64_t);
 struct webcall *webcall_q_pop(struct webcall_queue *);
 void webcall_q_free(struct webcall_queue *);
 extern const struct lws_protocols webcall_protocol;
+
+/* webcall.c, for doctor.c: the scopes granted (X-OAuth-Scopes), or NULL. */
+const char *webcall_scopes(const struct webcall *);
 
 /* lwslog.c: libwebsockets' log lines, into ours. */
 void lwslog_emit(int, const char *);

@@ -47,6 +47,7 @@ struct webcall {
 	char *resp;
 	size_t resp_len;
 	char *error;
+	char *scopes; /* X-OAuth-Scopes, NULL if Slack sent none */
 	int attempts;
 	int rate_limited; /* 429s so far */
 	int sent;         /* the request may have reached Slack */
@@ -127,6 +128,7 @@ webcall_free(struct webcall *w)
 	free(w->body);
 	free(w->resp);
 	free(w->error);
+	free(w->scopes);
 	free(w);
 }
 
@@ -160,6 +162,13 @@ const char *
 webcall_error(const struct webcall *w)
 {
 	return w->error;
+}
+
+/* The scopes the token was granted (X-OAuth-Scopes), or NULL if none came. */
+const char *
+webcall_scopes(const struct webcall *w)
+{
+	return w->scopes;
 }
 
 /* Take the answer's bytes (NUL-terminated); the call keeps none. */
@@ -233,6 +242,8 @@ webcall_start(struct webcall_env *env, struct webcall *w)
 	w->resp_len = 0;
 	free(w->error);
 	w->error = NULL;
+	free(w->scopes);
+	w->scopes = NULL;
 	w->running = 1;
 	xasprintf(&path, "%s%s", env->api->path, w->method);
 	memset(&i, 0, sizeof i);
@@ -331,6 +342,24 @@ webcall_write_body(struct webcall *w, struct lws *wsi)
 	return 0;
 }
 
+/* Keep X-OAuth-Scopes: slackd --doctor compares it with what we need. */
+static void
+webcall_header_scopes(struct webcall *w, struct lws *wsi)
+{
+	static const char name[] = "x-oauth-scopes:";
+	int n;
+
+	n = lws_hdr_custom_length(wsi, name, (int)strlen(name));
+	if (n < 0)
+		return;
+	w->scopes = xmalloc((size_t)n + 1);
+	if (lws_hdr_custom_copy(
+	        wsi, w->scopes, n + 1, name, (int)strlen(name)) < 0) {
+		free(w->scopes);
+		w->scopes = NULL;
+	}
+}
+
 static void
 webcall_established(struct webcall *w, struct lws *wsi)
 {
@@ -342,6 +371,7 @@ webcall_established(struct webcall *w, struct lws *wsi)
 	        0 &&
 	    webapi_retry_after(buf, &ms) == 0)
 		w->retry_after = ms;
+	webcall_header_scopes(w, wsi);
 }
 
 static int

@@ -30,6 +30,9 @@ cursor, exclude_archived), ``users.list`` (limit <= 1000, cursor),
 ``conversations.info``, ``users.info``, ``conversations.open`` and
 ``chat.postMessage``; anything else is ``unknown_method``.  They all need
 ``Authorization: Bearer <token>`` (``not_authed`` / ``invalid_auth``).
+Answers to a known token carry ``X-OAuth-Scopes`` (by default every scope
+slackd needs); ``set_token_profile(token, scopes=, rtm_error=)`` accepts
+more tokens, each with its own scopes (or none) and rtm.connect error.
 Parameters may come in the query string or in a form, multipart or JSON
 body; each api_calls record has them parsed in "params".
 
@@ -91,6 +94,9 @@ __all__ = ["FakeSlack", "Session"]
 DEFAULT_TOKEN = "xoxb-fake-0000"
 DEFAULT_TEAM = {"id": "T0FAKE", "name": "Fake Workspace", "domain": "fake"}
 DEFAULT_SELF = {"id": "U0BOT", "name": "slackd-bot"}
+# What the default token is granted (X-OAuth-Scopes): all slackd needs.
+DEFAULT_SCOPES = ("channels:read,groups:read,im:read,mpim:read,users:read,"
+                  "im:write,chat:write")
 
 # The websockets library logs handshake failures and closed connections at
 # INFO/WARNING; tests deliberately provoke those, so keep it quiet.
@@ -564,6 +570,7 @@ class FakeSlack:
         self._last_ts_us = 0
         self._tier_limits = {}        # method -> (calls, window seconds)
         self._tier_calls = {}         # method -> deque of time.monotonic()
+        self._token_profiles = {}     # token -> set_token_profile()
         # fake workspace (see set_workspace)
         self._posts = []
         self._users = None
@@ -833,6 +840,34 @@ class FakeSlack:
     # ------------------------------------------------------------------
     # configuration switches
     # ------------------------------------------------------------------
+    def set_token_profile(self, token, scopes=DEFAULT_SCOPES,
+                          rtm_error=None):
+        """Accept `token` too (besides the main one), or change what the
+        main token is like.  scopes: the X-OAuth-Scopes header of every
+        answer to it (None: no header); rtm_error: rtm.connect answers
+        {"ok":false,"error":rtm_error} (e.g. "not_allowed_token_type", a
+        new-style app).  Unknown tokens still get invalid_auth."""
+        with self._lock:
+            self._token_profiles[token] = {"scopes": scopes,
+                                           "rtm_error": rtm_error}
+
+    def _token_profile(self, headers):
+        """The profile of the request's token; None if it is not ours."""
+        auth = headers.get("authorization") or ""
+        tok = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        with self._lock:
+            if tok is not None and tok in self._token_profiles:
+                return self._token_profiles[tok]
+            if tok is not None and tok == self._token:
+                return {"scopes": DEFAULT_SCOPES, "rtm_error": None}
+        return None
+
+    def _scope_headers(self, headers):
+        prof = self._token_profile(headers)
+        if prof is None or prof["scopes"] is None:
+            return {}
+        return {"X-OAuth-Scopes": prof["scopes"]}
+
     def set_token(self, token):
         with self._lock:
             self._token = token
@@ -1075,7 +1110,7 @@ class FakeSlack:
                 _JSON_CT
             payload = _dumps({"ok": False, "error": "ratelimited"}).encode()
         else:
-            status, extra = 200, {}
+            status, extra = 200, self._scope_headers(headers)
             ctype = _JSON_CT
             compact = False
             handler = None if method is None else \
@@ -1164,8 +1199,11 @@ class FakeSlack:
             token = self._token
             if auth is None:
                 return {"ok": False, "error": "not_authed"}
-            if auth != "Bearer " + token:
+            prof = self._token_profile(headers)
+            if auth != "Bearer " + token and prof is None:
                 return {"ok": False, "error": "invalid_auth"}
+            if prof is not None and prof["rtm_error"] is not None:
+                return {"ok": False, "error": prof["rtm_error"]}
             sid = secrets.token_urlsafe(16)
             self._sids[sid] = "issued"
         return {"ok": True, "url": self.ws_base_url + sid,
@@ -1496,7 +1534,8 @@ class FakeSlack:
             token = self._token
         if auth is None:
             return {"ok": False, "error": "not_authed"}
-        if auth != "Bearer " + token:
+        if auth != "Bearer " + token and \
+                self._token_profile(headers) is None:
             return {"ok": False, "error": "invalid_auth"}
         return None
 
