@@ -36,22 +36,59 @@ ratelimit_refill(
  * empty, with *wait set to the ms until a token is there.  A bucket whose
  * stamp is 0 starts full.
  */
-int
-ratelimit_bucket_take(struct ratelimit_bucket *b, double rate, double burst,
-    int64_t now, int64_t *wait)
+/* A bucket whose stamp is 0 starts full. */
+static void
+ratelimit_bucket_start(struct ratelimit_bucket *b, double burst, int64_t now)
 {
 	if (b->stamp == 0) {
 		b->tokens = burst;
 		b->stamp = now;
 	}
+}
+
+/*
+ * Is there a token at time now (ms)?  Returns 1 if so, taking nothing;
+ * 0 if not, with *wait set to the ms until there is one.
+ */
+int
+ratelimit_bucket_ready(struct ratelimit_bucket *b, double rate, double burst,
+    int64_t now, int64_t *wait)
+{
+	ratelimit_bucket_start(b, burst, now);
 	ratelimit_refill(b, rate, burst, now);
 	if (b->tokens >= 1.0) {
-		b->tokens -= 1.0;
 		*wait = 0;
 		return 1;
 	}
 	*wait = (int64_t)((1.0 - b->tokens) * 1000.0 / rate) + 1;
 	return 0;
+}
+
+/*
+ * Take a token for a call that was made (checked with ..._ready before);
+ * the bucket may go below empty, which only makes the next wait longer.
+ */
+void
+ratelimit_bucket_charge(
+    struct ratelimit_bucket *b, double rate, double burst, int64_t now)
+{
+	ratelimit_bucket_start(b, burst, now);
+	ratelimit_refill(b, rate, burst, now);
+	b->tokens -= 1.0;
+}
+
+/*
+ * Take one token at time now (ms).  Returns 1 if taken; 0 if the bucket is
+ * empty, with *wait set to the ms until a token is there.
+ */
+int
+ratelimit_bucket_take(struct ratelimit_bucket *b, double rate, double burst,
+    int64_t now, int64_t *wait)
+{
+	if (!ratelimit_bucket_ready(b, rate, burst, now, wait))
+		return 0;
+	b->tokens -= 1.0;
+	return 1;
 }
 
 struct ratelimit *

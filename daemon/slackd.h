@@ -191,6 +191,10 @@ struct ratelimit_bucket {
 };
 int ratelimit_bucket_take(
     struct ratelimit_bucket *, double, double, int64_t, int64_t *);
+int ratelimit_bucket_ready(
+    struct ratelimit_bucket *, double, double, int64_t, int64_t *);
+void ratelimit_bucket_charge(
+    struct ratelimit_bucket *, double, double, int64_t);
 struct ratelimit;
 struct ratelimit *ratelimit_new(double, double);
 void ratelimit_free(struct ratelimit *);

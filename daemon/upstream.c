@@ -16,11 +16,12 @@
  * Once LIVE the protocol's keepalive goes out every ping_interval; no
  * answer within pong_timeout means the connection is dead and it is
  * dropped at once.  Failures back off exponentially with full jitter
- * (backoff.c), at least Retry-After on rate limits, and connect calls also
- * pass a token bucket sized to Slack's tier 1.  Permanent auth errors stop
- * it.  Events go to the main thread in batches (one lock and one wake-up
- * per read from Slack); when the main thread falls behind, reading from
- * Slack pauses.
+ * (backoff.c); connect calls also pass a token bucket sized to Slack's
+ * tier 1, charged only for calls Slack answered (upstream_charge), and a
+ * Retry-After from Slack is final: that long, no longer.  Permanent auth
+ * errors stop it.  Events go to the main thread in batches (one lock and
+ * one wake-up per read from Slack); when the main thread falls behind,
+ * reading from Slack pauses.
  *
  * The main thread talks to us only through the inbox (woken with
  * lws_cancel_service(), the one lws call that is safe from another thread);
@@ -84,7 +85,8 @@ struct upstream {
 	int stopping;
 	uint64_t session; /* the last session numbered */
 	struct backoff backoff;
-	struct ratelimit_bucket connect_bucket;
+	struct ratelimit_bucket connect_bucket; /* calls Slack answered */
+	int slack_waited; /* we waited Slack's Retry-After: no bucket wait */
 	TAILQ_HEAD(upstream_conns, upstream_conn) conns; /* oldest first */
 	int want;                                        /* sessions to hold */
 	int live;                     /* sessions that said hello */
@@ -372,6 +374,27 @@ upstream_conn_failed(
 	upstream_again(up, at_least, 0, reason);
 }
 
+/* Tier 1: connect calls per second the bucket allows. */
+static double
+upstream_rate(struct upstream *up)
+{
+	int64_t interval = up->p->conf->rtm_connect_interval;
+
+	return interval > 0 ? 1000.0 / (double)interval : 1e9;
+}
+
+/*
+ * A connect call Slack answered (with JSON, or a 429) counts against its
+ * rate limit; one that never reached Slack's API (refused, TLS, a portal's
+ * HTML, a proxy's 502) does not: backoff alone paces those.
+ */
+static void
+upstream_charge(struct upstream *up)
+{
+	ratelimit_bucket_charge(&up->connect_bucket, upstream_rate(up),
+	    up->p->conf->rtm_connect_burst, util_now_ms());
+}
+
 static void upstream_ws_connect(struct upstream_conn *);
 
 /* The connect method is over, one way or the other: what next. */
@@ -384,20 +407,18 @@ upstream_connect_done(struct webcall *w, void *arg)
 	struct webapi_connect c;
 	char *err = NULL, reason[512];
 	const char *body;
-	int64_t wait;
+	int64_t wait, slack_wait = webcall_retry_after(w);
 	size_t len;
-	int http = webcall_status(w);
+	int http = webcall_status(w), answered = 0, limited = 0;
 
 	conn->connect_call = NULL;
-	wait = webcall_retry_after(w);
-	if (wait < 0)
-		wait = UPSTREAM_RATE_WAIT;
+	wait = slack_wait >= 0 ? slack_wait : UPSTREAM_RATE_WAIT;
 	body = webcall_body(w, &len);
 	if (webcall_error(w) != NULL) {
 		snprintf(reason, sizeof reason, "%s to %s failed: %s", method,
 		    up->api.host, webcall_error(w));
-		wait = 0;
 	} else if (http == 429) {
+		answered = limited = 1;
 		snprintf(reason, sizeof reason,
 		    "%s rate limited (HTTP 429, Retry-After %.0f s)", method,
 		    (double)wait / 1000);
@@ -405,8 +426,8 @@ upstream_connect_done(struct webcall *w, void *arg)
 		snprintf(reason, sizeof reason, "%s answered HTTP %d: %s",
 		    method, http, err);
 		free(err);
-		wait = 0;
 	} else if (!c.ok) {
+		answered = 1;
 		if (webapi_permanent_error(c.error)) {
 			webcall_free(w);
 			upstream_conn_free(conn);
@@ -414,17 +435,17 @@ upstream_connect_done(struct webcall *w, void *arg)
 			webapi_connect_free(&c);
 			return;
 		}
-		if (strcmp(c.error, "ratelimited") == 0)
+		if (strcmp(c.error, "ratelimited") == 0) {
+			limited = 1;
 			snprintf(reason, sizeof reason,
 			    "%s: ratelimited (Retry-After %.0f s)", method,
 			    (double)wait / 1000);
-		else {
+		} else
 			snprintf(reason, sizeof reason, "%s: %.200s", method,
 			    c.error);
-			wait = 0;
-		}
 		webapi_connect_free(&c);
 	} else {
+		upstream_charge(up);
 		webcall_free(w);
 		conn->connect = c;
 		if (webapi_parse_url(c.url, 1, &conn->ws, &err) != 0) {
@@ -438,7 +459,16 @@ upstream_connect_done(struct webcall *w, void *arg)
 		return;
 	}
 	webcall_free(w);
-	upstream_conn_failed(conn, wait, reason);
+	if (answered)
+		upstream_charge(up);
+	if (limited && slack_wait >= 0) {
+		/* Slack's word on when to call again is final. */
+		up->slack_waited = 1;
+		upstream_conn_free(conn);
+		upstream_retry(up, slack_wait, "%s", reason);
+		return;
+	}
+	upstream_conn_failed(conn, limited ? wait : 0, reason);
 }
 
 static void
@@ -446,23 +476,25 @@ upstream_attempt(lws_sorted_usec_list_t *sul)
 {
 	struct upstream *up =
 	    lws_container_of(sul, struct upstream, sul_attempt);
-	const struct config *cf = up->p->conf;
 	struct upstream_conn *conn;
 	int64_t wait;
 
 	if (up->stopping || up->phase == UPSTREAM_PHASE_FAILED ||
 	    upstream_active(up) >= up->want)
 		return;
-	if (!ratelimit_bucket_take(&up->connect_bucket,
-	        cf->rtm_connect_interval > 0
-	            ? 1000.0 / (double)cf->rtm_connect_interval
-	            : 1e9,
-	        cf->rtm_connect_burst, util_now_ms(), &wait)) {
+	TAILQ_FOREACH(conn, &up->conns, entry) {
+		if (conn->phase == UPSTREAM_CONN_API)
+			return; /* one connect call at a time */
+	}
+	if (!up->slack_waited &&
+	    !ratelimit_bucket_ready(&up->connect_bucket, upstream_rate(up),
+	        up->p->conf->rtm_connect_burst, util_now_ms(), &wait)) {
 		upstream_retry(up, wait,
 		    "holding back %s to stay within Slack's rate limit",
 		    up->proto->connect_method);
 		return;
 	}
+	up->slack_waited = 0;
 	up->phase = UPSTREAM_PHASE_CONN;
 	conn = upstream_conn_new(up);
 	if (up->live == 0)

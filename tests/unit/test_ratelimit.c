@@ -278,9 +278,38 @@ test_many_keys(void)
 	ratelimit_free(rl);
 }
 
+/* Ready takes nothing; charge takes one, below empty if need be. */
+static void
+test_bucket_charge(void)
+{
+	struct ratelimit_bucket b;
+	int64_t wait;
+	int i;
+
+	memset(&b, 0, sizeof b);
+	for (i = 0; i < 5; i++)
+		ok(ratelimit_bucket_ready(&b, 1.0 / 60, 2, 1000, &wait) &&
+		        wait == 0,
+		    "ready %d: a full bucket is ready, however often asked", i);
+	ratelimit_bucket_charge(&b, 1.0 / 60, 2, 1000);
+	ratelimit_bucket_charge(&b, 1.0 / 60, 2, 1000);
+	ok(!ratelimit_bucket_ready(&b, 1.0 / 60, 2, 1000, &wait) &&
+	        wait > 59000 && wait <= 60001,
+	    "two charges empty a bucket of 2: a minute to wait (%lld ms)",
+	    (long long)wait);
+	ratelimit_bucket_charge(&b, 1.0 / 60, 2, 1000);
+	ok(!ratelimit_bucket_ready(&b, 1.0 / 60, 2, 1000, &wait) &&
+	        wait > 119000,
+	    "a third charge goes below empty: two minutes (%lld ms)",
+	    (long long)wait);
+	ok(ratelimit_bucket_ready(&b, 1.0 / 60, 2, 1000 + 120001, &wait),
+	    "ready again after they passed");
+}
+
 int
 main(void)
 {
+	test_bucket_charge();
 	test_bucket_basics();
 	test_bucket_rates();
 	test_bucket_wait_property();
