@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,8 +43,11 @@
 #define SLACKCTL_OK          0
 #define SLACKCTL_FAILED      1 /* Slack or slackd refused the request */
 #define SLACKCTL_USAGE       2
-#define SLACKCTL_UNREACHABLE 3 /* cannot connect to slackd */
-#define SLACKCTL_LOST        4 /* connection lost or timed out */
+#define SLACKCTL_UNREACHABLE 3           /* cannot connect to slackd */
+#define SLACKCTL_LOST        4           /* connection lost or timed out */
+#define SLACKCTL_QUEUED      EX_TEMPFAIL /* 75: send gave up, slackd has it */
+
+#define SLACKCTL_SEND_WAIT 30 /* s: send's default -w */
 
 #define SLACKCTL_MAX_STDIN (1024 * 1024)
 
@@ -53,6 +58,8 @@ struct slackctl_conn {
 	size_t len;
 	size_t cap;
 	int eof;
+	char state[32];   /* of the connection to Slack, as slackd said */
+	char reason[256]; /* why, if slackd said */
 };
 
 /*
@@ -78,6 +85,7 @@ struct slackctl_cmd {
 	const char *name;
 	const char *usage;   /* what follows the name in a usage line */
 	const char *summary; /* what it does, for slackctl --help */
+	const char *help;    /* its options, for slackctl COMMAND --help */
 	const char *optstring;
 	const struct option *longopts;
 	int max_args; /* operands; -1: no limit */
@@ -108,6 +116,12 @@ slackctl_alloc(void *p, size_t n)
 	if ((p = realloc(p, n)) == NULL)
 		slackctl_die(SLACKCTL_FAILED, "out of memory");
 	return p;
+}
+
+static char *
+slackctl_strdup(const char *s)
+{
+	return strcpy(slackctl_alloc(NULL, strlen(s) + 1), s);
 }
 
 /* ---- the command line --------------------------------------------------- */
@@ -142,6 +156,7 @@ slackctl_args_free(struct slackctl_args *a)
 
 	for (i = 0; i < sizeof a->opt / sizeof a->opt[0]; i++)
 		free(a->opt[i].v);
+	free(a->argv);
 }
 
 /* ---- the connection ----------------------------------------------------- */
@@ -292,6 +307,20 @@ slackctl_is_type(struct json_object *o, const char *type)
 	return t != NULL && strcmp(t, type) == 0;
 }
 
+/* Remember what hello or a slackd.state says of the connection to Slack. */
+static void
+slackctl_track_state(struct slackctl_conn *c, struct json_object *o)
+{
+	const char *state = protocol_json_str(o, "state");
+	const char *reason = protocol_json_str(o, "reason");
+
+	if (state == NULL)
+		return;
+	snprintf(c->state, sizeof c->state, "%s", state);
+	snprintf(
+	    c->reason, sizeof c->reason, "%s", reason != NULL ? reason : "");
+}
+
 /* Read and check slackd.hello. */
 static void
 slackctl_hello(struct slackctl_conn *c)
@@ -322,16 +351,18 @@ slackctl_hello(struct slackctl_conn *c)
 		slackctl_die(SLACKCTL_UNREACHABLE,
 		    "slackd speaks protocol %d, this slackctl speaks %d", proto,
 		    SLACKD_PROTOCOL);
+	slackctl_track_state(c, o);
 	json_object_put(o);
 	free(line);
 }
 
 /*
- * Wait for the reply to id; returns it (parsed) or exits.  Other lines
- * that arrive meanwhile go to other(line, arg) if given.
+ * Wait for the reply to id; returns it (parsed), or NULL after timeout_ms
+ * (-1: no limit); exits if the connection ends.  Other lines that arrive
+ * meanwhile go to other(line, o, arg) if given.
  */
 static struct json_object *
-slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
+slackctl_await(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
     void (*other)(const char *, struct json_object *, void *), void *arg)
 {
 	struct json_object *o, *v;
@@ -355,9 +386,7 @@ slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
 		}
 		if ((line = slackctl_line(c, (int)left, &to)) == NULL) {
 			if (to)
-				slackctl_die(SLACKCTL_LOST,
-				    "no answer from slackd within %.1f s (the request may still be sent)",
-				    timeout_ms / 1000.0);
+				return NULL;
 			slackctl_die(SLACKCTL_LOST,
 			    "slackd closed the connection before answering");
 		}
@@ -371,11 +400,27 @@ slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
 				free(line);
 			return o;
 		}
+		if (o != NULL && slackctl_is_type(o, PROTOCOL_STATE))
+			slackctl_track_state(c, o);
 		if (other != NULL)
 			other(line, o, arg);
 		json_object_put(o);
 		free(line);
 	}
+}
+
+/* The reply to id (parsed); exits if none comes within timeout_ms. */
+static struct json_object *
+slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
+    void (*other)(const char *, struct json_object *, void *), void *arg)
+{
+	struct json_object *o;
+
+	if ((o = slackctl_await(c, id, timeout_ms, raw, other, arg)) == NULL)
+		slackctl_die(SLACKCTL_LOST,
+		    "no answer from slackd within %.1f s (the request may still be sent)",
+		    timeout_ms / 1000.0);
+	return o;
 }
 
 /* Print Slack's or slackd's error from a reply, and exit. */
@@ -516,6 +561,45 @@ struct slackctl_message {
 	int wait_ms; /* -1: no limit */
 };
 
+/*
+ * No answer within -w: slackd keeps the message (it is a command, like a
+ * mail handed to an MTA) and sends it once it can, without us.
+ */
+static void
+slackctl_send_queued(struct slackctl_conn *c, struct slackctl_message *m)
+{
+	double secs = m->wait_ms / 1000.0;
+
+	if (strcmp(c->state, PROTOCOL_STATE_RECONNECTING) == 0 ||
+	    strcmp(c->state, PROTOCOL_STATE_CONNECTING) == 0)
+		slackctl_die(SLACKCTL_QUEUED,
+		    "send: Slack is not reachable (slackd is %s%s%s) and did not answer within %g s: the message to %s is queued in slackd and will be sent when Slack is back",
+		    c->state, c->reason[0] != '\0' ? ": " : "", c->reason, secs,
+		    m->channel);
+	slackctl_die(SLACKCTL_QUEUED,
+	    "send: no answer from Slack within %g s: the message to %s is still in slackd (queued, or sent and waiting for Slack's acknowledgement), which does not withdraw it",
+	    secs, m->channel);
+}
+
+/* Slack or slackd refused the message: say why, and exit. */
+static void
+slackctl_send_refused(struct json_object *rep)
+{
+	struct json_object *e, *v;
+	const char *msg, *cut;
+
+	if (!json_object_object_get_ex(rep, "error", &e) ||
+	    !json_object_object_get_ex(e, "code", &v) ||
+	    json_object_get_int(v) != PROTOCOL_E_TOO_LONG ||
+	    (msg = protocol_json_str(e, "msg")) == NULL)
+		slackctl_refused(rep, "send");
+	/* slackd names its request type; we name our option. */
+	cut = strstr(msg, "; slackd.post");
+	slackctl_die(SLACKCTL_FAILED,
+	    "send: %.*s; slackctl send --post sends longer texts (with chat.postMessage) [slackd: too_long]",
+	    (int)(cut != NULL ? (size_t)(cut - msg) : strlen(msg)), msg);
+}
+
 /* The options of send, checked. */
 static void
 slackctl_send_options(struct slackctl_args *a, struct slackctl_message *m)
@@ -523,7 +607,7 @@ slackctl_send_options(struct slackctl_args *a, struct slackctl_message *m)
 	const char *blocks = slackctl_value(a, 'B');
 	const char *attach = slackctl_value(a, 'A');
 	const char *w = slackctl_value(a, 'w');
-	double wait = -1;
+	double wait = SLACKCTL_SEND_WAIT;
 	char *end;
 
 	if (a->argc < 1)
@@ -542,14 +626,15 @@ slackctl_send_options(struct slackctl_args *a, struct slackctl_message *m)
 		    wait > INT_MAX / 1000)
 			slackctl_die(SLACKCTL_USAGE, "-w wants seconds");
 	}
-	m->wait_ms = wait < 0 ? -1 : (int)(wait * 1000);
+	m->wait_ms = wait == 0 ? -1 : (int)(wait * 1000);
 	if (m->broadcast && m->thread == NULL)
 		slackctl_die(SLACKCTL_USAGE, "send: -b needs -t thread_ts");
 	if (blocks != NULL && attach != NULL && strcmp(blocks, "-") == 0 &&
 	    strcmp(attach, "-") == 0)
 		slackctl_die(SLACKCTL_USAGE,
 		    "send: only one of --blocks and --attachments can read standard input");
-	m->post = blocks != NULL || attach != NULL || m->unfurl >= 0;
+	m->post = slackctl_flag(a, 'p') || blocks != NULL || attach != NULL ||
+	    m->unfurl >= 0;
 	if (blocks != NULL)
 		m->blocks = slackctl_json_array(blocks, "blocks");
 	if (attach != NULL)
@@ -635,10 +720,11 @@ slackctl_send(struct slackctl_args *a)
 	json_object_put(req);
 	free(m.text);
 
-	rep = slackctl_reply(&c, 1, m.wait_ms, NULL, NULL, NULL);
+	if ((rep = slackctl_await(&c, 1, m.wait_ms, NULL, NULL, NULL)) == NULL)
+		slackctl_send_queued(&c, &m);
 	if (!json_object_object_get_ex(rep, "ok", &v) ||
 	    !json_object_get_boolean(v))
-		slackctl_refused(rep, "send");
+		slackctl_send_refused(rep);
 	printf("%s\n",
 	    protocol_json_str(rep, "ts") != NULL ? protocol_json_str(rep, "ts")
 	                                         : "");
@@ -794,6 +880,7 @@ slackctl_tell_state(struct json_object *o)
 struct slackctl_names {
 	struct json_object *channels; /* id -> "#name" or "@user" */
 	struct json_object *users;    /* id -> "@name" */
+	struct json_object *lists[2]; /* slackd.names: channels, users */
 };
 
 /* What listen prints, and how. */
@@ -858,6 +945,189 @@ slackctl_names_add(struct json_object *map, const char *id, const char *prefix,
 	json_object_object_add(map, id, json_object_new_string(buf));
 }
 
+/* The list of channels (users 0) or users, asked of slackd once. */
+static struct json_object *
+slackctl_names_list(struct slackctl_conn *c, struct slackctl_names *n,
+    int users, void (*other)(const char *, struct json_object *, void *),
+    void *arg)
+{
+	if (n->lists[users] == NULL)
+		n->lists[users] = slackctl_names(c, users, other, arg);
+	return n->lists[users];
+}
+
+/* ---- channels for listen -c ------------------------------------------- */
+
+/*
+ * Is s an ID starting with one of first?  2: surely (it has digits, or it
+ * is Slackbot's); 1: it could be ("GENERAL" is more likely a name); 0: no.
+ * The daemon's rule (names.c), so that listen -c reads a channel as send
+ * does.
+ */
+static int
+slackctl_is_id(const char *s, const char *first)
+{
+	const char *p;
+	int digits = 0;
+
+	if (s[0] == '\0' || strchr(first, s[0]) == NULL || s[1] == '\0')
+		return 0;
+	for (p = s + 1; *p != '\0'; p++) {
+		if (*p >= '0' && *p <= '9')
+			digits++;
+		else if (*p < 'A' || *p > 'Z')
+			return 0;
+	}
+	return digits > 0 || strcmp(s, "USLACKBOT") == 0 ? 2 : 1;
+}
+
+/*
+ * The ID of the entry of list named name (any case), or NULL.  As in the
+ * daemon, archived conversations, DMs and deactivated users have no name.
+ */
+static const char *
+slackctl_named(struct json_object *list, const char *name)
+{
+	struct json_object *o;
+	const char *n;
+	size_t i;
+
+	for (i = 0; i < json_object_array_length(list); i++) {
+		o = json_object_array_get_idx(list, i);
+		if ((n = protocol_json_str(o, "name")) != NULL &&
+		    strcasecmp(n, name) == 0 &&
+		    !json_object_object_get_ex(o, "archived", NULL) &&
+		    !json_object_object_get_ex(o, "deleted", NULL))
+			return protocol_json_str(o, "id");
+	}
+	return NULL;
+}
+
+/* Open the DM with user through slackd (conversations.open). */
+static char *
+slackctl_open_dm(struct slackctl_conn *c, const char *target, const char *user)
+{
+	struct json_object *req, *params, *rep, *e = NULL, *ch;
+	static int id = 200;
+	const char *dm, *why;
+	char *s;
+
+	req = json_object_new_object();
+	json_object_object_add(req, "id", json_object_new_int(++id));
+	json_object_object_add(
+	    req, "type", json_object_new_string(PROTOCOL_API));
+	json_object_object_add(
+	    req, "method", json_object_new_string("conversations.open"));
+	params = json_object_new_object();
+	json_object_object_add(params, "users", json_object_new_string(user));
+	json_object_object_add(req, "params", params);
+	slackctl_write(c, req);
+	json_object_put(req);
+	rep = slackctl_reply(c, id, 300 * 1000, NULL, NULL, NULL);
+	if (json_object_object_get_ex(rep, "channel", &ch) &&
+	    (dm = protocol_json_str(ch, "id")) != NULL) {
+		s = slackctl_strdup(dm);
+		json_object_put(rep);
+		return s;
+	}
+	json_object_object_get_ex(rep, "error", &e);
+	why = json_object_is_type(e, json_type_string)
+	    ? json_object_get_string(e)
+	    : protocol_json_str(e, "msg");
+	slackctl_die(SLACKCTL_FAILED,
+	    "listen: cannot open the direct message with %s: %s", target,
+	    why != NULL ? why : "no channel in slackd's answer");
+}
+
+/* The DM with the user of target (@name or a user ID). */
+static char *
+slackctl_dm(
+    struct slackctl_conn *c, struct slackctl_names *n, const char *target)
+{
+	struct json_object *list, *o;
+	const char *user = target, *u;
+	size_t i;
+
+	if (*target == '@') {
+		list = slackctl_names_list(c, n, 1, NULL, NULL);
+		if ((user = slackctl_named(list, target + 1)) == NULL)
+			slackctl_die(SLACKCTL_FAILED,
+			    "listen: no user named %s among the %zu users slackd knows",
+			    target, json_object_array_length(list));
+	}
+	list = slackctl_names_list(c, n, 0, NULL, NULL);
+	for (i = 0; i < json_object_array_length(list); i++) {
+		o = json_object_array_get_idx(list, i);
+		if ((u = protocol_json_str(o, "user")) != NULL &&
+		    strcmp(u, user) == 0 && protocol_json_str(o, "id") != NULL)
+			return slackctl_strdup(protocol_json_str(o, "id"));
+	}
+	return slackctl_open_dm(c, target, user);
+}
+
+/* A channel for listen -c, as the daemon reads a target: its ID. */
+static char *
+slackctl_resolve(
+    struct slackctl_conn *c, struct slackctl_names *n, const char *target)
+{
+	struct json_object *list;
+	const char *id;
+
+	if (slackctl_is_id(target, "CGD") == 2)
+		return slackctl_strdup(target);
+	if (*target == '@' || slackctl_is_id(target, "UW") == 2)
+		return slackctl_dm(c, n, target);
+	list = slackctl_names_list(c, n, 0, NULL, NULL);
+	if ((id = slackctl_named(list, *target == '#' ? target + 1 : target)) !=
+	    NULL)
+		return slackctl_strdup(id);
+	if (slackctl_is_id(target, "CGD"))
+		return slackctl_strdup(target);
+	if (slackctl_is_id(target, "UW"))
+		return slackctl_dm(c, n, target);
+	slackctl_die(SLACKCTL_FAILED,
+	    "listen: no channel named %s among the %zu conversations slackd can see (-c takes an ID, a name, #name, @user or a user ID)",
+	    target, json_object_array_length(list));
+}
+
+/*
+ * listen -c takes what send takes: replace names with IDs, which is what
+ * slackd.subscribe compares.  Meanwhile no events are wanted.
+ */
+static void
+slackctl_listen_resolve(struct slackctl_conn *c, struct slackctl_filter *f)
+{
+	struct json_object *ids, *sub;
+	const char *target;
+	char *id;
+	size_t i, n = json_object_array_length(f->channels);
+
+	for (i = 0; i < n; i++) {
+		target = json_object_get_string(
+		    json_object_array_get_idx(f->channels, i));
+		if (slackctl_is_id(target, "CGD") != 2)
+			break;
+	}
+	if (i == n)
+		return; /* IDs only: nothing to ask */
+	sub = json_object_new_object();
+	json_object_object_add(
+	    sub, "type", json_object_new_string(PROTOCOL_SUBSCRIBE));
+	json_object_object_add(sub, "types", json_object_new_array());
+	slackctl_write(c, sub);
+	json_object_put(sub);
+	ids = json_object_new_array();
+	for (i = 0; i < n; i++) {
+		id = slackctl_resolve(c, &f->names,
+		    json_object_get_string(
+		        json_object_array_get_idx(f->channels, i)));
+		json_object_array_add(ids, json_object_new_string(id));
+		free(id);
+	}
+	json_object_put(f->channels);
+	f->channels = ids;
+}
+
 static void
 slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n,
     void (*other)(const char *, struct json_object *, void *), void *arg)
@@ -868,14 +1138,13 @@ slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n,
 
 	n->channels = json_object_new_object();
 	n->users = json_object_new_object();
-	list = slackctl_names(c, 1, other, arg);
+	list = slackctl_names_list(c, n, 1, other, arg);
 	for (i = 0; i < json_object_array_length(list); i++) {
 		o = json_object_array_get_idx(list, i);
 		slackctl_names_add(n->users, protocol_json_str(o, "id"), "@",
 		    protocol_json_str(o, "name"));
 	}
-	json_object_put(list);
-	list = slackctl_names(c, 0, other, arg);
+	list = slackctl_names_list(c, n, 0, other, arg);
 	for (i = 0; i < json_object_array_length(list); i++) {
 		o = json_object_array_get_idx(list, i);
 		if ((name = protocol_json_str(o, "name")) != NULL)
@@ -889,7 +1158,6 @@ slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n,
 			    protocol_json_str(
 			        n->users, protocol_json_str(o, "user")));
 	}
-	json_object_put(list);
 }
 
 /* Keep the names up to date from the events that change them. */
@@ -1131,6 +1399,8 @@ slackctl_listen(struct slackctl_args *a)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	slackctl_connect(&c);
 	slackctl_hello(&c);
+	if (filter.channels != NULL)
+		slackctl_listen_resolve(&c, &filter);
 	if (filter.named || filter.textual)
 		slackctl_listen_names(&c, &filter);
 	else if (filter.types != NULL || filter.channels != NULL)
@@ -1141,6 +1411,8 @@ slackctl_listen(struct slackctl_args *a)
 	json_object_put(filter.channels);
 	json_object_put(filter.names.channels);
 	json_object_put(filter.names.users);
+	json_object_put(filter.names.lists[0]);
+	json_object_put(filter.names.lists[1]);
 	if (ferror(stdout))
 		return SLACKCTL_OK;
 	if (stopping) {
@@ -1278,14 +1550,19 @@ slackctl_status(struct slackctl_args *a)
 
 /* ---- the commands ------------------------------------------------------ */
 
+static int slackctl_help(struct slackctl_args *);
+
 static const struct option slackctl_send_longopts[] = {
 	{ "thread", required_argument, NULL, 't' },
 	{ "broadcast", no_argument, NULL, 'b' },
 	{ "wait", required_argument, NULL, 'w' },
+	{ "post", no_argument, NULL, 'p' },
 	{ "blocks", required_argument, NULL, 'B' },
 	{ "attachments", required_argument, NULL, 'A' },
 	{ "unfurl", no_argument, NULL, 'U' },
 	{ "no-unfurl", no_argument, NULL, 'N' },
+	{ "help", no_argument, NULL, 'h' }, /* every command */
+	{ "socket", required_argument, NULL, 's' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -1295,11 +1572,21 @@ static const struct option slackctl_listen_longopts[] = {
 	{ "all", no_argument, NULL, 'a' },
 	{ "names", no_argument, NULL, 'n' },
 	{ "format", required_argument, NULL, 'f' },
+	{ "help", no_argument, NULL, 'h' }, /* every command */
+	{ "socket", required_argument, NULL, 's' },
 	{ NULL, 0, NULL, 0 },
 };
 
 static const struct option slackctl_json_longopts[] = {
 	{ "json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' }, /* every command */
+	{ "socket", required_argument, NULL, 's' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct option slackctl_common_longopts[] = {
+	{ "help", no_argument, NULL, 'h' }, /* every command */
+	{ "socket", required_argument, NULL, 's' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -1307,31 +1594,46 @@ static const struct slackctl_cmd slackctl_cmds[] = {
 	{
 	    .name = "send",
 	    .usage =
-	        "[-t thread_ts] [-b] [-w secs] [--blocks FILE]\n"
+	        "[-bp] [-t thread_ts] [-w secs] [--blocks FILE]\n"
 	        "       [--attachments FILE] [--unfurl|--no-unfurl] CHANNEL [TEXT...]",
 	    .summary =
 	        "post TEXT (or standard input) to CHANNEL: an ID, a name\n"
 	        "(general, #general), @user or a user ID (their DM); wait\n"
-	        "for Slack's acknowledgement and print its ts; -t replies\n"
-	        "in a thread, -b also broadcasts the reply to the channel,\n"
-	        "-w gives up after secs seconds; --blocks/--attachments\n"
-	        "(a file of JSON, - for standard input) and --unfurl post\n"
-	        "through chat.postMessage, TEXT being the fallback text",
-	    .optstring = "bt:w:",
+	        "for Slack's acknowledgement and print its ts",
+	    .help =
+	        "  -t, --thread TS        reply in the thread of the message TS\n"
+	        "  -b, --broadcast        with -t, also show the reply in the channel\n"
+	        "  -w, --wait SECS        wait at most SECS seconds for Slack's answer\n"
+	        "                         (default 30; 0: as long as slackd keeps the\n"
+	        "                         message), then exit 75: the message stays\n"
+	        "                         queued in slackd, which sends it when it can\n"
+	        "  -p, --post             post with chat.postMessage instead of RTM,\n"
+	        "                         which also takes texts over 16 KB\n"
+	        "      --blocks FILE      post these Block Kit blocks (a JSON file, -\n"
+	        "                         for standard input); TEXT is the fallback\n"
+	        "      --attachments FILE post these attachments, likewise\n"
+	        "      --unfurl, --no-unfurl\n"
+	        "                         ask Slack to unfurl links and media, or not\n"
+	        "  (--blocks, --attachments and --unfurl imply --post)\n",
+	    .optstring = "bpt:w:",
 	    .longopts = slackctl_send_longopts,
 	    .max_args = -1,
 	    .exec = slackctl_send,
 	},
 	{
 	    .name = "listen",
-	    .usage = "[-t type]... [-c channel]... [-a] [-n|--names]\n"
-	             "       [-f|--format json|text]",
-	    .summary =
-	        "print events as JSON lines until interrupted; -t and -c\n"
-	        "keep only those event types and channel IDs; -a also\n"
-	        "prints slackd's own messages (slackd.state, ...);\n"
-	        "-n shows #channel and @user names instead of IDs;\n"
-	        "-f text prints \"time #channel @user: text\"",
+	    .usage = "[-an] [-t type]... [-c channel]... [-f json|text]",
+	    .summary = "print events as JSON lines until interrupted",
+	    .help =
+	        "  -t, --type TYPE        only events of this type (repeatable)\n"
+	        "  -c, --channel CHANNEL  only events in this channel (repeatable):\n"
+	        "                         an ID, a name (general, #general), @user or\n"
+	        "                         a user ID (their DM)\n"
+	        "  -a, --all              also print slackd's own messages\n"
+	        "                         (slackd.state, ...)\n"
+	        "  -n, --names            #channel and @user names instead of IDs\n"
+	        "  -f, --format FORMAT    json (the default), or text: one line\n"
+	        "                         \"time #channel @user: text\" an event\n",
 	    .optstring = "ac:f:nt:",
 	    .longopts = slackctl_listen_longopts,
 	    .max_args = 0,
@@ -1341,6 +1643,7 @@ static const struct slackctl_cmd slackctl_cmds[] = {
 	    .name = "channels",
 	    .usage = "[--json]",
 	    .summary = "list the conversations slackd knows",
+	    .help = "  -j, --json             the list as one line of JSON\n",
 	    .optstring = "j",
 	    .longopts = slackctl_json_longopts,
 	    .max_args = 0,
@@ -1350,6 +1653,7 @@ static const struct slackctl_cmd slackctl_cmds[] = {
 	    .name = "users",
 	    .usage = "[--json]",
 	    .summary = "list the users slackd knows",
+	    .help = "  -j, --json             the list as one line of JSON\n",
 	    .optstring = "j",
 	    .longopts = slackctl_json_longopts,
 	    .max_args = 0,
@@ -1359,10 +1663,22 @@ static const struct slackctl_cmd slackctl_cmds[] = {
 	    .name = "status",
 	    .usage = "[--json]",
 	    .summary = "show the state of slackd and its Slack connection",
+	    .help =
+	        "  -j, --json             slackd's status reply, one line of JSON\n",
 	    .optstring = "j",
 	    .longopts = slackctl_json_longopts,
 	    .max_args = 0,
 	    .exec = slackctl_status,
+	},
+	{
+	    .name = "help",
+	    .usage = "[COMMAND]",
+	    .summary = "show the usage of COMMAND, or this summary",
+	    .help = "",
+	    .optstring = "",
+	    .longopts = slackctl_common_longopts,
+	    .max_args = 1,
+	    .exec = slackctl_help,
 	},
 };
 
@@ -1381,13 +1697,14 @@ slackctl_indented(FILE *f, const char *text, int indent)
 	fprintf(f, "%s\n", text);
 }
 
+/* slackctl --help: every command. */
 static void
 slackctl_usage(FILE *f)
 {
 	const struct slackctl_cmd *cmd;
 
-	fprintf(
-	    f, "usage: slackctl [-s socket] command [options]\n\ncommands:\n");
+	fprintf(f,
+	    "usage: slackctl [-s socket] command [options] [--] [operands]\n\ncommands:\n");
 	for (cmd = slackctl_cmds; cmd < slackctl_cmds + SLACKCTL_NCMDS; cmd++) {
 		fprintf(f, "  %s ", cmd->name);
 		slackctl_indented(f, cmd->usage, 0);
@@ -1396,6 +1713,9 @@ slackctl_usage(FILE *f)
 	}
 	fprintf(f,
 	    "\n"
+	    "Options may come anywhere after the command; \"--\" ends them.\n"
+	    "\"slackctl COMMAND --help\" shows the options of COMMAND.\n"
+	    "\n"
 	    "  -s, --socket PATH   slackd's socket (default $SLACKD_SOCKET, else\n"
 	    "                      $XDG_RUNTIME_DIR/slackd.sock if it exists\n"
 	    "                      and you are not root, else\n"
@@ -1403,7 +1723,32 @@ slackctl_usage(FILE *f)
 	    "  -h, --help          print this help; --version the version\n"
 	    "\n"
 	    "exit status: 0 ok, 1 refused by Slack or slackd, 2 usage,\n"
-	    "3 slackd not reachable, 4 connection lost or timed out\n");
+	    "3 slackd not reachable, 4 connection lost or timed out,\n"
+	    "75 send gave up waiting (the message stays queued in slackd)\n");
+}
+
+/* The usage line of cmd. */
+static void
+slackctl_cmd_usage(FILE *f, const struct slackctl_cmd *cmd)
+{
+	fprintf(f, "usage: slackctl [-s socket] %s ", cmd->name);
+	slackctl_indented(f, cmd->usage, 0);
+}
+
+/* slackctl COMMAND --help, slackctl help COMMAND. */
+static void
+slackctl_cmd_help(FILE *f, const struct slackctl_cmd *cmd)
+{
+	slackctl_cmd_usage(f, cmd);
+	fprintf(f, "\n");
+	slackctl_indented(f, cmd->summary, 0);
+	fprintf(f, "\n%s", cmd->help);
+	fprintf(f,
+	    "  -s, --socket PATH      slackd's socket (see slackctl --help)\n"
+	    "  -h, --help             show this help\n"
+	    "\n"
+	    "Options may come anywhere after the command; \"--\" ends them:\n"
+	    "  slackctl send C024BE91L -- -w is text\n");
 }
 
 static const struct slackctl_cmd *
@@ -1418,36 +1763,100 @@ slackctl_find(const char *name)
 	return NULL;
 }
 
+static int
+slackctl_help(struct slackctl_args *a)
+{
+	const struct slackctl_cmd *cmd;
+
+	if (a->argc == 0) {
+		slackctl_usage(stdout);
+		return SLACKCTL_OK;
+	}
+	if ((cmd = slackctl_find(a->argv[0])) == NULL) {
+		fprintf(stderr,
+		    "slackctl: help: no command \"%s\" (commands: send, listen, channels, users, status, help)\n",
+		    a->argv[0]);
+		return SLACKCTL_USAGE;
+	}
+	slackctl_cmd_help(stdout, cmd);
+	return SLACKCTL_OK;
+}
+
+/* A usage error in cmd's command line: say what, and show its usage. */
+static int slackctl_bad_usage(const struct slackctl_cmd *cmd, const char *fmt,
+    ...) __attribute__((format(printf, 2, 3)));
+
+static int
+slackctl_bad_usage(const struct slackctl_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "slackctl: %s: ", cmd->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	slackctl_cmd_usage(stderr, cmd);
+	fprintf(stderr, "(slackctl %s --help shows its options)\n", cmd->name);
+	return -1;
+}
+
+/* What getopt stopped at: "--bogus", "-x". */
+static const char *
+slackctl_bad_option(char **argv, char *buf, size_t len)
+{
+	const char *arg = argv[optind - 1];
+
+	if (optopt != 0 && strncmp(arg, "--", 2) != 0) {
+		snprintf(buf, len, "-%c", optopt);
+		return buf;
+	}
+	snprintf(buf, len, "%.*s", (int)strcspn(arg, "="), arg);
+	return buf;
+}
+
 /*
  * Parse the command's options and operands (argv[0] is its name) into a.
- * Returns 0, or -1 after a usage error was printed.
+ * Options may come anywhere; "--" ends them.  Returns 0, or -1 after a
+ * usage error was printed.
  */
 static int
 slackctl_parse_args(const struct slackctl_cmd *cmd, int argc, char **argv,
     struct slackctl_args *a)
 {
-	char optstring[64];
+	char optstring[64], bad[64];
 	int ch;
 
 	memset(a, 0, sizeof *a);
 	a->cmd = cmd;
-	snprintf(optstring, sizeof optstring, "+%s", cmd->optstring);
+	a->argv = slackctl_alloc(NULL, (size_t)argc * sizeof *a->argv);
+	/* "-": operands come back as 1, in order; ":": we say what is wrong. */
+	snprintf(optstring, sizeof optstring, "-:%shs:", cmd->optstring);
 	optind = 0; /* reinitialise getopt */
+	opterr = 0;
 	while ((ch = getopt_long(argc, argv, optstring, cmd->longopts, NULL)) !=
 	    -1) {
-		if (ch == '?' || ch <= 0 || ch >= 128) {
-			slackctl_usage(stderr);
-			return -1;
-		}
-		slackctl_args_add(a, ch, optarg);
+		if (ch == 1)
+			a->argv[a->argc++] = optarg;
+		else if (ch == '?')
+			return slackctl_bad_usage(cmd, "unknown option %s%s",
+			    slackctl_bad_option(argv, bad, sizeof bad),
+			    cmd->max_args != 0
+			        ? " (an operand that starts with - goes after --)"
+			        : "");
+		else if (ch == ':')
+			return slackctl_bad_usage(cmd, "%s needs a value",
+			    slackctl_bad_option(argv, bad, sizeof bad));
+		else if (ch > 0 && ch < 128)
+			slackctl_args_add(a, ch, optarg);
 	}
-	a->argc = argc - optind;
-	a->argv = argv + optind;
-	if (cmd->max_args >= 0 && a->argc > cmd->max_args) {
-		fprintf(stderr, "slackctl: %s: unexpected argument %s\n",
-		    cmd->name, a->argv[cmd->max_args]);
-		return -1;
-	}
+	while (optind < argc) /* after "--" */
+		a->argv[a->argc++] = argv[optind++];
+	if (slackctl_flag(a, 'h'))
+		return 0;
+	if (cmd->max_args >= 0 && a->argc > cmd->max_args)
+		return slackctl_bad_usage(
+		    cmd, "unexpected argument %s", a->argv[cmd->max_args]);
 	return 0;
 }
 
@@ -1494,6 +1903,12 @@ main(int argc, char **argv)
 	}
 	if (slackctl_parse_args(cmd, argc - optind, argv + optind, &a) != 0)
 		return SLACKCTL_USAGE;
+	if (slackctl_flag(&a, 'h')) {
+		slackctl_cmd_help(stdout, cmd);
+		return SLACKCTL_OK;
+	}
+	if (slackctl_flag(&a, 's'))
+		slackctl_socket = slackctl_value(&a, 's');
 	rc = cmd->exec(&a);
 	slackctl_args_free(&a);
 	return rc;
