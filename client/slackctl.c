@@ -1,19 +1,22 @@
 /*
  * slackctl: the command-line client of slackd.
  *
- *   slackctl [-s socket] send [-b] [-t thread_ts] [-w secs] [--blocks file]
+ *   slackctl [-s socket] send [-bp] [-t thread_ts] [-w secs] [--blocks file]
  *       [--attachments file] [--unfurl|--no-unfurl] channel [text…]
  *   slackctl [-s socket] listen [-an] [-t type]… [-c channel]… [-f format]
  *   slackctl [-s socket] channels [--json]
  *   slackctl [-s socket] users [--json]
  *   slackctl [-s socket] status [--json]
+ *   slackctl help [command]
  *
- * Each command is one row of slackctl_cmds: its name, usage, options and
- * handler; main() parses the options of the row (slackctl_args) and runs
- * the handler, so a new command is a new row and a function.  A command
- * speaks the local protocol (protocol.h): it reads slackd.hello, sends
- * its requests and waits for the replies that carry their ids.  Every
- * message slackctl prints is one format string, so that it can be grepped.
+ * Each command is one row of slackctl_cmds: its name, usage, help,
+ * options and handler; main() parses the options of the row
+ * (slackctl_args: options anywhere, "--" ends them, -h and -s for every
+ * command) and runs the handler, so a new command is a new row and a
+ * function.  A command speaks the local protocol (protocol.h): it reads
+ * slackd.hello, sends its requests and waits for the replies that carry
+ * their ids.  Every message slackctl prints is one format string, so that
+ * it can be grepped.
  */
 #include "config.h"
 
@@ -594,7 +597,7 @@ slackctl_send_refused(struct json_object *rep)
 	    (msg = protocol_json_str(e, "msg")) == NULL)
 		slackctl_refused(rep, "send");
 	/* slackd names its request type; we name our option. */
-	cut = strstr(msg, "; slackd.post");
+	cut = strstr(msg, "; " PROTOCOL_POST);
 	slackctl_die(SLACKCTL_FAILED,
 	    "send: %.*s; slackctl send --post sends longer texts (with chat.postMessage) [slackd: too_long]",
 	    (int)(cut != NULL ? (size_t)(cut - msg) : strlen(msg)), msg);
