@@ -42,6 +42,11 @@ def test_options_after_the_operands(daemon, fake):
     assert wire["text"] == "in a thread"
     assert wire["thread_ts"] == "1700000000.000100"
     assert wire["reply_broadcast"] is True
+    # Whatever the environment says about argument order.
+    p = daemon.ctl("send", "C0RANDOM", "posix", "-w", "3",
+                   env={"POSIXLY_CORRECT": "1"})
+    assert p.returncode == 0, p.stderr
+    assert fake.messages()[-1]["text"] == "posix"
 
 
 def test_double_dash_ends_the_options(daemon, fake):
@@ -278,6 +283,16 @@ def test_listen_channel_by_name(daemon, fake, target):
         lst.stop()
     if target == "C0GENERAL":           # an ID needs no names
         assert not calls(fake, "conversations.list")
+
+
+def test_listen_channel_by_name_as_text(daemon, fake):
+    lst = Listener(daemon, "--format", "text", "-c", "#general")
+    try:
+        got = lst.wait_for(fake, "C0GENERAL", "hello")
+        assert all(" #general: hello " in g for g in got), got
+    finally:
+        lst.stop()
+    assert len(calls(fake, "conversations.list")) == 1   # asked once
 
 
 def test_listen_user_dm(daemon, fake):
