@@ -1,12 +1,22 @@
 /*
  * slackctl: the command-line client of slackd.
  *
- *   slackctl [-s socket] send [-t thread_ts] [-b] [-w secs] channel [text…]
- *   slackctl [-s socket] listen [-t type]… [-c channel]… [-a]
+ *   slackctl [-s socket] send [-bp] [-t thread_ts] [-w secs] [--blocks file]
+ *       [--attachments file] [--unfurl|--no-unfurl] channel [text…]
+ *   slackctl [-s socket] listen [-an] [-t type]… [-c channel]… [-f format]
+ *   slackctl [-s socket] channels [--json]
+ *   slackctl [-s socket] users [--json]
  *   slackctl [-s socket] status [--json]
+ *   slackctl help [command]
  *
- * Speaks the local protocol (protocol.h): reads slackd.hello, sends one
- * request, waits for the reply that carries its id.
+ * Each command is one row of slackctl_cmds: its name, usage, help,
+ * options and handler; main() parses the options of the row
+ * (slackctl_args: options anywhere, "--" ends them, -h and -s for every
+ * command) and runs the handler, so a new command is a new row and a
+ * function.  A command speaks the local protocol (protocol.h): it reads
+ * slackd.hello, sends its requests and waits for the replies that carry
+ * their ids.  Every message slackctl prints is one format string, so that
+ * it can be grepped.
  */
 #include "config.h"
 
@@ -23,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,8 +46,11 @@
 #define SLACKCTL_OK          0
 #define SLACKCTL_FAILED      1 /* Slack or slackd refused the request */
 #define SLACKCTL_USAGE       2
-#define SLACKCTL_UNREACHABLE 3 /* cannot connect to slackd */
-#define SLACKCTL_LOST        4 /* connection lost or timed out */
+#define SLACKCTL_UNREACHABLE 3           /* cannot connect to slackd */
+#define SLACKCTL_LOST        4           /* connection lost or timed out */
+#define SLACKCTL_QUEUED      EX_TEMPFAIL /* 75: send gave up, slackd has it */
+
+#define SLACKCTL_SEND_WAIT 30 /* s: send's default -w */
 
 #define SLACKCTL_MAX_STDIN (1024 * 1024)
 
@@ -46,50 +61,41 @@ struct slackctl_conn {
 	size_t len;
 	size_t cap;
 	int eof;
+	char state[32];   /* of the connection to Slack, as slackd said */
+	char reason[256]; /* why, if slackd said */
+};
+
+/*
+ * A command's parsed command line: the values of each option (by its
+ * short letter; long-only options have a letter of their own too) and
+ * the operands, in order.
+ */
+struct slackctl_opt {
+	int n;
+	char **v;
+	int last; /* when it was last given: the later of two wins */
+};
+struct slackctl_args {
+	const struct slackctl_cmd *cmd;
+	struct slackctl_opt opt[128];
+	int given; /* options so far */
+	int argc;
+	char **argv;
+};
+
+/* One command: a row of slackctl_cmds. */
+struct slackctl_cmd {
+	const char *name;
+	const char *usage;   /* what follows the name in a usage line */
+	const char *summary; /* what it does, for slackctl --help */
+	const char *help;    /* its options, for slackctl COMMAND --help */
+	const char *optstring;
+	const struct option *longopts;
+	int max_args; /* operands; -1: no limit */
+	int (*exec)(struct slackctl_args *);
 };
 
 static const char *slackctl_socket;
-
-static void
-slackctl_usage(FILE *f)
-{
-	fprintf(f,
-	    "usage: slackctl [-s socket] command [options]\n"
-	    "\n"
-	    "commands:\n"
-	    "  send [-t thread_ts] [-b] [-w secs] [--blocks FILE]\n"
-	    "       [--attachments FILE] [--unfurl|--no-unfurl] CHANNEL "
-	    "[TEXT...]\n"
-	    "        post TEXT (or standard input) to CHANNEL: an ID, a name\n"
-	    "        (general, #general), @user or a user ID (their DM); wait\n"
-	    "        for Slack's acknowledgement and print its ts; -t replies\n"
-	    "        in a thread, -b also broadcasts the reply to the "
-	    "channel,\n"
-	    "        -w gives up after secs seconds; --blocks/--attachments\n"
-	    "        (a file of JSON, - for standard input) and --unfurl post\n"
-	    "        through chat.postMessage, TEXT being the fallback text\n"
-	    "  listen [-t type]... [-c channel]... [-a] [-n|--names]\n"
-	    "         [-f|--format json|text]\n"
-	    "        print events as JSON lines until interrupted; -t and -c\n"
-	    "        keep only those event types and channel IDs; -a also\n"
-	    "        prints slackd's own messages (slackd.state, ...);\n"
-	    "        -n shows #channel and @user names instead of IDs;\n"
-	    "        -f text prints \"time #channel @user: text\"\n"
-	    "  channels [--json], users [--json]\n"
-	    "        list the conversations and users slackd knows\n"
-	    "  status [--json]\n"
-	    "        show the state of slackd and its Slack connection\n"
-	    "\n"
-	    "  -s, --socket PATH   slackd's socket (default $SLACKD_SOCKET, "
-	    "else\n"
-	    "                      $XDG_RUNTIME_DIR/slackd.sock if it exists\n"
-	    "                      and you are not root, else\n"
-	    "                      /run/slackd/slackd.sock)\n"
-	    "  -h, --help          print this help; --version the version\n"
-	    "\n"
-	    "exit status: 0 ok, 1 refused by Slack or slackd, 2 usage,\n"
-	    "3 slackd not reachable, 4 connection lost or timed out\n");
-}
 
 static void slackctl_die(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
@@ -115,6 +121,47 @@ slackctl_alloc(void *p, size_t n)
 	return p;
 }
 
+static char *
+slackctl_strdup(const char *s)
+{
+	return strcpy(slackctl_alloc(NULL, strlen(s) + 1), s);
+}
+
+/* ---- the command line --------------------------------------------------- */
+
+static int
+slackctl_flag(const struct slackctl_args *a, int ch)
+{
+	return a->opt[ch].n > 0;
+}
+
+/* The option's value (the last one given), or NULL. */
+static const char *
+slackctl_value(const struct slackctl_args *a, int ch)
+{
+	return a->opt[ch].n > 0 ? a->opt[ch].v[a->opt[ch].n - 1] : NULL;
+}
+
+static void
+slackctl_args_add(struct slackctl_args *a, int ch, char *value)
+{
+	struct slackctl_opt *o = &a->opt[ch];
+
+	o->v = slackctl_alloc(o->v, (size_t)(o->n + 1) * sizeof *o->v);
+	o->v[o->n++] = value;
+	o->last = ++a->given;
+}
+
+static void
+slackctl_args_free(struct slackctl_args *a)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof a->opt / sizeof a->opt[0]; i++)
+		free(a->opt[i].v);
+	free(a->argv);
+}
+
 /* ---- the connection ----------------------------------------------------- */
 
 static const char *
@@ -128,9 +175,8 @@ slackctl_path(void)
 	if ((env = getenv("SLACKD_SOCKET")) != NULL && *env != '\0')
 		return env;
 	if (protocol_client_socket(def, sizeof def) != 0)
-		slackctl_die(SLACKCTL_USAGE,
-		    "no socket: use -s or set "
-		    "SLACKD_SOCKET");
+		slackctl_die(
+		    SLACKCTL_USAGE, "no socket: use -s or set SLACKD_SOCKET");
 	return def;
 }
 
@@ -156,14 +202,11 @@ slackctl_connect(struct slackctl_conn *c)
 	case ENOENT:
 	case ECONNREFUSED:
 		slackctl_die(SLACKCTL_UNREACHABLE,
-		    "slackd is not running "
-		    "(nothing listens on %s)",
-		    c->path);
+		    "slackd is not running (nothing listens on %s)", c->path);
 	case EACCES:
 	case EPERM:
 		slackctl_die(SLACKCTL_UNREACHABLE,
-		    "permission denied on %s: "
-		    "ask for access to slackd's socket (its group)",
+		    "permission denied on %s: ask for access to slackd's socket (its group)",
 		    c->path);
 	default:
 		slackctl_die(SLACKCTL_UNREACHABLE, "cannot connect to %s: %s",
@@ -190,8 +233,7 @@ slackctl_write(struct slackctl_conn *c, struct json_object *o)
 			continue;
 		if (n <= 0)
 			slackctl_die(SLACKCTL_LOST,
-			    "lost the connection to "
-			    "slackd: %s",
+			    "lost the connection to slackd: %s",
 			    strerror(errno));
 		off += (size_t)n;
 	}
@@ -268,6 +310,20 @@ slackctl_is_type(struct json_object *o, const char *type)
 	return t != NULL && strcmp(t, type) == 0;
 }
 
+/* Remember what hello or a slackd.state says of the connection to Slack. */
+static void
+slackctl_track_state(struct slackctl_conn *c, struct json_object *o)
+{
+	const char *state = protocol_json_str(o, "state");
+	const char *reason = protocol_json_str(o, "reason");
+
+	if (state == NULL)
+		return;
+	snprintf(c->state, sizeof c->state, "%s", state);
+	snprintf(
+	    c->reason, sizeof c->reason, "%s", reason != NULL ? reason : "");
+}
+
 /* Read and check slackd.hello. */
 static void
 slackctl_hello(struct slackctl_conn *c)
@@ -284,33 +340,32 @@ slackctl_hello(struct slackctl_conn *c)
 	if (o != NULL && slackctl_is_type(o, PROTOCOL_ERROR)) {
 		if (json_object_object_get_ex(o, "error", &v))
 			slackctl_die(SLACKCTL_UNREACHABLE,
-			    "slackd refused us: "
-			    "%s",
+			    "slackd refused us: %s",
 			    protocol_json_str(v, "msg"));
 	}
 	if (o == NULL || !slackctl_is_type(o, PROTOCOL_HELLO))
 		slackctl_die(SLACKCTL_UNREACHABLE,
-		    "%s does not look like "
-		    "slackd (first line: %.80s)",
-		    c->path, line);
+		    "%s does not look like slackd (first line: %.80s)", c->path,
+		    line);
 	proto = json_object_object_get_ex(o, "protocol", &v)
 	    ? json_object_get_int(v)
 	    : 0;
 	if (proto != SLACKD_PROTOCOL)
 		slackctl_die(SLACKCTL_UNREACHABLE,
-		    "slackd speaks protocol %d, "
-		    "this slackctl speaks %d",
-		    proto, SLACKD_PROTOCOL);
+		    "slackd speaks protocol %d, this slackctl speaks %d", proto,
+		    SLACKD_PROTOCOL);
+	slackctl_track_state(c, o);
 	json_object_put(o);
 	free(line);
 }
 
 /*
- * Wait for the reply to id; returns it (parsed) or exits.  Other lines
- * that arrive meanwhile go to other(line, arg) if given.
+ * Wait for the reply to id; returns it (parsed), or NULL after timeout_ms
+ * (-1: no limit); exits if the connection ends.  Other lines that arrive
+ * meanwhile go to other(line, o, arg) if given.
  */
 static struct json_object *
-slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
+slackctl_await(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
     void (*other)(const char *, struct json_object *, void *), void *arg)
 {
 	struct json_object *o, *v;
@@ -334,14 +389,9 @@ slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
 		}
 		if ((line = slackctl_line(c, (int)left, &to)) == NULL) {
 			if (to)
-				slackctl_die(SLACKCTL_LOST,
-				    "no answer from "
-				    "slackd within %.1f s (the request may "
-				    "still be sent)",
-				    timeout_ms / 1000.0);
+				return NULL;
 			slackctl_die(SLACKCTL_LOST,
-			    "slackd closed the "
-			    "connection before answering");
+			    "slackd closed the connection before answering");
 		}
 		o = slackctl_parse(line);
 		if (o != NULL && json_object_object_get_ex(o, "reply_to", &v) &&
@@ -353,11 +403,27 @@ slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
 				free(line);
 			return o;
 		}
+		if (o != NULL && slackctl_is_type(o, PROTOCOL_STATE))
+			slackctl_track_state(c, o);
 		if (other != NULL)
 			other(line, o, arg);
 		json_object_put(o);
 		free(line);
 	}
+}
+
+/* The reply to id (parsed); exits if none comes within timeout_ms. */
+static struct json_object *
+slackctl_reply(struct slackctl_conn *c, int id, int timeout_ms, char **raw,
+    void (*other)(const char *, struct json_object *, void *), void *arg)
+{
+	struct json_object *o;
+
+	if ((o = slackctl_await(c, id, timeout_ms, raw, other, arg)) == NULL)
+		slackctl_die(SLACKCTL_LOST,
+		    "no answer from slackd within %.1f s (the request may still be sent)",
+		    timeout_ms / 1000.0);
+	return o;
 }
 
 /* Print Slack's or slackd's error from a reply, and exit. */
@@ -480,140 +546,188 @@ slackctl_json_array(const char *path, const char *key)
 	}
 	if (o == NULL || !json_object_is_type(o, json_type_array))
 		slackctl_die(SLACKCTL_USAGE,
-		    "%s does not hold a JSON array of "
-		    "%s (or an object with \"%s\")",
+		    "%s does not hold a JSON array of %s (or an object with \"%s\")",
 		    path, key, key);
 	return o;
 }
 
-static int
-slackctl_send(int argc, char **argv)
+/* What send was asked to post. */
+struct slackctl_message {
+	const char *channel;
+	const char *thread;
+	char *text;
+	struct json_object *blocks;
+	struct json_object *attachments;
+	int broadcast;
+	int unfurl;  /* -1: Slack decides */
+	int post;    /* chat.postMessage rather than RTM */
+	int wait_ms; /* -1: no limit */
+};
+
+/*
+ * No answer within -w: slackd keeps the message (it is a command, like a
+ * mail handed to an MTA) and sends it once it can, without us.
+ */
+static void
+slackctl_send_queued(struct slackctl_conn *c, struct slackctl_message *m)
 {
-	static const struct option opts[] = {
-		{ "thread", required_argument, NULL, 't' },
-		{ "broadcast", no_argument, NULL, 'b' },
-		{ "wait", required_argument, NULL, 'w' },
-		{ "blocks", required_argument, NULL, 'B' },
-		{ "attachments", required_argument, NULL, 'A' },
-		{ "unfurl", no_argument, NULL, 'U' },
-		{ "no-unfurl", no_argument, NULL, 'N' },
-		{ NULL, 0, NULL, 0 },
-	};
-	static struct slackctl_conn c; /* static: reachable at exit */
-	struct json_object *req, *sub, *rep, *v;
-	struct json_object *blocks = NULL, *attachments = NULL;
-	const char *thread = NULL, *channel, *blocks_file = NULL;
-	const char *attach_file = NULL;
-	char *text, *end;
-	double wait = -1;
-	int ch, broadcast = 0, unfurl = -1, post;
+	double secs = m->wait_ms / 1000.0;
 
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+bt:w:", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'b':
-			broadcast = 1;
-			break;
-		case 't':
-			thread = optarg;
-			break;
-		case 'w':
-			wait = strtod(optarg, &end);
-			if (*optarg == '\0' || *end != '\0' || wait < 0 ||
-			    wait > INT_MAX / 1000)
-				slackctl_die(
-				    SLACKCTL_USAGE, "-w wants seconds");
-			break;
-		case 'B':
-			blocks_file = optarg;
-			break;
-		case 'A':
-			attach_file = optarg;
-			break;
-		case 'U':
-			unfurl = 1;
-			break;
-		case 'N':
-			unfurl = 0;
-			break;
-		default:
-			slackctl_usage(stderr);
-			return SLACKCTL_USAGE;
-		}
+	if (strcmp(c->state, PROTOCOL_STATE_RECONNECTING) == 0 ||
+	    strcmp(c->state, PROTOCOL_STATE_CONNECTING) == 0)
+		slackctl_die(SLACKCTL_QUEUED,
+		    "send: Slack is not reachable (slackd is %s%s%s) and did not answer within %g s: the message to %s is queued in slackd and will be sent when Slack is back",
+		    c->state, c->reason[0] != '\0' ? ": " : "", c->reason, secs,
+		    m->channel);
+	slackctl_die(SLACKCTL_QUEUED,
+	    "send: no answer from Slack within %g s: the message to %s is still in slackd (queued, or sent and waiting for Slack's acknowledgement), which does not withdraw it",
+	    secs, m->channel);
+}
+
+/* Slack or slackd refused the message: say why, and exit. */
+static void
+slackctl_send_refused(struct json_object *rep)
+{
+	struct json_object *e, *v;
+	const char *msg, *cut;
+
+	if (!json_object_object_get_ex(rep, "error", &e) ||
+	    !json_object_object_get_ex(e, "code", &v) ||
+	    json_object_get_int(v) != PROTOCOL_E_TOO_LONG ||
+	    (msg = protocol_json_str(e, "msg")) == NULL)
+		slackctl_refused(rep, "send");
+	/* slackd names its request type; we name our option. */
+	cut = strstr(msg, "; " PROTOCOL_POST);
+	slackctl_die(SLACKCTL_FAILED,
+	    "send: %.*s; slackctl send --post sends longer texts (with chat.postMessage) [slackd: too_long]",
+	    (int)(cut != NULL ? (size_t)(cut - msg) : strlen(msg)), msg);
+}
+
+/* The options of send, checked. */
+static void
+slackctl_send_options(struct slackctl_args *a, struct slackctl_message *m)
+{
+	const char *blocks = slackctl_value(a, 'B');
+	const char *attach = slackctl_value(a, 'A');
+	const char *w = slackctl_value(a, 'w');
+	double wait = SLACKCTL_SEND_WAIT;
+	char *end;
+
+	if (a->argc < 1)
+		slackctl_die(SLACKCTL_USAGE,
+		    "send: which channel? (usage: slackctl send CHANNEL [TEXT...])");
+	memset(m, 0, sizeof *m);
+	m->channel = a->argv[0];
+	m->thread = slackctl_value(a, 't');
+	m->broadcast = slackctl_flag(a, 'b');
+	m->unfurl = -1;
+	if (slackctl_flag(a, 'U') || slackctl_flag(a, 'N'))
+		m->unfurl = a->opt['U'].last > a->opt['N'].last;
+	if (w != NULL) {
+		wait = strtod(w, &end);
+		if (*w == '\0' || *end != '\0' || !(wait >= 0) ||
+		    wait > INT_MAX / 1000)
+			slackctl_die(SLACKCTL_USAGE, "-w wants seconds");
 	}
-	argc -= optind;
-	argv += optind;
-	if (argc < 1)
-		slackctl_die(SLACKCTL_USAGE,
-		    "send: which channel? (usage: "
-		    "slackctl send CHANNEL [TEXT...])");
-	if (broadcast && thread == NULL)
+	m->wait_ms = wait == 0 ? -1 : (int)(wait * 1000);
+	if (m->broadcast && m->thread == NULL)
 		slackctl_die(SLACKCTL_USAGE, "send: -b needs -t thread_ts");
-	if (blocks_file != NULL && attach_file != NULL &&
-	    strcmp(blocks_file, "-") == 0 && strcmp(attach_file, "-") == 0)
+	if (blocks != NULL && attach != NULL && strcmp(blocks, "-") == 0 &&
+	    strcmp(attach, "-") == 0)
 		slackctl_die(SLACKCTL_USAGE,
-		    "send: only one of --blocks and "
-		    "--attachments can read standard input");
-	post = blocks_file != NULL || attach_file != NULL || unfurl >= 0;
-	channel = argv[0];
-	if (blocks_file != NULL)
-		blocks = slackctl_json_array(blocks_file, "blocks");
-	if (attach_file != NULL)
-		attachments = slackctl_json_array(attach_file, "attachments");
-	/* With blocks or attachments, text (the fallback) is only from argv. */
-	if (argc > 1)
-		text = slackctl_join(argc - 1, argv + 1);
-	else if (blocks != NULL || attachments != NULL)
-		text = slackctl_join(0, NULL);
-	else
-		text = slackctl_stdin();
-	if (text[0] == '\0' && blocks == NULL && attachments == NULL)
-		slackctl_die(SLACKCTL_USAGE, "send: nothing to send");
+		    "send: only one of --blocks and --attachments can read standard input");
+	m->post = slackctl_flag(a, 'p') || blocks != NULL || attach != NULL ||
+	    m->unfurl >= 0;
+	if (blocks != NULL)
+		m->blocks = slackctl_json_array(blocks, "blocks");
+	if (attach != NULL)
+		m->attachments = slackctl_json_array(attach, "attachments");
+}
 
-	slackctl_connect(&c);
-	slackctl_hello(&c);
-	/* No events for us, only our reply. */
-	sub = json_object_new_object();
+/* The text: the operands after the channel, or standard input. */
+static void
+slackctl_send_text(struct slackctl_args *a, struct slackctl_message *m)
+{
+	/* With blocks or attachments, text (the fallback) is only from argv. */
+	if (a->argc > 1)
+		m->text = slackctl_join(a->argc - 1, a->argv + 1);
+	else if (m->blocks != NULL || m->attachments != NULL)
+		m->text = slackctl_join(0, NULL);
+	else
+		m->text = slackctl_stdin();
+	if (m->text[0] == '\0' && m->blocks == NULL && m->attachments == NULL)
+		slackctl_die(SLACKCTL_USAGE, "send: nothing to send");
+}
+
+/* Plain text goes over RTM; anything richer with chat.postMessage. */
+static struct json_object *
+slackctl_send_request(struct slackctl_message *m)
+{
+	struct json_object *req = json_object_new_object();
+
+	json_object_object_add(req, "id", json_object_new_int(1));
+	json_object_object_add(req, "type",
+	    json_object_new_string(m->post ? PROTOCOL_POST : "message"));
+	json_object_object_add(
+	    req, "channel", json_object_new_string(m->channel));
+	if (m->text[0] != '\0')
+		json_object_object_add(
+		    req, "text", json_object_new_string(m->text));
+	if (m->thread != NULL)
+		json_object_object_add(
+		    req, "thread_ts", json_object_new_string(m->thread));
+	if (m->broadcast)
+		json_object_object_add(
+		    req, "reply_broadcast", json_object_new_boolean(1));
+	if (m->blocks != NULL)
+		json_object_object_add(req, "blocks", m->blocks);
+	if (m->attachments != NULL)
+		json_object_object_add(req, "attachments", m->attachments);
+	m->blocks = m->attachments = NULL; /* req owns them */
+	if (m->unfurl >= 0) {
+		json_object_object_add(
+		    req, "unfurl_links", json_object_new_boolean(m->unfurl));
+		json_object_object_add(
+		    req, "unfurl_media", json_object_new_boolean(m->unfurl));
+	}
+	return req;
+}
+
+/* Ask for no events: only our reply will come. */
+static void
+slackctl_send_quiet(struct slackctl_conn *c)
+{
+	struct json_object *sub = json_object_new_object();
+
 	json_object_object_add(
 	    sub, "type", json_object_new_string(PROTOCOL_SUBSCRIBE));
 	json_object_object_add(sub, "types", json_object_new_array());
-	slackctl_write(&c, sub);
+	slackctl_write(c, sub);
 	json_object_put(sub);
+}
 
-	/* Plain text goes over RTM; anything richer with chat.postMessage. */
-	req = json_object_new_object();
-	json_object_object_add(req, "id", json_object_new_int(1));
-	json_object_object_add(req, "type",
-	    json_object_new_string(post ? PROTOCOL_POST : "message"));
-	json_object_object_add(req, "channel", json_object_new_string(channel));
-	if (text[0] != '\0')
-		json_object_object_add(
-		    req, "text", json_object_new_string(text));
-	if (thread != NULL)
-		json_object_object_add(
-		    req, "thread_ts", json_object_new_string(thread));
-	if (broadcast)
-		json_object_object_add(
-		    req, "reply_broadcast", json_object_new_boolean(1));
-	if (blocks != NULL)
-		json_object_object_add(req, "blocks", blocks);
-	if (attachments != NULL)
-		json_object_object_add(req, "attachments", attachments);
-	if (unfurl >= 0) {
-		json_object_object_add(
-		    req, "unfurl_links", json_object_new_boolean(unfurl));
-		json_object_object_add(
-		    req, "unfurl_media", json_object_new_boolean(unfurl));
-	}
+static int
+slackctl_send(struct slackctl_args *a)
+{
+	static struct slackctl_conn c; /* static: reachable at exit */
+	struct slackctl_message m;
+	struct json_object *req, *rep, *v;
+
+	slackctl_send_options(a, &m);
+	slackctl_send_text(a, &m);
+	slackctl_connect(&c);
+	slackctl_hello(&c);
+	slackctl_send_quiet(&c);
+	req = slackctl_send_request(&m);
 	slackctl_write(&c, req);
 	json_object_put(req);
-	free(text);
+	free(m.text);
 
-	rep = slackctl_reply(
-	    &c, 1, wait < 0 ? -1 : (int)(wait * 1000), NULL, NULL, NULL);
+	if ((rep = slackctl_await(&c, 1, m.wait_ms, NULL, NULL, NULL)) == NULL)
+		slackctl_send_queued(&c, &m);
 	if (!json_object_object_get_ex(rep, "ok", &v) ||
 	    !json_object_get_boolean(v))
-		slackctl_refused(rep, "send");
+		slackctl_send_refused(rep);
 	printf("%s\n",
 	    protocol_json_str(rep, "ts") != NULL ? protocol_json_str(rep, "ts")
 	                                         : "");
@@ -672,34 +786,46 @@ slackctl_by_key(const void *a, const void *b)
 	return strcmp(x, y);
 }
 
-static int
-slackctl_list(int argc, char **argv, int users)
+static void
+slackctl_list_print(struct json_object *o, int users)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
-	};
-	static struct slackctl_conn c; /* static: reachable at exit */
-	struct json_object *list, *o;
-	const char *name, *real, *kind;
-	size_t i, n;
-	int ch, json = 0;
+	const char *name = protocol_json_str(o, "name");
+	const char *id = protocol_json_str(o, "id");
+	const char *real, *kind, *user;
 
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+j", opts, NULL)) != -1) {
-		if (ch != 'j') {
-			slackctl_usage(stderr);
-			return SLACKCTL_USAGE;
-		}
-		json = 1;
+	if (users) {
+		real = protocol_json_str(o, "real_name");
+		printf("%-12s @%-24s %s%s\n", id, name != NULL ? name : "?",
+		    real != NULL ? real : "",
+		    json_object_object_get_ex(o, "deleted", NULL)
+		        ? " (deactivated)"
+		        : "");
+		return;
 	}
-	if (optind != argc)
-		slackctl_die(
-		    SLACKCTL_USAGE, "unexpected argument %s", argv[optind]);
+	kind = protocol_json_str(o, "kind");
+	user = protocol_json_str(o, "user");
+	if (kind != NULL && strcmp(kind, "im") == 0)
+		printf("%-12s @%-24s direct message\n", id,
+		    user != NULL ? user : "?");
+	else
+		printf("%-12s #%-24s %s%s\n", id, name != NULL ? name : "?",
+		    kind != NULL ? kind : "",
+		    json_object_object_get_ex(o, "archived", NULL)
+		        ? ", archived"
+		        : "");
+}
+
+static int
+slackctl_list(struct slackctl_args *a, int users)
+{
+	static struct slackctl_conn c; /* static: reachable at exit */
+	struct json_object *list;
+	size_t i, n;
+
 	slackctl_connect(&c);
 	slackctl_hello(&c);
 	list = slackctl_names(&c, users, NULL, NULL);
-	if (json) {
+	if (slackctl_flag(a, 'j')) {
 		printf("%s\n",
 		    json_object_to_json_string_ext(list,
 		        JSON_C_TO_STRING_PLAIN |
@@ -710,40 +836,24 @@ slackctl_list(int argc, char **argv, int users)
 	slackctl_sort_key = "name";
 	json_object_array_sort(list, slackctl_by_key);
 	n = json_object_array_length(list);
-	for (i = 0; i < n; i++) {
-		o = json_object_array_get_idx(list, i);
-		name = protocol_json_str(o, "name");
-		if (users) {
-			real = protocol_json_str(o, "real_name");
-			printf("%-12s @%-24s %s%s\n",
-			    protocol_json_str(o, "id"),
-			    name != NULL ? name : "?", real != NULL ? real : "",
-			    json_object_object_get_ex(o, "deleted", NULL)
-			        ? " (deactivated)"
-			        : "");
-		} else {
-			kind = protocol_json_str(o, "kind");
-			if (kind != NULL && strcmp(kind, "im") == 0)
-				printf("%-12s @%-24s direct message\n",
-				    protocol_json_str(o, "id"),
-				    protocol_json_str(o, "user") != NULL
-				        ? protocol_json_str(o, "user")
-				        : "?");
-			else
-				printf("%-12s #%-24s %s%s\n",
-				    protocol_json_str(o, "id"),
-				    name != NULL ? name : "?",
-				    kind != NULL ? kind : "",
-				    json_object_object_get_ex(
-				        o, "archived", NULL)
-				        ? ", archived"
-				        : "");
-		}
-	}
+	for (i = 0; i < n; i++)
+		slackctl_list_print(json_object_array_get_idx(list, i), users);
 	json_object_put(list);
 	close(c.fd);
 	free(c.buf);
 	return SLACKCTL_OK;
+}
+
+static int
+slackctl_channels(struct slackctl_args *a)
+{
+	return slackctl_list(a, 0);
+}
+
+static int
+slackctl_users(struct slackctl_args *a)
+{
+	return slackctl_list(a, 1);
 }
 
 /* ---- listen ------------------------------------------------------------ */
@@ -760,8 +870,7 @@ slackctl_tell_state(struct json_object *o)
 	if (strcmp(state, PROTOCOL_STATE_RECONNECTING) == 0 &&
 	    json_object_object_get_ex(o, "retry_in", &v))
 		fprintf(stderr,
-		    "slackctl: slackd is reconnecting in %.1f s "
-		    "(%s)\n",
+		    "slackctl: slackd is reconnecting in %.1f s (%s)\n",
 		    json_object_get_double(v),
 		    reason != NULL ? reason : "connection lost");
 	else if (strcmp(state, PROTOCOL_STATE_CONNECTED) == 0)
@@ -774,6 +883,7 @@ slackctl_tell_state(struct json_object *o)
 struct slackctl_names {
 	struct json_object *channels; /* id -> "#name" or "@user" */
 	struct json_object *users;    /* id -> "@name" */
+	struct json_object *lists[2]; /* slackd.names: channels, users */
 };
 
 /* What listen prints, and how. */
@@ -783,6 +893,7 @@ struct slackctl_filter {
 	struct slackctl_names names;
 	int named;   /* --names */
 	int textual; /* --format text */
+	int all;     /* --all: slackd's own messages too */
 };
 
 static void slackctl_print_event(
@@ -837,6 +948,189 @@ slackctl_names_add(struct json_object *map, const char *id, const char *prefix,
 	json_object_object_add(map, id, json_object_new_string(buf));
 }
 
+/* The list of channels (users 0) or users, asked of slackd once. */
+static struct json_object *
+slackctl_names_list(struct slackctl_conn *c, struct slackctl_names *n,
+    int users, void (*other)(const char *, struct json_object *, void *),
+    void *arg)
+{
+	if (n->lists[users] == NULL)
+		n->lists[users] = slackctl_names(c, users, other, arg);
+	return n->lists[users];
+}
+
+/* ---- channels for listen -c ------------------------------------------- */
+
+/*
+ * Is s an ID starting with one of first?  2: surely (it has digits, or it
+ * is Slackbot's); 1: it could be ("GENERAL" is more likely a name); 0: no.
+ * The daemon's rule (names.c), so that listen -c reads a channel as send
+ * does.
+ */
+static int
+slackctl_is_id(const char *s, const char *first)
+{
+	const char *p;
+	int digits = 0;
+
+	if (s[0] == '\0' || strchr(first, s[0]) == NULL || s[1] == '\0')
+		return 0;
+	for (p = s + 1; *p != '\0'; p++) {
+		if (*p >= '0' && *p <= '9')
+			digits++;
+		else if (*p < 'A' || *p > 'Z')
+			return 0;
+	}
+	return digits > 0 || strcmp(s, "USLACKBOT") == 0 ? 2 : 1;
+}
+
+/*
+ * The ID of the entry of list named name (any case), or NULL.  As in the
+ * daemon, archived conversations, DMs and deactivated users have no name.
+ */
+static const char *
+slackctl_named(struct json_object *list, const char *name)
+{
+	struct json_object *o;
+	const char *n;
+	size_t i;
+
+	for (i = 0; i < json_object_array_length(list); i++) {
+		o = json_object_array_get_idx(list, i);
+		if ((n = protocol_json_str(o, "name")) != NULL &&
+		    strcasecmp(n, name) == 0 &&
+		    !json_object_object_get_ex(o, "archived", NULL) &&
+		    !json_object_object_get_ex(o, "deleted", NULL))
+			return protocol_json_str(o, "id");
+	}
+	return NULL;
+}
+
+/* Open the DM with user through slackd (conversations.open). */
+static char *
+slackctl_open_dm(struct slackctl_conn *c, const char *target, const char *user)
+{
+	struct json_object *req, *params, *rep, *e = NULL, *ch;
+	static int id = 200;
+	const char *dm, *why;
+	char *s;
+
+	req = json_object_new_object();
+	json_object_object_add(req, "id", json_object_new_int(++id));
+	json_object_object_add(
+	    req, "type", json_object_new_string(PROTOCOL_API));
+	json_object_object_add(
+	    req, "method", json_object_new_string("conversations.open"));
+	params = json_object_new_object();
+	json_object_object_add(params, "users", json_object_new_string(user));
+	json_object_object_add(req, "params", params);
+	slackctl_write(c, req);
+	json_object_put(req);
+	rep = slackctl_reply(c, id, 300 * 1000, NULL, NULL, NULL);
+	if (json_object_object_get_ex(rep, "channel", &ch) &&
+	    (dm = protocol_json_str(ch, "id")) != NULL) {
+		s = slackctl_strdup(dm);
+		json_object_put(rep);
+		return s;
+	}
+	json_object_object_get_ex(rep, "error", &e);
+	why = json_object_is_type(e, json_type_string)
+	    ? json_object_get_string(e)
+	    : protocol_json_str(e, "msg");
+	slackctl_die(SLACKCTL_FAILED,
+	    "listen: cannot open the direct message with %s: %s", target,
+	    why != NULL ? why : "no channel in slackd's answer");
+}
+
+/* The DM with the user of target (@name or a user ID). */
+static char *
+slackctl_dm(
+    struct slackctl_conn *c, struct slackctl_names *n, const char *target)
+{
+	struct json_object *list, *o;
+	const char *user = target, *u;
+	size_t i;
+
+	if (*target == '@') {
+		list = slackctl_names_list(c, n, 1, NULL, NULL);
+		if ((user = slackctl_named(list, target + 1)) == NULL)
+			slackctl_die(SLACKCTL_FAILED,
+			    "listen: no user named %s among the %zu users slackd knows",
+			    target, json_object_array_length(list));
+	}
+	list = slackctl_names_list(c, n, 0, NULL, NULL);
+	for (i = 0; i < json_object_array_length(list); i++) {
+		o = json_object_array_get_idx(list, i);
+		if ((u = protocol_json_str(o, "user")) != NULL &&
+		    strcmp(u, user) == 0 && protocol_json_str(o, "id") != NULL)
+			return slackctl_strdup(protocol_json_str(o, "id"));
+	}
+	return slackctl_open_dm(c, target, user);
+}
+
+/* A channel for listen -c, as the daemon reads a target: its ID. */
+static char *
+slackctl_resolve(
+    struct slackctl_conn *c, struct slackctl_names *n, const char *target)
+{
+	struct json_object *list;
+	const char *id;
+
+	if (slackctl_is_id(target, "CGD") == 2)
+		return slackctl_strdup(target);
+	if (*target == '@' || slackctl_is_id(target, "UW") == 2)
+		return slackctl_dm(c, n, target);
+	list = slackctl_names_list(c, n, 0, NULL, NULL);
+	if ((id = slackctl_named(list, *target == '#' ? target + 1 : target)) !=
+	    NULL)
+		return slackctl_strdup(id);
+	if (slackctl_is_id(target, "CGD"))
+		return slackctl_strdup(target);
+	if (slackctl_is_id(target, "UW"))
+		return slackctl_dm(c, n, target);
+	slackctl_die(SLACKCTL_FAILED,
+	    "listen: no channel named %s among the %zu conversations slackd can see (-c takes an ID, a name, #name, @user or a user ID)",
+	    target, json_object_array_length(list));
+}
+
+/*
+ * listen -c takes what send takes: replace names with IDs, which is what
+ * slackd.subscribe compares.  Meanwhile no events are wanted.
+ */
+static void
+slackctl_listen_resolve(struct slackctl_conn *c, struct slackctl_filter *f)
+{
+	struct json_object *ids, *sub;
+	const char *target;
+	char *id;
+	size_t i, n = json_object_array_length(f->channels);
+
+	for (i = 0; i < n; i++) {
+		target = json_object_get_string(
+		    json_object_array_get_idx(f->channels, i));
+		if (slackctl_is_id(target, "CGD") != 2)
+			break;
+	}
+	if (i == n)
+		return; /* IDs only: nothing to ask */
+	sub = json_object_new_object();
+	json_object_object_add(
+	    sub, "type", json_object_new_string(PROTOCOL_SUBSCRIBE));
+	json_object_object_add(sub, "types", json_object_new_array());
+	slackctl_write(c, sub);
+	json_object_put(sub);
+	ids = json_object_new_array();
+	for (i = 0; i < n; i++) {
+		id = slackctl_resolve(c, &f->names,
+		    json_object_get_string(
+		        json_object_array_get_idx(f->channels, i)));
+		json_object_array_add(ids, json_object_new_string(id));
+		free(id);
+	}
+	json_object_put(f->channels);
+	f->channels = ids;
+}
+
 static void
 slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n,
     void (*other)(const char *, struct json_object *, void *), void *arg)
@@ -847,14 +1141,13 @@ slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n,
 
 	n->channels = json_object_new_object();
 	n->users = json_object_new_object();
-	list = slackctl_names(c, 1, other, arg);
+	list = slackctl_names_list(c, n, 1, other, arg);
 	for (i = 0; i < json_object_array_length(list); i++) {
 		o = json_object_array_get_idx(list, i);
 		slackctl_names_add(n->users, protocol_json_str(o, "id"), "@",
 		    protocol_json_str(o, "name"));
 	}
-	json_object_put(list);
-	list = slackctl_names(c, 0, other, arg);
+	list = slackctl_names_list(c, n, 0, other, arg);
 	for (i = 0; i < json_object_array_length(list); i++) {
 		o = json_object_array_get_idx(list, i);
 		if ((name = protocol_json_str(o, "name")) != NULL)
@@ -868,7 +1161,6 @@ slackctl_names_load(struct slackctl_conn *c, struct slackctl_names *n,
 			    protocol_json_str(
 			        n->users, protocol_json_str(o, "user")));
 	}
-	json_object_put(list);
 }
 
 /* Keep the names up to date from the events that change them. */
@@ -1044,91 +1336,86 @@ slackctl_listen_own(const char *line, struct json_object *o, int all)
 	return stopping;
 }
 
-static int
-slackctl_listen(int argc, char **argv)
+/* The options of listen, into f. */
+static void
+slackctl_listen_options(struct slackctl_args *a, struct slackctl_filter *f)
 {
-	static const struct option opts[] = {
-		{ "type", required_argument, NULL, 't' },
-		{ "channel", required_argument, NULL, 'c' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "names", no_argument, NULL, 'n' },
-		{ "format", required_argument, NULL, 'f' },
-		{ NULL, 0, NULL, 0 },
-	};
-	static struct slackctl_conn c;        /* static: reachable at exit */
-	static struct slackctl_filter filter; /* likewise */
+	const char *format = slackctl_value(a, 'f');
+	int i;
+
+	f->all = slackctl_flag(a, 'a');
+	f->named = slackctl_flag(a, 'n');
+	if (format != NULL && strcmp(format, "text") == 0)
+		f->textual = 1;
+	else if (format != NULL && strcmp(format, "json") != 0)
+		slackctl_die(
+		    SLACKCTL_USAGE, "listen: --format is json or text");
+	for (i = 0; i < a->opt['t'].n; i++) {
+		if (f->types == NULL)
+			f->types = json_object_new_array();
+		json_object_array_add(
+		    f->types, json_object_new_string(a->opt['t'].v[i]));
+	}
+	for (i = 0; i < a->opt['c'].n; i++) {
+		if (f->channels == NULL)
+			f->channels = json_object_new_array();
+		json_object_array_add(
+		    f->channels, json_object_new_string(a->opt['c'].v[i]));
+	}
+}
+
+/* Print events until the connection ends; returns 1 if slackd stopped. */
+static int
+slackctl_listen_loop(struct slackctl_conn *c, struct slackctl_filter *f)
+{
 	struct json_object *o;
 	const char *t;
 	char *line;
-	int ch, all = 0, to, stopping = 0;
+	int to, stopping = 0;
 
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+ac:f:nt:", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'a':
-			all = 1;
-			break;
-		case 'n':
-			filter.named = 1;
-			break;
-		case 'f':
-			if (strcmp(optarg, "text") == 0)
-				filter.textual = 1;
-			else if (strcmp(optarg, "json") == 0)
-				filter.textual = 0;
-			else
-				slackctl_die(SLACKCTL_USAGE,
-				    "listen: --format "
-				    "is json or text");
-			break;
-		case 't':
-			if (filter.types == NULL)
-				filter.types = json_object_new_array();
-			json_object_array_add(
-			    filter.types, json_object_new_string(optarg));
-			break;
-		case 'c':
-			if (filter.channels == NULL)
-				filter.channels = json_object_new_array();
-			json_object_array_add(
-			    filter.channels, json_object_new_string(optarg));
-			break;
-		default:
-			slackctl_usage(stderr);
-			return SLACKCTL_USAGE;
-		}
-	}
-	if (optind != argc)
-		slackctl_die(SLACKCTL_USAGE, "listen: unexpected argument %s",
-		    argv[optind]);
-
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	slackctl_connect(&c);
-	slackctl_hello(&c);
-	if (filter.named || filter.textual)
-		slackctl_listen_names(&c, &filter);
-	else if (filter.types != NULL || filter.channels != NULL)
-		slackctl_subscribe(&c, 1, filter.types, filter.channels,
-		    slackctl_early, &filter);
-	while ((line = slackctl_line(&c, -1, &to)) != NULL) {
+	while ((line = slackctl_line(c, -1, &to)) != NULL) {
 		o = NULL;
 		/* slackd's own messages start with their type. */
 		if (strncmp(line, "{\"type\":\"slackd.", 16) == 0)
 			o = slackctl_parse(line);
 		t = protocol_json_str(o, "type");
 		if (t != NULL && strncmp(t, "slackd.", 7) == 0)
-			stopping |= slackctl_listen_own(line, o, all);
+			stopping |= slackctl_listen_own(line, o, f->all);
 		else
-			slackctl_print_event(line, o, &filter);
+			slackctl_print_event(line, o, f);
 		json_object_put(o);
 		free(line);
 		if (ferror(stdout))
 			break; /* our reader went away: so do we */
 	}
+	return stopping;
+}
+
+static int
+slackctl_listen(struct slackctl_args *a)
+{
+	static struct slackctl_conn c;        /* static: reachable at exit */
+	static struct slackctl_filter filter; /* likewise */
+	int stopping;
+
+	slackctl_listen_options(a, &filter);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	slackctl_connect(&c);
+	slackctl_hello(&c);
+	if (filter.channels != NULL)
+		slackctl_listen_resolve(&c, &filter);
+	if (filter.named || filter.textual)
+		slackctl_listen_names(&c, &filter);
+	else if (filter.types != NULL || filter.channels != NULL)
+		slackctl_subscribe(&c, 1, filter.types, filter.channels,
+		    slackctl_early, &filter);
+	stopping = slackctl_listen_loop(&c, &filter);
 	json_object_put(filter.types);
 	json_object_put(filter.channels);
 	json_object_put(filter.names.channels);
 	json_object_put(filter.names.users);
+	json_object_put(filter.names.lists[0]);
+	json_object_put(filter.names.lists[1]);
 	if (ferror(stdout))
 		return SLACKCTL_OK;
 	if (stopping) {
@@ -1217,12 +1504,12 @@ slackctl_print_status(struct json_object *o)
 	printf("reconnects: %.0f\n", slackctl_num(o, "reconnects"));
 	if ((rtt = slackctl_num(o, "last_pong_rtt_ms")) >= 0)
 		printf("last pong:  %.1f ms\n", rtt);
-	printf("clients:    %.0f connected, %.0f since start, %.0f dropped as "
-	       "too slow\n",
+	printf(
+	    "clients:    %.0f connected, %.0f since start, %.0f dropped as too slow\n",
 	    slackctl_num(o, "clients"), slackctl_num(o, "clients_total"),
 	    slackctl_num(o, "clients_dropped"));
-	printf("outbound:   %.0f queued, %.0f in flight, %.0f sent, %.0f "
-	       "failed\n",
+	printf(
+	    "outbound:   %.0f queued, %.0f in flight, %.0f sent, %.0f failed\n",
 	    slackctl_num(o, "queued"), slackctl_num(o, "in_flight"),
 	    slackctl_num(o, "messages_sent"),
 	    slackctl_num(o, "messages_failed"));
@@ -1238,31 +1525,12 @@ slackctl_print_status(struct json_object *o)
 }
 
 static int
-slackctl_status(int argc, char **argv)
+slackctl_status(struct slackctl_args *a)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
-	};
 	static struct slackctl_conn c; /* static: reachable at exit */
 	struct json_object *req, *rep;
 	char *raw;
-	int ch, json = 0;
 
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+j", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'j':
-			json = 1;
-			break;
-		default:
-			slackctl_usage(stderr);
-			return SLACKCTL_USAGE;
-		}
-	}
-	if (optind != argc)
-		slackctl_die(SLACKCTL_USAGE, "status: unexpected argument %s",
-		    argv[optind]);
 	slackctl_connect(&c);
 	slackctl_hello(&c);
 	req = json_object_new_object();
@@ -1272,7 +1540,7 @@ slackctl_status(int argc, char **argv)
 	slackctl_write(&c, req);
 	json_object_put(req);
 	rep = slackctl_reply(&c, 1, 10000, &raw, NULL, NULL);
-	if (json)
+	if (slackctl_flag(a, 'j'))
 		printf("%s\n", raw);
 	else
 		slackctl_print_status(rep);
@@ -1281,6 +1549,318 @@ slackctl_status(int argc, char **argv)
 	close(c.fd);
 	free(c.buf);
 	return SLACKCTL_OK;
+}
+
+/* ---- the commands ------------------------------------------------------ */
+
+static int slackctl_help(struct slackctl_args *);
+
+static const struct option slackctl_send_longopts[] = {
+	{ "thread", required_argument, NULL, 't' },
+	{ "broadcast", no_argument, NULL, 'b' },
+	{ "wait", required_argument, NULL, 'w' },
+	{ "post", no_argument, NULL, 'p' },
+	{ "blocks", required_argument, NULL, 'B' },
+	{ "attachments", required_argument, NULL, 'A' },
+	{ "unfurl", no_argument, NULL, 'U' },
+	{ "no-unfurl", no_argument, NULL, 'N' },
+	{ "help", no_argument, NULL, 'h' }, /* every command */
+	{ "socket", required_argument, NULL, 's' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct option slackctl_listen_longopts[] = {
+	{ "type", required_argument, NULL, 't' },
+	{ "channel", required_argument, NULL, 'c' },
+	{ "all", no_argument, NULL, 'a' },
+	{ "names", no_argument, NULL, 'n' },
+	{ "format", required_argument, NULL, 'f' },
+	{ "help", no_argument, NULL, 'h' }, /* every command */
+	{ "socket", required_argument, NULL, 's' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct option slackctl_json_longopts[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' }, /* every command */
+	{ "socket", required_argument, NULL, 's' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct option slackctl_common_longopts[] = {
+	{ "help", no_argument, NULL, 'h' }, /* every command */
+	{ "socket", required_argument, NULL, 's' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct slackctl_cmd slackctl_cmds[] = {
+	{
+	    .name = "send",
+	    .usage =
+	        "[-bp] [-t thread_ts] [-w secs] [--blocks FILE]\n"
+	        "       [--attachments FILE] [--unfurl|--no-unfurl] CHANNEL [TEXT...]",
+	    .summary =
+	        "post TEXT (or standard input) to CHANNEL: an ID, a name\n"
+	        "(general, #general), @user or a user ID (their DM); wait\n"
+	        "for Slack's acknowledgement and print its ts",
+	    .help =
+	        "  -t, --thread TS        reply in the thread of the message TS\n"
+	        "  -b, --broadcast        with -t, also show the reply in the channel\n"
+	        "  -w, --wait SECS        wait at most SECS seconds for Slack's answer\n"
+	        "                         (default 30; 0: as long as slackd keeps the\n"
+	        "                         message), then exit 75: the message stays\n"
+	        "                         queued in slackd, which sends it when it can\n"
+	        "  -p, --post             post with chat.postMessage instead of RTM,\n"
+	        "                         which also takes texts over 16 KB\n"
+	        "      --blocks FILE      post these Block Kit blocks (a JSON file, -\n"
+	        "                         for standard input); TEXT is the fallback\n"
+	        "      --attachments FILE post these attachments, likewise\n"
+	        "      --unfurl, --no-unfurl\n"
+	        "                         ask Slack to unfurl links and media, or not\n"
+	        "  (--blocks, --attachments and --unfurl imply --post)\n",
+	    .optstring = "bpt:w:",
+	    .longopts = slackctl_send_longopts,
+	    .max_args = -1,
+	    .exec = slackctl_send,
+	},
+	{
+	    .name = "listen",
+	    .usage = "[-an] [-t type]... [-c channel]... [-f json|text]",
+	    .summary = "print events as JSON lines until interrupted",
+	    .help =
+	        "  -t, --type TYPE        only events of this type (repeatable)\n"
+	        "  -c, --channel CHANNEL  only events in this channel (repeatable):\n"
+	        "                         an ID, a name (general, #general), @user or\n"
+	        "                         a user ID (their DM)\n"
+	        "  -a, --all              also print slackd's own messages\n"
+	        "                         (slackd.state, ...)\n"
+	        "  -n, --names            #channel and @user names instead of IDs\n"
+	        "  -f, --format FORMAT    json (the default), or text: one line\n"
+	        "                         \"time #channel @user: text\" an event\n",
+	    .optstring = "ac:f:nt:",
+	    .longopts = slackctl_listen_longopts,
+	    .max_args = 0,
+	    .exec = slackctl_listen,
+	},
+	{
+	    .name = "channels",
+	    .usage = "[--json]",
+	    .summary = "list the conversations slackd knows",
+	    .help = "  -j, --json             the list as one line of JSON\n",
+	    .optstring = "j",
+	    .longopts = slackctl_json_longopts,
+	    .max_args = 0,
+	    .exec = slackctl_channels,
+	},
+	{
+	    .name = "users",
+	    .usage = "[--json]",
+	    .summary = "list the users slackd knows",
+	    .help = "  -j, --json             the list as one line of JSON\n",
+	    .optstring = "j",
+	    .longopts = slackctl_json_longopts,
+	    .max_args = 0,
+	    .exec = slackctl_users,
+	},
+	{
+	    .name = "status",
+	    .usage = "[--json]",
+	    .summary = "show the state of slackd and its Slack connection",
+	    .help =
+	        "  -j, --json             slackd's status reply, one line of JSON\n",
+	    .optstring = "j",
+	    .longopts = slackctl_json_longopts,
+	    .max_args = 0,
+	    .exec = slackctl_status,
+	},
+	{
+	    .name = "help",
+	    .usage = "[COMMAND]",
+	    .summary = "show the usage of COMMAND, or this summary",
+	    .help = "",
+	    .optstring = "",
+	    .longopts = slackctl_common_longopts,
+	    .max_args = 1,
+	    .exec = slackctl_help,
+	},
+};
+
+#define SLACKCTL_NCMDS (sizeof slackctl_cmds / sizeof slackctl_cmds[0])
+
+/* Print text, each line after the first indented by indent spaces. */
+static void
+slackctl_indented(FILE *f, const char *text, int indent)
+{
+	const char *nl;
+
+	while ((nl = strchr(text, '\n')) != NULL) {
+		fprintf(f, "%.*s\n%*s", (int)(nl - text), text, indent, "");
+		text = nl + 1;
+	}
+	fprintf(f, "%s\n", text);
+}
+
+/* slackctl --help: every command. */
+static void
+slackctl_usage(FILE *f)
+{
+	const struct slackctl_cmd *cmd;
+
+	fprintf(f,
+	    "usage: slackctl [-s socket] command [options] [--] [operands]\n\ncommands:\n");
+	for (cmd = slackctl_cmds; cmd < slackctl_cmds + SLACKCTL_NCMDS; cmd++) {
+		fprintf(f, "  %s ", cmd->name);
+		slackctl_indented(f, cmd->usage, 0);
+		fprintf(f, "        ");
+		slackctl_indented(f, cmd->summary, 8);
+	}
+	fprintf(f,
+	    "\n"
+	    "Options may come anywhere after the command; \"--\" ends them.\n"
+	    "\"slackctl COMMAND --help\" shows the options of COMMAND.\n"
+	    "\n"
+	    "  -s, --socket PATH   slackd's socket (default $SLACKD_SOCKET, else\n"
+	    "                      $XDG_RUNTIME_DIR/slackd.sock if it exists\n"
+	    "                      and you are not root, else\n"
+	    "                      /run/slackd/slackd.sock)\n"
+	    "  -h, --help          print this help; --version the version\n"
+	    "\n"
+	    "exit status: 0 ok, 1 refused by Slack or slackd, 2 usage,\n"
+	    "3 slackd not reachable, 4 connection lost or timed out,\n"
+	    "75 send gave up waiting (the message stays queued in slackd)\n");
+}
+
+/* The usage line of cmd. */
+static void
+slackctl_cmd_usage(FILE *f, const struct slackctl_cmd *cmd)
+{
+	fprintf(f, "usage: slackctl [-s socket] %s ", cmd->name);
+	slackctl_indented(f, cmd->usage, 0);
+}
+
+/* slackctl COMMAND --help, slackctl help COMMAND. */
+static void
+slackctl_cmd_help(FILE *f, const struct slackctl_cmd *cmd)
+{
+	slackctl_cmd_usage(f, cmd);
+	fprintf(f, "\n");
+	slackctl_indented(f, cmd->summary, 0);
+	fprintf(f, "\n%s", cmd->help);
+	fprintf(f,
+	    "  -s, --socket PATH      slackd's socket (see slackctl --help)\n"
+	    "  -h, --help             show this help\n"
+	    "\n"
+	    "Options may come anywhere after the command; \"--\" ends them:\n"
+	    "  slackctl send C024BE91L -- -w is text\n");
+}
+
+static const struct slackctl_cmd *
+slackctl_find(const char *name)
+{
+	const struct slackctl_cmd *cmd;
+
+	for (cmd = slackctl_cmds; cmd < slackctl_cmds + SLACKCTL_NCMDS; cmd++) {
+		if (strcmp(cmd->name, name) == 0)
+			return cmd;
+	}
+	return NULL;
+}
+
+static int
+slackctl_help(struct slackctl_args *a)
+{
+	const struct slackctl_cmd *cmd;
+
+	if (a->argc == 0) {
+		slackctl_usage(stdout);
+		return SLACKCTL_OK;
+	}
+	if ((cmd = slackctl_find(a->argv[0])) == NULL) {
+		fprintf(stderr,
+		    "slackctl: help: no command \"%s\" (commands: send, listen, channels, users, status, help)\n",
+		    a->argv[0]);
+		return SLACKCTL_USAGE;
+	}
+	slackctl_cmd_help(stdout, cmd);
+	return SLACKCTL_OK;
+}
+
+/* A usage error in cmd's command line: say what, and show its usage. */
+static int slackctl_bad_usage(const struct slackctl_cmd *cmd, const char *fmt,
+    ...) __attribute__((format(printf, 2, 3)));
+
+static int
+slackctl_bad_usage(const struct slackctl_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "slackctl: %s: ", cmd->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	slackctl_cmd_usage(stderr, cmd);
+	fprintf(stderr, "(slackctl %s --help shows its options)\n", cmd->name);
+	return -1;
+}
+
+/* What getopt stopped at: "--bogus", "-x". */
+static const char *
+slackctl_bad_option(char **argv, char *buf, size_t len)
+{
+	const char *arg = argv[optind - 1];
+
+	if (optopt != 0 && strncmp(arg, "--", 2) != 0) {
+		snprintf(buf, len, "-%c", optopt);
+		return buf;
+	}
+	snprintf(buf, len, "%.*s", (int)strcspn(arg, "="), arg);
+	return buf;
+}
+
+/*
+ * Parse the command's options and operands (argv[0] is its name) into a.
+ * Options may come anywhere; "--" ends them.  Returns 0, or -1 after a
+ * usage error was printed.
+ */
+static int
+slackctl_parse_args(const struct slackctl_cmd *cmd, int argc, char **argv,
+    struct slackctl_args *a)
+{
+	char optstring[64], bad[64];
+	int ch;
+
+	memset(a, 0, sizeof *a);
+	a->cmd = cmd;
+	a->argv = slackctl_alloc(NULL, (size_t)argc * sizeof *a->argv);
+	/* "-": operands come back as 1, in order; ":": we say what is wrong. */
+	snprintf(optstring, sizeof optstring, "-:%shs:", cmd->optstring);
+	optind = 0; /* reinitialise getopt */
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, optstring, cmd->longopts, NULL)) !=
+	    -1) {
+		if (ch == 1)
+			a->argv[a->argc++] = optarg;
+		else if (ch == '?')
+			return slackctl_bad_usage(cmd, "unknown option %s%s",
+			    slackctl_bad_option(argv, bad, sizeof bad),
+			    cmd->max_args != 0
+			        ? " (an operand that starts with - goes after --)"
+			        : "");
+		else if (ch == ':')
+			return slackctl_bad_usage(cmd, "%s needs a value",
+			    slackctl_bad_option(argv, bad, sizeof bad));
+		else if (ch > 0 && ch < 128)
+			slackctl_args_add(a, ch, optarg);
+	}
+	while (optind < argc) /* after "--" */
+		a->argv[a->argc++] = argv[optind++];
+	if (slackctl_flag(a, 'h'))
+		return 0;
+	if (cmd->max_args >= 0 && a->argc > cmd->max_args)
+		return slackctl_bad_usage(
+		    cmd, "unexpected argument %s", a->argv[cmd->max_args]);
+	return 0;
 }
 
 int
@@ -1292,8 +1872,9 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *cmd;
-	int ch;
+	static struct slackctl_args a; /* static: reachable at exit */
+	const struct slackctl_cmd *cmd;
+	int ch, rc;
 
 	signal(SIGPIPE, SIG_IGN);
 	while ((ch = getopt_long(argc, argv, "+hs:", opts, NULL)) != -1) {
@@ -1317,20 +1898,21 @@ main(int argc, char **argv)
 		slackctl_usage(stderr);
 		return SLACKCTL_USAGE;
 	}
-	cmd = argv[optind];
-	argc -= optind;
-	argv += optind;
-	if (strcmp(cmd, "send") == 0)
-		return slackctl_send(argc, argv);
-	if (strcmp(cmd, "listen") == 0)
-		return slackctl_listen(argc, argv);
-	if (strcmp(cmd, "status") == 0)
-		return slackctl_status(argc, argv);
-	if (strcmp(cmd, "channels") == 0)
-		return slackctl_list(argc, argv, 0);
-	if (strcmp(cmd, "users") == 0)
-		return slackctl_list(argc, argv, 1);
-	fprintf(stderr, "slackctl: unknown command \"%s\"\n", cmd);
-	slackctl_usage(stderr);
-	return SLACKCTL_USAGE;
+	if ((cmd = slackctl_find(argv[optind])) == NULL) {
+		fprintf(
+		    stderr, "slackctl: unknown command \"%s\"\n", argv[optind]);
+		slackctl_usage(stderr);
+		return SLACKCTL_USAGE;
+	}
+	if (slackctl_parse_args(cmd, argc - optind, argv + optind, &a) != 0)
+		return SLACKCTL_USAGE;
+	if (slackctl_flag(&a, 'h')) {
+		slackctl_cmd_help(stdout, cmd);
+		return SLACKCTL_OK;
+	}
+	if (slackctl_flag(&a, 's'))
+		slackctl_socket = slackctl_value(&a, 's');
+	rc = cmd->exec(&a);
+	slackctl_args_free(&a);
+	return rc;
 }
