@@ -6,7 +6,9 @@
  * tested on its own; upstream.c keeps the held events and acts.
  *
  * The rule:
- *   - old's events are forwarded as they come and remembered;
+ *   - old's events are forwarded as they come and remembered, from the
+ *     moment it is retired (new's first events may be ones old forwarded
+ *     before new said hello);
  *   - new's events are held;
  *   - the first event seen on both is where the streams meet: switch.  At
  *     the switch the held events old did not forward go out, in order;

@@ -121,7 +121,9 @@ struct upstream_handover {
 static void upstream_attempt(lws_sorted_usec_list_t *);
 static void upstream_ping(lws_sorted_usec_list_t *);
 static void upstream_switch(struct upstream *);
-static void upstream_handover(struct upstream_conn *, struct upstream_conn *);
+static void upstream_handover(struct upstream_conn *);
+static void upstream_handover_attach(
+    struct upstream_conn *, struct upstream_conn *);
 static void upstream_handover_free(struct upstream *);
 static void upstream_handover_gone(struct upstream *, struct upstream_conn *);
 static int upstream_overlap(struct upstream *, struct upstream_conn *,
@@ -793,8 +795,8 @@ upstream_live(struct upstream_conn *conn)
 	    up, &conn->sul_ping, up->p->conf->ping_interval, upstream_ping);
 	TAILQ_FOREACH(old, &up->conns, entry) {
 		if (old != conn && old->retiring &&
-		    old->phase == UPSTREAM_CONN_LIVE && up->ho == NULL) {
-			upstream_handover(old, conn);
+		    old->phase == UPSTREAM_CONN_LIVE) {
+			upstream_handover_attach(old, conn);
 			break;
 		}
 	}
@@ -886,17 +888,33 @@ upstream_handover_timer(struct upstream *up)
 
 /* new said hello while old, retired, still forwards: overlap them. */
 static void
-upstream_handover(struct upstream_conn *old, struct upstream_conn *new)
+upstream_handover(struct upstream_conn *old)
 {
 	struct upstream *up = old->up;
 	struct upstream_handover *ho;
 
+	upstream_handover_free(up);
 	ho = xcalloc(1, sizeof *ho);
 	ho->up = up;
 	ho->old = old;
-	ho->new = new;
 	overlap_init(&ho->o, util_now_ms());
 	up->ho = ho;
+}
+
+/* The replacement said hello: from now on the two overlap. */
+static void
+upstream_handover_attach(struct upstream_conn *old, struct upstream_conn *new)
+{
+	struct upstream *up = old->up;
+	struct upstream_handover *ho = up->ho;
+
+	if (ho == NULL || ho->old != old || ho->new != NULL ||
+	    ho->o.mode != OVERLAP_BOTH) {
+		upstream_handover(old); /* what old forwarded is not known */
+		ho = up->ho;
+	}
+	ho->new = new;
+	ho->o.started = ho->o.old_last = util_now_ms();
 	lws_sul_cancel(&old->sul_deadline);
 	upstream_handover_timer(up);
 	log_info(
@@ -974,7 +992,8 @@ upstream_handover_gone(struct upstream *up, struct upstream_conn *conn)
 		upstream_release(up); /* old's copies will be dropped */
 		overlap_new_gone(&ho->o, util_now_ms());
 		ho->new = NULL;
-	} else if (conn == ho->old && ho->o.mode == OVERLAP_BOTH) {
+	} else if (conn == ho->old && ho->new != NULL &&
+	    ho->o.mode == OVERLAP_BOTH) {
 		ho->old = NULL;
 		upstream_switch(up);
 		return;
@@ -1007,7 +1026,7 @@ upstream_overlap(struct upstream *up, struct upstream_conn *conn,
 
 	if (conn == ho->old)
 		v = overlap_old(&ho->o, h, now);
-	else if (conn == ho->new)
+	else if (conn == ho->new &&conn != NULL)
 		v = overlap_new(&ho->o, h, now);
 	else
 		return 0;
@@ -1069,6 +1088,7 @@ upstream_conn_retire(struct upstream_conn *conn, const char *fmt, ...)
 	log_info(
 	    "upstream: %s; making the next session before closing this one",
 	    reason);
+	upstream_handover(conn); /* what it forwards from now on is noted */
 	upstream_timer(up, &conn->sul_deadline,
 	    cf->connect_timeout * 2 + cf->hello_timeout, upstream_ws_deadline);
 	upstream_again(up, 0, 1, reason);

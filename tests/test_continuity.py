@@ -84,9 +84,13 @@ def test_goodbye_at_rate_misses_nothing(daemon, fake, rate):
     extra = [m for m in c.drain(1.0) if m.get("type") == "message"]
     assert len(fake.sessions) == 2, fake
     missed = sorted(set(range(n)) - {int(t) for t in texts})
-    dup = len(texts) - len(set(texts))
-    assert missed == [] and dup == 0 and extra == [], \
-        "missed %d (first %s), duplicated %d, late %d" % (
-            len(missed), missed[:5], dup, len(extra))
+    seen, dups = set(), []
+    for t in texts:
+        if t in seen:
+            dups.append(int(t))
+        seen.add(t)
+    assert missed == [] and dups == [] and extra == [], \
+        "missed %d (first %s), duplicated %d (first %s), late %d" % (
+            len(missed), missed[:5], len(dups), dups[:5], len(extra))
     assert texts == [str(i) for i in range(n)], "order kept"
     assert states == [], "no state change across a goodbye"
