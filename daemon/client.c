@@ -117,7 +117,8 @@ client_kill(struct client *c, const char *fmt, ...)
 /*
  * c reads too slowly.  Throw away what it has not read, tell it why (if
  * it ever reads again), and close once that is written or after a few
- * seconds.  Its requests are still sent; their replies go nowhere.
+ * seconds.  Its messages are still sent (their replies go nowhere); what
+ * it asked only for itself is dropped (outbox_detach()).
  */
 void
 client_drop(struct client *c, const char *fmt, ...)

@@ -578,9 +578,10 @@ names_try(struct names_wait *w)
 
 /*
  * Resolve a conversation target to a conversation id: an id as is, a
- * name with or without '#', '@name' or a user id (their DM).  cb(arg, id,
- * NULL) or cb(arg, NULL, why) runs when known -- possibly before this
- * returns.  Returns a handle for names_cancel(), or NULL if cb already ran.
+ * name with or without '#', '@name' or a user id (their DM).
+ * cb(arg, id, 0, NULL) or cb(arg, NULL, PROTOCOL_E_..., why) runs when
+ * known -- possibly before this returns.  Returns a handle for names_cancel(),
+ * or NULL if cb already ran.
  */
 struct names_wait *
 names_resolve(const char *target, names_cb cb, void *arg)

@@ -13,14 +13,15 @@
  *   WRITTEN --(connection lost / ack_timeout)--> "not confirmed"
  *
  * so nothing is lost silently and nothing is resent silently: a request is
- * sent again only if it never reached the wire.  A post goes QUEUED ->
- * CALLING (a Web API call) -> answered.  Every request with an id gets
- * exactly one reply.  The queue is bounded (queue_max) and a request waits
- * at most queue_timeout; each channel has a token bucket (send_rate,
- * send_burst), shared by messages and posts, because Slack allows about
- * one message per second per channel.  Messages whose client has gone are
- * still sent (a request is a command, like a mail handed to smtpd); only
- * the reply is dropped.
+ * sent again only if it never reached the wire.  A post goes RESOLVING ->
+ * QUEUED -> CALLING (chat.postMessage) -> answered; a slackd.api call is
+ * CALLING from the start, and a slackd.names request is LISTING until its
+ * list is loaded.  Every request with an id gets exactly one reply.  The
+ * queue is bounded (queue_max) and a request waits at most queue_timeout;
+ * each channel has a token bucket (send_rate, send_burst), shared by
+ * messages and posts, because Slack allows about one message per second
+ * per channel.  Messages whose client has gone are still sent (a request
+ * is a command, like a mail handed to smtpd); only the reply is dropped.
  */
 #include "config.h"
 
@@ -493,7 +494,8 @@ outbox_names(struct outbox_req *req)
 
 	switch (names_list_state(users, &error)) {
 	case 1:
-		return; /* loading: names_loaded() calls outbox_names_ready() */
+		/* Loading: slackd_names_loaded() calls outbox_names_ready(). */
+		return;
 	case -1:
 		outbox_fail(req, PROTOCOL_E_UPSTREAM_FAILED,
 		    "cannot load the "

@@ -86,7 +86,7 @@ status_connected(const char *data)
 	status.connected_mono = util_now_ms();
 }
 
-/* A MAILBOX_STATE or MAILBOX_PONG from upstream. */
+/* A MAILBOX_STATE, MAILBOX_PONG or MAILBOX_DROPPED from upstream. */
 void
 status_update(struct mailbox_msg *m)
 {
