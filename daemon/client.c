@@ -328,7 +328,8 @@ client_subscribe(struct client *c, struct request *r)
  * Test hooks, only with SLACKD_TEST_HOOKS=1 in the environment at start:
  * {"type":"slackd.debug","wedge":"upstream"} hangs the upstream thread
  * (to prove the watchdog notices); {"type":"slackd.debug","sleep":S}
- * stalls the main thread S seconds (to prove the backpressure).
+ * stalls the main thread S seconds (to prove the backpressure);
+ * {"type":"slackd.debug","save":"names"} writes names.json now.
  */
 static void
 client_debug(struct client *c, struct request *r)
@@ -353,6 +354,9 @@ client_debug(struct client *c, struct request *r)
 		    json_object_get_double(v));
 		usleep((useconds_t)(json_object_get_double(v) * 1e6));
 	}
+	if (json_object_object_get_ex(r->obj, "save", &v) &&
+	    strcmp(json_object_get_string(v), "names") == 0)
+		names_save_now();
 	o = client_reply(r, PROTOCOL_DEBUG);
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	client_send_json(c, o);

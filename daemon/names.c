@@ -884,6 +884,33 @@ names_path(void)
 	return path;
 }
 
+/*
+ * Write len bytes of s to a new file at path and sync them.  Returns 0, or
+ * -1 with errno set, the descriptor closed and the file removed.
+ */
+static int
+names_write(const char *path, const char *s, size_t len)
+{
+	ssize_t n;
+	int fd, saved;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	if ((n = write(fd, s, len)) != (ssize_t)len || fsync(fd) == -1) {
+		saved = n >= 0 && n != (ssize_t)len ? ENOSPC : errno;
+		close(fd);
+		goto fail;
+	}
+	if (close(fd) == 0)
+		return 0;
+	saved = errno;
+fail:
+	unlink(path);
+	errno = saved;
+	return -1;
+}
+
 /* Write names.json (atomically: a temporary file, then rename). */
 static void
 names_save(void)
@@ -892,7 +919,6 @@ names_save(void)
 	char *path, *tmp;
 	const char *s;
 	size_t len;
-	int fd;
 
 	names_dirty = 0;
 	if ((path = names_path()) == NULL || names_team == NULL) {
@@ -920,17 +946,23 @@ names_save(void)
 	}
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
 	xasprintf(&tmp, "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1 || write(fd, s, len) != (ssize_t)len || fsync(fd) == -1 ||
-	    close(fd) == -1 || rename(tmp, path) == -1) {
+	if (names_write(tmp, s, len) == -1)
 		log_warn("names: cannot save %s", path);
-		if (fd != -1)
-			unlink(tmp);
+	else if (rename(tmp, path) == -1) {
+		log_warn("names: cannot save %s", path);
+		unlink(tmp);
 	} else
 		log_debug("names: saved %s", path);
 	json_object_put(o);
 	free(tmp);
 	free(path);
+}
+
+/* Save now rather than later (a test hook). */
+void
+names_save_now(void)
+{
+	names_save();
 }
 
 static void

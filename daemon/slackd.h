@@ -527,7 +527,6 @@ void status_update(struct mailbox_msg *);
 struct json_object *status_hello(void);
 struct json_object *status_state(void);
 struct json_object *status_full(void);
-const char *status_state_name(void);
 void status_free(void);
 
 /* api.c: Web API calls from the main thread. */
@@ -559,6 +558,7 @@ struct json_object *names_list_json(int);
 int names_list_state(int, const char **);
 void names_event(const char *, const char *, size_t);
 void names_team_is(const char *);
+void names_save_now(void);
 
 /* notify.c: sd_notify(3), the watchdog. */
 void notify_init(struct event_base *);

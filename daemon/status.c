@@ -122,7 +122,7 @@ status_raw(const char *json)
 }
 
 /* Connected but still loading the names is "loading" to clients. */
-const char *
+static const char *
 status_state_name(void)
 {
 	if (status.state == UPSTREAM_CONNECTED && status.loading)
