@@ -133,8 +133,8 @@ client_drop(struct client *c, const char *fmt, ...)
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
 	status.clients_dropped++;
-	log_warnx("client %llu (pid %ld, uid %lu) dropped as too slow: %s; "
-	          "%zu bytes it had not read thrown away",
+	log_warnx(
+	    "client %llu (pid %ld, uid %lu) dropped as too slow: %s; %zu bytes it had not read thrown away",
 	    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid, why,
 	    client_output(c));
 	client_discard_output(c);
@@ -338,8 +338,7 @@ client_debug(struct client *c, struct request *r)
 
 	if (!slackd_test_hooks) {
 		client_error(c, r->id, PROTOCOL_E_UNKNOWN_TYPE,
-		    "unknown type "
-		    "\"" PROTOCOL_DEBUG "\" (test hooks are off)");
+		    "unknown type \"" PROTOCOL_DEBUG "\" (test hooks are off)");
 		return;
 	}
 	if (json_object_object_get_ex(r->obj, "wedge", &v) &&
@@ -363,42 +362,43 @@ client_debug(struct client *c, struct request *r)
 	json_object_put(o);
 }
 
+/* A request for Slack (or its names): the outbox answers it. */
+static void
+client_outbox(struct client *c, struct request *r)
+{
+	if (slackd_stopping)
+		client_error(c, r->id, PROTOCOL_E_SHUTTING_DOWN,
+		    "slackd is shutting down; not sent");
+	else
+		outbox_submit(c, r);
+}
+
+/* What the daemon does with each kind of request (see request.c). */
+static void (*const client_handlers[REQUEST_NKINDS])(
+    struct client *, struct request *) = {
+	[REQUEST_MESSAGE] = client_outbox,
+	[REQUEST_TYPING] = client_outbox,
+	[REQUEST_PING] = client_ping,
+	[REQUEST_SUBSCRIBE] = client_subscribe,
+	[REQUEST_STATUS] = client_status,
+	[REQUEST_DEBUG] = client_debug,
+	[REQUEST_POST] = client_outbox,
+	[REQUEST_API] = client_outbox,
+	[REQUEST_NAMES] = client_outbox,
+};
+
 static void
 client_request(struct client *c, const char *line, size_t len)
 {
 	struct request r;
 	struct request_error e;
 
-	if (request_parse(line, len, &r, &e) != 0) {
+	if (request_parse(line, len, &r, &e) != 0)
 		client_error(c, e.id, e.code, "%s", e.msg);
-		request_free(&r);
-		return;
-	}
-	switch (r.kind) {
-	case REQUEST_PING:
-		client_ping(c, &r);
-		break;
-	case REQUEST_STATUS:
-		client_status(c, &r);
-		break;
-	case REQUEST_SUBSCRIBE:
-		client_subscribe(c, &r);
-		break;
-	case REQUEST_DEBUG:
-		client_debug(c, &r);
-		break;
-	case REQUEST_MESSAGE:
-	case REQUEST_TYPING:
-	case REQUEST_POST:
-	case REQUEST_API:
-	case REQUEST_NAMES:
-		if (slackd_stopping)
-			client_error(c, r.id, PROTOCOL_E_SHUTTING_DOWN,
-			    "slackd is shutting down; not sent");
-		else
-			outbox_submit(c, &r);
-		break;
-	}
+	else if (client_handlers[r.kind] == NULL)
+		fatalx("request kind %d has no handler", r.kind);
+	else
+		client_handlers[r.kind](c, &r);
 	request_free(&r);
 }
 
@@ -449,8 +449,7 @@ client_lines(struct client *c)
 			if (len <= max)
 				return;
 			client_error(c, NULL, PROTOCOL_E_LINE_TOO_LONG,
-			    "request line longer than %zu bytes (max_line); "
-			    "the rest of it is discarded",
+			    "request line longer than %zu bytes (max_line); the rest of it is discarded",
 			    max);
 			c->flags |= CLIENT_DISCARD;
 			continue;
@@ -458,8 +457,7 @@ client_lines(struct client *c)
 		len = (size_t)eol.pos;
 		if (len > max) {
 			client_error(c, NULL, PROTOCOL_E_LINE_TOO_LONG,
-			    "request line of %zu bytes is longer than %zu "
-			    "(max_line)",
+			    "request line of %zu bytes is longer than %zu (max_line)",
 			    len, max);
 			evbuffer_drain(in, len + 1);
 			continue;

@@ -93,8 +93,7 @@ hub_room(struct client *c, size_t len, int64_t now)
 
 	if (out > conf->client_buffer_limit) {
 		client_drop(c,
-		    "%zu bytes unread would pass client_buffer_limit "
-		    "(%zu)",
+		    "%zu bytes unread would pass client_buffer_limit (%zu)",
 		    out, conf->client_buffer_limit);
 		return 0;
 	}
@@ -106,8 +105,7 @@ hub_room(struct client *c, size_t len, int64_t now)
 		c->soft_since = now;
 	else if (now - c->soft_since >= conf->client_buffer_soft_time) {
 		client_drop(c,
-		    "more than client_buffer_soft (%zu bytes) unread "
-		    "for %.0f s",
+		    "more than client_buffer_soft (%zu bytes) unread for %.0f s",
 		    soft, (double)conf->client_buffer_soft_time / 1000);
 		return 0;
 	}

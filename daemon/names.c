@@ -429,9 +429,7 @@ names_opened(void *arg, const struct api_result *r)
 	    !json_object_object_get_ex(r->obj, "channel", &ch) ||
 	    (id = protocol_json_str(ch, "id")) == NULL) {
 		snprintf(why, sizeof why,
-		    "cannot open a direct message with "
-		    "%s: %s",
-		    w->target,
+		    "cannot open a direct message with %s: %s", w->target,
 		    r->error != NULL             ? r->error
 		        : r->slack_error != NULL ? r->slack_error
 		                                 : "no channel");
@@ -537,8 +535,7 @@ names_try(struct names_wait *w)
 			names_dm(w, u->id);
 		else if (!wait) {
 			snprintf(why, sizeof why,
-			    "no user named %s among the "
-			    "%zu users slackd knows%s%s",
+			    "no user named %s among the %zu users slackd knows%s%s",
 			    t,
 			    names_users.by_id != NULL
 			        ? map_count(names_users.by_id)
@@ -562,8 +559,7 @@ names_try(struct names_wait *w)
 		names_dm(w, t);
 	else if (!wait) {
 		snprintf(why, sizeof why,
-		    "no channel named %s among the %zu "
-		    "conversations slackd can see%s%s",
+		    "no channel named %s among the %zu conversations slackd can see%s%s",
 		    t,
 		    names_convs.by_id != NULL ? map_count(names_convs.by_id)
 		                              : 0,
@@ -1059,8 +1055,8 @@ names_init(void)
 	    json_object_get_int(v) != NAMES_FILE_VERSION ||
 	    protocol_json_str(o, "team") == NULL ||
 	    !json_object_object_get_ex(o, "saved", &saved)) {
-		log_warnx("names: ignoring %s: not a names cache this slackd "
-		          "wrote",
+		log_warnx(
+		    "names: ignoring %s: not a names cache this slackd wrote",
 		    path);
 		goto out;
 	}
@@ -1098,8 +1094,8 @@ names_team_is(const char *team)
 	if (names_team != NULL && strcmp(names_team, team) == 0)
 		return;
 	if (names_team != NULL) {
-		log_info("names: the cache was for team %s, this is %s; "
-		         "dropping it",
+		log_info(
+		    "names: the cache was for team %s, this is %s; dropping it",
 		    names_team, team);
 		if (names_convs.state != NAMES_LOADING)
 			names_clear(&names_convs);

@@ -240,9 +240,7 @@ outbox_posted(void *arg, const struct api_result *r)
 	req->call = 0;
 	if (r->error != NULL) {
 		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-		    "not confirmed: "
-		    "chat.postMessage got no answer (%s); the message may or "
-		    "may not have been posted",
+		    "not confirmed: chat.postMessage got no answer (%s); the message may or may not have been posted",
 		    r->error);
 		return;
 	}
@@ -372,9 +370,7 @@ outbox_expire(void)
 	while ((req = TAILQ_FIRST(&outbox_sent)) != NULL &&
 	    now - req->written_at >= slackd_conf->ack_timeout)
 		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-		    "not confirmed: "
-		    "Slack did not acknowledge the message within %.0f s; it "
-		    "may or may not have been posted",
+		    "not confirmed: Slack did not acknowledge the message within %.0f s; it may or may not have been posted",
 		    (double)slackd_conf->ack_timeout / 1000);
 	if (slackd_conf->queue_timeout <= 0)
 		return;
@@ -382,9 +378,7 @@ outbox_expire(void)
 		if (req->state != OUTBOX_HANDED &&
 		    now - req->queued_at >= slackd_conf->queue_timeout)
 			outbox_fail(req, PROTOCOL_E_TIMEOUT,
-			    "not sent: could "
-			    "not %s within %.0f s (queue_timeout); last "
-			    "problem: %s",
+			    "not sent: could not %s within %.0f s (queue_timeout); last problem: %s",
 			    req->state == OUTBOX_RESOLVING
 			        ? "find where it goes"
 			        : "reach Slack",
@@ -417,11 +411,7 @@ outbox_resolved(void *arg, const char *channel, int code, const char *error)
 		    request_frame(&req->r, req->channel, req->id, &req->len);
 		if (req->len > PROTOCOL_RTM_MAX_FRAME) {
 			outbox_fail(req, PROTOCOL_E_TOO_LONG,
-			    "message too "
-			    "long: it makes a %zu-byte RTM frame and Slack "
-			    "allows at most %d bytes (the text is %zu bytes; "
-			    "JSON escaping adds the rest); slackd.post sends "
-			    "longer ones",
+			    "message too long: it makes a %zu-byte RTM frame and Slack allows at most %d bytes (the text is %zu bytes; JSON escaping adds the rest); slackd.post sends longer ones",
 			    req->len, PROTOCOL_RTM_MAX_FRAME,
 			    req->r.text != NULL ? strlen(req->r.text) : 0);
 			return;
@@ -457,8 +447,7 @@ outbox_called(void *arg, const struct api_result *r)
 	req->call = 0;
 	if (r->error != NULL) {
 		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-		    "%s got no answer "
-		    "(%s); if it changes anything, it may or may not have",
+		    "%s got no answer (%s); if it changes anything, it may or may not have",
 		    req->r.method, r->error);
 		return;
 	}
@@ -498,8 +487,7 @@ outbox_names(struct outbox_req *req)
 		return;
 	case -1:
 		outbox_fail(req, PROTOCOL_E_UPSTREAM_FAILED,
-		    "cannot load the "
-		    "%s from Slack: %s",
+		    "cannot load the %s from Slack: %s",
 		    users ? "users" : "channels", error);
 		return;
 	}
@@ -530,7 +518,7 @@ outbox_names_ready(void)
  * A request from client c that needs Slack or its names.  Answers errors
  * itself; otherwise the reply comes when Slack answers.
  */
-int
+void
 outbox_submit(struct client *c, const struct request *r)
 {
 	struct outbox_req *req;
@@ -539,47 +527,41 @@ outbox_submit(struct client *c, const struct request *r)
 	if (r->kind == REQUEST_API &&
 	    !config_api_allowed(slackd_conf, r->method)) {
 		client_error(c, r->id, PROTOCOL_E_NOT_ALLOWED,
-		    "%s is not in "
-		    "api_allow (%s)",
-		    r->method,
+		    "%s is not in api_allow (%s)", r->method,
 		    slackd_conf->api_allow != NULL ? slackd_conf->api_allow
 		                                   : "nothing is allowed");
-		return -1;
+		return;
 	}
 	if (status.state == UPSTREAM_FAILED) {
 		client_error(c, r->id, PROTOCOL_E_UPSTREAM_FAILED,
-		    "not sent: "
-		    "%s",
+		    "not sent: %s",
 		    status.reason != NULL ? status.reason
 		                          : "Slack refused slackd");
-		return -1;
+		return;
 	}
 	if (r->kind == REQUEST_TYPING && status.state != UPSTREAM_CONNECTED) {
 		client_error(c, r->id, PROTOCOL_E_NOT_CONNECTED,
-		    "not connected "
-		    "to Slack; typing indicators are not queued");
-		return -1;
+		    "not connected to Slack; typing indicators are not queued");
+		return;
 	}
 	if ((r->kind == REQUEST_MESSAGE || r->kind == REQUEST_POST) &&
 	    outbox_nqueue + outbox_nsent + outbox_ncalls >=
 	        (u_int)slackd_conf->queue_max) {
 		client_error(c, r->id, PROTOCOL_E_QUEUE_FULL,
-		    "not sent: the "
-		    "outbound queue is full (%u requests waiting, queue_max "
-		    "%d); retry later",
+		    "not sent: the outbound queue is full (%u requests waiting, queue_max %d); retry later",
 		    outbox_nqueue + outbox_nsent + outbox_ncalls,
 		    slackd_conf->queue_max);
-		return -1;
+		return;
 	}
 	req = outbox_new(c, r);
 	switch (r->kind) {
 	case REQUEST_API:
 		outbox_api(req);
-		return 0;
+		return;
 	case REQUEST_NAMES:
 		outbox_link(req, OUTBOX_LISTING);
 		outbox_names(req);
-		return 0;
+		return;
 	default:
 		break;
 	}
@@ -591,7 +573,6 @@ outbox_submit(struct client *c, const struct request *r)
 		req->resolving = w;
 		outbox_arm(); /* queue_timeout covers the wait */
 	}
-	return 0;
 }
 
 /* Connected (again): send what waited. */
@@ -643,9 +624,7 @@ outbox_returned(int64_t id)
 		return;
 	if (req->r.kind == REQUEST_TYPING) {
 		outbox_fail(req, PROTOCOL_E_NOT_CONNECTED,
-		    "not sent: the "
-		    "connection to Slack was lost; typing indicators are not "
-		    "queued");
+		    "not sent: the connection to Slack was lost; typing indicators are not queued");
 		return;
 	}
 	req->state = OUTBOX_QUEUED;
@@ -660,8 +639,8 @@ outbox_reply(int64_t id, const char *data, size_t len)
 	struct json_object *o, *ok, *ts;
 
 	if ((req = outbox_find(&outbox_sent, id)) == NULL) {
-		log_debug("reply to %lld from Slack matches no request (after "
-		          "ack_timeout?)",
+		log_debug(
+		    "reply to %lld from Slack matches no request (after ack_timeout?)",
 		    (long long)id);
 		return;
 	}
@@ -706,10 +685,7 @@ outbox_session_down(uint64_t session, const char *reason)
 	TAILQ_FOREACH_SAFE(req, &outbox_sent, entry, next) {
 		if (req->session == session)
 			outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-			    "not "
-			    "confirmed: the connection to Slack was lost (%s) "
-			    "after the message was sent; it may or may not "
-			    "have been posted",
+			    "not confirmed: the connection to Slack was lost (%s) after the message was sent; it may or may not have been posted",
 			    reason);
 	}
 }
@@ -742,19 +718,17 @@ outbox_shutdown(void)
 
 	while ((req = TAILQ_FIRST(&outbox_sent)) != NULL)
 		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-		    "not confirmed: "
-		    "slackd shut down before Slack acknowledged the message");
+		    "not confirmed: slackd shut down before Slack acknowledged the message");
 	while ((req = TAILQ_FIRST(&outbox_calls)) != NULL)
 		outbox_fail(req,
 		    req->state == OUTBOX_CALLING ? PROTOCOL_E_NOT_CONFIRMED
 		                                 : PROTOCOL_E_SHUTTING_DOWN,
-		    req->state == OUTBOX_CALLING ? "not confirmed: slackd shut "
-		                                   "down before Slack answered"
-		                                 : "slackd is shutting down");
+		    req->state == OUTBOX_CALLING
+		        ? "not confirmed: slackd shut down before Slack answered"
+		        : "slackd is shutting down");
 	while ((req = TAILQ_FIRST(&outbox_queue)) != NULL)
 		outbox_fail(req, PROTOCOL_E_SHUTTING_DOWN,
-		    "not sent: slackd "
-		    "is shutting down");
+		    "not sent: slackd is shutting down");
 	if (outbox_timer != NULL) {
 		event_free(outbox_timer);
 		outbox_timer = NULL;

@@ -430,7 +430,11 @@ void client_reconfigure(void);
 void client_free_all(void);
 u_int client_count(void);
 
-/* request.c: parsing and checking one request line. */
+/*
+ * request.c: parsing and checking one request line.  A new request type is
+ * a kind here, a row in request.c's request_types (its name and parser)
+ * and one in client.c's client_handlers (what the daemon does with it).
+ */
 enum request_kind {
 	REQUEST_MESSAGE,
 	REQUEST_TYPING,
@@ -441,6 +445,7 @@ enum request_kind {
 	REQUEST_POST,
 	REQUEST_API,
 	REQUEST_NAMES,
+	REQUEST_NKINDS /* not a kind: how many there are */
 };
 struct request {
 	enum request_kind kind;
@@ -482,7 +487,7 @@ int hub_subscribe(struct client *, const struct request *, char *, size_t);
 /* outbox.c: outbound requests, rate limits, id mapping. */
 void outbox_init(const struct config *);
 void outbox_reconfigure(const struct config *);
-int outbox_submit(struct client *, const struct request *);
+void outbox_submit(struct client *, const struct request *);
 void outbox_connected(void);
 void outbox_names_ready(void);
 void outbox_written(int64_t, uint64_t);
