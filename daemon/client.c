@@ -28,7 +28,38 @@
 #define CLIENT_MAX_WRITE (256 * 1024) /* bytes per write(2), at most */
 #define CLIENT_LINGER    5 /* s a dropped client has to read its error */
 
-struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
+#define CLIENT_DEAD     0x1  /* free at the next reap */
+#define CLIENT_DISCARD  0x2  /* skipping the rest of an overlong line */
+#define CLIENT_PAUSED   0x4  /* reading stopped until output drains */
+#define CLIENT_FLUSHING 0x8  /* close once output is written */
+#define CLIENT_EOF      0x10 /* peer shut down its sending side */
+#define CLIENT_DROPPED  0x20 /* too slow: nothing more, then closed */
+#define CLIENT_PUSH     0x40 /* on the list of output to write */
+#define CLIENT_WRITING  0x80 /* a backlog: the bufferevent writes it */
+
+struct client {
+	TAILQ_ENTRY(client) entry;
+	TAILQ_ENTRY(client) push_entry;
+	uint64_t id;
+	int fd;
+	struct bufferevent *bev;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	int flags;
+
+	int all_types; /* subscription: no filter on type */
+	char **types;
+	size_t ntypes;
+	int all_channels;
+	char **channels;
+	size_t nchannels;
+
+	int64_t soft_since; /* over client_buffer_soft since, or 0 */
+};
+TAILQ_HEAD(client_list, client);
+
+static struct client_list client_all = TAILQ_HEAD_INITIALIZER(client_all);
 static struct event *client_reaper;
 /* Clients with new output, written once the current callbacks are done. */
 static struct client_list client_pushq = TAILQ_HEAD_INITIALIZER(client_pushq);
@@ -37,6 +68,7 @@ static uint64_t client_next_id;
 static u_int client_live;
 
 static void client_read_cb(struct bufferevent *, void *);
+static void client_push_later(struct client *);
 
 u_int
 client_count(void)
@@ -61,22 +93,18 @@ client_discard_output(struct client *c)
 	evbuffer_freeze(out, 1);
 }
 
+static void client_list_free(char ***, size_t *);
+
 static void
 client_free(struct client *c)
 {
-	size_t i;
-
 	outbox_detach(c);
-	TAILQ_REMOVE(&clients, c, entry);
+	TAILQ_REMOVE(&client_all, c, entry);
 	if (c->flags & CLIENT_PUSH)
 		TAILQ_REMOVE(&client_pushq, c, push_entry);
 	bufferevent_free(c->bev);
-	for (i = 0; i < c->ntypes; i++)
-		free(c->types[i]);
-	free(c->types);
-	for (i = 0; i < c->nchannels; i++)
-		free(c->channels[i]);
-	free(c->channels);
+	client_list_free(&c->types, &c->ntypes);
+	client_list_free(&c->channels, &c->nchannels);
 	free(c);
 }
 
@@ -85,16 +113,19 @@ client_reap_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct client *c, *next;
 
-	TAILQ_FOREACH_SAFE(c, &clients, entry, next) {
+	TAILQ_FOREACH_SAFE(c, &client_all, entry, next) {
 		if (c->flags & CLIENT_DEAD)
 			client_free(c);
 	}
-	if (slackd_stopping && TAILQ_EMPTY(&clients))
+	if (slackd_stopping && TAILQ_EMPTY(&client_all))
 		slackd_clients_gone();
 }
 
+static void client_kill(struct client *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Mark c for freeing; it gets nothing more and is freed by the reaper. */
-void
+static void
 client_kill(struct client *c, const char *fmt, ...)
 {
 	char why[256];
@@ -114,13 +145,16 @@ client_kill(struct client *c, const char *fmt, ...)
 	event_active(client_reaper, EV_TIMEOUT, 0);
 }
 
+static void client_drop(struct client *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /*
  * c reads too slowly.  Throw away what it has not read, tell it why (if
  * it ever reads again), and close once that is written or after a few
  * seconds.  Its messages are still sent (their replies go nowhere); what
  * it asked only for itself is dropped (outbox_detach()).
  */
-void
+static void
 client_drop(struct client *c, const char *fmt, ...)
 {
 	struct timeval tv = { CLIENT_LINGER, 0 };
@@ -168,7 +202,7 @@ client_send(struct client *c, const char *line, size_t len)
  * backlog is gone (CLIENT_WRITING).  A write event armed and disarmed for
  * every event would cost two epoll_ctl(2) calls per client per event.
  */
-void
+static void
 client_push_later(struct client *c)
 {
 	if (c->flags & (CLIENT_DEAD | CLIENT_PUSH | CLIENT_WRITING))
@@ -309,15 +343,48 @@ client_status(struct client *c, struct request *r)
 }
 
 static void
+client_list_free(char ***list, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		free((*list)[i]);
+	free(*list);
+	*list = NULL;
+	*n = 0;
+}
+
+/* A filter from a subscribe request: a (checked) list, or NULL: all. */
+static void
+client_list_set(struct json_object *a, int *all, char ***list, size_t *n)
+{
+	size_t i;
+
+	client_list_free(list, n);
+	if (a == NULL) {
+		*all = 1;
+		return;
+	}
+	*all = 0;
+	*n = json_object_array_length(a);
+	*list = xcalloc(*n, sizeof **list);
+	for (i = 0; i < *n; i++)
+		(*list)[i] = xstrdup(
+		    json_object_get_string(json_object_array_get_idx(a, i)));
+}
+
+/*
+ * Replace c's subscription: "types" and "channels" each either absent (no
+ * filter) or a list (an empty list matches nothing).
+ */
+static void
 client_subscribe(struct client *c, struct request *r)
 {
 	struct json_object *o;
-	char why[256];
 
-	if (hub_subscribe(c, r, why, sizeof why) != 0) {
-		client_error(c, r->id, PROTOCOL_E_BAD_REQUEST, "%s", why);
-		return;
-	}
+	client_list_set(r->types, &c->all_types, &c->types, &c->ntypes);
+	client_list_set(
+	    r->channels, &c->all_channels, &c->channels, &c->nchannels);
 	o = client_reply(r, PROTOCOL_SUBSCRIBE);
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	client_send_json(c, o);
@@ -481,6 +548,17 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	client_lines(arg);
 }
 
+/* A soft limit above the hard one is the hard one. */
+static size_t
+client_soft_limit(void)
+{
+	const struct config *conf = slackd_conf;
+
+	return conf->client_buffer_soft < conf->client_buffer_limit
+	    ? conf->client_buffer_soft
+	    : conf->client_buffer_limit;
+}
+
 /* Output was written: close, lift limits, read again, as it allows. */
 static void
 client_wrote(struct client *c)
@@ -489,7 +567,7 @@ client_wrote(struct client *c)
 		client_kill(c, "output flushed, closing");
 		return;
 	}
-	if (client_output(c) <= hub_soft_limit())
+	if (client_output(c) <= client_soft_limit())
 		c->soft_since = 0;
 	if ((c->flags & CLIENT_PAUSED) &&
 	    client_output(c) <= CLIENT_RESUME_AT) {
@@ -562,9 +640,7 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	c->uid = uid;
 	c->gid = gid;
 	c->pid = pid;
-	c->connected_at = util_now_ms();
 	c->all_types = c->all_channels = 1;
-	TAILQ_INIT(&c->reqs);
 	c->bev = bufferevent_socket_new(slackd_base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
 		fatalx("bufferevent_socket_new");
@@ -578,11 +654,12 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	/* libevent starts a bufferevent writing; client_push() decides. */
 	bufferevent_disable(c->bev, EV_WRITE);
 	bufferevent_enable(c->bev, EV_READ);
-	TAILQ_INSERT_TAIL(&clients, c, entry);
+	TAILQ_INSERT_TAIL(&client_all, c, entry);
 	client_live++;
 	status.clients_total++;
-	log_debug("client %llu connected (pid %ld, uid %lu)",
-	    (unsigned long long)c->id, (long)pid, (unsigned long)uid);
+	log_debug("client %llu connected (pid %ld, uid %lu, gid %lu)",
+	    (unsigned long long)c->id, (long)pid, (unsigned long)uid,
+	    (unsigned long)gid);
 
 	hello = status_hello();
 	client_send_json(c, hello);
@@ -595,7 +672,7 @@ client_reconfigure(void)
 {
 	struct client *c;
 
-	TAILQ_FOREACH(c, &clients, entry) {
+	TAILQ_FOREACH(c, &client_all, entry) {
 		if (!(c->flags & CLIENT_DEAD))
 			bufferevent_setwatermark(
 			    c->bev, EV_READ, 0, slackd_conf->max_line + 2);
@@ -608,7 +685,7 @@ client_flush_all(void)
 {
 	struct client *c;
 
-	TAILQ_FOREACH(c, &clients, entry) {
+	TAILQ_FOREACH(c, &client_all, entry) {
 		if (c->flags & CLIENT_DEAD)
 			continue;
 		c->flags |= CLIENT_FLUSHING;
@@ -619,7 +696,7 @@ client_flush_all(void)
 	}
 	if (client_reaper != NULL)
 		event_active(client_reaper, EV_TIMEOUT, 0);
-	else if (TAILQ_EMPTY(&clients))
+	else if (TAILQ_EMPTY(&client_all))
 		slackd_clients_gone();
 }
 
@@ -628,11 +705,133 @@ client_free_all(void)
 {
 	struct client *c;
 
-	while ((c = TAILQ_FIRST(&clients)) != NULL)
+	while ((c = TAILQ_FIRST(&client_all)) != NULL)
 		client_free(c);
 	if (client_reaper != NULL) {
 		event_free(client_reaper);
 		event_free(client_pusher);
 		client_reaper = client_pusher = NULL;
 	}
+}
+
+/* ---- what the hub uses to fan events out ------------------------------ */
+
+/* c or the first client after it that still takes output. */
+static struct client *
+client_open_from(struct client *c)
+{
+	while (c != NULL && (c->flags & (CLIENT_DEAD | CLIENT_FLUSHING)))
+		c = TAILQ_NEXT(c, entry);
+	return c;
+}
+
+/*
+ * The clients that take output, in order: client_first(), then
+ * client_next() until NULL.  A client dropped or killed meanwhile stays
+ * on the list until the reaper runs, so client_next() of it still works.
+ */
+struct client *
+client_first(void)
+{
+	return client_open_from(TAILQ_FIRST(&client_all));
+}
+
+struct client *
+client_next(struct client *c)
+{
+	return client_open_from(TAILQ_NEXT(c, entry));
+}
+
+/* Does c filter events by type or channel? */
+int
+client_filtered(const struct client *c)
+{
+	return !c->all_types || !c->all_channels;
+}
+
+static int
+client_listed(char **list, size_t n, const char *s)
+{
+	size_t i;
+
+	if (*s == '\0')
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (strcmp(list[i], s) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Does c want an event of this type in this channel ("" if none)? */
+int
+client_wants(const struct client *c, const char *type, const char *channel)
+{
+	if (!c->all_types && !client_listed(c->types, c->ntypes, type))
+		return 0;
+	if (!c->all_channels &&
+	    !client_listed(c->channels, c->nchannels, channel))
+		return 0;
+	return 1;
+}
+
+/*
+ * May c take len more bytes?  Over client_buffer_limit it is dropped at
+ * once; over client_buffer_soft for client_buffer_soft_time too.
+ */
+int
+client_room(struct client *c, size_t len, int64_t now)
+{
+	const struct config *conf = slackd_conf;
+	size_t out = client_output(c) + len, soft = client_soft_limit();
+
+	if (out > conf->client_buffer_limit) {
+		client_drop(c,
+		    "%zu bytes unread would pass client_buffer_limit (%zu)",
+		    out, conf->client_buffer_limit);
+		return 0;
+	}
+	if (out <= soft) {
+		c->soft_since = 0;
+		return 1;
+	}
+	if (c->soft_since == 0)
+		c->soft_since = now;
+	else if (now - c->soft_since >= conf->client_buffer_soft_time) {
+		client_drop(c,
+		    "more than client_buffer_soft (%zu bytes) unread for %.0f s",
+		    soft, (double)conf->client_buffer_soft_time / 1000);
+		return 0;
+	}
+	return 1;
+}
+
+/* Queue a copy of len bytes for c.  -1: c could not take them and is gone. */
+int
+client_queue(struct client *c, const char *data, size_t len)
+{
+	if (evbuffer_add(bufferevent_get_output(c->bev), data, len) != 0) {
+		client_kill(c, "cannot queue output");
+		return -1;
+	}
+	client_push_later(c);
+	return 0;
+}
+
+/*
+ * Queue len bytes for c by reference: release(data, len, arg) runs once
+ * they are written or thrown away.  -1: c could not take them (release
+ * does not run) and is gone.
+ */
+int
+client_queue_ref(struct client *c, const char *data, size_t len,
+    void (*release)(const void *, size_t, void *), void *arg)
+{
+	if (evbuffer_add_reference(
+	        bufferevent_get_output(c->bev), data, len, release, arg) != 0) {
+		client_kill(c, "cannot queue output");
+		return -1;
+	}
+	client_push_later(c);
+	return 0;
 }

@@ -44,9 +44,8 @@ enum outbox_state {
 };
 
 struct outbox_req {
-	TAILQ_ENTRY(outbox_req) entry;  /* queue, sent or calls */
-	TAILQ_ENTRY(outbox_req) centry; /* client's reqs */
-	struct client *client;
+	TAILQ_ENTRY(outbox_req) entry; /* queue, sent or calls */
+	struct client *client;         /* NULL once it has gone */
 	struct json_object *client_id; /* owned, NULL if none */
 	struct request r;              /* r.obj owned */
 	int64_t id;
@@ -155,8 +154,6 @@ outbox_move(struct outbox_req *req, enum outbox_state state)
 static void
 outbox_free(struct outbox_req *req)
 {
-	if (req->client != NULL)
-		TAILQ_REMOVE(&req->client->reqs, req, centry);
 	names_cancel(req->resolving);
 	if (req->call != 0)
 		api_forget(req->call);
@@ -432,7 +429,6 @@ outbox_new(struct client *c, const struct request *r)
 	req->r = *r;
 	json_object_get(req->r.obj); /* the fields point into it */
 	req->queued_at = util_now_ms();
-	TAILQ_INSERT_TAIL(&c->reqs, req, centry);
 	return req;
 }
 
@@ -690,17 +686,14 @@ outbox_session_down(uint64_t session, const char *reason)
 	}
 }
 
-/*
- * c is going away: its messages stay, their replies go nowhere; what it
- * asked only for itself (names, other Web API calls) is dropped.
- */
-void
-outbox_detach(struct client *c)
+static void
+outbox_detach_list(struct outbox_list *list, struct client *c)
 {
-	struct outbox_req *req;
+	struct outbox_req *req, *next;
 
-	while ((req = TAILQ_FIRST(&c->reqs)) != NULL) {
-		TAILQ_REMOVE(&c->reqs, req, centry);
+	TAILQ_FOREACH_SAFE(req, list, entry, next) {
+		if (req->client != c)
+			continue;
 		req->client = NULL;
 		if (req->r.kind == REQUEST_API ||
 		    req->r.kind == REQUEST_NAMES) {
@@ -708,6 +701,18 @@ outbox_detach(struct client *c)
 			outbox_free(req);
 		}
 	}
+}
+
+/*
+ * c is going away: its messages stay, their replies go nowhere; what it
+ * asked only for itself (names, other Web API calls) is dropped.
+ */
+void
+outbox_detach(struct client *c)
+{
+	outbox_detach_list(&outbox_queue, c);
+	outbox_detach_list(&outbox_sent, c);
+	outbox_detach_list(&outbox_calls, c);
 }
 
 /* The upstream thread has stopped: everything left gets its answer. */

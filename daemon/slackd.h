@@ -379,56 +379,26 @@ void listener_start(struct event_base *, int);
 void listener_stop(void);
 void listener_unlink(void);
 
-/* client.c */
-#define CLIENT_DEAD     0x1  /* free at the next reap */
-#define CLIENT_DISCARD  0x2  /* skipping the rest of an overlong line */
-#define CLIENT_PAUSED   0x4  /* reading stopped until output drains */
-#define CLIENT_FLUSHING 0x8  /* close once output is written */
-#define CLIENT_EOF      0x10 /* peer shut down its sending side */
-#define CLIENT_DROPPED  0x20 /* too slow: nothing more, then closed */
-#define CLIENT_PUSH     0x40 /* on the list of output to write */
-#define CLIENT_WRITING  0x80 /* a backlog: the bufferevent writes it */
-struct outbox_req;
-struct client {
-	TAILQ_ENTRY(client) entry;
-	TAILQ_ENTRY(client) push_entry;
-	uint64_t id;
-	int fd;
-	struct bufferevent *bev;
-	uid_t uid;
-	gid_t gid;
-	pid_t pid;
-	int flags;
-	int64_t connected_at;
-
-	int all_types; /* subscription: no filter on type */
-	char **types;
-	size_t ntypes;
-	int all_channels;
-	char **channels;
-	size_t nchannels;
-
-	TAILQ_HEAD(, outbox_req) reqs; /* requests waiting for Slack */
-	uint64_t events;
-	int64_t soft_since; /* over client_buffer_soft since, or 0 */
-};
-TAILQ_HEAD(client_list, client);
-extern struct client_list clients;
+/* client.c: local client sessions; struct client is private to it. */
+struct client;
 void client_accept(int, uid_t, gid_t, pid_t);
 void client_send(struct client *, const char *, size_t);
-void client_push_later(struct client *);
 void client_send_json(struct client *, struct json_object *);
 void client_error(struct client *, struct json_object *, int, const char *, ...)
     __attribute__((format(printf, 4, 5)));
-void client_kill(struct client *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-void client_drop(struct client *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-size_t client_output(struct client *);
 void client_flush_all(void);
 void client_reconfigure(void);
 void client_free_all(void);
 u_int client_count(void);
+struct client *client_first(void);
+struct client *client_next(struct client *);
+size_t client_output(struct client *);
+int client_filtered(const struct client *);
+int client_wants(const struct client *, const char *, const char *);
+int client_room(struct client *, size_t, int64_t);
+int client_queue(struct client *, const char *, size_t);
+int client_queue_ref(struct client *, const char *, size_t,
+    void (*)(const void *, size_t, void *), void *);
 
 /*
  * request.c: parsing and checking one request line.  A new request type is
@@ -481,8 +451,6 @@ int request_check_target(const char *, char *, size_t);
 /* hub.c: fan-out of events and daemon messages. */
 void hub_events(struct mailbox_msg **, size_t);
 void hub_broadcast_json(struct json_object *);
-size_t hub_soft_limit(void);
-int hub_subscribe(struct client *, const struct request *, char *, size_t);
 
 /* outbox.c: outbound requests, rate limits, id mapping. */
 void outbox_init(const struct config *);
