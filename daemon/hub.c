@@ -27,6 +27,7 @@
 
 #define HUB_SHARE_MIN    4096  /* blocks this big are always shared */
 #define HUB_SHARE_BEHIND 16384 /* and any to a client this far behind */
+#define HUB_CONSUMERS    4     /* at most this many consumers */
 
 /* The lines of a batch of events, end to end, shared by clients. */
 struct hub_block {
@@ -50,6 +51,37 @@ hub_event(const struct mailbox_msg *m, struct hub_event *e)
 	e->channel = m->channel;
 	e->line = m->data;
 	e->len = m->len;
+}
+
+/*
+ * Consumers inside the daemon (names.c keeps its cache fresh this way):
+ * each is called as fn(type, line, len) for every event, before the
+ * clients get the batch, on the main thread.  The bytes are the hub's: a
+ * consumer copies what it keeps, and ignores quickly the types it does not
+ * care about.
+ */
+static hub_consumer hub_consumers[HUB_CONSUMERS];
+static u_int hub_nconsumers;
+
+void
+hub_consume(hub_consumer fn)
+{
+	if (hub_nconsumers == HUB_CONSUMERS)
+		fatalx("too many hub consumers");
+	hub_consumers[hub_nconsumers++] = fn;
+}
+
+void
+hub_unconsume(hub_consumer fn)
+{
+	u_int i;
+
+	for (i = 0; i < hub_nconsumers; i++) {
+		if (hub_consumers[i] == fn) {
+			hub_consumers[i] = hub_consumers[--hub_nconsumers];
+			return;
+		}
+	}
 }
 
 static void
@@ -109,11 +141,13 @@ hub_events(struct mailbox_msg **ev, size_t n)
 	struct client *c;
 	size_t i, len = 0;
 	int64_t now = util_now_ms();
+	u_int k;
 
 	status.events += n;
 	for (i = 0; i < n; i++) {
 		hub_event(ev[i], &e);
-		names_event(e.type, e.line, e.len);
+		for (k = 0; k < hub_nconsumers; k++)
+			hub_consumers[k](e.type, e.line, e.len);
 		len += e.len;
 	}
 	for (c = client_first(); c != NULL; c = client_next(c)) {

@@ -7,9 +7,10 @@
  * first time a name is looked up, or at connect with team_state = yes.
  * A lookup that has to wait for a load waits; events keep flowing
  * meanwhile.  RTM events keep it fresh (renames, new channels, new and
- * changed users, new DMs).  With a state directory it is saved to
- * names.json and read back at start, so a restart does not reload a
- * 30,000-user workspace.  A name that is not found in a cache that may be
+ * changed users, new DMs): names.c is a consumer of the hub's events
+ * (hub_consume()).  With a state directory it is saved to names.json and
+ * read back at start, so a restart does not reload a 30,000-user
+ * workspace.  A name that is not found in a cache that may be
  * stale triggers one reload (at most once a minute) before the lookup
  * fails.
  */
@@ -771,10 +772,11 @@ names_parse(const char *data, size_t len)
 }
 
 /*
- * An event that changes names (the upstream thread only checked it; its
- * bytes are parsed here).  Unknown types are ignored cheaply.
+ * The hub's consumer (names_init() registers it): an event that changes
+ * names (the upstream thread only checked it; its bytes are parsed here).
+ * Every event comes by here, so unknown types are ignored cheaply.
  */
-void
+static void
 names_event(const char *type, const char *data, size_t len)
 {
 	static const char *conv_types[] = { "channel_created", "channel_rename",
@@ -787,7 +789,7 @@ names_event(const char *type, const char *data, size_t len)
 	size_t i;
 	int conv = 0;
 
-	/* Every event comes by here: leave the uninteresting ones fast. */
+	/* Leave the uninteresting ones fast. */
 	if (strchr("cgitu", type[0]) == NULL || type[0] == '\0')
 		return;
 	for (i = 0; i < nitems(conv_types); i++) {
@@ -1037,6 +1039,7 @@ names_init(void)
 	double when;
 
 	names_save_ev = evtimer_new(slackd_base, names_save_cb, NULL);
+	hub_consume(names_event);
 	if ((path = names_path()) == NULL)
 		return;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
@@ -1114,6 +1117,7 @@ names_shutdown(void)
 {
 	struct names_wait *w;
 
+	hub_unconsume(names_event);
 	while ((w = TAILQ_FIRST(&names_waiting)) != NULL) {
 		if (w->call != 0)
 			api_forget(w->call);

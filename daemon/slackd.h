@@ -449,6 +449,9 @@ char *request_api_body(const struct request *, size_t *);
 int request_check_target(const char *, char *, size_t);
 
 /* hub.c: fan-out of events and daemon messages. */
+typedef void (*hub_consumer)(const char *, const char *, size_t);
+void hub_consume(hub_consumer);
+void hub_unconsume(hub_consumer);
 void hub_events(struct mailbox_msg **, size_t);
 void hub_broadcast_json(struct json_object *);
 
@@ -529,7 +532,6 @@ int names_preload(void);
 int names_busy(void);
 struct json_object *names_list_json(int);
 int names_list_state(int, const char **);
-void names_event(const char *, const char *, size_t);
 void names_team_is(const char *);
 void names_save_now(void);
 
