@@ -66,6 +66,9 @@ static struct client_list client_pushq = TAILQ_HEAD_INITIALIZER(client_pushq);
 static struct event *client_pusher;
 static uint64_t client_next_id;
 static u_int client_live;
+static uint64_t client_ntotal;   /* accepted */
+static uint64_t client_ndropped; /* as too slow */
+static uint64_t client_nrefused; /* by the listener */
 
 static void client_read_cb(struct bufferevent *, void *);
 static void client_push_later(struct client *);
@@ -74,6 +77,21 @@ u_int
 client_count(void)
 {
 	return client_live;
+}
+
+/* The listener turned a client away (allow_users, allow_groups). */
+void
+client_refused(void)
+{
+	client_nrefused++;
+}
+
+void
+client_stats(struct client_stats *st)
+{
+	st->total = client_ntotal;
+	st->dropped = client_ndropped;
+	st->refused = client_nrefused;
 }
 
 size_t
@@ -166,7 +184,7 @@ client_drop(struct client *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
-	status.clients_dropped++;
+	client_ndropped++;
 	log_warnx(
 	    "client %llu (pid %ld, uid %lu) dropped as too slow: %s; %zu bytes it had not read thrown away",
 	    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid, why,
@@ -656,7 +674,7 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	bufferevent_enable(c->bev, EV_READ);
 	TAILQ_INSERT_TAIL(&client_all, c, entry);
 	client_live++;
-	status.clients_total++;
+	client_ntotal++;
 	log_debug("client %llu connected (pid %ld, uid %lu, gid %lu)",
 	    (unsigned long long)c->id, (long)pid, (unsigned long)uid,
 	    (unsigned long)gid);

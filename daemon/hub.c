@@ -62,6 +62,13 @@ hub_event(const struct mailbox_msg *m, struct hub_event *e)
  */
 static hub_consumer hub_consumers[HUB_CONSUMERS];
 static u_int hub_nconsumers;
+static uint64_t hub_nreceived; /* events since start */
+
+uint64_t
+hub_received(void)
+{
+	return hub_nreceived;
+}
 
 void
 hub_consume(hub_consumer fn)
@@ -143,7 +150,7 @@ hub_events(struct mailbox_msg **ev, size_t n)
 	int64_t now = util_now_ms();
 	u_int k;
 
-	status.events += n;
+	hub_nreceived += n;
 	for (i = 0; i < n; i++) {
 		hub_event(ev[i], &e);
 		for (k = 0; k < hub_nconsumers; k++)

@@ -64,9 +64,11 @@ TAILQ_HEAD(outbox_list, outbox_req);
 static struct outbox_list outbox_queue = TAILQ_HEAD_INITIALIZER(outbox_queue);
 static struct outbox_list outbox_sent = TAILQ_HEAD_INITIALIZER(outbox_sent);
 static struct outbox_list outbox_calls = TAILQ_HEAD_INITIALIZER(outbox_calls);
-static u_int outbox_nqueue; /* RESOLVING, QUEUED, HANDED */
-static u_int outbox_nsent;  /* WRITTEN */
-static u_int outbox_ncalls; /* CALLING, LISTING */
+static u_int outbox_nqueue;          /* RESOLVING, QUEUED, HANDED */
+static u_int outbox_nsent;           /* WRITTEN */
+static u_int outbox_ncalls;          /* CALLING, LISTING */
+static uint64_t outbox_count_sent;   /* messages and posts Slack took */
+static uint64_t outbox_count_failed; /* and those that failed */
 static int64_t outbox_next_id = 1;
 static struct ratelimit *outbox_rl;
 static struct event *outbox_timer;
@@ -75,16 +77,13 @@ static int64_t outbox_rate_at = -1; /* when a held-back request may go */
 static void outbox_arm(void);
 static void outbox_run(void);
 
-u_int
-outbox_queued(void)
+void
+outbox_stats(struct outbox_stats *st)
 {
-	return outbox_nqueue;
-}
-
-u_int
-outbox_inflight(void)
-{
-	return outbox_nsent + outbox_ncalls;
+	st->queued = outbox_nqueue;
+	st->inflight = outbox_nsent + outbox_ncalls;
+	st->sent = outbox_count_sent;
+	st->failed = outbox_count_failed;
 }
 
 static void outbox_timer_cb(evutil_socket_t, short, void *);
@@ -183,7 +182,7 @@ outbox_fail(struct outbox_req *req, int code, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	if (outbox_is_message(req)) {
-		status.failed++;
+		outbox_count_failed++;
 		log_info("message %lld to %s failed: %s", (long long)req->id,
 		    req->channel[0] != '\0' ? req->channel : req->r.channel,
 		    msg);
@@ -245,7 +244,7 @@ outbox_posted(void *arg, const struct api_result *r)
 		outbox_fail(req, PROTOCOL_E_SLACK_API, "%s", r->slack_error);
 		return;
 	}
-	status.sent++;
+	outbox_count_sent++;
 	o = json_object_new_object();
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	if (json_object_object_get_ex(r->obj, "ts", &v))
@@ -294,7 +293,7 @@ outbox_run(void)
 	struct outbox_req *req, *next;
 	int64_t now = util_now_ms(), wait, soonest = -1;
 	int connected =
-	    status.state == UPSTREAM_CONNECTED && slackd_upstream != NULL;
+	    status_now.state == UPSTREAM_CONNECTED && slackd_upstream != NULL;
 
 	outbox_rate_at = -1;
 	TAILQ_FOREACH_SAFE(req, &outbox_queue, entry, next) {
@@ -380,7 +379,8 @@ outbox_expire(void)
 			        ? "find where it goes"
 			        : "reach Slack",
 			    (double)slackd_conf->queue_timeout / 1000,
-			    status.reason != NULL ? status.reason : "none");
+			    status_now.reason != NULL ? status_now.reason
+			                              : "none");
 	}
 }
 
@@ -528,14 +528,15 @@ outbox_submit(struct client *c, const struct request *r)
 		                                   : "nothing is allowed");
 		return;
 	}
-	if (status.state == UPSTREAM_FAILED) {
+	if (status_now.state == UPSTREAM_FAILED) {
 		client_error(c, r->id, PROTOCOL_E_UPSTREAM_FAILED,
 		    "not sent: %s",
-		    status.reason != NULL ? status.reason
-		                          : "Slack refused slackd");
+		    status_now.reason != NULL ? status_now.reason
+		                              : "Slack refused slackd");
 		return;
 	}
-	if (r->kind == REQUEST_TYPING && status.state != UPSTREAM_CONNECTED) {
+	if (r->kind == REQUEST_TYPING &&
+	    status_now.state != UPSTREAM_CONNECTED) {
 		client_error(c, r->id, PROTOCOL_E_NOT_CONNECTED,
 		    "not connected to Slack; typing indicators are not queued");
 		return;
@@ -647,13 +648,13 @@ outbox_reply(int64_t id, const char *data, size_t len)
 	}
 	if (json_object_object_get_ex(o, "ok", &ok) &&
 	    json_object_get_boolean(ok)) {
-		status.sent++;
+		outbox_count_sent++;
 		if (json_object_object_get_ex(o, "ts", &ts))
 			log_debug("message %lld to %s posted, ts %s",
 			    (long long)id, req->channel,
 			    json_object_get_string(ts));
 	} else {
-		status.failed++;
+		outbox_count_failed++;
 		log_info("message %lld to %s refused by Slack: %s",
 		    (long long)id, req->channel, data);
 	}

@@ -390,6 +390,13 @@ void client_flush_all(void);
 void client_reconfigure(void);
 void client_free_all(void);
 u_int client_count(void);
+void client_refused(void);
+struct client_stats {
+	uint64_t total;   /* accepted since start */
+	uint64_t dropped; /* as too slow */
+	uint64_t refused; /* by allow_users / allow_groups */
+};
+void client_stats(struct client_stats *);
 struct client *client_first(void);
 struct client *client_next(struct client *);
 size_t client_output(struct client *);
@@ -453,6 +460,7 @@ typedef void (*hub_consumer)(const char *, const char *, size_t);
 void hub_consume(hub_consumer);
 void hub_unconsume(hub_consumer);
 void hub_events(struct mailbox_msg **, size_t);
+uint64_t hub_received(void);
 void hub_broadcast_json(struct json_object *);
 
 /* outbox.c: outbound requests, rate limits, id mapping. */
@@ -467,10 +475,19 @@ void outbox_reply(int64_t, const char *, size_t);
 void outbox_session_down(uint64_t, const char *);
 void outbox_detach(struct client *);
 void outbox_shutdown(void);
-u_int outbox_queued(void);
-u_int outbox_inflight(void);
+struct outbox_stats {
+	u_int queued;    /* waiting to be sent */
+	u_int inflight;  /* sent, waiting for the answer */
+	uint64_t sent;   /* messages and posts Slack took */
+	uint64_t failed; /* messages and posts that failed */
+};
+void outbox_stats(struct outbox_stats *);
 
-/* status.c: the daemon's view of upstream and its JSON. */
+/*
+ * status.c: the daemon's view of upstream, and the JSON that shows it
+ * with the counters of the modules that own them (client_stats(),
+ * hub_received(), outbox_stats()).
+ */
 struct status {
 	enum upstream_state state;
 	uint64_t session;
@@ -486,18 +503,12 @@ struct status {
 	int64_t connected_mono;
 	uint64_t reconnects;
 	int64_t rtt_us;
-	uint64_t events;
 	uint64_t events_dropped;
 	char *last_dropped; /* why, for status */
 	double last_dropped_at;
-	uint64_t clients_total;
-	uint64_t clients_dropped;
-	uint64_t clients_refused;
-	uint64_t sent;
-	uint64_t failed;
 	double started;
 };
-extern struct status status;
+extern struct status status_now;
 void status_init(void);
 void status_update(struct mailbox_msg *);
 struct json_object *status_hello(void);
