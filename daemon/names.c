@@ -13,6 +13,14 @@
  * workspace.  A name that is not found in a cache that may be
  * stale triggers one reload (at most once a minute) before the lookup
  * fails.
+ *
+ * The callback rule, for every function of the main thread that starts
+ * something and takes a callback for its outcome (names_resolve() here,
+ * api_call() in api.c): it never calls that callback before it returns.
+ * When the outcome is known at once, the callback is deferred to the
+ * event loop (event_active() or a zero timeout), so the caller always has
+ * its handle first and the callback always runs from the loop, never
+ * inside the caller's own call.
  */
 #include "config.h"
 
@@ -83,6 +91,8 @@ struct names_wait {
 	char *target;
 	names_cb cb;
 	void *arg;
+	struct event *start; /* the first try, from the loop */
+	int started;
 	uint64_t call; /* conversations.open in flight */
 };
 
@@ -296,7 +306,7 @@ names_loaded(struct names_list *l, const char *error)
 	l->call = 0;
 	/* Whoever waited tries again: found, not found, or the error. */
 	TAILQ_FOREACH_SAFE(w, &names_waiting, entry, next) {
-		if (w->call == 0)
+		if (w->started && w->call == 0)
 			names_try(w);
 	}
 	slackd_names_loaded();
@@ -408,13 +418,21 @@ names_is_id(const char *s, const char *first)
 	return digits > 0 || strcmp(s, "USLACKBOT") == 0 ? 2 : 1;
 }
 
+/* Free w, off the waiting list already. */
+static void
+names_wait_free(struct names_wait *w)
+{
+	event_free(w->start);
+	free(w->target);
+	free(w);
+}
+
 static void
 names_done(struct names_wait *w, const char *id, int code, const char *error)
 {
 	TAILQ_REMOVE(&names_waiting, w, entry);
 	w->cb(w->arg, id, code, error);
-	free(w->target);
-	free(w);
+	names_wait_free(w);
 }
 
 static void
@@ -573,33 +591,42 @@ names_try(struct names_wait *w)
 	}
 }
 
+/* The first try of a lookup, from the loop (the callback rule). */
+static void
+names_start_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct names_wait *w = arg;
+
+	w->started = 1;
+	if (names_is_id(w->target, "CGD") == 2)
+		names_done(w, w->target, 0, NULL);
+	else
+		names_try(w);
+}
+
 /*
  * Resolve a conversation target to a conversation id: an id as is, a
  * name with or without '#', '@name' or a user id (their DM).
- * cb(arg, id, 0, NULL) or cb(arg, NULL, PROTOCOL_E_..., why) runs when
- * known -- possibly before this returns.  Returns a handle for names_cancel(),
- * or NULL if cb already ran.
+ * cb(arg, id, 0, NULL) or cb(arg, NULL, PROTOCOL_E_..., why) runs once it
+ * is known, from the loop: never before this returns, even when the answer
+ * is known at once.  Returns a handle for names_cancel(), valid until cb
+ * has run.
  */
 struct names_wait *
 names_resolve(const char *target, names_cb cb, void *arg)
 {
 	struct names_wait *w;
 
-	if (names_is_id(target, "CGD") == 2) {
-		cb(arg, target, 0, NULL);
-		return NULL;
-	}
 	w = xcalloc(1, sizeof *w);
 	w->target = xstrdup(target);
 	w->cb = cb;
 	w->arg = arg;
+	if ((w->start = event_new(slackd_base, -1, 0, names_start_cb, w)) ==
+	    NULL)
+		fatalx("event_new");
 	TAILQ_INSERT_TAIL(&names_waiting, w, entry);
-	names_try(w);
-	TAILQ_FOREACH(w, &names_waiting, entry) {
-		if (w->cb == cb && w->arg == arg)
-			return w;
-	}
-	return NULL;
+	event_active(w->start, EV_TIMEOUT, 0);
+	return w;
 }
 
 /* The caller no longer wants the answer. */
@@ -611,8 +638,7 @@ names_cancel(struct names_wait *w)
 	if (w->call != 0)
 		api_forget(w->call);
 	TAILQ_REMOVE(&names_waiting, w, entry);
-	free(w->target);
-	free(w);
+	names_wait_free(w);
 }
 
 /* team_state = yes: load both lists now.  Returns 1 if loading. */

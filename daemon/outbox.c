@@ -518,7 +518,6 @@ void
 outbox_submit(struct client *c, const struct request *r)
 {
 	struct outbox_req *req;
-	struct names_wait *w;
 
 	if (r->kind == REQUEST_API &&
 	    !config_api_allowed(slackd_conf, r->method)) {
@@ -565,11 +564,9 @@ outbox_submit(struct client *c, const struct request *r)
 	req->id = outbox_next_id;
 	outbox_next_id += 2;
 	outbox_link(req, OUTBOX_RESOLVING);
-	/* NULL: outbox_resolved() has run already (and req may be gone). */
-	if ((w = names_resolve(r->channel, outbox_resolved, req)) != NULL) {
-		req->resolving = w;
-		outbox_arm(); /* queue_timeout covers the wait */
-	}
+	/* outbox_resolved() runs later, from the loop. */
+	req->resolving = names_resolve(r->channel, outbox_resolved, req);
+	outbox_arm(); /* queue_timeout covers the wait */
 }
 
 /* Connected (again): send what waited. */
