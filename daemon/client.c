@@ -330,6 +330,18 @@ client_reply(struct request *r, const char *type)
 	return o;
 }
 
+/* The reply {"type":type,"reply_to":id,"ok":true}. */
+static void
+client_reply_ok(struct client *c, struct request *r, const char *type)
+{
+	struct json_object *o;
+
+	o = client_reply(r, type);
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	client_send_json(c, o);
+	json_object_put(o);
+}
+
 static void
 client_ping(struct client *c, struct request *r)
 {
@@ -398,15 +410,10 @@ client_list_set(struct json_object *a, int *all, char ***list, size_t *n)
 static void
 client_subscribe(struct client *c, struct request *r)
 {
-	struct json_object *o;
-
 	client_list_set(r->types, &c->all_types, &c->types, &c->ntypes);
 	client_list_set(
 	    r->channels, &c->all_channels, &c->channels, &c->nchannels);
-	o = client_reply(r, PROTOCOL_SUBSCRIBE);
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	client_send_json(c, o);
-	json_object_put(o);
+	client_reply_ok(c, r, PROTOCOL_SUBSCRIBE);
 }
 
 /*
@@ -419,7 +426,7 @@ client_subscribe(struct client *c, struct request *r)
 static void
 client_debug(struct client *c, struct request *r)
 {
-	struct json_object *o, *v;
+	struct json_object *v;
 
 	if (!slackd_test_hooks) {
 		client_error(c, r->id, PROTOCOL_E_UNKNOWN_TYPE,
@@ -441,10 +448,7 @@ client_debug(struct client *c, struct request *r)
 	if (json_object_object_get_ex(r->obj, "save", &v) &&
 	    strcmp(json_object_get_string(v), "names") == 0)
 		names_save_now();
-	o = client_reply(r, PROTOCOL_DEBUG);
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	client_send_json(c, o);
-	json_object_put(o);
+	client_reply_ok(c, r, PROTOCOL_DEBUG);
 }
 
 /* A request for Slack (or its names): the outbox answers it. */

@@ -673,54 +673,97 @@ names_put(struct json_object *o, const char *key, const char *s)
 		json_object_object_add(o, key, json_object_new_string(s));
 }
 
-static int
-names_conv_json(const char *key, void *value, void *arg)
+/*
+ * One conversation or user as JSON: for clients (slackd.names), or for
+ * names.json, in the shape Slack's lists have so that it reads back the
+ * same way.
+ */
+static struct json_object *
+names_conv_obj(const struct names_conv *c, int file)
 {
-	struct names_conv *c = value;
+	static const char *file_kinds[] = { "is_channel", "is_private", "is_im",
+		"is_mpim" };
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_string(c->id));
 	names_put(o, "name", c->name);
 	names_put(o, "user", c->user);
-	json_object_object_add(
-	    o, "kind", json_object_new_string(names_kinds[c->kind]));
-	if (c->archived)
+	if (file)
 		json_object_object_add(
-		    o, "archived", json_object_new_boolean(1));
-	json_object_array_add(arg, o);
-	return 0;
+		    o, file_kinds[c->kind], json_object_new_boolean(1));
+	else
+		json_object_object_add(
+		    o, "kind", json_object_new_string(names_kinds[c->kind]));
+	if (c->archived)
+		json_object_object_add(o, file ? "is_archived" : "archived",
+		    json_object_new_boolean(1));
+	return o;
 }
 
-static int
-names_user_json(const char *key, void *value, void *arg)
+static struct json_object *
+names_user_obj(const struct names_user *u, int file)
 {
-	struct names_user *u = value;
-	struct json_object *o = json_object_new_object();
+	struct json_object *o = json_object_new_object(), *p;
 
 	json_object_object_add(o, "id", json_object_new_string(u->id));
 	names_put(o, "name", u->name);
 	names_put(o, "real_name", u->real_name);
-	names_put(o, "display_name", u->display_name);
+	if (!file)
+		names_put(o, "display_name", u->display_name);
+	else if (u->display_name != NULL) {
+		p = json_object_new_object();
+		names_put(p, "display_name", u->display_name);
+		json_object_object_add(o, "profile", p);
+	}
 	if (u->deleted)
 		json_object_object_add(
 		    o, "deleted", json_object_new_boolean(1));
 	if (u->bot)
 		json_object_object_add(o, "is_bot", json_object_new_boolean(1));
-	json_object_array_add(arg, o);
+	return o;
+}
+
+/* map_foreach() into an array: for clients or for names.json. */
+struct names_dump {
+	struct json_object *a;
+	int file;
+};
+
+static int
+names_conv_dump(const char *key, void *value, void *arg)
+{
+	struct names_dump *d = arg;
+
+	json_object_array_add(d->a, names_conv_obj(value, d->file));
 	return 0;
+}
+
+static int
+names_user_dump(const char *key, void *value, void *arg)
+{
+	struct names_dump *d = arg;
+
+	json_object_array_add(d->a, names_user_obj(value, d->file));
+	return 0;
+}
+
+/* Every entry of l as an array of JSON objects. */
+static struct json_object *
+names_dump(struct names_list *l, int file)
+{
+	struct names_dump d = { json_object_new_array(), file };
+
+	if (l->by_id != NULL)
+		map_foreach(l->by_id,
+		    l == &names_users ? names_user_dump : names_conv_dump, &d);
+	return d.a;
 }
 
 /* An array of what the cache knows of channels (users 0) or users. */
 struct json_object *
 names_list_json(int users)
 {
-	struct names_list *l = users ? &names_users : &names_convs;
-	struct json_object *a = json_object_new_array();
-
-	if (l->by_id != NULL)
-		map_foreach(
-		    l->by_id, users ? names_user_json : names_conv_json, a);
-	return a;
+	return names_dump(users ? &names_users : &names_convs, 0);
 }
 
 /* Is the list loaded (0), loading (1), or did loading fail (-1)? */
@@ -851,52 +894,6 @@ names_event(const char *type, const char *data, size_t len)
 
 /* ---- names.json ------------------------------------------------------- */
 
-static int
-names_save_conv(const char *key, void *value, void *arg)
-{
-	struct names_conv *c = value;
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "id", json_object_new_string(c->id));
-	names_put(o, "name", c->name);
-	names_put(o, "user", c->user);
-	json_object_object_add(o,
-	    c->kind == NAMES_IM            ? "is_im"
-	        : c->kind == NAMES_MPIM    ? "is_mpim"
-	        : c->kind == NAMES_PRIVATE ? "is_private"
-	                                   : "is_channel",
-	    json_object_new_boolean(1));
-	if (c->archived)
-		json_object_object_add(
-		    o, "is_archived", json_object_new_boolean(1));
-	json_object_array_add(arg, o);
-	return 0;
-}
-
-static int
-names_save_user(const char *key, void *value, void *arg)
-{
-	struct names_user *u = value;
-	struct json_object *o = json_object_new_object(), *p;
-
-	json_object_object_add(o, "id", json_object_new_string(u->id));
-	names_put(o, "name", u->name);
-	names_put(o, "real_name", u->real_name);
-	if (u->display_name != NULL) {
-		p = json_object_new_object();
-		json_object_object_add(
-		    p, "display_name", json_object_new_string(u->display_name));
-		json_object_object_add(o, "profile", p);
-	}
-	if (u->deleted)
-		json_object_object_add(
-		    o, "deleted", json_object_new_boolean(1));
-	if (u->bot)
-		json_object_object_add(o, "is_bot", json_object_new_boolean(1));
-	json_object_array_add(arg, o);
-	return 0;
-}
-
 static char *
 names_path(void)
 {
@@ -939,7 +936,7 @@ fail:
 static void
 names_save(void)
 {
-	struct json_object *o, *a;
+	struct json_object *o;
 	char *path, *tmp;
 	const char *s;
 	size_t len;
@@ -955,16 +952,13 @@ names_save(void)
 	json_object_object_add(o, "team", json_object_new_string(names_team));
 	json_object_object_add(o, "saved", json_object_new_double(util_wall()));
 	if (names_convs.by_id != NULL) {
-		a = json_object_new_array();
-		map_foreach(names_convs.by_id, names_save_conv, a);
-		json_object_object_add(o, "channels", a);
+		json_object_object_add(
+		    o, "channels", names_dump(&names_convs, 1));
 		json_object_object_add(o, "channels_loaded",
 		    json_object_new_double(names_convs.loaded_wall));
 	}
 	if (names_users.by_id != NULL) {
-		a = json_object_new_array();
-		map_foreach(names_users.by_id, names_save_user, a);
-		json_object_object_add(o, "users", a);
+		json_object_object_add(o, "users", names_dump(&names_users, 1));
 		json_object_object_add(o, "users_loaded",
 		    json_object_new_double(names_users.loaded_wall));
 	}
