@@ -6,6 +6,11 @@
  * client that sends requests faster than it reads the replies is paused
  * until its output drains.  A client is never freed inside its own
  * callback: client_kill() marks it and the reaper frees it afterwards.
+ *
+ * struct client is this file's alone.  The hub fans events out through the
+ * functions at the end (which clients take output, what each wants, room
+ * under the buffer limits, queueing); client.c counts the clients it
+ * accepted, dropped and refused for slackd.status (client_stats()).
  */
 #include "config.h"
 
