@@ -3,6 +3,14 @@
  * the upstream thread (which queues it within Slack's rate limits and
  * retries rate-limited and transient failures), and its result comes back
  * through the mailbox to the callback that asked for it.
+ *
+ * The callback rule, for every function of the main thread that starts
+ * something and takes a callback for its outcome (api_call() here,
+ * names_resolve() in names.c): it never calls that callback before it returns.
+ * When the outcome is known at once, the callback is deferred to the
+ * event loop (event_active() or a zero timeout), so the caller always has
+ * its handle first and the callback always runs from the loop, never
+ * inside the caller's own call.
  */
 #include "config.h"
 

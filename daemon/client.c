@@ -6,6 +6,11 @@
  * client that sends requests faster than it reads the replies is paused
  * until its output drains.  A client is never freed inside its own
  * callback: client_kill() marks it and the reaper frees it afterwards.
+ *
+ * struct client is this file's alone.  The hub fans events out through the
+ * functions at the end (which clients take output, what each wants, room
+ * under the buffer limits, queueing); client.c counts the clients it
+ * accepted, dropped and refused for slackd.status (client_stats()).
  */
 #include "config.h"
 
@@ -28,20 +33,70 @@
 #define CLIENT_MAX_WRITE (256 * 1024) /* bytes per write(2), at most */
 #define CLIENT_LINGER    5 /* s a dropped client has to read its error */
 
-struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
+#define CLIENT_DEAD     0x1  /* free at the next reap */
+#define CLIENT_DISCARD  0x2  /* skipping the rest of an overlong line */
+#define CLIENT_PAUSED   0x4  /* reading stopped until output drains */
+#define CLIENT_FLUSHING 0x8  /* close once output is written */
+#define CLIENT_EOF      0x10 /* peer shut down its sending side */
+#define CLIENT_DROPPED  0x20 /* too slow: nothing more, then closed */
+#define CLIENT_PUSH     0x40 /* on the list of output to write */
+#define CLIENT_WRITING  0x80 /* a backlog: the bufferevent writes it */
+
+struct client {
+	TAILQ_ENTRY(client) entry;
+	TAILQ_ENTRY(client) push_entry;
+	uint64_t id;
+	int fd;
+	struct bufferevent *bev;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	int flags;
+
+	int all_types; /* subscription: no filter on type */
+	char **types;
+	size_t ntypes;
+	int all_channels;
+	char **channels;
+	size_t nchannels;
+
+	int64_t soft_since; /* over client_buffer_soft since, or 0 */
+};
+TAILQ_HEAD(client_list, client);
+
+static struct client_list client_all = TAILQ_HEAD_INITIALIZER(client_all);
 static struct event *client_reaper;
 /* Clients with new output, written once the current callbacks are done. */
 static struct client_list client_pushq = TAILQ_HEAD_INITIALIZER(client_pushq);
 static struct event *client_pusher;
 static uint64_t client_next_id;
 static u_int client_live;
+static uint64_t client_ntotal;   /* accepted */
+static uint64_t client_ndropped; /* as too slow */
+static uint64_t client_nrefused; /* by the listener */
 
 static void client_read_cb(struct bufferevent *, void *);
+static void client_push_later(struct client *);
 
 u_int
 client_count(void)
 {
 	return client_live;
+}
+
+/* The listener turned a client away (allow_users, allow_groups). */
+void
+client_refused(void)
+{
+	client_nrefused++;
+}
+
+void
+client_stats(struct client_stats *st)
+{
+	st->total = client_ntotal;
+	st->dropped = client_ndropped;
+	st->refused = client_nrefused;
 }
 
 size_t
@@ -61,22 +116,18 @@ client_discard_output(struct client *c)
 	evbuffer_freeze(out, 1);
 }
 
+static void client_list_free(char ***, size_t *);
+
 static void
 client_free(struct client *c)
 {
-	size_t i;
-
 	outbox_detach(c);
-	TAILQ_REMOVE(&clients, c, entry);
+	TAILQ_REMOVE(&client_all, c, entry);
 	if (c->flags & CLIENT_PUSH)
 		TAILQ_REMOVE(&client_pushq, c, push_entry);
 	bufferevent_free(c->bev);
-	for (i = 0; i < c->ntypes; i++)
-		free(c->types[i]);
-	free(c->types);
-	for (i = 0; i < c->nchannels; i++)
-		free(c->channels[i]);
-	free(c->channels);
+	client_list_free(&c->types, &c->ntypes);
+	client_list_free(&c->channels, &c->nchannels);
 	free(c);
 }
 
@@ -85,16 +136,19 @@ client_reap_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct client *c, *next;
 
-	TAILQ_FOREACH_SAFE(c, &clients, entry, next) {
+	TAILQ_FOREACH_SAFE(c, &client_all, entry, next) {
 		if (c->flags & CLIENT_DEAD)
 			client_free(c);
 	}
-	if (slackd_stopping && TAILQ_EMPTY(&clients))
+	if (slackd_stopping && TAILQ_EMPTY(&client_all))
 		slackd_clients_gone();
 }
 
+static void client_kill(struct client *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Mark c for freeing; it gets nothing more and is freed by the reaper. */
-void
+static void
 client_kill(struct client *c, const char *fmt, ...)
 {
 	char why[256];
@@ -114,12 +168,16 @@ client_kill(struct client *c, const char *fmt, ...)
 	event_active(client_reaper, EV_TIMEOUT, 0);
 }
 
+static void client_drop(struct client *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /*
  * c reads too slowly.  Throw away what it has not read, tell it why (if
  * it ever reads again), and close once that is written or after a few
- * seconds.  Its requests are still sent; their replies go nowhere.
+ * seconds.  Its messages are still sent (their replies go nowhere); what
+ * it asked only for itself is dropped (outbox_detach()).
  */
-void
+static void
 client_drop(struct client *c, const char *fmt, ...)
 {
 	struct timeval tv = { CLIENT_LINGER, 0 };
@@ -131,9 +189,9 @@ client_drop(struct client *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
-	status.clients_dropped++;
-	log_warnx("client %llu (pid %ld, uid %lu) dropped as too slow: %s; "
-	          "%zu bytes it had not read thrown away",
+	client_ndropped++;
+	log_warnx(
+	    "client %llu (pid %ld, uid %lu) dropped as too slow: %s; %zu bytes it had not read thrown away",
 	    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid, why,
 	    client_output(c));
 	client_discard_output(c);
@@ -167,7 +225,7 @@ client_send(struct client *c, const char *line, size_t len)
  * backlog is gone (CLIENT_WRITING).  A write event armed and disarmed for
  * every event would cost two epoll_ctl(2) calls per client per event.
  */
-void
+static void
 client_push_later(struct client *c)
 {
 	if (c->flags & (CLIENT_DEAD | CLIENT_PUSH | CLIENT_WRITING))
@@ -277,6 +335,18 @@ client_reply(struct request *r, const char *type)
 	return o;
 }
 
+/* The reply {"type":type,"reply_to":id,"ok":true}. */
+static void
+client_reply_ok(struct client *c, struct request *r, const char *type)
+{
+	struct json_object *o;
+
+	o = client_reply(r, type);
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	client_send_json(c, o);
+	json_object_put(o);
+}
+
 static void
 client_ping(struct client *c, struct request *r)
 {
@@ -308,36 +378,64 @@ client_status(struct client *c, struct request *r)
 }
 
 static void
-client_subscribe(struct client *c, struct request *r)
+client_list_free(char ***list, size_t *n)
 {
-	struct json_object *o;
-	char why[256];
+	size_t i;
 
-	if (hub_subscribe(c, r, why, sizeof why) != 0) {
-		client_error(c, r->id, PROTOCOL_E_BAD_REQUEST, "%s", why);
+	for (i = 0; i < *n; i++)
+		free((*list)[i]);
+	free(*list);
+	*list = NULL;
+	*n = 0;
+}
+
+/* A filter from a subscribe request: a (checked) list, or NULL: all. */
+static void
+client_list_set(struct json_object *a, int *all, char ***list, size_t *n)
+{
+	size_t i;
+
+	client_list_free(list, n);
+	if (a == NULL) {
+		*all = 1;
 		return;
 	}
-	o = client_reply(r, PROTOCOL_SUBSCRIBE);
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	client_send_json(c, o);
-	json_object_put(o);
+	*all = 0;
+	*n = json_object_array_length(a);
+	*list = xcalloc(*n, sizeof **list);
+	for (i = 0; i < *n; i++)
+		(*list)[i] = xstrdup(
+		    json_object_get_string(json_object_array_get_idx(a, i)));
+}
+
+/*
+ * Replace c's subscription: "types" and "channels" each either absent (no
+ * filter) or a list (an empty list matches nothing).
+ */
+static void
+client_subscribe(struct client *c, struct request *r)
+{
+	client_list_set(r->types, &c->all_types, &c->types, &c->ntypes);
+	client_list_set(
+	    r->channels, &c->all_channels, &c->channels, &c->nchannels);
+	client_reply_ok(c, r, PROTOCOL_SUBSCRIBE);
 }
 
 /*
  * Test hooks, only with SLACKD_TEST_HOOKS=1 in the environment at start:
  * {"type":"slackd.debug","wedge":"upstream"} hangs the upstream thread
  * (to prove the watchdog notices); {"type":"slackd.debug","sleep":S}
- * stalls the main thread S seconds (to prove the backpressure).
+ * stalls the main thread S seconds (to prove the backpressure);
+ * {"type":"slackd.debug","save":"names"} writes names.json now.
  */
 static void
 client_debug(struct client *c, struct request *r)
 {
-	struct json_object *o, *v;
+	struct json_object *v;
 
 	if (!slackd_test_hooks) {
 		client_error(c, r->id, PROTOCOL_E_UNKNOWN_TYPE,
-		    "unknown type "
-		    "\"" PROTOCOL_DEBUG "\" (test hooks are off)");
+		    "unknown type \"" PROTOCOL_DEBUG "\" (test hooks are off)");
 		return;
 	}
 	if (json_object_object_get_ex(r->obj, "wedge", &v) &&
@@ -352,11 +450,36 @@ client_debug(struct client *c, struct request *r)
 		    json_object_get_double(v));
 		usleep((useconds_t)(json_object_get_double(v) * 1e6));
 	}
-	o = client_reply(r, PROTOCOL_DEBUG);
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	client_send_json(c, o);
-	json_object_put(o);
+	if (json_object_object_get_ex(r->obj, "save", &v) &&
+	    strcmp(json_object_get_string(v), "names") == 0)
+		names_save_now();
+	client_reply_ok(c, r, PROTOCOL_DEBUG);
 }
+
+/* A request for Slack (or its names): the outbox answers it. */
+static void
+client_outbox(struct client *c, struct request *r)
+{
+	if (slackd_stopping)
+		client_error(c, r->id, PROTOCOL_E_SHUTTING_DOWN,
+		    "slackd is shutting down; not sent");
+	else
+		outbox_submit(c, r);
+}
+
+/* What the daemon does with each kind of request (see request.c). */
+static void (*const client_handlers[REQUEST_NKINDS])(
+    struct client *, struct request *) = {
+	[REQUEST_MESSAGE] = client_outbox,
+	[REQUEST_TYPING] = client_outbox,
+	[REQUEST_PING] = client_ping,
+	[REQUEST_SUBSCRIBE] = client_subscribe,
+	[REQUEST_STATUS] = client_status,
+	[REQUEST_DEBUG] = client_debug,
+	[REQUEST_POST] = client_outbox,
+	[REQUEST_API] = client_outbox,
+	[REQUEST_NAMES] = client_outbox,
+};
 
 static void
 client_request(struct client *c, const char *line, size_t len)
@@ -364,36 +487,12 @@ client_request(struct client *c, const char *line, size_t len)
 	struct request r;
 	struct request_error e;
 
-	if (request_parse(line, len, &r, &e) != 0) {
+	if (request_parse(line, len, &r, &e) != 0)
 		client_error(c, e.id, e.code, "%s", e.msg);
-		request_free(&r);
-		return;
-	}
-	switch (r.kind) {
-	case REQUEST_PING:
-		client_ping(c, &r);
-		break;
-	case REQUEST_STATUS:
-		client_status(c, &r);
-		break;
-	case REQUEST_SUBSCRIBE:
-		client_subscribe(c, &r);
-		break;
-	case REQUEST_DEBUG:
-		client_debug(c, &r);
-		break;
-	case REQUEST_MESSAGE:
-	case REQUEST_TYPING:
-	case REQUEST_POST:
-	case REQUEST_API:
-	case REQUEST_NAMES:
-		if (slackd_stopping)
-			client_error(c, r.id, PROTOCOL_E_SHUTTING_DOWN,
-			    "slackd is shutting down; not sent");
-		else
-			outbox_submit(c, &r);
-		break;
-	}
+	else if (client_handlers[r.kind] == NULL)
+		fatalx("request kind %d has no handler", r.kind);
+	else
+		client_handlers[r.kind](c, &r);
 	request_free(&r);
 }
 
@@ -444,8 +543,7 @@ client_lines(struct client *c)
 			if (len <= max)
 				return;
 			client_error(c, NULL, PROTOCOL_E_LINE_TOO_LONG,
-			    "request line longer than %zu bytes (max_line); "
-			    "the rest of it is discarded",
+			    "request line longer than %zu bytes (max_line); the rest of it is discarded",
 			    max);
 			c->flags |= CLIENT_DISCARD;
 			continue;
@@ -453,8 +551,7 @@ client_lines(struct client *c)
 		len = (size_t)eol.pos;
 		if (len > max) {
 			client_error(c, NULL, PROTOCOL_E_LINE_TOO_LONG,
-			    "request line of %zu bytes is longer than %zu "
-			    "(max_line)",
+			    "request line of %zu bytes is longer than %zu (max_line)",
 			    len, max);
 			evbuffer_drain(in, len + 1);
 			continue;
@@ -478,6 +575,17 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	client_lines(arg);
 }
 
+/* A soft limit above the hard one is the hard one. */
+static size_t
+client_soft_limit(void)
+{
+	const struct config *conf = slackd_conf;
+
+	return conf->client_buffer_soft < conf->client_buffer_limit
+	    ? conf->client_buffer_soft
+	    : conf->client_buffer_limit;
+}
+
 /* Output was written: close, lift limits, read again, as it allows. */
 static void
 client_wrote(struct client *c)
@@ -486,7 +594,7 @@ client_wrote(struct client *c)
 		client_kill(c, "output flushed, closing");
 		return;
 	}
-	if (client_output(c) <= hub_soft_limit())
+	if (client_output(c) <= client_soft_limit())
 		c->soft_since = 0;
 	if ((c->flags & CLIENT_PAUSED) &&
 	    client_output(c) <= CLIENT_RESUME_AT) {
@@ -559,9 +667,7 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	c->uid = uid;
 	c->gid = gid;
 	c->pid = pid;
-	c->connected_at = util_now_ms();
 	c->all_types = c->all_channels = 1;
-	TAILQ_INIT(&c->reqs);
 	c->bev = bufferevent_socket_new(slackd_base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
 		fatalx("bufferevent_socket_new");
@@ -575,11 +681,12 @@ client_accept(int fd, uid_t uid, gid_t gid, pid_t pid)
 	/* libevent starts a bufferevent writing; client_push() decides. */
 	bufferevent_disable(c->bev, EV_WRITE);
 	bufferevent_enable(c->bev, EV_READ);
-	TAILQ_INSERT_TAIL(&clients, c, entry);
+	TAILQ_INSERT_TAIL(&client_all, c, entry);
 	client_live++;
-	status.clients_total++;
-	log_debug("client %llu connected (pid %ld, uid %lu)",
-	    (unsigned long long)c->id, (long)pid, (unsigned long)uid);
+	client_ntotal++;
+	log_debug("client %llu connected (pid %ld, uid %lu, gid %lu)",
+	    (unsigned long long)c->id, (long)pid, (unsigned long)uid,
+	    (unsigned long)gid);
 
 	hello = status_hello();
 	client_send_json(c, hello);
@@ -592,7 +699,7 @@ client_reconfigure(void)
 {
 	struct client *c;
 
-	TAILQ_FOREACH(c, &clients, entry) {
+	TAILQ_FOREACH(c, &client_all, entry) {
 		if (!(c->flags & CLIENT_DEAD))
 			bufferevent_setwatermark(
 			    c->bev, EV_READ, 0, slackd_conf->max_line + 2);
@@ -605,7 +712,7 @@ client_flush_all(void)
 {
 	struct client *c;
 
-	TAILQ_FOREACH(c, &clients, entry) {
+	TAILQ_FOREACH(c, &client_all, entry) {
 		if (c->flags & CLIENT_DEAD)
 			continue;
 		c->flags |= CLIENT_FLUSHING;
@@ -616,7 +723,7 @@ client_flush_all(void)
 	}
 	if (client_reaper != NULL)
 		event_active(client_reaper, EV_TIMEOUT, 0);
-	else if (TAILQ_EMPTY(&clients))
+	else if (TAILQ_EMPTY(&client_all))
 		slackd_clients_gone();
 }
 
@@ -625,11 +732,133 @@ client_free_all(void)
 {
 	struct client *c;
 
-	while ((c = TAILQ_FIRST(&clients)) != NULL)
+	while ((c = TAILQ_FIRST(&client_all)) != NULL)
 		client_free(c);
 	if (client_reaper != NULL) {
 		event_free(client_reaper);
 		event_free(client_pusher);
 		client_reaper = client_pusher = NULL;
 	}
+}
+
+/* ---- what the hub uses to fan events out ------------------------------ */
+
+/* c or the first client after it that still takes output. */
+static struct client *
+client_open_from(struct client *c)
+{
+	while (c != NULL && (c->flags & (CLIENT_DEAD | CLIENT_FLUSHING)))
+		c = TAILQ_NEXT(c, entry);
+	return c;
+}
+
+/*
+ * The clients that take output, in order: client_first(), then
+ * client_next() until NULL.  A client dropped or killed meanwhile stays
+ * on the list until the reaper runs, so client_next() of it still works.
+ */
+struct client *
+client_first(void)
+{
+	return client_open_from(TAILQ_FIRST(&client_all));
+}
+
+struct client *
+client_next(struct client *c)
+{
+	return client_open_from(TAILQ_NEXT(c, entry));
+}
+
+/* Does c filter events by type or channel? */
+int
+client_filtered(const struct client *c)
+{
+	return !c->all_types || !c->all_channels;
+}
+
+static int
+client_listed(char **list, size_t n, const char *s)
+{
+	size_t i;
+
+	if (*s == '\0')
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (strcmp(list[i], s) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Does c want an event of this type in this channel ("" if none)? */
+int
+client_wants(const struct client *c, const char *type, const char *channel)
+{
+	if (!c->all_types && !client_listed(c->types, c->ntypes, type))
+		return 0;
+	if (!c->all_channels &&
+	    !client_listed(c->channels, c->nchannels, channel))
+		return 0;
+	return 1;
+}
+
+/*
+ * May c take len more bytes?  Over client_buffer_limit it is dropped at
+ * once; over client_buffer_soft for client_buffer_soft_time too.
+ */
+int
+client_room(struct client *c, size_t len, int64_t now)
+{
+	const struct config *conf = slackd_conf;
+	size_t out = client_output(c) + len, soft = client_soft_limit();
+
+	if (out > conf->client_buffer_limit) {
+		client_drop(c,
+		    "%zu bytes unread would pass client_buffer_limit (%zu)",
+		    out, conf->client_buffer_limit);
+		return 0;
+	}
+	if (out <= soft) {
+		c->soft_since = 0;
+		return 1;
+	}
+	if (c->soft_since == 0)
+		c->soft_since = now;
+	else if (now - c->soft_since >= conf->client_buffer_soft_time) {
+		client_drop(c,
+		    "more than client_buffer_soft (%zu bytes) unread for %.0f s",
+		    soft, (double)conf->client_buffer_soft_time / 1000);
+		return 0;
+	}
+	return 1;
+}
+
+/* Queue a copy of len bytes for c.  -1: c could not take them and is gone. */
+int
+client_queue(struct client *c, const char *data, size_t len)
+{
+	if (evbuffer_add(bufferevent_get_output(c->bev), data, len) != 0) {
+		client_kill(c, "cannot queue output");
+		return -1;
+	}
+	client_push_later(c);
+	return 0;
+}
+
+/*
+ * Queue len bytes for c by reference: release(data, len, arg) runs once
+ * they are written or thrown away.  -1: c could not take them (release
+ * does not run) and is gone.
+ */
+int
+client_queue_ref(struct client *c, const char *data, size_t len,
+    void (*release)(const void *, size_t, void *), void *arg)
+{
+	if (evbuffer_add_reference(
+	        bufferevent_get_output(c->bev), data, len, release, arg) != 0) {
+		client_kill(c, "cannot queue output");
+		return -1;
+	}
+	client_push_later(c);
+	return 0;
 }

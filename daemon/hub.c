@@ -12,22 +12,22 @@
  * Slow readers are bounded like Redis' client-output-buffer-limit: a hard
  * limit (client_buffer_limit) and a soft one held for a time
  * (client_buffer_soft for client_buffer_soft_time); a client over either
- * is dropped, so one stuck reader can neither hold up the others nor grow
- * the daemon.
+ * is dropped (client_room()), so one stuck reader can neither hold up the
+ * others nor grow the daemon.  The hub sees clients only through client.c's
+ * functions: which take output, what each wants, room, and queueing.
  */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <json-c/json.h>
 
 #include "slackd.h"
 
 #define HUB_SHARE_MIN    4096  /* blocks this big are always shared */
 #define HUB_SHARE_BEHIND 16384 /* and any to a client this far behind */
+#define HUB_CONSUMERS    4     /* at most this many consumers */
 
 /* The lines of a batch of events, end to end, shared by clients. */
 struct hub_block {
@@ -35,6 +35,61 @@ struct hub_block {
 	size_t len;
 	char data[];
 };
+
+/* What the hub reads of one event: the only place that knows the message. */
+struct hub_event {
+	const char *type;    /* "" if none */
+	const char *channel; /* "" if none */
+	const char *line;    /* "\n" included */
+	size_t len;
+};
+
+static inline void
+hub_event(const struct mailbox_msg *m, struct hub_event *e)
+{
+	e->type = m->u.event.type;
+	e->channel = m->u.event.channel;
+	e->line = m->data;
+	e->len = m->len;
+}
+
+/*
+ * Consumers inside the daemon (names.c keeps its cache fresh this way):
+ * each is called as fn(type, line, len) for every event, before the
+ * clients get the batch, on the main thread.  The bytes are the hub's: a
+ * consumer copies what it keeps, and ignores quickly the types it does not
+ * care about.
+ */
+static hub_consumer hub_consumers[HUB_CONSUMERS];
+static u_int hub_nconsumers;
+static uint64_t hub_nreceived; /* events since start */
+
+uint64_t
+hub_received(void)
+{
+	return hub_nreceived;
+}
+
+void
+hub_consume(hub_consumer fn)
+{
+	if (hub_nconsumers == HUB_CONSUMERS)
+		fatalx("too many hub consumers");
+	hub_consumers[hub_nconsumers++] = fn;
+}
+
+void
+hub_unconsume(hub_consumer fn)
+{
+	u_int i;
+
+	for (i = 0; i < hub_nconsumers; i++) {
+		if (hub_consumers[i] == fn) {
+			hub_consumers[i] = hub_consumers[--hub_nconsumers];
+			return;
+		}
+	}
+}
 
 static void
 hub_release(const void *data, size_t len, void *arg)
@@ -45,99 +100,20 @@ hub_release(const void *data, size_t len, void *arg)
 		free(b);
 }
 
-static int
-hub_listed(char **list, size_t n, const char *s)
-{
-	size_t i;
-
-	if (*s == '\0')
-		return 0;
-	for (i = 0; i < n; i++) {
-		if (strcmp(list[i], s) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-static int
-hub_match(const struct client *c, const struct mailbox_msg *m)
-{
-	if (!c->all_types && !hub_listed(c->types, c->ntypes, m->u.event.type))
-		return 0;
-	if (!c->all_channels &&
-	    !hub_listed(c->channels, c->nchannels, m->u.event.channel))
-		return 0;
-	return 1;
-}
-
-/* A soft limit above the hard one is the hard one. */
-size_t
-hub_soft_limit(void)
-{
-	const struct config *conf = slackd_conf;
-
-	return conf->client_buffer_soft < conf->client_buffer_limit
-	    ? conf->client_buffer_soft
-	    : conf->client_buffer_limit;
-}
-
-/*
- * May c take len more bytes?  Over client_buffer_limit it is dropped at
- * once; over client_buffer_soft for client_buffer_soft_time too.
- */
-static int
-hub_room(struct client *c, size_t len, int64_t now)
-{
-	const struct config *conf = slackd_conf;
-	size_t out = client_output(c) + len, soft = hub_soft_limit();
-
-	if (out > conf->client_buffer_limit) {
-		client_drop(c,
-		    "%zu bytes unread would pass client_buffer_limit "
-		    "(%zu)",
-		    out, conf->client_buffer_limit);
-		return 0;
-	}
-	if (out <= soft) {
-		c->soft_since = 0;
-		return 1;
-	}
-	if (c->soft_since == 0)
-		c->soft_since = now;
-	else if (now - c->soft_since >= conf->client_buffer_soft_time) {
-		client_drop(c,
-		    "more than client_buffer_soft (%zu bytes) unread "
-		    "for %.0f s",
-		    soft, (double)conf->client_buffer_soft_time / 1000);
-		return 0;
-	}
-	return 1;
-}
-
-static int
-hub_filtered(const struct client *c)
-{
-	return !c->all_types || !c->all_channels;
-}
-
 /* The events of the batch that c wants, copied. */
 static void
 hub_copy(struct client *c, struct mailbox_msg **ev, size_t n, int64_t now)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct hub_event e;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (!hub_match(c, ev[i]))
+		hub_event(ev[i], &e);
+		if (!client_wants(c, e.type, e.channel))
 			continue;
-		if (!hub_room(c, ev[i]->len, now))
+		if (!client_room(c, e.len, now) ||
+		    client_queue(c, e.line, e.len) != 0)
 			return;
-		if (evbuffer_add(out, ev[i]->data, ev[i]->len) != 0) {
-			client_kill(c, "cannot queue output");
-			return;
-		}
-		c->events++;
-		client_push_later(c);
 	}
 }
 
@@ -146,14 +122,16 @@ static struct hub_block *
 hub_block(struct mailbox_msg **ev, size_t n, size_t len)
 {
 	struct hub_block *b;
+	struct hub_event e;
 	size_t i;
 
 	b = xmalloc(sizeof *b + len);
 	b->refs = 1;
 	b->len = 0;
 	for (i = 0; i < n; i++) {
-		memcpy(b->data + b->len, ev[i]->data, ev[i]->len);
-		b->len += ev[i]->len;
+		hub_event(ev[i], &e);
+		memcpy(b->data + b->len, e.line, e.len);
+		b->len += e.len;
 	}
 	return b;
 }
@@ -166,21 +144,23 @@ void
 hub_events(struct mailbox_msg **ev, size_t n)
 {
 	struct hub_block *b = NULL;
+	struct hub_event e;
 	struct client *c;
 	size_t i, len = 0;
 	int64_t now = util_now_ms();
+	u_int k;
 
-	status.events += n;
+	hub_nreceived += n;
 	for (i = 0; i < n; i++) {
-		names_event(ev[i]->u.event.type, ev[i]->data, ev[i]->len);
-		len += ev[i]->len;
+		hub_event(ev[i], &e);
+		for (k = 0; k < hub_nconsumers; k++)
+			hub_consumers[k](e.type, e.line, e.len);
+		len += e.len;
 	}
-	TAILQ_FOREACH(c, &clients, entry) {
-		if (c->flags & (CLIENT_DEAD | CLIENT_FLUSHING))
-			continue;
+	for (c = client_first(); c != NULL; c = client_next(c)) {
 		/* Copy a small batch to a client that keeps up, until a
 		 * lagging one has made the block: then everyone shares it. */
-		if (hub_filtered(c) ||
+		if (client_filtered(c) ||
 		    (b == NULL && len < HUB_SHARE_MIN &&
 		        client_output(c) < HUB_SHARE_BEHIND)) {
 			hub_copy(c, ev, n, now);
@@ -188,17 +168,11 @@ hub_events(struct mailbox_msg **ev, size_t n)
 		}
 		if (b == NULL)
 			b = hub_block(ev, n, len);
-		if (!hub_room(c, b->len, now))
+		if (!client_room(c, b->len, now))
 			continue;
 		b->refs++;
-		if (evbuffer_add_reference(bufferevent_get_output(c->bev),
-		        b->data, b->len, hub_release, b) != 0) {
+		if (client_queue_ref(c, b->data, b->len, hub_release, b) != 0)
 			b->refs--;
-			client_kill(c, "cannot queue output");
-			continue;
-		}
-		c->events += n;
-		client_push_later(c);
 	}
 	if (b != NULL)
 		hub_release(NULL, 0, b);
@@ -216,51 +190,6 @@ hub_broadcast_json(struct json_object *o)
 
 	s = json_object_to_json_string_length(
 	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	TAILQ_FOREACH(c, &clients, entry) {
-		if (!(c->flags & (CLIENT_DEAD | CLIENT_FLUSHING)))
-			client_send(c, s, len);
-	}
-}
-
-static void
-hub_list_free(char ***list, size_t *n)
-{
-	size_t i;
-
-	for (i = 0; i < *n; i++)
-		free((*list)[i]);
-	free(*list);
-	*list = NULL;
-	*n = 0;
-}
-
-static void
-hub_list_set(struct json_object *a, int *all, char ***list, size_t *n)
-{
-	size_t i;
-
-	hub_list_free(list, n);
-	if (a == NULL) {
-		*all = 1;
-		return;
-	}
-	*all = 0;
-	*n = json_object_array_length(a);
-	*list = xcalloc(*n, sizeof **list);
-	for (i = 0; i < *n; i++)
-		(*list)[i] = xstrdup(
-		    json_object_get_string(json_object_array_get_idx(a, i)));
-}
-
-/*
- * Replace c's subscription: "types" and "channels" each either absent (no
- * filter) or a list (an empty list matches nothing).
- */
-int
-hub_subscribe(struct client *c, const struct request *r, char *why, size_t len)
-{
-	hub_list_set(r->types, &c->all_types, &c->types, &c->ntypes);
-	hub_list_set(
-	    r->channels, &c->all_channels, &c->channels, &c->nchannels);
-	return 0;
+	for (c = client_first(); c != NULL; c = client_next(c))
+		client_send(c, s, len);
 }

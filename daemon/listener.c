@@ -193,7 +193,7 @@ listener_refuse(int fd, const struct ucred *cred)
 	if (n > 0 && (size_t)n < sizeof line)
 		(void)!write(fd, line, (size_t)n);
 	close(fd);
-	status.clients_refused++;
+	client_refused();
 	log_warnx("refused a client: uid %lu, gid %lu, pid %ld is not in "
 	          "allow_users or allow_groups",
 	    (unsigned long)cred->uid, (unsigned long)cred->gid,

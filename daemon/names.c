@@ -7,11 +7,20 @@
  * first time a name is looked up, or at connect with team_state = yes.
  * A lookup that has to wait for a load waits; events keep flowing
  * meanwhile.  RTM events keep it fresh (renames, new channels, new and
- * changed users, new DMs).  With a state directory it is saved to
- * names.json and read back at start, so a restart does not reload a
- * 30,000-user workspace.  A name that is not found in a cache that may be
+ * changed users, new DMs): names.c is a consumer of the hub's events
+ * (hub_consume()).  With a state directory it is saved to names.json and
+ * read back at start, so a restart does not reload a 30,000-user
+ * workspace.  A name that is not found in a cache that may be
  * stale triggers one reload (at most once a minute) before the lookup
  * fails.
+ *
+ * The callback rule, for every function of the main thread that starts
+ * something and takes a callback for its outcome (names_resolve() here,
+ * api_call() in api.c): it never calls that callback before it returns.
+ * When the outcome is known at once, the callback is deferred to the
+ * event loop (event_active() or a zero timeout), so the caller always has
+ * its handle first and the callback always runs from the loop, never
+ * inside the caller's own call.
  */
 #include "config.h"
 
@@ -82,6 +91,8 @@ struct names_wait {
 	char *target;
 	names_cb cb;
 	void *arg;
+	struct event *start; /* the first try, from the loop */
+	int started;
 	uint64_t call; /* conversations.open in flight */
 };
 
@@ -295,7 +306,7 @@ names_loaded(struct names_list *l, const char *error)
 	l->call = 0;
 	/* Whoever waited tries again: found, not found, or the error. */
 	TAILQ_FOREACH_SAFE(w, &names_waiting, entry, next) {
-		if (w->call == 0)
+		if (w->started && w->call == 0)
 			names_try(w);
 	}
 	slackd_names_loaded();
@@ -407,13 +418,21 @@ names_is_id(const char *s, const char *first)
 	return digits > 0 || strcmp(s, "USLACKBOT") == 0 ? 2 : 1;
 }
 
+/* Free w, off the waiting list already. */
+static void
+names_wait_free(struct names_wait *w)
+{
+	event_free(w->start);
+	free(w->target);
+	free(w);
+}
+
 static void
 names_done(struct names_wait *w, const char *id, int code, const char *error)
 {
 	TAILQ_REMOVE(&names_waiting, w, entry);
 	w->cb(w->arg, id, code, error);
-	free(w->target);
-	free(w);
+	names_wait_free(w);
 }
 
 static void
@@ -429,9 +448,7 @@ names_opened(void *arg, const struct api_result *r)
 	    !json_object_object_get_ex(r->obj, "channel", &ch) ||
 	    (id = protocol_json_str(ch, "id")) == NULL) {
 		snprintf(why, sizeof why,
-		    "cannot open a direct message with "
-		    "%s: %s",
-		    w->target,
+		    "cannot open a direct message with %s: %s", w->target,
 		    r->error != NULL             ? r->error
 		        : r->slack_error != NULL ? r->slack_error
 		                                 : "no channel");
@@ -537,8 +554,7 @@ names_try(struct names_wait *w)
 			names_dm(w, u->id);
 		else if (!wait) {
 			snprintf(why, sizeof why,
-			    "no user named %s among the "
-			    "%zu users slackd knows%s%s",
+			    "no user named %s among the %zu users slackd knows%s%s",
 			    t,
 			    names_users.by_id != NULL
 			        ? map_count(names_users.by_id)
@@ -562,8 +578,7 @@ names_try(struct names_wait *w)
 		names_dm(w, t);
 	else if (!wait) {
 		snprintf(why, sizeof why,
-		    "no channel named %s among the %zu "
-		    "conversations slackd can see%s%s",
+		    "no channel named %s among the %zu conversations slackd can see%s%s",
 		    t,
 		    names_convs.by_id != NULL ? map_count(names_convs.by_id)
 		                              : 0,
@@ -576,32 +591,42 @@ names_try(struct names_wait *w)
 	}
 }
 
+/* The first try of a lookup, from the loop (the callback rule). */
+static void
+names_start_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct names_wait *w = arg;
+
+	w->started = 1;
+	if (names_is_id(w->target, "CGD") == 2)
+		names_done(w, w->target, 0, NULL);
+	else
+		names_try(w);
+}
+
 /*
  * Resolve a conversation target to a conversation id: an id as is, a
- * name with or without '#', '@name' or a user id (their DM).  cb(arg, id,
- * NULL) or cb(arg, NULL, why) runs when known -- possibly before this
- * returns.  Returns a handle for names_cancel(), or NULL if cb already ran.
+ * name with or without '#', '@name' or a user id (their DM).
+ * cb(arg, id, 0, NULL) or cb(arg, NULL, PROTOCOL_E_..., why) runs once it
+ * is known, from the loop: never before this returns, even when the answer
+ * is known at once.  Returns a handle for names_cancel(), valid until cb
+ * has run.
  */
 struct names_wait *
 names_resolve(const char *target, names_cb cb, void *arg)
 {
 	struct names_wait *w;
 
-	if (names_is_id(target, "CGD") == 2) {
-		cb(arg, target, 0, NULL);
-		return NULL;
-	}
 	w = xcalloc(1, sizeof *w);
 	w->target = xstrdup(target);
 	w->cb = cb;
 	w->arg = arg;
+	if ((w->start = event_new(slackd_base, -1, 0, names_start_cb, w)) ==
+	    NULL)
+		fatalx("event_new");
 	TAILQ_INSERT_TAIL(&names_waiting, w, entry);
-	names_try(w);
-	TAILQ_FOREACH(w, &names_waiting, entry) {
-		if (w->cb == cb && w->arg == arg)
-			return w;
-	}
-	return NULL;
+	event_active(w->start, EV_TIMEOUT, 0);
+	return w;
 }
 
 /* The caller no longer wants the answer. */
@@ -613,8 +638,7 @@ names_cancel(struct names_wait *w)
 	if (w->call != 0)
 		api_forget(w->call);
 	TAILQ_REMOVE(&names_waiting, w, entry);
-	free(w->target);
-	free(w);
+	names_wait_free(w);
 }
 
 /* team_state = yes: load both lists now.  Returns 1 if loading. */
@@ -649,54 +673,97 @@ names_put(struct json_object *o, const char *key, const char *s)
 		json_object_object_add(o, key, json_object_new_string(s));
 }
 
-static int
-names_conv_json(const char *key, void *value, void *arg)
+/*
+ * One conversation or user as JSON: for clients (slackd.names), or for
+ * names.json, in the shape Slack's lists have so that it reads back the
+ * same way.
+ */
+static struct json_object *
+names_conv_obj(const struct names_conv *c, int file)
 {
-	struct names_conv *c = value;
+	static const char *file_kinds[] = { "is_channel", "is_private", "is_im",
+		"is_mpim" };
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_string(c->id));
 	names_put(o, "name", c->name);
 	names_put(o, "user", c->user);
-	json_object_object_add(
-	    o, "kind", json_object_new_string(names_kinds[c->kind]));
-	if (c->archived)
+	if (file)
 		json_object_object_add(
-		    o, "archived", json_object_new_boolean(1));
-	json_object_array_add(arg, o);
-	return 0;
+		    o, file_kinds[c->kind], json_object_new_boolean(1));
+	else
+		json_object_object_add(
+		    o, "kind", json_object_new_string(names_kinds[c->kind]));
+	if (c->archived)
+		json_object_object_add(o, file ? "is_archived" : "archived",
+		    json_object_new_boolean(1));
+	return o;
 }
 
-static int
-names_user_json(const char *key, void *value, void *arg)
+static struct json_object *
+names_user_obj(const struct names_user *u, int file)
 {
-	struct names_user *u = value;
-	struct json_object *o = json_object_new_object();
+	struct json_object *o = json_object_new_object(), *p;
 
 	json_object_object_add(o, "id", json_object_new_string(u->id));
 	names_put(o, "name", u->name);
 	names_put(o, "real_name", u->real_name);
-	names_put(o, "display_name", u->display_name);
+	if (!file)
+		names_put(o, "display_name", u->display_name);
+	else if (u->display_name != NULL) {
+		p = json_object_new_object();
+		names_put(p, "display_name", u->display_name);
+		json_object_object_add(o, "profile", p);
+	}
 	if (u->deleted)
 		json_object_object_add(
 		    o, "deleted", json_object_new_boolean(1));
 	if (u->bot)
 		json_object_object_add(o, "is_bot", json_object_new_boolean(1));
-	json_object_array_add(arg, o);
+	return o;
+}
+
+/* map_foreach() into an array: for clients or for names.json. */
+struct names_dump {
+	struct json_object *a;
+	int file;
+};
+
+static int
+names_conv_dump(const char *key, void *value, void *arg)
+{
+	struct names_dump *d = arg;
+
+	json_object_array_add(d->a, names_conv_obj(value, d->file));
 	return 0;
+}
+
+static int
+names_user_dump(const char *key, void *value, void *arg)
+{
+	struct names_dump *d = arg;
+
+	json_object_array_add(d->a, names_user_obj(value, d->file));
+	return 0;
+}
+
+/* Every entry of l as an array of JSON objects. */
+static struct json_object *
+names_dump(struct names_list *l, int file)
+{
+	struct names_dump d = { json_object_new_array(), file };
+
+	if (l->by_id != NULL)
+		map_foreach(l->by_id,
+		    l == &names_users ? names_user_dump : names_conv_dump, &d);
+	return d.a;
 }
 
 /* An array of what the cache knows of channels (users 0) or users. */
 struct json_object *
 names_list_json(int users)
 {
-	struct names_list *l = users ? &names_users : &names_convs;
-	struct json_object *a = json_object_new_array();
-
-	if (l->by_id != NULL)
-		map_foreach(
-		    l->by_id, users ? names_user_json : names_conv_json, a);
-	return a;
+	return names_dump(users ? &names_users : &names_convs, 0);
 }
 
 /* Is the list loaded (0), loading (1), or did loading fail (-1)? */
@@ -774,10 +841,11 @@ names_parse(const char *data, size_t len)
 }
 
 /*
- * An event that changes names (the upstream thread only checked it; its
- * bytes are parsed here).  Unknown types are ignored cheaply.
+ * The hub's consumer (names_init() registers it): an event that changes
+ * names (the upstream thread only checked it; its bytes are parsed here).
+ * Every event comes by here, so unknown types are ignored cheaply.
  */
-void
+static void
 names_event(const char *type, const char *data, size_t len)
 {
 	static const char *conv_types[] = { "channel_created", "channel_rename",
@@ -790,7 +858,7 @@ names_event(const char *type, const char *data, size_t len)
 	size_t i;
 	int conv = 0;
 
-	/* Every event comes by here: leave the uninteresting ones fast. */
+	/* Leave the uninteresting ones fast. */
 	if (strchr("cgitu", type[0]) == NULL || type[0] == '\0')
 		return;
 	for (i = 0; i < nitems(conv_types); i++) {
@@ -826,52 +894,6 @@ names_event(const char *type, const char *data, size_t len)
 
 /* ---- names.json ------------------------------------------------------- */
 
-static int
-names_save_conv(const char *key, void *value, void *arg)
-{
-	struct names_conv *c = value;
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "id", json_object_new_string(c->id));
-	names_put(o, "name", c->name);
-	names_put(o, "user", c->user);
-	json_object_object_add(o,
-	    c->kind == NAMES_IM            ? "is_im"
-	        : c->kind == NAMES_MPIM    ? "is_mpim"
-	        : c->kind == NAMES_PRIVATE ? "is_private"
-	                                   : "is_channel",
-	    json_object_new_boolean(1));
-	if (c->archived)
-		json_object_object_add(
-		    o, "is_archived", json_object_new_boolean(1));
-	json_object_array_add(arg, o);
-	return 0;
-}
-
-static int
-names_save_user(const char *key, void *value, void *arg)
-{
-	struct names_user *u = value;
-	struct json_object *o = json_object_new_object(), *p;
-
-	json_object_object_add(o, "id", json_object_new_string(u->id));
-	names_put(o, "name", u->name);
-	names_put(o, "real_name", u->real_name);
-	if (u->display_name != NULL) {
-		p = json_object_new_object();
-		json_object_object_add(
-		    p, "display_name", json_object_new_string(u->display_name));
-		json_object_object_add(o, "profile", p);
-	}
-	if (u->deleted)
-		json_object_object_add(
-		    o, "deleted", json_object_new_boolean(1));
-	if (u->bot)
-		json_object_object_add(o, "is_bot", json_object_new_boolean(1));
-	json_object_array_add(arg, o);
-	return 0;
-}
-
 static char *
 names_path(void)
 {
@@ -883,15 +905,41 @@ names_path(void)
 	return path;
 }
 
+/*
+ * Write len bytes of s to a new file at path and sync them.  Returns 0, or
+ * -1 with errno set, the descriptor closed and the file removed.
+ */
+static int
+names_write(const char *path, const char *s, size_t len)
+{
+	ssize_t n;
+	int fd, saved;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	if ((n = write(fd, s, len)) != (ssize_t)len || fsync(fd) == -1) {
+		saved = n >= 0 && n != (ssize_t)len ? ENOSPC : errno;
+		close(fd);
+		goto fail;
+	}
+	if (close(fd) == 0)
+		return 0;
+	saved = errno;
+fail:
+	unlink(path);
+	errno = saved;
+	return -1;
+}
+
 /* Write names.json (atomically: a temporary file, then rename). */
 static void
 names_save(void)
 {
-	struct json_object *o, *a;
+	struct json_object *o;
 	char *path, *tmp;
 	const char *s;
 	size_t len;
-	int fd;
 
 	names_dirty = 0;
 	if ((path = names_path()) == NULL || names_team == NULL) {
@@ -904,32 +952,35 @@ names_save(void)
 	json_object_object_add(o, "team", json_object_new_string(names_team));
 	json_object_object_add(o, "saved", json_object_new_double(util_wall()));
 	if (names_convs.by_id != NULL) {
-		a = json_object_new_array();
-		map_foreach(names_convs.by_id, names_save_conv, a);
-		json_object_object_add(o, "channels", a);
+		json_object_object_add(
+		    o, "channels", names_dump(&names_convs, 1));
 		json_object_object_add(o, "channels_loaded",
 		    json_object_new_double(names_convs.loaded_wall));
 	}
 	if (names_users.by_id != NULL) {
-		a = json_object_new_array();
-		map_foreach(names_users.by_id, names_save_user, a);
-		json_object_object_add(o, "users", a);
+		json_object_object_add(o, "users", names_dump(&names_users, 1));
 		json_object_object_add(o, "users_loaded",
 		    json_object_new_double(names_users.loaded_wall));
 	}
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
 	xasprintf(&tmp, "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1 || write(fd, s, len) != (ssize_t)len || fsync(fd) == -1 ||
-	    close(fd) == -1 || rename(tmp, path) == -1) {
+	if (names_write(tmp, s, len) == -1)
 		log_warn("names: cannot save %s", path);
-		if (fd != -1)
-			unlink(tmp);
+	else if (rename(tmp, path) == -1) {
+		log_warn("names: cannot save %s", path);
+		unlink(tmp);
 	} else
 		log_debug("names: saved %s", path);
 	json_object_put(o);
 	free(tmp);
 	free(path);
+}
+
+/* Save now rather than later (a test hook). */
+void
+names_save_now(void)
+{
+	names_save();
 }
 
 static void
@@ -1008,6 +1059,7 @@ names_init(void)
 	double when;
 
 	names_save_ev = evtimer_new(slackd_base, names_save_cb, NULL);
+	hub_consume(names_event);
 	if ((path = names_path()) == NULL)
 		return;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
@@ -1026,8 +1078,8 @@ names_init(void)
 	    json_object_get_int(v) != NAMES_FILE_VERSION ||
 	    protocol_json_str(o, "team") == NULL ||
 	    !json_object_object_get_ex(o, "saved", &saved)) {
-		log_warnx("names: ignoring %s: not a names cache this slackd "
-		          "wrote",
+		log_warnx(
+		    "names: ignoring %s: not a names cache this slackd wrote",
 		    path);
 		goto out;
 	}
@@ -1065,8 +1117,8 @@ names_team_is(const char *team)
 	if (names_team != NULL && strcmp(names_team, team) == 0)
 		return;
 	if (names_team != NULL) {
-		log_info("names: the cache was for team %s, this is %s; "
-		         "dropping it",
+		log_info(
+		    "names: the cache was for team %s, this is %s; dropping it",
 		    names_team, team);
 		if (names_convs.state != NAMES_LOADING)
 			names_clear(&names_convs);
@@ -1085,6 +1137,7 @@ names_shutdown(void)
 {
 	struct names_wait *w;
 
+	hub_unconsume(names_event);
 	while ((w = TAILQ_FIRST(&names_waiting)) != NULL) {
 		if (w->call != 0)
 			api_forget(w->call);

@@ -119,7 +119,7 @@ notify_state(void)
 {
 	int64_t in;
 
-	switch (status.state) {
+	switch (status_now.state) {
 	case UPSTREAM_CONNECTING:
 		snprintf(notify_last_status, sizeof notify_last_status,
 		    "connecting to Slack");
@@ -127,21 +127,22 @@ notify_state(void)
 	case UPSTREAM_CONNECTED:
 		snprintf(notify_last_status, sizeof notify_last_status,
 		    "%s to %s as %s",
-		    status.loading
+		    status_now.loading
 		        ? "loading the team's channels and users, connected"
 		        : "connected",
-		    status.team_name, status.self_name);
+		    status_now.team_name, status_now.self_name);
 		break;
 	case UPSTREAM_RECONNECTING:
-		in = status.retry_at - util_now_ms();
+		in = status_now.retry_at - util_now_ms();
 		snprintf(notify_last_status, sizeof notify_last_status,
 		    "reconnecting in %.0f s after %s",
 		    in > 0 ? (double)in / 1000 : 0.0,
-		    status.reason != NULL ? status.reason : "a failure");
+		    status_now.reason != NULL ? status_now.reason
+		                              : "a failure");
 		break;
 	case UPSTREAM_FAILED:
 		snprintf(notify_last_status, sizeof notify_last_status, "%s",
-		    status.reason != NULL ? status.reason : "failed");
+		    status_now.reason != NULL ? status_now.reason : "failed");
 		break;
 	case UPSTREAM_STOPPING:
 		snprintf(

@@ -13,14 +13,15 @@
  *   WRITTEN --(connection lost / ack_timeout)--> "not confirmed"
  *
  * so nothing is lost silently and nothing is resent silently: a request is
- * sent again only if it never reached the wire.  A post goes QUEUED ->
- * CALLING (a Web API call) -> answered.  Every request with an id gets
- * exactly one reply.  The queue is bounded (queue_max) and a request waits
- * at most queue_timeout; each channel has a token bucket (send_rate,
- * send_burst), shared by messages and posts, because Slack allows about
- * one message per second per channel.  Messages whose client has gone are
- * still sent (a request is a command, like a mail handed to smtpd); only
- * the reply is dropped.
+ * sent again only if it never reached the wire.  A post goes RESOLVING ->
+ * QUEUED -> CALLING (chat.postMessage) -> answered; a slackd.api call is
+ * CALLING from the start, and a slackd.names request is LISTING until its
+ * list is loaded.  Every request with an id gets exactly one reply.  The
+ * queue is bounded (queue_max) and a request waits at most queue_timeout;
+ * each channel has a token bucket (send_rate, send_burst), shared by
+ * messages and posts, because Slack allows about one message per second
+ * per channel.  Messages whose client has gone are still sent (a request
+ * is a command, like a mail handed to smtpd); only the reply is dropped.
  */
 #include "config.h"
 
@@ -43,9 +44,8 @@ enum outbox_state {
 };
 
 struct outbox_req {
-	TAILQ_ENTRY(outbox_req) entry;  /* queue, sent or calls */
-	TAILQ_ENTRY(outbox_req) centry; /* client's reqs */
-	struct client *client;
+	TAILQ_ENTRY(outbox_req) entry; /* queue, sent or calls */
+	struct client *client;         /* NULL once it has gone */
 	struct json_object *client_id; /* owned, NULL if none */
 	struct request r;              /* r.obj owned */
 	int64_t id;
@@ -64,9 +64,11 @@ TAILQ_HEAD(outbox_list, outbox_req);
 static struct outbox_list outbox_queue = TAILQ_HEAD_INITIALIZER(outbox_queue);
 static struct outbox_list outbox_sent = TAILQ_HEAD_INITIALIZER(outbox_sent);
 static struct outbox_list outbox_calls = TAILQ_HEAD_INITIALIZER(outbox_calls);
-static u_int outbox_nqueue; /* RESOLVING, QUEUED, HANDED */
-static u_int outbox_nsent;  /* WRITTEN */
-static u_int outbox_ncalls; /* CALLING, LISTING */
+static u_int outbox_nqueue;          /* RESOLVING, QUEUED, HANDED */
+static u_int outbox_nsent;           /* WRITTEN */
+static u_int outbox_ncalls;          /* CALLING, LISTING */
+static uint64_t outbox_count_sent;   /* messages and posts Slack took */
+static uint64_t outbox_count_failed; /* and those that failed */
 static int64_t outbox_next_id = 1;
 static struct ratelimit *outbox_rl;
 static struct event *outbox_timer;
@@ -75,16 +77,13 @@ static int64_t outbox_rate_at = -1; /* when a held-back request may go */
 static void outbox_arm(void);
 static void outbox_run(void);
 
-u_int
-outbox_queued(void)
+void
+outbox_stats(struct outbox_stats *st)
 {
-	return outbox_nqueue;
-}
-
-u_int
-outbox_inflight(void)
-{
-	return outbox_nsent + outbox_ncalls;
+	st->queued = outbox_nqueue;
+	st->inflight = outbox_nsent + outbox_ncalls;
+	st->sent = outbox_count_sent;
+	st->failed = outbox_count_failed;
 }
 
 static void outbox_timer_cb(evutil_socket_t, short, void *);
@@ -154,8 +153,6 @@ outbox_move(struct outbox_req *req, enum outbox_state state)
 static void
 outbox_free(struct outbox_req *req)
 {
-	if (req->client != NULL)
-		TAILQ_REMOVE(&req->client->reqs, req, centry);
 	names_cancel(req->resolving);
 	if (req->call != 0)
 		api_forget(req->call);
@@ -185,7 +182,7 @@ outbox_fail(struct outbox_req *req, int code, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	if (outbox_is_message(req)) {
-		status.failed++;
+		outbox_count_failed++;
 		log_info("message %lld to %s failed: %s", (long long)req->id,
 		    req->channel[0] != '\0' ? req->channel : req->r.channel,
 		    msg);
@@ -239,9 +236,7 @@ outbox_posted(void *arg, const struct api_result *r)
 	req->call = 0;
 	if (r->error != NULL) {
 		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-		    "not confirmed: "
-		    "chat.postMessage got no answer (%s); the message may or "
-		    "may not have been posted",
+		    "not confirmed: chat.postMessage got no answer (%s); the message may or may not have been posted",
 		    r->error);
 		return;
 	}
@@ -249,7 +244,7 @@ outbox_posted(void *arg, const struct api_result *r)
 		outbox_fail(req, PROTOCOL_E_SLACK_API, "%s", r->slack_error);
 		return;
 	}
-	status.sent++;
+	outbox_count_sent++;
 	o = json_object_new_object();
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	if (json_object_object_get_ex(r->obj, "ts", &v))
@@ -298,7 +293,7 @@ outbox_run(void)
 	struct outbox_req *req, *next;
 	int64_t now = util_now_ms(), wait, soonest = -1;
 	int connected =
-	    status.state == UPSTREAM_CONNECTED && slackd_upstream_running();
+	    status_now.state == UPSTREAM_CONNECTED && slackd_upstream_running();
 
 	outbox_rate_at = -1;
 	TAILQ_FOREACH_SAFE(req, &outbox_queue, entry, next) {
@@ -371,9 +366,7 @@ outbox_expire(void)
 	while ((req = TAILQ_FIRST(&outbox_sent)) != NULL &&
 	    now - req->written_at >= slackd_conf->ack_timeout)
 		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-		    "not confirmed: "
-		    "Slack did not acknowledge the message within %.0f s; it "
-		    "may or may not have been posted",
+		    "not confirmed: Slack did not acknowledge the message within %.0f s; it may or may not have been posted",
 		    (double)slackd_conf->ack_timeout / 1000);
 	if (slackd_conf->queue_timeout <= 0)
 		return;
@@ -381,14 +374,13 @@ outbox_expire(void)
 		if (req->state != OUTBOX_HANDED &&
 		    now - req->queued_at >= slackd_conf->queue_timeout)
 			outbox_fail(req, PROTOCOL_E_TIMEOUT,
-			    "not sent: could "
-			    "not %s within %.0f s (queue_timeout); last "
-			    "problem: %s",
+			    "not sent: could not %s within %.0f s (queue_timeout); last problem: %s",
 			    req->state == OUTBOX_RESOLVING
 			        ? "find where it goes"
 			        : "reach Slack",
 			    (double)slackd_conf->queue_timeout / 1000,
-			    status.reason != NULL ? status.reason : "none");
+			    status_now.reason != NULL ? status_now.reason
+			                              : "none");
 	}
 }
 
@@ -416,11 +408,7 @@ outbox_resolved(void *arg, const char *channel, int code, const char *error)
 		    request_frame(&req->r, req->channel, req->id, &req->len);
 		if (req->len > PROTOCOL_RTM_MAX_FRAME) {
 			outbox_fail(req, PROTOCOL_E_TOO_LONG,
-			    "message too "
-			    "long: it makes a %zu-byte RTM frame and Slack "
-			    "allows at most %d bytes (the text is %zu bytes; "
-			    "JSON escaping adds the rest); slackd.post sends "
-			    "longer ones",
+			    "message too long: it makes a %zu-byte RTM frame and Slack allows at most %d bytes (the text is %zu bytes; JSON escaping adds the rest); slackd.post sends longer ones",
 			    req->len, PROTOCOL_RTM_MAX_FRAME,
 			    req->r.text != NULL ? strlen(req->r.text) : 0);
 			return;
@@ -441,7 +429,6 @@ outbox_new(struct client *c, const struct request *r)
 	req->r = *r;
 	json_object_get(req->r.obj); /* the fields point into it */
 	req->queued_at = util_now_ms();
-	TAILQ_INSERT_TAIL(&c->reqs, req, centry);
 	return req;
 }
 
@@ -456,8 +443,7 @@ outbox_called(void *arg, const struct api_result *r)
 	req->call = 0;
 	if (r->error != NULL) {
 		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-		    "%s got no answer "
-		    "(%s); if it changes anything, it may or may not have",
+		    "%s got no answer (%s); if it changes anything, it may or may not have",
 		    req->r.method, r->error);
 		return;
 	}
@@ -493,11 +479,11 @@ outbox_names(struct outbox_req *req)
 
 	switch (names_list_state(users, &error)) {
 	case 1:
-		return; /* loading: names_loaded() calls outbox_names_ready() */
+		/* Loading: slackd_names_loaded() calls outbox_names_ready(). */
+		return;
 	case -1:
 		outbox_fail(req, PROTOCOL_E_UPSTREAM_FAILED,
-		    "cannot load the "
-		    "%s from Slack: %s",
+		    "cannot load the %s from Slack: %s",
 		    users ? "users" : "channels", error);
 		return;
 	}
@@ -528,68 +514,59 @@ outbox_names_ready(void)
  * A request from client c that needs Slack or its names.  Answers errors
  * itself; otherwise the reply comes when Slack answers.
  */
-int
+void
 outbox_submit(struct client *c, const struct request *r)
 {
 	struct outbox_req *req;
-	struct names_wait *w;
 
 	if (r->kind == REQUEST_API &&
 	    !config_api_allowed(slackd_conf, r->method)) {
 		client_error(c, r->id, PROTOCOL_E_NOT_ALLOWED,
-		    "%s is not in "
-		    "api_allow (%s)",
-		    r->method,
+		    "%s is not in api_allow (%s)", r->method,
 		    slackd_conf->api_allow != NULL ? slackd_conf->api_allow
 		                                   : "nothing is allowed");
-		return -1;
+		return;
 	}
-	if (status.state == UPSTREAM_FAILED) {
+	if (status_now.state == UPSTREAM_FAILED) {
 		client_error(c, r->id, PROTOCOL_E_UPSTREAM_FAILED,
-		    "not sent: "
-		    "%s",
-		    status.reason != NULL ? status.reason
-		                          : "Slack refused slackd");
-		return -1;
+		    "not sent: %s",
+		    status_now.reason != NULL ? status_now.reason
+		                              : "Slack refused slackd");
+		return;
 	}
-	if (r->kind == REQUEST_TYPING && status.state != UPSTREAM_CONNECTED) {
+	if (r->kind == REQUEST_TYPING &&
+	    status_now.state != UPSTREAM_CONNECTED) {
 		client_error(c, r->id, PROTOCOL_E_NOT_CONNECTED,
-		    "not connected "
-		    "to Slack; typing indicators are not queued");
-		return -1;
+		    "not connected to Slack; typing indicators are not queued");
+		return;
 	}
 	if ((r->kind == REQUEST_MESSAGE || r->kind == REQUEST_POST) &&
 	    outbox_nqueue + outbox_nsent + outbox_ncalls >=
 	        (u_int)slackd_conf->queue_max) {
 		client_error(c, r->id, PROTOCOL_E_QUEUE_FULL,
-		    "not sent: the "
-		    "outbound queue is full (%u requests waiting, queue_max "
-		    "%d); retry later",
+		    "not sent: the outbound queue is full (%u requests waiting, queue_max %d); retry later",
 		    outbox_nqueue + outbox_nsent + outbox_ncalls,
 		    slackd_conf->queue_max);
-		return -1;
+		return;
 	}
 	req = outbox_new(c, r);
 	switch (r->kind) {
 	case REQUEST_API:
 		outbox_api(req);
-		return 0;
+		return;
 	case REQUEST_NAMES:
 		outbox_link(req, OUTBOX_LISTING);
 		outbox_names(req);
-		return 0;
+		return;
 	default:
 		break;
 	}
 	req->id = outbox_next_id;
 	outbox_next_id += 2;
 	outbox_link(req, OUTBOX_RESOLVING);
-	/* NULL: outbox_resolved() has run already (and req may be gone). */
-	if ((w = names_resolve(r->channel, outbox_resolved, req)) != NULL) {
-		req->resolving = w;
-		outbox_arm(); /* queue_timeout covers the wait */
-	}
-	return 0;
+	/* outbox_resolved() runs later, from the loop. */
+	req->resolving = names_resolve(r->channel, outbox_resolved, req);
+	outbox_arm(); /* queue_timeout covers the wait */
 }
 
 /* Connected (again): send what waited. */
@@ -641,9 +618,7 @@ outbox_returned(int64_t id)
 		return;
 	if (req->r.kind == REQUEST_TYPING) {
 		outbox_fail(req, PROTOCOL_E_NOT_CONNECTED,
-		    "not sent: the "
-		    "connection to Slack was lost; typing indicators are not "
-		    "queued");
+		    "not sent: the connection to Slack was lost; typing indicators are not queued");
 		return;
 	}
 	req->state = OUTBOX_QUEUED;
@@ -658,8 +633,8 @@ outbox_reply(int64_t id, const char *data, size_t len)
 	struct json_object *o, *ok, *ts;
 
 	if ((req = outbox_find(&outbox_sent, id)) == NULL) {
-		log_debug("reply to %lld from Slack matches no request (after "
-		          "ack_timeout?)",
+		log_debug(
+		    "reply to %lld from Slack matches no request (after ack_timeout?)",
 		    (long long)id);
 		return;
 	}
@@ -670,13 +645,13 @@ outbox_reply(int64_t id, const char *data, size_t len)
 	}
 	if (json_object_object_get_ex(o, "ok", &ok) &&
 	    json_object_get_boolean(ok)) {
-		status.sent++;
+		outbox_count_sent++;
 		if (json_object_object_get_ex(o, "ts", &ts))
 			log_debug("message %lld to %s posted, ts %s",
 			    (long long)id, req->channel,
 			    json_object_get_string(ts));
 	} else {
-		status.failed++;
+		outbox_count_failed++;
 		log_info("message %lld to %s refused by Slack: %s",
 		    (long long)id, req->channel, data);
 	}
@@ -704,11 +679,25 @@ outbox_session_down(uint64_t session, const char *reason)
 	TAILQ_FOREACH_SAFE(req, &outbox_sent, entry, next) {
 		if (req->session == session)
 			outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-			    "not "
-			    "confirmed: the connection to Slack was lost (%s) "
-			    "after the message was sent; it may or may not "
-			    "have been posted",
+			    "not confirmed: the connection to Slack was lost (%s) after the message was sent; it may or may not have been posted",
 			    reason);
+	}
+}
+
+static void
+outbox_detach_list(struct outbox_list *list, struct client *c)
+{
+	struct outbox_req *req, *next;
+
+	TAILQ_FOREACH_SAFE(req, list, entry, next) {
+		if (req->client != c)
+			continue;
+		req->client = NULL;
+		if (req->r.kind == REQUEST_API ||
+		    req->r.kind == REQUEST_NAMES) {
+			outbox_unlink(req);
+			outbox_free(req);
+		}
 	}
 }
 
@@ -719,17 +708,9 @@ outbox_session_down(uint64_t session, const char *reason)
 void
 outbox_detach(struct client *c)
 {
-	struct outbox_req *req;
-
-	while ((req = TAILQ_FIRST(&c->reqs)) != NULL) {
-		TAILQ_REMOVE(&c->reqs, req, centry);
-		req->client = NULL;
-		if (req->r.kind == REQUEST_API ||
-		    req->r.kind == REQUEST_NAMES) {
-			outbox_unlink(req);
-			outbox_free(req);
-		}
-	}
+	outbox_detach_list(&outbox_queue, c);
+	outbox_detach_list(&outbox_sent, c);
+	outbox_detach_list(&outbox_calls, c);
 }
 
 /* The upstream thread has stopped: everything left gets its answer. */
@@ -740,19 +721,17 @@ outbox_shutdown(void)
 
 	while ((req = TAILQ_FIRST(&outbox_sent)) != NULL)
 		outbox_fail(req, PROTOCOL_E_NOT_CONFIRMED,
-		    "not confirmed: "
-		    "slackd shut down before Slack acknowledged the message");
+		    "not confirmed: slackd shut down before Slack acknowledged the message");
 	while ((req = TAILQ_FIRST(&outbox_calls)) != NULL)
 		outbox_fail(req,
 		    req->state == OUTBOX_CALLING ? PROTOCOL_E_NOT_CONFIRMED
 		                                 : PROTOCOL_E_SHUTTING_DOWN,
-		    req->state == OUTBOX_CALLING ? "not confirmed: slackd shut "
-		                                   "down before Slack answered"
-		                                 : "slackd is shutting down");
+		    req->state == OUTBOX_CALLING
+		        ? "not confirmed: slackd shut down before Slack answered"
+		        : "slackd is shutting down");
 	while ((req = TAILQ_FIRST(&outbox_queue)) != NULL)
 		outbox_fail(req, PROTOCOL_E_SHUTTING_DOWN,
-		    "not sent: slackd "
-		    "is shutting down");
+		    "not sent: slackd is shutting down");
 	if (outbox_timer != NULL) {
 		event_free(outbox_timer);
 		outbox_timer = NULL;

@@ -98,9 +98,7 @@ request_check_target(const char *s, char *why, size_t len)
 	return 0;
 bad:
 	snprintf(why, len,
-	    "\"channel\" must be a conversation ID such as "
-	    "C024BE91L, a channel name such as general or #general, or "
-	    "@user or a user ID (got \"%.80s\")",
+	    "\"channel\" must be a conversation ID such as C024BE91L, a channel name such as general or #general, or @user or a user ID (got \"%.80s\")",
 	    s);
 	return -1;
 }
@@ -122,9 +120,45 @@ request_thread_ts(const char *ts)
 }
 
 static int
-request_message(struct request *r, struct request_error *e, int typing)
+request_bool(
+    struct json_object *o, const char *key, int *out, struct request_error *e)
 {
 	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"%s\" must be true or false", key);
+	*out = json_object_get_boolean(v) ? 1 : 0;
+	return 1;
+}
+
+/* thread_ts, if given, must look like a message timestamp. */
+static int
+request_check_thread_ts(const struct request *r, struct request_error *e)
+{
+	if (r->thread_ts != NULL && request_thread_ts(r->thread_ts) != 0)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"thread_ts\" must be a message timestamp such as \"1700000000.000100\"");
+	return 0;
+}
+
+/* reply_broadcast (1) makes sense only in a thread. */
+static int
+request_check_broadcast(const struct request *r, struct request_error *e)
+{
+	if (r->reply_broadcast == 1 && r->thread_ts == NULL)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"reply_broadcast\" needs a \"thread_ts\"");
+	return 0;
+}
+
+/* message and typing: RTM frames. */
+static int
+request_message(struct request *r, struct request_error *e)
+{
+	int typing = r->kind == REQUEST_TYPING;
 	char why[200];
 	int rc;
 
@@ -135,13 +169,9 @@ request_message(struct request *r, struct request_error *e, int typing)
 		    "%s needs a \"channel\"", typing ? "typing" : "message");
 	if (request_check_target(r->channel, why, sizeof why) != 0)
 		return request_fail(e, PROTOCOL_E_BAD_REQUEST, "%s", why);
-	if ((rc = request_string(r->obj, "thread_ts", &r->thread_ts, e)) < 0)
+	if (request_string(r->obj, "thread_ts", &r->thread_ts, e) < 0 ||
+	    request_check_thread_ts(r, e) != 0)
 		return -1;
-	if (rc > 0 && request_thread_ts(r->thread_ts) != 0)
-		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-		    "\"thread_ts\" "
-		    "must be a message timestamp such as "
-		    "\"1700000000.000100\"");
 	if (typing)
 		return 0;
 	if ((rc = request_string(r->obj, "text", &r->text, e)) < 0)
@@ -149,16 +179,10 @@ request_message(struct request *r, struct request_error *e, int typing)
 	if (rc == 0 || *r->text == '\0')
 		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
 		    "message needs a non-empty \"text\"");
-	if (json_object_object_get_ex(r->obj, "reply_broadcast", &v) &&
-	    v != NULL) {
-		if (!json_object_is_type(v, json_type_boolean))
-			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-			    "\"reply_broadcast\" must be true or false");
-		r->reply_broadcast = json_object_get_boolean(v);
-		if (r->reply_broadcast && r->thread_ts == NULL)
-			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-			    "\"reply_broadcast\" needs a \"thread_ts\"");
-	}
+	if (request_bool(r->obj, "reply_broadcast", &r->reply_broadcast, e) <
+	        0 ||
+	    request_check_broadcast(r, e) != 0)
+		return -1;
 	return 0;
 }
 
@@ -193,21 +217,6 @@ request_list(struct json_object *o, const char *key, struct json_object **out,
 	}
 	*out = v;
 	return 0;
-}
-
-static int
-request_bool(
-    struct json_object *o, const char *key, int *out, struct request_error *e)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
-		return 0;
-	if (!json_object_is_type(v, json_type_boolean))
-		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-		    "\"%s\" must be true or false", key);
-	*out = json_object_get_boolean(v) ? 1 : 0;
-	return 1;
 }
 
 static int
@@ -255,14 +264,9 @@ request_post(struct request *r, struct request_error *e)
 		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
 		    PROTOCOL_POST
 		    " needs a \"text\", \"blocks\" or \"attachments\"");
-	if (r->thread_ts != NULL && request_thread_ts(r->thread_ts) != 0)
-		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-		    "\"thread_ts\" "
-		    "must be a message timestamp such as "
-		    "\"1700000000.000100\"");
-	if (r->reply_broadcast == 1 && r->thread_ts == NULL)
-		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-		    "\"reply_broadcast\" needs a \"thread_ts\"");
+	if (request_check_thread_ts(r, e) != 0 ||
+	    request_check_broadcast(r, e) != 0)
+		return -1;
 	return 0;
 }
 
@@ -278,8 +282,8 @@ request_api(struct request *r, struct request_error *e)
 		return -1;
 	if (rc == 0)
 		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-		    PROTOCOL_API " needs a \"method\" such as "
-		                 "\"conversations.info\"");
+		    PROTOCOL_API
+		    " needs a \"method\" such as \"conversations.info\"");
 	for (p = r->method; *p != '\0'; p++) {
 		if (!isalnum((unsigned char)*p) && *p != '.')
 			break;
@@ -287,8 +291,7 @@ request_api(struct request *r, struct request_error *e)
 	if (*p != '\0' || !isalpha((unsigned char)*r->method) ||
 	    p - r->method > 64)
 		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-		    "\"method\" must be a Web API method name such as "
-		    "\"users.info\"");
+		    "\"method\" must be a Web API method name such as \"users.info\"");
 	if (json_object_object_get_ex(r->obj, "params", &v) && v != NULL) {
 		if (!json_object_is_type(v, json_type_object))
 			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
@@ -309,85 +312,106 @@ request_names(struct request *r, struct request_error *e)
 	if (rc == 0 ||
 	    (strcmp(kind, "channels") != 0 && strcmp(kind, "users") != 0))
 		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
-		    PROTOCOL_NAMES " needs \"kind\": \"channels\" or "
-		                   "\"users\"");
+		    PROTOCOL_NAMES
+		    " needs \"kind\": \"channels\" or \"users\"");
 	r->users = strcmp(kind, "users") == 0;
 	return 0;
+}
+
+/* slackd.subscribe: "types" and "channels", each a list or absent. */
+static int
+request_subscribe(struct request *r, struct request_error *e)
+{
+	if (request_list(r->obj, "types", &r->types, e) != 0 ||
+	    request_list(r->obj, "channels", &r->channels, e) != 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * The request types, a row each: the "type" a client sends, the kind the
+ * daemon knows it by (client.c's handler table is indexed by kind), and
+ * the parser that checks its members (NULL: it has none).  A hidden type
+ * is not listed in the unknown-type error.
+ */
+static const struct request_type {
+	const char *name;
+	enum request_kind kind;
+	int (*parse)(struct request *, struct request_error *);
+	int hidden;
+} request_types[] = {
+	{ "message", REQUEST_MESSAGE, request_message, 0 },
+	{ "typing", REQUEST_TYPING, request_message, 0 },
+	{ "ping", REQUEST_PING, NULL, 0 },
+	{ PROTOCOL_SUBSCRIBE, REQUEST_SUBSCRIBE, request_subscribe, 0 },
+	{ PROTOCOL_STATUS, REQUEST_STATUS, NULL, 0 },
+	{ PROTOCOL_POST, REQUEST_POST, request_post, 0 },
+	{ PROTOCOL_API, REQUEST_API, request_api, 0 },
+	{ PROTOCOL_NAMES, REQUEST_NAMES, request_names, 0 },
+	/* Honoured only with test hooks on (client.c). */
+	{ PROTOCOL_DEBUG, REQUEST_DEBUG, NULL, 1 },
+};
+
+static int
+request_unknown(const char *type, struct request_error *e)
+{
+	char list[256];
+	size_t i, n = 0;
+
+	list[0] = '\0';
+	for (i = 0; i < nitems(request_types) && n < sizeof list; i++) {
+		if (!request_types[i].hidden)
+			n += (size_t)snprintf(list + n, sizeof list - n, "%s%s",
+			    n > 0 ? ", " : "", request_types[i].name);
+	}
+	return request_fail(e, PROTOCOL_E_UNKNOWN_TYPE,
+	    "unknown type \"%.64s\" (slackd handles %s)", type, list);
 }
 
 static int
 request_dispatch(struct request *r, const char *type, struct request_error *e)
 {
-	if (strcmp(type, PROTOCOL_POST) == 0) {
-		r->kind = REQUEST_POST;
-		return request_post(r, e);
+	const struct request_type *t;
+	size_t i;
+
+	for (i = 0; i < nitems(request_types); i++) {
+		t = &request_types[i];
+		if (strcmp(type, t->name) == 0) {
+			r->kind = t->kind;
+			return t->parse != NULL ? t->parse(r, e) : 0;
+		}
 	}
-	if (strcmp(type, PROTOCOL_API) == 0) {
-		r->kind = REQUEST_API;
-		return request_api(r, e);
-	}
-	if (strcmp(type, PROTOCOL_NAMES) == 0) {
-		r->kind = REQUEST_NAMES;
-		return request_names(r, e);
-	}
-	if (strcmp(type, "message") == 0) {
-		r->kind = REQUEST_MESSAGE;
-		return request_message(r, e, 0);
-	}
-	if (strcmp(type, "typing") == 0) {
-		r->kind = REQUEST_TYPING;
-		return request_message(r, e, 1);
-	}
-	if (strcmp(type, "ping") == 0) {
-		r->kind = REQUEST_PING;
-		return 0;
-	}
-	if (strcmp(type, PROTOCOL_SUBSCRIBE) == 0) {
-		r->kind = REQUEST_SUBSCRIBE;
-		if (request_list(r->obj, "types", &r->types, e) != 0 ||
-		    request_list(r->obj, "channels", &r->channels, e) != 0)
-			return -1;
-		return 0;
-	}
-	if (strcmp(type, PROTOCOL_STATUS) == 0) {
-		r->kind = REQUEST_STATUS;
-		return 0;
-	}
-	if (strcmp(type, PROTOCOL_DEBUG) == 0) {
-		r->kind = REQUEST_DEBUG; /* honoured only with test hooks on */
-		return 0;
-	}
-	return request_fail(e, PROTOCOL_E_UNKNOWN_TYPE,
-	    "unknown type \"%.64s\" "
-	    "(slackd handles message, typing, ping, " PROTOCOL_SUBSCRIBE
-	    ", " PROTOCOL_STATUS ", " PROTOCOL_POST ", " PROTOCOL_API
-	    ", " PROTOCOL_NAMES ")",
-	    type);
+	return request_unknown(type, e);
+}
+
+static int
+request_too_deep(struct request_error *e)
+{
+	return request_fail(e, PROTOCOL_E_BAD_JSON,
+	    "not valid JSON: nested more than %d levels deep",
+	    PROTOCOL_MAX_DEPTH);
+}
+
+static int
+request_not_object(struct request_error *e)
+{
+	return request_fail(e, PROTOCOL_E_NOT_OBJECT,
+	    "a request must be a JSON object such as {\"id\":1,\"type\":\"ping\"}");
 }
 
 /*
- * Parse one line (without its newline).  Returns 0 with r filled, or -1
- * with e filled.  Either way the caller calls request_free(r) once it is
- * done with r and e (e->id points into r->obj).
+ * json-c's parse of the line into r->obj.  Returns 0, or -1 with e filled
+ * if the line is not one JSON value (r->obj may still be set).
  */
-int
-request_parse(
+static int
+request_tokenise(
     const char *line, size_t len, struct request *r, struct request_error *e)
 {
 	struct json_tokener *tok;
-	struct json_object *type;
 	enum json_tokener_error jerr;
-	struct jscan js;
 	char excerpt[24];
-	const char *t;
 	size_t end;
-	int rc;
 
-	memset(r, 0, sizeof *r);
-	memset(e, 0, sizeof *e);
-	if (len > INT32_MAX)
-		return request_fail(
-		    e, PROTOCOL_E_LINE_TOO_LONG, "request too long");
 	/* json-c counts the innermost value as a level of its own. */
 	if ((tok = json_tokener_new_ex(PROTOCOL_MAX_DEPTH + 1)) == NULL)
 		fatalx("json_tokener_new_ex");
@@ -405,23 +429,16 @@ request_parse(
 		}
 	}
 	json_tokener_free(tok);
-	if (r->obj == NULL && jerr == json_tokener_success)
-		return request_fail(e, PROTOCOL_E_NOT_OBJECT,
-		    "a request must "
-		    "be a JSON object such as {\"id\":1,\"type\":\"ping\"}");
 	if (r->obj == NULL) {
+		if (jerr == json_tokener_success) /* null */
+			return request_not_object(e);
 		if (jerr == json_tokener_continue)
 			return request_fail(e, PROTOCOL_E_BAD_JSON,
-			    "not valid "
-			    "JSON: the line ends inside a value");
+			    "not valid JSON: the line ends inside a value");
 		if (jerr == json_tokener_error_depth)
-			return request_fail(e, PROTOCOL_E_BAD_JSON,
-			    "not valid "
-			    "JSON: nested more than %d levels deep",
-			    PROTOCOL_MAX_DEPTH);
+			return request_too_deep(e);
 		return request_fail(e, PROTOCOL_E_BAD_JSON,
-		    "not valid JSON: "
-		    "%s at byte %zu (\"%.20s\")",
+		    "not valid JSON: %s at byte %zu (\"%.20s\")",
 		    json_tokener_error_desc(jerr), end,
 		    request_excerpt(line, len, end, excerpt));
 	}
@@ -429,29 +446,54 @@ request_parse(
 		end++;
 	if (end != len)
 		return request_fail(e, PROTOCOL_E_BAD_JSON,
-		    "not valid JSON: "
-		    "unexpected text after the value at byte %zu",
+		    "not valid JSON: unexpected text after the value at byte %zu",
 		    end);
+	return 0;
+}
+
+/*
+ * The line as a JSON object in r->obj, checked exactly.  json-c's strict
+ * mode still lets through overlong and surrogate UTF-8, raw control
+ * characters, NaN and numbers such as 01; none of that may reach Slack.
+ * jscan is exact.
+ */
+static int
+request_json(
+    const char *line, size_t len, struct request *r, struct request_error *e)
+{
+	struct jscan js;
+
+	if (request_tokenise(line, len, r, e) != 0)
+		return -1;
 	if (!json_object_is_type(r->obj, json_type_object))
-		return request_fail(e, PROTOCOL_E_NOT_OBJECT,
-		    "a request must "
-		    "be a JSON object such as {\"id\":1,\"type\":\"ping\"}");
-	/*
-	 * json-c's strict mode still lets through overlong and surrogate
-	 * UTF-8, raw control characters, NaN and numbers such as 01; none
-	 * of that may reach Slack.  jscan is exact.
-	 */
-	if (jscan_object(line, len, PROTOCOL_MAX_DEPTH, &js) != 0) {
-		if (strcmp(js.error, JSCAN_TOO_DEEP) == 0)
-			return request_fail(e, PROTOCOL_E_BAD_JSON,
-			    "not valid "
-			    "JSON: nested more than %d levels deep",
-			    PROTOCOL_MAX_DEPTH);
-		return request_fail(e, PROTOCOL_E_BAD_JSON,
-		    "not valid JSON: "
-		    "%s at byte %zu",
-		    js.error, js.error_at);
-	}
+		return request_not_object(e);
+	if (jscan_object(line, len, PROTOCOL_MAX_DEPTH, &js) == 0)
+		return 0;
+	if (strcmp(js.error, JSCAN_TOO_DEEP) == 0)
+		return request_too_deep(e);
+	return request_fail(e, PROTOCOL_E_BAD_JSON,
+	    "not valid JSON: %s at byte %zu", js.error, js.error_at);
+}
+
+/*
+ * Parse one line (without its newline).  Returns 0 with r filled, or -1
+ * with e filled.  Either way the caller calls request_free(r) once it is
+ * done with r and e (e->id points into r->obj).
+ */
+int
+request_parse(
+    const char *line, size_t len, struct request *r, struct request_error *e)
+{
+	struct json_object *type;
+	const char *t;
+
+	memset(r, 0, sizeof *r);
+	memset(e, 0, sizeof *e);
+	if (len > INT32_MAX)
+		return request_fail(
+		    e, PROTOCOL_E_LINE_TOO_LONG, "request too long");
+	if (request_json(line, len, r, e) != 0)
+		return -1;
 	if (json_object_object_get_ex(r->obj, "id", &r->id) && r->id != NULL) {
 		e->id = r->id;
 		if (!json_object_is_type(r->id, json_type_int))
@@ -462,7 +504,7 @@ request_parse(
 	if (!json_object_object_get_ex(r->obj, "type", &type) || type == NULL)
 		return request_fail(
 		    e, PROTOCOL_E_BAD_REQUEST, "request has no \"type\"");
-	if ((rc = request_string(r->obj, "type", &t, e)) < 0)
+	if (request_string(r->obj, "type", &t, e) < 0)
 		return -1;
 	return request_dispatch(r, t, e);
 }

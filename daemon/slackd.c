@@ -132,10 +132,10 @@ slackd_state(struct mailbox_msg *m)
 
 	status_update(m);
 	if (m->u.state.state == UPSTREAM_CONNECTED) {
-		if (status.team_id != NULL)
-			names_team_is(status.team_id);
+		if (status_now.team_id != NULL)
+			names_team_is(status_now.team_id);
 		/* team_state = yes: not "connected" before the names are in. */
-		status.loading = slackd_conf->team_state && names_preload();
+		status_now.loading = slackd_conf->team_state && names_preload();
 	}
 	notify_state();
 	o = status_state();
@@ -152,9 +152,9 @@ slackd_names_loaded(void)
 	struct json_object *o;
 
 	outbox_names_ready();
-	if (!status.loading || names_busy())
+	if (!status_now.loading || names_busy())
 		return;
-	status.loading = 0;
+	status_now.loading = 0;
 	notify_state();
 	o = status_state();
 	hub_broadcast_json(o);

@@ -359,58 +359,39 @@ void listener_start(struct event_base *, int);
 void listener_stop(void);
 void listener_unlink(void);
 
-/* client.c */
-#define CLIENT_DEAD     0x1  /* free at the next reap */
-#define CLIENT_DISCARD  0x2  /* skipping the rest of an overlong line */
-#define CLIENT_PAUSED   0x4  /* reading stopped until output drains */
-#define CLIENT_FLUSHING 0x8  /* close once output is written */
-#define CLIENT_EOF      0x10 /* peer shut down its sending side */
-#define CLIENT_DROPPED  0x20 /* too slow: nothing more, then closed */
-#define CLIENT_PUSH     0x40 /* on the list of output to write */
-#define CLIENT_WRITING  0x80 /* a backlog: the bufferevent writes it */
-struct outbox_req;
-struct client {
-	TAILQ_ENTRY(client) entry;
-	TAILQ_ENTRY(client) push_entry;
-	uint64_t id;
-	int fd;
-	struct bufferevent *bev;
-	uid_t uid;
-	gid_t gid;
-	pid_t pid;
-	int flags;
-	int64_t connected_at;
-
-	int all_types; /* subscription: no filter on type */
-	char **types;
-	size_t ntypes;
-	int all_channels;
-	char **channels;
-	size_t nchannels;
-
-	TAILQ_HEAD(, outbox_req) reqs; /* requests waiting for Slack */
-	uint64_t events;
-	int64_t soft_since; /* over client_buffer_soft since, or 0 */
-};
-TAILQ_HEAD(client_list, client);
-extern struct client_list clients;
+/* client.c: local client sessions; struct client is private to it. */
+struct client;
 void client_accept(int, uid_t, gid_t, pid_t);
 void client_send(struct client *, const char *, size_t);
-void client_push_later(struct client *);
 void client_send_json(struct client *, struct json_object *);
 void client_error(struct client *, struct json_object *, int, const char *, ...)
     __attribute__((format(printf, 4, 5)));
-void client_kill(struct client *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-void client_drop(struct client *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-size_t client_output(struct client *);
 void client_flush_all(void);
 void client_reconfigure(void);
 void client_free_all(void);
 u_int client_count(void);
+void client_refused(void);
+struct client_stats {
+	uint64_t total;   /* accepted since start */
+	uint64_t dropped; /* as too slow */
+	uint64_t refused; /* by allow_users / allow_groups */
+};
+void client_stats(struct client_stats *);
+struct client *client_first(void);
+struct client *client_next(struct client *);
+size_t client_output(struct client *);
+int client_filtered(const struct client *);
+int client_wants(const struct client *, const char *, const char *);
+int client_room(struct client *, size_t, int64_t);
+int client_queue(struct client *, const char *, size_t);
+int client_queue_ref(struct client *, const char *, size_t,
+    void (*)(const void *, size_t, void *), void *);
 
-/* request.c: parsing and checking one request line. */
+/*
+ * request.c: parsing and checking one request line.  A new request type is
+ * a kind here, a row in request.c's request_types (its name and parser)
+ * and one in client.c's client_handlers (what the daemon does with it).
+ */
 enum request_kind {
 	REQUEST_MESSAGE,
 	REQUEST_TYPING,
@@ -421,6 +402,7 @@ enum request_kind {
 	REQUEST_POST,
 	REQUEST_API,
 	REQUEST_NAMES,
+	REQUEST_NKINDS /* not a kind: how many there are */
 };
 struct request {
 	enum request_kind kind;
@@ -454,15 +436,17 @@ char *request_api_body(const struct request *, size_t *);
 int request_check_target(const char *, char *, size_t);
 
 /* hub.c: fan-out of events and daemon messages. */
+typedef void (*hub_consumer)(const char *, const char *, size_t);
+void hub_consume(hub_consumer);
+void hub_unconsume(hub_consumer);
 void hub_events(struct mailbox_msg **, size_t);
+uint64_t hub_received(void);
 void hub_broadcast_json(struct json_object *);
-size_t hub_soft_limit(void);
-int hub_subscribe(struct client *, const struct request *, char *, size_t);
 
 /* outbox.c: outbound requests, rate limits, id mapping. */
 void outbox_init(const struct config *);
 void outbox_reconfigure(const struct config *);
-int outbox_submit(struct client *, const struct request *);
+void outbox_submit(struct client *, const struct request *);
 void outbox_connected(void);
 void outbox_names_ready(void);
 void outbox_written(int64_t, uint64_t);
@@ -471,10 +455,19 @@ void outbox_reply(int64_t, const char *, size_t);
 void outbox_session_down(uint64_t, const char *);
 void outbox_detach(struct client *);
 void outbox_shutdown(void);
-u_int outbox_queued(void);
-u_int outbox_inflight(void);
+struct outbox_stats {
+	u_int queued;    /* waiting to be sent */
+	u_int inflight;  /* sent, waiting for the answer */
+	uint64_t sent;   /* messages and posts Slack took */
+	uint64_t failed; /* messages and posts that failed */
+};
+void outbox_stats(struct outbox_stats *);
 
-/* status.c: the daemon's view of upstream and its JSON. */
+/*
+ * status.c: the daemon's view of upstream, and the JSON that shows it
+ * with the counters of the modules that own them (client_stats(),
+ * hub_received(), outbox_stats()).
+ */
 struct status {
 	enum upstream_state state;
 	uint64_t session;
@@ -487,27 +480,19 @@ struct status {
 	char *team_id;
 	int loading;            /* names (team_state = yes) */
 	double connected_since; /* wall clock */
-	int64_t connected_mono;
 	uint64_t reconnects;
 	int64_t rtt_us;
-	uint64_t events;
 	uint64_t events_dropped;
 	char *last_dropped; /* why, for status */
 	double last_dropped_at;
-	uint64_t clients_total;
-	uint64_t clients_dropped;
-	uint64_t clients_refused;
-	uint64_t sent;
-	uint64_t failed;
 	double started;
 };
-extern struct status status;
+extern struct status status_now;
 void status_init(void);
 void status_update(struct mailbox_msg *);
 struct json_object *status_hello(void);
 struct json_object *status_state(void);
 struct json_object *status_full(void);
-const char *status_state_name(void);
 void status_free(void);
 
 /* api.c: Web API calls from the main thread. */
@@ -536,8 +521,8 @@ int names_preload(void);
 int names_busy(void);
 struct json_object *names_list_json(int);
 int names_list_state(int, const char **);
-void names_event(const char *, const char *, size_t);
 void names_team_is(const char *);
+void names_save_now(void);
 
 /* notify.c: sd_notify(3), the watchdog. */
 void notify_init(struct event_base *);

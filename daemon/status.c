@@ -14,29 +14,29 @@
 
 #include "slackd.h"
 
-struct status status;
+struct status status_now;
 static int status_ever_connected;
 
 void
 status_init(void)
 {
-	memset(&status, 0, sizeof status);
+	memset(&status_now, 0, sizeof status_now);
 	status_ever_connected = 0;
-	status.state = UPSTREAM_CONNECTING;
-	status.started = util_wall();
+	status_now.state = UPSTREAM_CONNECTING;
+	status_now.started = util_wall();
 }
 
 void
 status_free(void)
 {
-	free(status.reason);
-	free(status.team);
-	free(status.self);
-	free(status.team_name);
-	free(status.self_name);
-	free(status.team_id);
-	free(status.last_dropped);
-	memset(&status, 0, sizeof status);
+	free(status_now.reason);
+	free(status_now.team);
+	free(status_now.self);
+	free(status_now.team_name);
+	free(status_now.self_name);
+	free(status_now.team_id);
+	free(status_now.last_dropped);
+	memset(&status_now, 0, sizeof status_now);
 }
 
 static char *
@@ -58,32 +58,33 @@ status_connected(const char *data)
 {
 	struct json_object *o, *team = NULL, *self = NULL, *id;
 
-	free(status.team);
-	free(status.self);
-	free(status.team_name);
-	free(status.self_name);
-	status.team = status.self = NULL;
+	free(status_now.team);
+	free(status_now.self);
+	free(status_now.team_name);
+	free(status_now.self_name);
+	status_now.team = status_now.self = NULL;
 	if ((o = json_tokener_parse(data)) != NULL) {
 		if (json_object_object_get_ex(o, "team", &team))
-			status.team = xstrdup(json_object_to_json_string_ext(
-			    team, JSON_C_TO_STRING_PLAIN));
+			status_now.team =
+			    xstrdup(json_object_to_json_string_ext(
+			        team, JSON_C_TO_STRING_PLAIN));
 		if (json_object_object_get_ex(o, "self", &self))
-			status.self = xstrdup(json_object_to_json_string_ext(
-			    self, JSON_C_TO_STRING_PLAIN));
+			status_now.self =
+			    xstrdup(json_object_to_json_string_ext(
+			        self, JSON_C_TO_STRING_PLAIN));
 	}
-	free(status.team_id);
-	status.team_id =
+	free(status_now.team_id);
+	status_now.team_id =
 	    team != NULL && json_object_object_get_ex(team, "id", &id)
 	    ? xstrdup(json_object_get_string(id))
 	    : NULL;
-	status.team_name = status_name(team, "(unknown team)");
-	status.self_name = status_name(self, "(unknown user)");
+	status_now.team_name = status_name(team, "(unknown team)");
+	status_now.self_name = status_name(self, "(unknown user)");
 	json_object_put(o);
 	if (status_ever_connected)
-		status.reconnects++;
+		status_now.reconnects++;
 	status_ever_connected = 1;
-	status.connected_since = util_wall();
-	status.connected_mono = util_now_ms();
+	status_now.connected_since = util_wall();
 }
 
 /* A MAILBOX_STATE, MAILBOX_PONG or MAILBOX_DROPPED from upstream. */
@@ -93,28 +94,26 @@ status_update(struct mailbox_msg *m)
 	const struct mailbox_state *st = &m->u.state;
 
 	if (m->type == MAILBOX_PONG) {
-		status.rtt_us = m->u.pong.rtt_us;
+		status_now.rtt_us = m->u.pong.rtt_us;
 		return;
 	}
 	if (m->type == MAILBOX_DROPPED) {
-		status.events_dropped++;
-		free(status.last_dropped);
-		status.last_dropped =
+		status_now.events_dropped++;
+		free(status_now.last_dropped);
+		status_now.last_dropped =
 		    xstrdup(m->u.dropped.why != NULL ? m->u.dropped.why : "?");
-		status.last_dropped_at = util_wall();
+		status_now.last_dropped_at = util_wall();
 		return;
 	}
-	status.state = st->state;
-	status.session = st->session;
-	free(status.reason);
-	status.reason = st->reason != NULL ? xstrdup(st->reason) : NULL;
-	status.retry_at = st->state == UPSTREAM_RECONNECTING
+	status_now.state = st->state;
+	status_now.session = st->session;
+	free(status_now.reason);
+	status_now.reason = st->reason != NULL ? xstrdup(st->reason) : NULL;
+	status_now.retry_at = st->state == UPSTREAM_RECONNECTING
 	    ? util_now_ms() + st->retry_in
 	    : 0;
 	if (st->state == UPSTREAM_CONNECTED && m->data != NULL)
 		status_connected(m->data);
-	else if (st->state != UPSTREAM_CONNECTED)
-		status.connected_mono = 0;
 }
 
 static struct json_object *
@@ -145,12 +144,18 @@ status_word(enum upstream_state s)
 }
 
 /* Connected but still loading the names is "loading" to clients. */
-const char *
+static const char *
 status_state_name(void)
 {
-	if (status.state == UPSTREAM_CONNECTED && status.loading)
+	if (status_now.state == UPSTREAM_CONNECTED && status_now.loading)
 		return PROTOCOL_STATE_LOADING;
-	return status_word(status.state);
+	return status_word(status_now.state);
+}
+
+static void
+status_add_count(struct json_object *o, const char *key, uint64_t n)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)n));
 }
 
 static void
@@ -160,16 +165,16 @@ status_common(struct json_object *o)
 
 	json_object_object_add(
 	    o, "state", json_object_new_string(status_state_name()));
-	if (status.reason != NULL)
+	if (status_now.reason != NULL)
 		json_object_object_add(
-		    o, "reason", json_object_new_string(status.reason));
-	if (status.state == UPSTREAM_RECONNECTING) {
-		in = status.retry_at - util_now_ms();
+		    o, "reason", json_object_new_string(status_now.reason));
+	if (status_now.state == UPSTREAM_RECONNECTING) {
+		in = status_now.retry_at - util_now_ms();
 		json_object_object_add(o, "retry_in",
 		    json_object_new_double(in > 0 ? (double)in / 1000 : 0));
 	}
-	json_object_object_add(o, "team", status_raw(status.team));
-	json_object_object_add(o, "self", status_raw(status.self));
+	json_object_object_add(o, "team", status_raw(status_now.team));
+	json_object_object_add(o, "self", status_raw(status_now.self));
 }
 
 struct json_object *
@@ -197,8 +202,7 @@ status_state(void)
 	json_object_object_add(
 	    o, "type", json_object_new_string(PROTOCOL_STATE));
 	status_common(o);
-	json_object_object_add(
-	    o, "session", json_object_new_int64((int64_t)status.session));
+	status_add_count(o, "session", status_now.session);
 	return o;
 }
 
@@ -206,7 +210,11 @@ struct json_object *
 status_full(void)
 {
 	struct json_object *o, *d;
+	struct client_stats cs;
+	struct outbox_stats os;
 
+	client_stats(&cs);
+	outbox_stats(&os);
 	o = json_object_new_object();
 	json_object_object_add(
 	    o, "version", json_object_new_string(PACKAGE_VERSION));
@@ -214,47 +222,35 @@ status_full(void)
 	    o, "protocol", json_object_new_int(SLACKD_PROTOCOL));
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
 	json_object_object_add(
-	    o, "started", json_object_new_double(status.started));
+	    o, "started", json_object_new_double(status_now.started));
 	status_common(o);
-	json_object_object_add(
-	    o, "session", json_object_new_int64((int64_t)status.session));
+	status_add_count(o, "session", status_now.session);
 	json_object_object_add(o, "connected_since",
-	    status.state == UPSTREAM_CONNECTED
-	        ? json_object_new_double(status.connected_since)
+	    status_now.state == UPSTREAM_CONNECTED
+	        ? json_object_new_double(status_now.connected_since)
 	        : NULL);
-	json_object_object_add(
-	    o, "reconnects", json_object_new_int64((int64_t)status.reconnects));
+	status_add_count(o, "reconnects", status_now.reconnects);
 	json_object_object_add(o, "last_pong_rtt_ms",
-	    status.rtt_us > 0
-	        ? json_object_new_double((double)status.rtt_us / 1000)
+	    status_now.rtt_us > 0
+	        ? json_object_new_double((double)status_now.rtt_us / 1000)
 	        : NULL);
-	json_object_object_add(
-	    o, "clients", json_object_new_int64(client_count()));
-	json_object_object_add(o, "clients_total",
-	    json_object_new_int64((int64_t)status.clients_total));
-	json_object_object_add(o, "clients_dropped",
-	    json_object_new_int64((int64_t)status.clients_dropped));
-	json_object_object_add(o, "clients_refused",
-	    json_object_new_int64((int64_t)status.clients_refused));
-	json_object_object_add(
-	    o, "queued", json_object_new_int64(outbox_queued()));
-	json_object_object_add(
-	    o, "in_flight", json_object_new_int64(outbox_inflight()));
-	json_object_object_add(o, "events_received",
-	    json_object_new_int64((int64_t)status.events));
-	json_object_object_add(o, "events_dropped",
-	    json_object_new_int64((int64_t)status.events_dropped));
-	if (status.last_dropped != NULL) {
+	status_add_count(o, "clients", client_count());
+	status_add_count(o, "clients_total", cs.total);
+	status_add_count(o, "clients_dropped", cs.dropped);
+	status_add_count(o, "clients_refused", cs.refused);
+	status_add_count(o, "queued", os.queued);
+	status_add_count(o, "in_flight", os.inflight);
+	status_add_count(o, "events_received", hub_received());
+	status_add_count(o, "events_dropped", status_now.events_dropped);
+	if (status_now.last_dropped != NULL) {
 		d = json_object_new_object();
+		json_object_object_add(d, "at",
+		    json_object_new_double(status_now.last_dropped_at));
 		json_object_object_add(
-		    d, "at", json_object_new_double(status.last_dropped_at));
-		json_object_object_add(
-		    d, "why", json_object_new_string(status.last_dropped));
+		    d, "why", json_object_new_string(status_now.last_dropped));
 		json_object_object_add(o, "last_dropped", d);
 	}
-	json_object_object_add(
-	    o, "messages_sent", json_object_new_int64((int64_t)status.sent));
-	json_object_object_add(o, "messages_failed",
-	    json_object_new_int64((int64_t)status.failed));
+	status_add_count(o, "messages_sent", os.sent);
+	status_add_count(o, "messages_failed", os.failed);
 	return o;
 }

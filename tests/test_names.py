@@ -467,3 +467,28 @@ def test_listen_names_keeps_events_during_the_load(daemon_factory, fake):
     finally:
         p.terminate()
         p.communicate(5)
+
+
+def test_failed_save_closes_its_file(daemon_factory, tmp_path):
+    """A names.json that cannot be written leaves no descriptor behind
+    (and no temporary file in the way of the next save)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    # The temporary file is /dev/full: open works, write fails (ENOSPC).
+    os.symlink("/dev/full", str(state / "names.json.tmp"))
+    d = daemon_factory(state_dir=str(state))
+    d.start(env={"SLACKD_TEST_HOOKS": "1"})
+    c = d.client()
+    assert send(c, "@alice")["ok"] is True      # loads names: a change
+    r = c.request({"id": 10, "type": "slackd.debug", "save": "names"})
+    assert r["ok"] is True
+    assert "names: cannot save" in d.log_text()
+    fds = "/proc/%d/fd" % d.proc.pid
+    held = [os.readlink(os.path.join(fds, f)) for f in os.listdir(fds)]
+    assert "/dev/full" not in held
+    assert not (state / "names.json").exists()
+    assert not os.path.lexists(str(state / "names.json.tmp"))
+    r = c.request({"id": 11, "type": "slackd.debug", "save": "names"})
+    assert r["ok"] is True
+    saved = json.loads((state / "names.json").read_text())
+    assert any(u["id"] == "U0ALICE" for u in saved["users"])

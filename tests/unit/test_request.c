@@ -509,6 +509,22 @@ test_fields(void)
 
 	fails("{\"id\":6,\"type\":\"bogus\"}", PROTOCOL_E_UNKNOWN_TYPE,
 	    "unknown type \"bogus\"", INT_ID, 6, "an unknown type");
+	/* The list comes from request.c's table; slackd.debug is not in it. */
+	fails("{\"id\":6,\"type\":\"bogus\"}", PROTOCOL_E_UNKNOWN_TYPE,
+	    "unknown type \"bogus\" (slackd handles message, typing, ping, " PROTOCOL_SUBSCRIBE
+	    ", " PROTOCOL_STATUS ", " PROTOCOL_POST ", " PROTOCOL_API
+	    ", " PROTOCOL_NAMES ")",
+	    INT_ID, 6,
+	    "the unknown-type error lists the types clients may send");
+	{
+		struct request r;
+		struct request_error e;
+
+		parse("{\"type\":\"bogus\"}", &r, &e);
+		ok(strstr(e.msg, PROTOCOL_DEBUG) == NULL,
+		    "the test hook type is not advertised");
+		request_free(&r);
+	}
 	fails("{\"type\":\"Message\"}", PROTOCOL_E_UNKNOWN_TYPE, "\"Message\"",
 	    NO_ID, 0, "types are case-sensitive");
 	fails("{\"id\":6,\"type\":\"\"}", PROTOCOL_E_UNKNOWN_TYPE,
@@ -567,7 +583,8 @@ test_fields(void)
 		size_t k;
 
 		for (k = 0; k < nitems(good); k++) {
-			snprintf(line, sizeof line, "{\"id\":12,\"type\":"
+			snprintf(line, sizeof line,
+			    "{\"id\":12,\"type\":"
 			    "\"message\",\"channel\":\"%s\",\"text\":\"x\"}",
 			    good[k]);
 			rc = parses(line, &r, "a target");
@@ -576,7 +593,8 @@ test_fields(void)
 			request_free(&r);
 		}
 		for (k = 0; k < nitems(bad); k++) {
-			snprintf(line, sizeof line, "{\"id\":12,\"type\":"
+			snprintf(line, sizeof line,
+			    "{\"id\":12,\"type\":"
 			    "\"message\",\"channel\":\"%s\",\"text\":\"x\"}",
 			    bad[k]);
 			if (strchr(bad[k], '\t') != NULL ||
@@ -967,7 +985,7 @@ test_fuzz(void)
 		rc = parse_len(buf, len, &r, &e);
 		if (rc == 0) {
 			zero++;
-			if (r.obj == NULL || r.kind > REQUEST_NAMES)
+			if (r.obj == NULL || r.kind >= REQUEST_NKINDS)
 				bad++;
 			else if (r.kind == REQUEST_MESSAGE ||
 			    r.kind == REQUEST_TYPING) {
@@ -977,7 +995,8 @@ test_fuzz(void)
 				    (r.kind == REQUEST_MESSAGE &&
 				        (r.text == NULL || *r.text == '\0')))
 					bad++;
-				f = request_frame(&r, r.channel, (int64_t)i, &flen);
+				f = request_frame(
+				    &r, r.channel, (int64_t)i, &flen);
 				frames++;
 				o = json_tokener_parse(f);
 				if (flen != strlen(f) || o == NULL ||
