@@ -544,7 +544,31 @@ def reinstall(ctx):
     assert p.returncode == 0, (p.returncode, p.stderr.strip())
     assert any(m.get("text") == "hello again"
                for m in ctx["fake"].messages()), "the fake got nothing"
+    ctx["client"] = c
+
+
+@check("upgrade-restarts")
+def upgrade_restarts(ctx):
+    """An upgrade (here the same version again) restarts a running slackd
+    with the new binary and keeps the edited conffile."""
+    pid = show("slackd.service", "MainPID")
+    assert show("slackd.service", "ActiveState") == "active"
+    apt_get("install", "--reinstall", "--no-install-recommends",
+            *sorted("./" + f for f in os.listdir(DEBS)
+                    if f.endswith(".deb")))
+    assert ctx["client"].wait_eof(10), "the old slackd's client stayed"
+    ctx["client"].close()
+    wait_until(lambda: show("slackd.service", "ActiveState") == "active"
+               and show("slackd.service", "MainPID") not in ("0", pid),
+               SLOW, "slackd to run again after the upgrade")
+    assert show("slackd.socket", "ActiveState") == "active"
+    with open("/etc/slackd/slackd.conf") as f:
+        assert ctx["fake"].api_url in f.read(), "the conffile was replaced"
+    c = Client(SOCK)
+    c.connected()
+    event_reaches(ctx["fake"], c, "after the upgrade")
     c.close()
+    return "MainPID %s -> %s" % (pid, show("slackd.service", "MainPID"))
 
 
 def main():
@@ -554,7 +578,8 @@ def main():
                outsider_refused, reload_keeps_clients, watchdog_restarts,
                invalid_token, journal_priorities, token_not_in_journal,
                template_instance, stop_clean, socket_removed,
-               remove_keeps_config, purge_removes_all, reinstall):
+               remove_keeps_config, purge_removes_all, reinstall,
+               upgrade_restarts):
         fn(ctx)
     for f in ("fake", "fake2"):
         if f in ctx:

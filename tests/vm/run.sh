@@ -31,7 +31,8 @@ qemu_timeout=${SLACKD_VM_TIMEOUT:-900}
 CHECKS="setup activation status-text group-member-sends outsider-refused
 reload-keeps-clients watchdog-restarts invalid-token-not-restarted
 journal-priorities token-not-in-journal template-instance stop-clean
-socket-removed-on-stop remove-keeps-config purge-removes-all reinstall"
+socket-removed-on-stop remove-keeps-config purge-removes-all reinstall
+upgrade-restarts"
 
 # The packages' runtime dependencies are here: the guest installs the .debs
 # without a network.
