@@ -2,10 +2,12 @@
 """The checks of `make check-systemd`, run as root inside a Debian 12 guest
 booted with systemd as PID 1 (tests/vm/run.sh builds and boots it).
 
-slackd is installed from the 9p share (/mnt/slackd/stage, `make install
-DESTDIR=`), talks to the fake Slack (/mnt/slackd/fakeslack.py) on loopback,
+slackd is installed from the 9p share the Debian way (apt-get install of
+/mnt/slackd/deb/slackd_*.deb and slackctl_*.deb, dependencies from the
+image), talks to the fake Slack (/mnt/slackd/fakeslack.py) on loopback,
 and is driven only the way a user would: systemctl, slackctl, its socket,
-journalctl.  Each check prints one console line, "VMTEST ok NAME" or
+journalctl; at the end the packages are removed, purged and installed
+again.  Each check prints one console line, "VMTEST ok NAME" or
 "VMTEST not ok NAME: WHY", which the host collects.  The token is made up
 here and never printed.
 """
@@ -174,11 +176,72 @@ def check(name):
     return wrap
 
 
+DEBS = "/tmp/debs"
+
+
+def apt_get(*args):
+    """apt-get as an administrator would run it; no network is needed."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    p = subprocess.run(("apt-get", "-y", "-q", "-o", "Dpkg::Use-Pty=0")
+                       + args, capture_output=True, text=True, timeout=600,
+                       cwd=DEBS, env=env)
+    if p.returncode != 0:
+        raise AssertionError("apt-get %s: exit %d: %s" % (
+            " ".join(args), p.returncode,
+            (p.stdout + p.stderr).strip()[-800:]))
+    return p.stdout + p.stderr
+
+
+def install_packages():
+    debs = sorted("./" + f for f in os.listdir(DEBS) if f.endswith(".deb"))
+    return apt_get("install", "--no-install-recommends", *debs)
+
+
+def dpkg_status(pkg):
+    p = run("dpkg-query", "-W", "-f", "${db:Status-Abbrev}", pkg)
+    return p.stdout.strip() if p.returncode == 0 else "not known"
+
+
+def is_enabled(unit):
+    return run("systemctl", "is-enabled", unit).stdout.strip()
+
+
+def check_installed():
+    """What installing the packages must leave: the files, the conffile,
+    the group and socket directory, the socket listening and slackd not
+    started (it has no token)."""
+    for pkg in ("slackd", "slackctl"):
+        assert dpkg_status(pkg) == "ii", (pkg, dpkg_status(pkg))
+    for path in ("/usr/sbin/slackd", "/usr/bin/slackctl",
+                 "/usr/share/man/man8/slackd.8.gz",
+                 "/usr/share/man/man1/slackctl.1.gz",
+                 "/usr/share/bash-completion/completions/slackctl",
+                 "/usr/share/doc/slackctl/examples/python/pingbot.py",
+                 "/usr/lib/sysusers.d/slackd.conf",
+                 "/usr/lib/tmpfiles.d/slackd.conf"):
+        assert os.path.exists(path), path + " not installed"
+    for unit in ("slackd.service", "slackd.socket", "slackd@.service",
+                 "slackd@.socket"):
+        assert os.path.exists("/usr/lib/systemd/system/" + unit), unit
+    conffiles = run("dpkg-query", "-W", "-f", "${Conffiles}",
+                    "slackd").stdout
+    assert "/etc/slackd/slackd.conf" in conffiles, conffiles
+    run("getent", "group", "slackd", check=True)
+    assert os.path.isdir("/run/slackd"), "no /run/slackd"
+    assert is_enabled("slackd.socket") == "enabled", \
+        is_enabled("slackd.socket")
+    assert show("slackd.socket", "ActiveState") == "active"
+    assert is_enabled("slackd.service") == "disabled", \
+        is_enabled("slackd.service")
+    assert show("slackd.service", "ActiveState") == "inactive", \
+        show("slackd.service", "ActiveState")
+
+
 @check("setup")
 def setup(ctx):
-    run("cp", "-a", SHARE + "/stage/.", "/", check=True)
-    run("systemd-sysusers", check=True)
-    run("systemd-tmpfiles", "--create", check=True)
+    shutil.copytree(SHARE + "/deb", DEBS)
+    install_packages()
+    check_installed()
     run("useradd", "-m", "-G", "slackd", "alice", check=True)
     run("useradd", "-m", "bob", check=True)
     ctx["fake"] = FakeSlack(token=TOKEN).start()
@@ -197,10 +260,9 @@ def setup(ctx):
           "[Service]\nEnvironment=SLACKD_TEST_HOOKS=1\nWatchdogSec=6s\n",
           0o644)
     run("systemctl", "daemon-reload", check=True)
-    for unit in ("slackd.service", "slackd.socket", "slackd@.service",
-                 "slackd@.socket"):
-        assert os.path.exists("/usr/lib/systemd/system/" + unit), unit
-    return "systemd " + run("systemctl", "--version").stdout.split()[1]
+    return "systemd %s, %s" % (
+        run("systemctl", "--version").stdout.split()[1],
+        " ".join(sorted(os.listdir(DEBS))))
 
 
 @check("activation")
@@ -408,13 +470,116 @@ def socket_removed(ctx):
     assert show("slackd.service", "Result") == "success"
 
 
+@check("remove-keeps-config")
+def remove_keeps_config(ctx):
+    # Running: slackd through its socket, and a second instance.
+    run("systemctl", "start", "slackd.socket", "slackd@second.socket",
+        check=True)
+    for path, fake in ((SOCK, ctx["fake"]), (SOCK2, ctx["fake2"])):
+        c = Client(path)
+        c.connected()
+        event_reaches(fake, c, "before apt-get remove")
+        ctx.setdefault("clients", []).append(c)
+    assert show("slackd@second.service", "ActiveState") == "active"
+    apt_get("remove", "slackd", "slackctl")
+    for unit in ("slackd.service", "slackd.socket", "slackd@second.service",
+                 "slackd@second.socket"):
+        assert show(unit, "ActiveState") == "inactive", \
+            "%s is %s after remove" % (unit, show(unit, "ActiveState"))
+    for c in ctx["clients"]:
+        assert c.wait_eof(10), "a client still connected after remove"
+    for pkg in ("slackd", "slackctl"):
+        assert dpkg_status(pkg) in ("rc", "un"), (pkg, dpkg_status(pkg))
+    assert dpkg_status("slackd") == "rc", dpkg_status("slackd")
+    for path in ("/usr/sbin/slackd", "/usr/bin/slackctl",
+                 "/usr/lib/systemd/system/slackd.service"):
+        assert not os.path.exists(path), path + " left by remove"
+    for path in ("/etc/slackd/slackd.conf", "/etc/slackd/token",
+                 "/etc/slackd/second.conf"):
+        assert os.path.exists(path), path + " removed by remove"
+    with open("/etc/slackd/slackd.conf") as f:
+        assert ctx["fake"].api_url in f.read(), "the edited conffile changed"
+    # What purge must then remove was there.
+    state = [p for p in ("/var/lib/private/slackd",
+                         "/var/lib/private/slackd-second") if
+             os.path.isdir(p)]
+    assert state, "no state directory was made"
+    ctx["state"] = state
+    return "units stopped; kept /etc/slackd, " + " ".join(state)
+
+
+@check("purge-removes-all")
+def purge_removes_all(ctx):
+    apt_get("purge", "slackd", "slackctl")
+    for pkg in ("slackd", "slackctl"):
+        assert dpkg_status(pkg) in ("un", "pn", "not known"), \
+            (pkg, dpkg_status(pkg))
+    left = [p for p in ["/etc/slackd", "/run/slackd", "/var/lib/slackd",
+                        "/var/lib/slackd-second",
+                        "/etc/systemd/system/sockets.target.wants/"
+                        "slackd.socket",
+                        "/usr/lib/sysusers.d/slackd.conf",
+                        "/usr/lib/tmpfiles.d/slackd.conf"] + ctx["state"]
+            if os.path.lexists(p)]
+    assert not left, "left after purge: %s" % left
+    assert run("systemctl", "cat", "slackd.socket").returncode != 0, \
+        "systemd still knows slackd.socket"
+    # Kept on purpose (README.Debian): the group.
+    run("getent", "group", "slackd", check=True)
+    return "group slackd kept, as documented"
+
+
+@check("reinstall")
+def reinstall(ctx):
+    install_packages()
+    check_installed()
+    assert os.path.exists("/etc/slackd/slackd.conf"), "conffile not back"
+    write("/etc/slackd/slackd.conf",
+          "api_url = %s\n" % ctx["fake"].api_url, 0o644)
+    write("/etc/slackd/token", TOKEN + "\n", 0o600)
+    c = Client(SOCK)
+    c.connected()
+    event_reaches(ctx["fake"], c, "after the reinstall")
+    p = run("slackctl", "send", "C0GENERAL", "hello again", user="alice")
+    assert p.returncode == 0, (p.returncode, p.stderr.strip())
+    assert any(m.get("text") == "hello again"
+               for m in ctx["fake"].messages()), "the fake got nothing"
+    ctx["client"] = c
+
+
+@check("upgrade-restarts")
+def upgrade_restarts(ctx):
+    """An upgrade (here the same version again) restarts a running slackd
+    with the new binary and keeps the edited conffile."""
+    pid = show("slackd.service", "MainPID")
+    assert show("slackd.service", "ActiveState") == "active"
+    apt_get("install", "--reinstall", "--no-install-recommends",
+            *sorted("./" + f for f in os.listdir(DEBS)
+                    if f.endswith(".deb")))
+    assert ctx["client"].wait_eof(10), "the old slackd's client stayed"
+    ctx["client"].close()
+    wait_until(lambda: show("slackd.service", "ActiveState") == "active"
+               and show("slackd.service", "MainPID") not in ("0", pid),
+               SLOW, "slackd to run again after the upgrade")
+    assert show("slackd.socket", "ActiveState") == "active"
+    with open("/etc/slackd/slackd.conf") as f:
+        assert ctx["fake"].api_url in f.read(), "the conffile was replaced"
+    c = Client(SOCK)
+    c.connected()
+    event_reaches(ctx["fake"], c, "after the upgrade")
+    c.close()
+    return "MainPID %s -> %s" % (pid, show("slackd.service", "MainPID"))
+
+
 def main():
     say("VMTEST start")
     ctx = {}
     for fn in (setup, activation, status_text, group_member_sends,
                outsider_refused, reload_keeps_clients, watchdog_restarts,
                invalid_token, journal_priorities, token_not_in_journal,
-               template_instance, stop_clean, socket_removed):
+               template_instance, stop_clean, socket_removed,
+               remove_keeps_config, purge_removes_all, reinstall,
+               upgrade_restarts):
         fn(ctx)
     for f in ("fake", "fake2"):
         if f in ctx:

@@ -7,9 +7,12 @@
 # 1. A small Debian 12 root filesystem, built once with mmdebstrap from the
 #    machine's own apt sources and cached in $SLACKD_VM_CACHE (default
 #    /var/cache/slackd-vm), keyed by the package list and this script.
-# 2. slackd configured for /usr and /etc, built and installed into a staging
-#    directory (make install DESTDIR=...), shared with the guest read-only
-#    over 9p together with guest.py and the fake Slack.
+# 2. The Debian packages slackd and slackctl: those in $SLACKD_DEB_DIR if
+#    it has them (CI builds them first with scripts/deb), else built now by
+#    scripts/deb --no-lintian into BUILDDIR/vm/deb; shared with the guest
+#    read-only over 9p together with guest.py and the fake Slack.  The guest
+#    installs them with apt, its dependencies from the image (the guest has
+#    no network), then removes, purges and reinstalls them.
 # 3. qemu-system-x86_64 under TCG boots the cached image with -snapshot (it
 #    is never modified); a oneshot unit in the image runs guest.py and
 #    powers off.  Console on ttyS0, captured to BUILDDIR/vm/console.log.
@@ -28,11 +31,14 @@ qemu_timeout=${SLACKD_VM_TIMEOUT:-900}
 CHECKS="setup activation status-text group-member-sends outsider-refused
 reload-keeps-clients watchdog-restarts invalid-token-not-restarted
 journal-priorities token-not-in-journal template-instance stop-clean
-socket-removed-on-stop"
+socket-removed-on-stop remove-keeps-config purge-removes-all reinstall
+upgrade-restarts"
 
+# The packages' runtime dependencies are here: the guest installs the .debs
+# without a network.
 PACKAGES="systemd systemd-sysv udev kmod linux-image-amd64 initramfs-tools
 libevent-2.1-7 libevent-pthreads-2.1-7 libwebsockets17 libjson-c5 libssl3
-libsystemd0 python3 python3-websockets ca-certificates"
+libsystemd0 init-system-helpers python3 python3-websockets ca-certificates"
 
 skip() {
 	echo "1..0 # SKIP $*"
@@ -91,27 +97,23 @@ if [ ! -s "$image/rootfs.img" ]; then
 	log "guest built in $(( $(date +%s) - t0 )) s"
 fi
 
-# ---- 2. slackd as a distribution would install it -------------------------
-log "building and installing slackd for /usr into $vm/share/stage"
-t0=$(date +%s)
-mkdir -p "$vm/build"
+# ---- 2. the Debian packages ------------------------------------------------
 rm -rf "$vm/share"
-mkdir -p "$vm/share/stage"
-(
-	cd "$vm/build" &&
-	{ [ -f Makefile ] || "$srcdir/configure" -q --prefix=/usr \
-	    --sysconfdir=/etc --localstatedir=/var \
-	    --with-systemdsystemunitdir=/usr/lib/systemd/system \
-	    --with-sysusersdir=/usr/lib/sysusers.d \
-	    --with-tmpfilesdir=/usr/lib/tmpfiles.d; } &&
-	make -s -j"$(nproc)" &&
-	make -s install DESTDIR="$vm/share/stage"
-) >"$vm/build.log" 2>&1 || {
-	tail -n 40 "$vm/build.log" >&2
-	echo "1..1"
-	echo "not ok 1 - check-systemd: building slackd for the guest failed"
-	exit 1
-}
+mkdir -p "$vm/share/deb"
+debs=${SLACKD_DEB_DIR:-}
+if [ -z "$debs" ] || ! ls "$debs"/slackd_*.deb "$debs"/slackctl_*.deb \
+    >/dev/null 2>&1; then
+	log "building the Debian packages into $vm/deb (scripts/deb)"
+	debs=$vm/deb
+	"$srcdir/scripts/deb" --no-lintian "$debs" >"$vm/build.log" 2>&1 || {
+		tail -n 40 "$vm/build.log" >&2
+		echo "1..1"
+		echo "not ok 1 - check-systemd: building the Debian packages failed"
+		exit 1
+	}
+fi
+cp "$debs"/slackd_*.deb "$debs"/slackctl_*.deb "$vm/share/deb/"
+log "packages: $(cd "$vm/share/deb" && echo *.deb)"
 cp "$srcdir/tests/vm/guest.py" "$srcdir/tests/fakeslack.py" "$vm/share/"
 
 # ---- 3. boot -----------------------------------------------------------
@@ -129,7 +131,7 @@ timeout "$qemu_timeout" qemu-system-x86_64 \
     >"$vm/qemu.log" 2>&1
 status=$?
 t2=$(date +%s)
-log "guest ran $((t2 - t1)) s (qemu exit $status); build and install $((t1 - t0)) s"
+log "guest ran $((t2 - t1)) s (qemu exit $status)"
 
 # ---- 4. results ---------------------------------------------------------
 n=0
