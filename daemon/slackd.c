@@ -487,12 +487,45 @@ slackd_load(struct config *conf)
 	return 0;
 }
 
-static int
-slackd_same(const char *a, const char *b)
+/*
+ * The keys a reload cannot apply (CONFIG_RESTART), each with a warning
+ * when it changed: the socket's keys as one, and only when slackd made
+ * the socket itself.
+ */
+static void
+slackd_reload_warn(const struct config *old, const struct config *conf)
 {
-	if (a == NULL || b == NULL)
-		return a == b;
-	return strcmp(a, b) == 0;
+	const int sock = CONFIG_RESTART | CONFIG_SOCKET;
+	const struct config_option *o;
+	char *keys = NULL, *s;
+	u_int n = 0, i = 0;
+	int changed = 0;
+
+	for (o = config_options; o->name != NULL; o++) {
+		if ((o->flags & sock) == sock)
+			n++;
+	}
+	for (o = config_options; o->name != NULL; o++) {
+		if ((o->flags & sock) != sock)
+			continue;
+		changed |= config_differs(old, conf, o);
+		xasprintf(&s, "%s%s%s", keys != NULL ? keys : "",
+		    i == 0 ? "" : (i == n - 1 ? " and " : ", "), o->name);
+		free(keys);
+		keys = s;
+		i++;
+	}
+	if (changed && !slackd_listener_adopted)
+		log_warnx(
+		    "reload: %s take effect only when slackd restarts", keys);
+	free(keys);
+	for (o = config_options; o->name != NULL; o++) {
+		if ((o->flags & sock) == CONFIG_RESTART &&
+		    config_differs(old, conf, o))
+			log_warnx("reload: %s takes effect only when slackd "
+			          "restarts",
+			    o->name);
+	}
 }
 
 /*
@@ -529,15 +562,7 @@ slackd_reload(void)
 		          "configuration in force");
 		goto fail;
 	}
-	if (!slackd_listener_adopted &&
-	    (!slackd_same(conf->socket_path, old->socket_path) ||
-	        conf->socket_mode != old->socket_mode ||
-	        conf->socket_gid != old->socket_gid))
-		log_warnx("reload: socket, socket_mode and socket_group take "
-		          "effect only when slackd restarts");
-	if (!slackd_same(conf->ca_file, old->ca_file))
-		log_warnx("reload: ca_file takes effect only when slackd "
-		          "restarts");
+	slackd_reload_warn(old, conf);
 
 	log_set_level(conf->log_level + slackd_verbose);
 	log_set_secret(token);
