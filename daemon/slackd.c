@@ -63,6 +63,8 @@ static struct event *slackd_ev_deadline;
 static int slackd_exit = SLACKD_EXIT_OK;
 static int slackd_ready_fd = -1;
 
+static void slackd_shutdown(int);
+
 static const struct option slackd_options[] = {
 	{ "config", required_argument, NULL, 'f' },
 	{ "socket", required_argument, NULL, 's' },
@@ -284,7 +286,7 @@ slackd_mailbox_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- signals and shutdown --------------------------------------------- */
 
-void
+static void
 slackd_shutdown(int code)
 {
 	struct timeval tv = { SLACKD_STOP_WAIT, 0 };
@@ -555,7 +557,7 @@ slackd_reload(void)
 		/* Still no other source; the variable was wiped: keep it. */
 		free(errors);
 		token = token_secret_dup(slackd_token);
-		source = "SLACK_API_TOKEN";
+		source = TOKEN_ENV;
 	} else if (token == NULL) {
 		slackd_errors(errors);
 		log_warnx("reload failed: no usable token; keeping the "
@@ -577,7 +579,7 @@ slackd_reload(void)
 	}
 	token_secret_free(slackd_token);
 	slackd_token = token;
-	slackd_token_from_env = strcmp(source, "SLACK_API_TOKEN") == 0;
+	slackd_token_from_env = strcmp(source, TOKEN_ENV) == 0;
 	config_free(old);
 	free(old);
 	log_info("configuration reloaded");
@@ -650,7 +652,7 @@ main(int argc, char **argv)
 		slackd_errors(errors);
 		return SLACKD_EXIT_CONFIG;
 	}
-	slackd_token_from_env = strcmp(source, "SLACK_API_TOKEN") == 0;
+	slackd_token_from_env = strcmp(source, TOKEN_ENV) == 0;
 	log_set_secret(slackd_token);
 	if (check) {
 		printf("configuration OK: token from %s, socket %s, api_url "

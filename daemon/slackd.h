@@ -174,8 +174,8 @@ int config_parse_duration(const char *, int64_t *);
 int config_parse_size(const char *, size_t *);
 
 /* token.c */
+#define TOKEN_ENV "SLACK_API_TOKEN" /* also the source's name */
 char *token_load(const struct config *, const char **, char **);
-int token_valid(const char *);
 int token_env_only(const struct config *);
 char *token_secret_dup(const char *);
 void token_secret_free(char *);
@@ -607,7 +607,6 @@ extern struct config *slackd_conf;
 extern struct upstream *slackd_upstream;
 extern int slackd_stopping;
 extern int slackd_test_hooks;
-void slackd_shutdown(int);
 void slackd_clients_gone(void);
 void slackd_names_loaded(void);
 

@@ -28,7 +28,6 @@
 
 #define TOKEN_MAX  512
 #define TOKEN_PAGE 4096
-#define TOKEN_ENV  "SLACK_API_TOKEN"
 #define TOKEN_CRED "slack-token"
 
 extern char **environ;
@@ -63,7 +62,7 @@ token_secret_free(char *p)
 }
 
 /* Printable ASCII without spaces, 1 to 512 bytes. */
-int
+static int
 token_valid(const char *t)
 {
 	size_t n;
