@@ -49,6 +49,8 @@ int slackd_test_hooks;
 static const char *slackd_conffile;
 static const char *slackd_sockopt;
 static int slackd_verbose;
+static int slackd_check_only; /* -n */
+static int slackd_foreground; /* -d */
 static char *slackd_token;
 static int slackd_token_from_env;
 static int slackd_listener_adopted;
@@ -591,25 +593,26 @@ fail:
 	notify_ready();
 }
 
-int
-main(int argc, char **argv)
+/*
+ * The command line, into slackd_conffile and the others.  Returns -1 to
+ * go on, or the status to exit with (--help, --version, usage errors).
+ */
+static int
+slackd_getopt(int argc, char **argv)
 {
-	struct upstream_params params;
-	const char *source;
-	char *errors = NULL;
-	int ch, check = 0, foreground = 0, fd;
+	int ch;
 
 	while ((ch = getopt_long(
 	            argc, argv, "df:hns:v", slackd_options, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
-			foreground = 1;
+			slackd_foreground = 1;
 			break;
 		case 'f':
 			slackd_conffile = optarg;
 			break;
 		case 'n':
-			check = 1;
+			slackd_check_only = 1;
 			break;
 		case 's':
 			slackd_sockopt = optarg;
@@ -621,10 +624,10 @@ main(int argc, char **argv)
 			printf("slackd %s (protocol %d, libwebsockets %s)\n",
 			    PACKAGE_VERSION, SLACKD_PROTOCOL,
 			    lws_get_library_version());
-			return 0;
+			return SLACKD_EXIT_OK;
 		case 'h':
 			slackd_usage(stdout);
-			return 0;
+			return SLACKD_EXIT_OK;
 		default:
 			slackd_usage(stderr);
 			return SLACKD_EXIT_USAGE;
@@ -632,14 +635,23 @@ main(int argc, char **argv)
 	}
 	if (optind != argc) {
 		fprintf(stderr,
-		    "slackd: unexpected argument \"%s\" (the token "
-		    "never goes on the command line)\n",
+		    "slackd: unexpected argument \"%s\" (the token never goes on the command line)\n",
 		    argv[optind]);
 		slackd_usage(stderr);
 		return SLACKD_EXIT_USAGE;
 	}
+	return -1;
+}
 
-	log_init(1, LOG_LEVEL_INFO);
+/*
+ * The configuration and the token.  Returns -1 to go on (*source names
+ * where the token came from), or the status to exit with.
+ */
+static int
+slackd_setup(const char **source)
+{
+	char *errors = NULL;
+
 	slackd_conf = xcalloc(1, sizeof *slackd_conf);
 	if (slackd_load(slackd_conf) != 0)
 		return SLACKD_EXIT_CONFIG;
@@ -647,52 +659,69 @@ main(int argc, char **argv)
 	slackd_test_hooks = getenv("SLACKD_TEST_HOOKS") != NULL &&
 	    strcmp(getenv("SLACKD_TEST_HOOKS"), "1") == 0;
 
-	slackd_token = token_load(slackd_conf, &source, &errors);
+	slackd_token = token_load(slackd_conf, source, &errors);
 	if (slackd_token == NULL) {
 		slackd_errors(errors);
 		return SLACKD_EXIT_CONFIG;
 	}
-	slackd_token_from_env = strcmp(source, TOKEN_ENV) == 0;
+	slackd_token_from_env = strcmp(*source, TOKEN_ENV) == 0;
 	log_set_secret(slackd_token);
-	if (check) {
-		printf("configuration OK: token from %s, socket %s, api_url "
-		       "%s\n",
-		    source,
-		    slackd_conf->socket_path != NULL
-		        ? slackd_conf->socket_path
-		        : "(none: needs socket activation, \"socket\" or -s)",
-		    slackd_conf->api_url);
-		slackd_cleanup();
-		return 0;
-	}
+	return -1;
+}
 
-	signal(SIGPIPE, SIG_IGN);
-	if ((fd = listener_adopt(&errors)) == -1) {
+/* -n: say what was found, and exit. */
+static int
+slackd_check(const char *source)
+{
+	printf("configuration OK: token from %s, socket %s, api_url %s\n",
+	    source,
+	    slackd_conf->socket_path != NULL
+	        ? slackd_conf->socket_path
+	        : "(none: needs socket activation, \"socket\" or -s)",
+	    slackd_conf->api_url);
+	slackd_cleanup();
+	return SLACKD_EXIT_OK;
+}
+
+/*
+ * The listening socket: systemd's, or one made at the configured path.
+ * Returns -1 to go on with *fd set, or the status to exit with.
+ */
+static int
+slackd_socket(int *fd)
+{
+	char *errors = NULL;
+
+	if ((*fd = listener_adopt(&errors)) == -1) {
 		slackd_errors(errors);
 		return SLACKD_EXIT_FAILURE;
 	}
-	slackd_listener_adopted = fd >= 0;
-	if (fd == -2 && slackd_conf->socket_path == NULL) {
-		log_warnx("no socket path: set \"socket\" or -s (or "
-		          "XDG_RUNTIME_DIR, or use socket activation)");
+	slackd_listener_adopted = *fd >= 0;
+	if (*fd == -2 && slackd_conf->socket_path == NULL) {
+		log_warnx(
+		    "no socket path: set \"socket\" or -s (or XDG_RUNTIME_DIR, or use socket activation)");
 		slackd_cleanup();
 		return SLACKD_EXIT_CONFIG;
 	}
-	if (fd == -2 &&
-	    (fd = listener_open(slackd_conf->socket_path,
+	if (*fd == -2 &&
+	    (*fd = listener_open(slackd_conf->socket_path,
 	         slackd_conf->socket_mode, slackd_conf->socket_gid, &errors)) ==
 	        -1) {
 		slackd_errors(errors);
 		return SLACKD_EXIT_FAILURE;
 	}
-	if (!foreground) {
-		slackd_detach();
-		log_init(0, slackd_conf->log_level + slackd_verbose);
-	}
-	log_info("slackd %s starting: socket %s, token from %s, api_url %s",
-	    PACKAGE_VERSION,
-	    slackd_listener_adopted ? "from systemd" : slackd_conf->socket_path,
-	    source, slackd_conf->api_url);
+	return -1;
+}
+
+/*
+ * Start the main loop's parts and the upstream thread, serve until
+ * stopped, and return the exit status.
+ */
+static int
+slackd_run(int fd)
+{
+	struct upstream_params params;
+	char *errors = NULL;
 
 	slackd_events();
 	status_init();
@@ -719,4 +748,31 @@ main(int argc, char **argv)
 	log_info("stopped");
 	slackd_cleanup();
 	return slackd_exit;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *source;
+	int rc, fd;
+
+	if ((rc = slackd_getopt(argc, argv)) != -1)
+		return rc;
+	log_init(1, LOG_LEVEL_INFO);
+	if ((rc = slackd_setup(&source)) != -1)
+		return rc;
+	if (slackd_check_only)
+		return slackd_check(source);
+	signal(SIGPIPE, SIG_IGN);
+	if ((rc = slackd_socket(&fd)) != -1)
+		return rc;
+	if (!slackd_foreground) {
+		slackd_detach();
+		log_init(0, slackd_conf->log_level + slackd_verbose);
+	}
+	log_info("slackd %s starting: socket %s, token from %s, api_url %s",
+	    PACKAGE_VERSION,
+	    slackd_listener_adopted ? "from systemd" : slackd_conf->socket_path,
+	    source, slackd_conf->api_url);
+	return slackd_run(fd);
 }
