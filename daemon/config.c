@@ -678,17 +678,73 @@ config_split(struct config_parser *p, char *line, char **key, char **value)
 	return 1;
 }
 
+/* Edits (insert, delete, replace, swap two) from a to b, at most 9. */
+static u_int
+config_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j;
+	u_int d[32][32], best;
+
+	if (la >= 32 || lb >= 32)
+		return 9;
+	for (i = 0; i <= la; i++)
+		d[i][0] = (u_int)i;
+	for (j = 0; j <= lb; j++)
+		d[0][j] = (u_int)j;
+	for (i = 1; i <= la; i++) {
+		for (j = 1; j <= lb; j++) {
+			best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] &&
+			    a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb] > 9 ? 9 : d[la][lb];
+}
+
+/* The key a typo most likely meant, or NULL if none is close. */
+static const char *
+config_nearest(const char *key)
+{
+	const struct config_option *o;
+	const char *best = NULL;
+	u_int d, bestd = 3; /* at most two edits */
+	char lower[64];
+	size_t i;
+
+	for (i = 0; key[i] != '\0' && i < sizeof lower - 1; i++)
+		lower[i] = (char)tolower((unsigned char)key[i]);
+	lower[i] = '\0';
+	for (o = config_options; o->name != NULL; o++) {
+		if ((d = config_distance(lower, o->name)) < bestd) {
+			bestd = d;
+			best = o->name;
+		}
+	}
+	return best;
+}
+
 static void
 config_line(struct config_parser *p, char *line)
 {
 	const struct config_option *k;
+	const char *near;
 	char *key, *value, want[128];
 	u_int i;
 
 	if (config_split(p, line, &key, &value) != 1)
 		return;
 	if ((k = config_find(key)) == NULL) {
-		config_error(p, "unknown key \"%s\"", key);
+		if ((near = config_nearest(key)) != NULL)
+			config_error(p, "unknown key \"%s\" (did you mean %s?)",
+			    key, near);
+		else
+			config_error(p, "unknown key \"%s\"", key);
 		return;
 	}
 	i = (u_int)(k - config_options);
@@ -922,7 +978,8 @@ config_allowed(
 
 /*
  * Read and parse path.  A missing file is an error only when required
- * (given with -f); the default path may be absent.
+ * (given with -f); the default path may be absent.  Any readable file will
+ * do, read once to its end: /dev/null or a pipe is an empty configuration.
  */
 int
 config_load(struct config *conf, const char *path, int required, char **errors)
@@ -934,7 +991,7 @@ config_load(struct config *conf, const char *path, int required, char **errors)
 	int fd, nerr;
 
 	*errors = NULL;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
 		if (errno == ENOENT && !required)
 			return config_check(conf, errors) == 0 &&
 			        config_resolve(conf, errors) == 0
@@ -943,23 +1000,34 @@ config_load(struct config *conf, const char *path, int required, char **errors)
 		xasprintf(errors, "%s: %s", path, strerror(errno));
 		return 1;
 	}
-	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
-	    sb.st_size > CONFIG_MAX_FILE) {
-		xasprintf(
-		    errors, "%s: not a regular file of at most 1 MiB", path);
+	if (fstat(fd, &sb) == -1 || S_ISDIR(sb.st_mode)) {
+		xasprintf(errors, "%s: is a directory, not a file", path);
 		close(fd);
 		return 1;
 	}
-	buf = xmalloc((size_t)sb.st_size + 1);
-	while (len < (size_t)sb.st_size) {
-		n = read(fd, buf + len, (size_t)sb.st_size - len);
+	buf = xmalloc(CONFIG_MAX_FILE + 1);
+	while (len <= CONFIG_MAX_FILE) {
+		n = read(fd, buf + len, CONFIG_MAX_FILE + 1 - len);
 		if (n == -1 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n == -1) {
+			xasprintf(errors, "%s: %s", path, strerror(errno));
+			free(buf);
+			close(fd);
+			return 1;
+		}
+		if (n == 0)
 			break;
 		len += (size_t)n;
 	}
 	close(fd);
+	if (len > CONFIG_MAX_FILE) {
+		xasprintf(errors,
+		    "%s: larger than 1 MiB; a configuration file is at most 1 MiB",
+		    path);
+		free(buf);
+		return 1;
+	}
 	nerr = config_parse(conf, path, buf, len, errors);
 	free(buf);
 	return nerr;

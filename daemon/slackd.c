@@ -88,7 +88,8 @@ slackd_usage(FILE *f)
 	    "\n"
 	    "  -d, --foreground    stay in the foreground, log to stderr\n"
 	    "  -f, --config FILE   configuration file (default %s)\n"
-	    "  -n, --check         check the configuration and token, exit\n"
+	    "  -n, --check         check the configuration and find the token,\n"
+	    "                      offline (Slack is not asked), and exit\n"
 	    "  -s, --socket PATH   local socket (overrides \"socket\")\n"
 	    "  -v, --verbose       log more (repeat for libwebsockets "
 	    "notices)\n"
@@ -102,15 +103,37 @@ slackd_usage(FILE *f)
 	    SLACKD_CONF);
 }
 
-/* Log each line of a (malloc'd) error list, and free it. */
+typedef void (*slackd_logfn)(const char *, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/*
+ * --version.  libwebsockets' version string ends with "-" and its git
+ * describe, which a release build leaves empty ("4.1.6-"): no dangling dash.
+ */
 static void
-slackd_errors(char *errors)
+slackd_version(void)
+{
+	const char *v = lws_get_library_version();
+	size_t n = strlen(v);
+
+	while (n > 0 && (v[n - 1] == '-' || v[n - 1] == ' '))
+		n--;
+	printf("slackd %s (protocol %d, libwebsockets %.*s)\n", PACKAGE_VERSION,
+	    SLACKD_PROTOCOL, (int)n, v);
+}
+
+/*
+ * Log each line of a (malloc'd) error list with log (log_errx when they
+ * end the program, log_warnx when they do not), and free it.
+ */
+static void
+slackd_errors(slackd_logfn log, char *errors)
 {
 	char *line, *p = errors;
 
 	while ((line = strsep(&p, "\n")) != NULL) {
 		if (*line != '\0')
-			log_warnx("%s", line);
+			log("%s", line);
 	}
 	free(errors);
 }
@@ -166,8 +189,8 @@ static void
 slackd_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
 	if (slackd_upstream != NULL) {
-		log_warnx("the upstream thread did not stop within %d s; "
-		          "exiting anyway",
+		log_errx("the upstream thread did not stop within %d s; "
+		         "exiting anyway",
 		    SLACKD_STOP_WAIT);
 		listener_unlink();
 		_exit(slackd_exit);
@@ -183,7 +206,7 @@ slackd_stopped(void)
 	upstream_join(slackd_upstream);
 	slackd_upstream = NULL;
 	if (!slackd_stopping) {
-		log_warnx("the upstream thread stopped unexpectedly");
+		log_errx("the upstream thread stopped unexpectedly");
 		slackd_shutdown(SLACKD_EXIT_FAILURE);
 	}
 	outbox_shutdown();
@@ -458,20 +481,21 @@ slackd_cleanup(void)
 
 /*
  * Read the configuration the command line names, with its overrides.
- * Returns the number of errors (logged).
+ * Returns the number of errors, logged with log.
  */
 static int
-slackd_load(struct config *conf)
+slackd_load(struct config *conf, slackd_logfn log)
 {
 	char *errors = NULL, defsock[256];
 	const char *state;
+	int n;
 
 	config_init(conf);
-	if (config_load(conf,
-	        slackd_conffile != NULL ? slackd_conffile : SLACKD_CONF,
-	        slackd_conffile != NULL, &errors) != 0) {
-		slackd_errors(errors);
-		return 1;
+	if ((n = config_load(conf,
+	         slackd_conffile != NULL ? slackd_conffile : SLACKD_CONF,
+	         slackd_conffile != NULL, &errors)) != 0) {
+		slackd_errors(log, errors);
+		return n;
 	}
 	if (slackd_sockopt != NULL) {
 		free(conf->socket_path);
@@ -485,7 +509,7 @@ slackd_load(struct config *conf)
 	    (state = getenv("STATE_DIRECTORY")) != NULL && *state == '/')
 		conf->state_dir = xstrndup(state, strcspn(state, ":"));
 	if (conf->ca_file != NULL && access(conf->ca_file, R_OK) == -1) {
-		log_warn("ca_file %s", conf->ca_file);
+		log("ca_file %s: %s", conf->ca_file, strerror(errno));
 		return 1;
 	}
 	return 0;
@@ -549,7 +573,7 @@ slackd_reload(void)
 	log_info("SIGHUP: reloading the configuration");
 	notify_reloading();
 	conf = xcalloc(1, sizeof *conf);
-	if (slackd_load(conf) != 0) {
+	if (slackd_load(conf, log_warnx) != 0) {
 		log_warnx("reload failed: the configuration above has errors; "
 		          "keeping the one in force");
 		goto fail;
@@ -561,7 +585,7 @@ slackd_reload(void)
 		token = token_secret_dup(slackd_token);
 		source = TOKEN_ENV;
 	} else if (token == NULL) {
-		slackd_errors(errors);
+		slackd_errors(log_warnx, errors);
 		log_warnx("reload failed: no usable token; keeping the "
 		          "configuration in force");
 		goto fail;
@@ -621,9 +645,7 @@ slackd_getopt(int argc, char **argv)
 			slackd_verbose++;
 			break;
 		case 'V':
-			printf("slackd %s (protocol %d, libwebsockets %s)\n",
-			    PACKAGE_VERSION, SLACKD_PROTOCOL,
-			    lws_get_library_version());
+			slackd_version();
 			return SLACKD_EXIT_OK;
 		case 'h':
 			slackd_usage(stdout);
@@ -643,6 +665,17 @@ slackd_getopt(int argc, char **argv)
 	return -1;
 }
 
+/* The configuration or the token is unusable: exit 78, with -n saying so. */
+static int
+slackd_failed(int nerrors)
+{
+	if (slackd_check_only)
+		log_errx(
+		    "configuration check failed: %d error%s (exit status %d)",
+		    nerrors, nerrors == 1 ? "" : "s", SLACKD_EXIT_CONFIG);
+	return SLACKD_EXIT_CONFIG;
+}
+
 /*
  * The configuration and the token.  Returns -1 to go on (*source names
  * where the token came from), or the status to exit with.
@@ -651,29 +684,32 @@ static int
 slackd_setup(const char **source)
 {
 	char *errors = NULL;
+	int n;
 
 	slackd_conf = xcalloc(1, sizeof *slackd_conf);
-	if (slackd_load(slackd_conf) != 0)
-		return SLACKD_EXIT_CONFIG;
+	if ((n = slackd_load(slackd_conf, log_errx)) != 0)
+		return slackd_failed(n);
 	log_set_level(slackd_conf->log_level + slackd_verbose);
 	slackd_test_hooks = getenv("SLACKD_TEST_HOOKS") != NULL &&
 	    strcmp(getenv("SLACKD_TEST_HOOKS"), "1") == 0;
 
 	slackd_token = token_load(slackd_conf, source, &errors);
 	if (slackd_token == NULL) {
-		slackd_errors(errors);
-		return SLACKD_EXIT_CONFIG;
+		slackd_errors(log_errx, errors);
+		return slackd_failed(1);
 	}
 	slackd_token_from_env = strcmp(*source, TOKEN_ENV) == 0;
 	log_set_secret(slackd_token);
 	return -1;
 }
 
-/* -n: say what was found, and exit. */
+/* -n: say what was found, and that Slack was not asked; exit. */
 static int
 slackd_check(const char *source)
 {
-	printf("configuration OK: token from %s, socket %s, api_url %s\n",
+	printf(
+	    "configuration OK: token from %s, socket %s, api_url %s\n"
+	    "offline check: the token was not tried with Slack (slackd --doctor tries it)\n",
 	    source,
 	    slackd_conf->socket_path != NULL
 	        ? slackd_conf->socket_path
@@ -693,12 +729,12 @@ slackd_socket(int *fd)
 	char *errors = NULL;
 
 	if ((*fd = listener_adopt(&errors)) == -1) {
-		slackd_errors(errors);
+		slackd_errors(log_errx, errors);
 		return SLACKD_EXIT_FAILURE;
 	}
 	slackd_listener_adopted = *fd >= 0;
 	if (*fd == -2 && slackd_conf->socket_path == NULL) {
-		log_warnx(
+		log_errx(
 		    "no socket path: set \"socket\" or -s (or XDG_RUNTIME_DIR, or use socket activation)");
 		slackd_cleanup();
 		return SLACKD_EXIT_CONFIG;
@@ -707,7 +743,7 @@ slackd_socket(int *fd)
 	    (*fd = listener_open(slackd_conf->socket_path,
 	         slackd_conf->socket_mode, slackd_conf->socket_gid, &errors)) ==
 	        -1) {
-		slackd_errors(errors);
+		slackd_errors(log_errx, errors);
 		return SLACKD_EXIT_FAILURE;
 	}
 	return -1;
@@ -731,7 +767,7 @@ slackd_run(int fd)
 	slackd_params(&params, slackd_conf, slackd_token, slackd_verbose);
 	slackd_upstream = upstream_start(&params, &slackd_mailbox, &errors);
 	if (slackd_upstream == NULL) {
-		slackd_errors(errors);
+		slackd_errors(log_errx, errors);
 		listener_unlink();
 		return SLACKD_EXIT_FAILURE;
 	}
@@ -742,7 +778,7 @@ slackd_run(int fd)
 	event_base_dispatch(slackd_base);
 
 	if (slackd_upstream != NULL) {
-		log_warnx("main loop ended with the upstream thread running");
+		log_errx("main loop ended with the upstream thread running");
 		_exit(slackd_exit);
 	}
 	log_info("stopped");

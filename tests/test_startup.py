@@ -3,9 +3,11 @@ of the configuration table, what a detached start reports, what a stop
 leaves behind, and the messages of the command line."""
 
 import os
+import re
 import signal
+import subprocess
 
-from conftest import wait_until
+from conftest import SLACKD, TOKEN, wait_until
 
 
 def reload(d, **settings):
@@ -29,3 +31,119 @@ def test_reload_warns_about_restart_only_keys(daemon):
     assert ("warning: reload: ca_file takes effect only when slackd "
             "restarts") in log
     assert log.count("socket_group take effect") == 1
+
+
+def run_slackd(*args, env=None, timeout=20):
+    """slackd with a clean environment (no token, no systemd), to the end."""
+    e = dict(os.environ)
+    for k in ("SLACK_API_TOKEN", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM",
+              "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID"):
+        e.pop(k, None)
+    if env:
+        e.update(env)
+    return subprocess.run([SLACKD] + list(args), capture_output=True,
+                          text=True, timeout=timeout, env=e)
+
+
+def write(path, text, mode=0o600):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return str(path)
+
+
+def test_version_has_no_stray_dash():
+    p = run_slackd("--version")
+    assert p.returncode == 0
+    assert re.fullmatch(r"slackd \S+ \(protocol \d+, libwebsockets "
+                        r"\d+\.\d+\S*[^-\s]\)\n", p.stdout), p.stdout
+
+
+def test_check_says_it_is_offline(tmp_path):
+    token = write(tmp_path / "token", TOKEN + "\n")
+    conf = write(tmp_path / "c.conf", "token_file = %s\nsocket = %s\n"
+                 % (token, tmp_path / "s.sock"))
+    p = run_slackd("-n", "-f", conf)
+    assert p.returncode == 0, p.stderr
+    assert "configuration OK: token from token_file" in p.stdout
+    assert ("offline check: the token was not tried with Slack "
+            "(slackd --doctor tries it)") in p.stdout
+    assert TOKEN not in p.stdout + p.stderr
+    assert "offline" in run_slackd("--help").stdout
+
+
+def test_check_suggests_keys_and_sums_up_errors(tmp_path):
+    conf = write(tmp_path / "c.conf",
+                 "ping_intervall = 5\nqueue_max = lots\nsocket = /x\n")
+    p = run_slackd("-n", "-f", conf)
+    assert p.returncode == 78
+    lines = p.stderr.strip().splitlines()
+    assert ('%s:1: unknown key "ping_intervall" (did you mean '
+            'ping_interval?)' % conf) in lines[0]
+    assert "%s:2: bad value for queue_max" % conf in lines[1]
+    assert lines[-1].endswith(
+        "error: configuration check failed: 2 errors (exit status 78)")
+    # A missing token is one error too.
+    p = run_slackd("-n", "-f", write(tmp_path / "d.conf", "socket = /x\n"))
+    assert p.returncode == 78
+    assert "no Slack token" in p.stderr
+    assert p.stderr.strip().splitlines()[-1].endswith(
+        "configuration check failed: 1 error (exit status 78)")
+
+
+def test_any_readable_file_is_a_configuration(tmp_path):
+    env = {"SLACK_API_TOKEN": TOKEN}
+    sock = str(tmp_path / "s.sock")
+    p = run_slackd("-n", "-f", "/dev/null", "-s", sock, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "configuration OK" in p.stdout and "api_url https://slack.com/api/" \
+        in p.stdout
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(["sh", "-c", "echo 'socket = %s' > %s"
+                             % (sock, fifo)])
+    p = run_slackd("-n", "-f", fifo, env=env)
+    proc.wait(10)
+    os.unlink(fifo)  # nothing may open it again, waiting for a writer
+    assert p.returncode == 0, p.stderr
+    assert "socket %s," % sock in p.stdout
+    p = run_slackd("-n", "-f", str(tmp_path), env=env)
+    assert p.returncode == 78 and "is a directory" in p.stderr
+
+
+def journal_run(tmp_path, *args, env=None):
+    """slackd -d with stderr on a file that JOURNAL_STREAM names, as under
+    systemd: lines carry a syslog priority prefix."""
+    log = tmp_path / "journal"
+    with open(log, "w") as f:
+        st = os.fstat(f.fileno())
+        e = dict(env or {})
+        e["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+        ev = dict(os.environ)
+        for k in ("SLACK_API_TOKEN", "CREDENTIALS_DIRECTORY", "LISTEN_FDS"):
+            ev.pop(k, None)
+        ev.update(e)
+        rc = subprocess.run([SLACKD, "-d"] + list(args), stdout=f, stderr=f,
+                            env=ev, timeout=20).returncode
+    return rc, log.read_text()
+
+
+def test_fatal_errors_are_logged_as_errors(tmp_path):
+    sock = str(tmp_path / "s.sock")
+    # No token at all.
+    rc, text = journal_run(tmp_path, "-f", "/dev/null", "-s", sock)
+    assert rc == 78
+    assert text.startswith("<3>no Slack token"), text
+    # A configuration file with an error.
+    conf = write(tmp_path / "bad.conf", "queue_max = many\n")
+    rc, text = journal_run(tmp_path, "-f", conf, "-s", sock)
+    assert rc == 78
+    assert text.startswith("<3>%s:1: bad value for queue_max" % conf), text
+    # A token file others can read.
+    token = write(tmp_path / "token", TOKEN + "\n", 0o644)
+    conf = write(tmp_path / "c.conf", "token_file = %s\n" % token)
+    rc, text = journal_run(tmp_path, "-f", conf, "-s", sock)
+    assert rc == 78
+    assert re.match(r"<3>token file \S+ is accessible by group or others",
+                    text), text
+    assert "<4>" not in text

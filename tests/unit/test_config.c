@@ -662,7 +662,8 @@ test_errors(void)
 	n = parse_len(&c, text, sizeof text - 1, &err);
 	is_int(n, 11, "all 11 errors are counted at once");
 	is_int(count_lines(err), 11, "the error text has one line per error");
-	ok(has_line(err, NAME ":2: unknown key \"sockets\""),
+	ok(has_line(
+	       err, NAME ":2: unknown key \"sockets\" (did you mean socket?)"),
 	    "unknown key, with name:line");
 	ok(has_line(err, NAME ":3: expected \"key = value\""),
 	    "missing '=', with name:line");
@@ -719,7 +720,9 @@ test_errors(void)
 	config_free(&c);
 
 	n = parse(&c, "Socket = /a\n", &err);
-	ok(n == 1 && has_line(err, NAME ":1: unknown key \"Socket\""),
+	ok(n == 1 &&
+	        has_line(err,
+	            NAME ":1: unknown key \"Socket\" (did you mean socket?)"),
 	    "keys are case-sensitive");
 	free(err);
 	config_free(&c);
@@ -1015,13 +1018,13 @@ test_load(void)
 	ok(mkdtemp(dir) != NULL, "made a temporary directory");
 	config_init(&c);
 	n = config_load(&c, dir, 1, &err);
-	ok(n == 1 && contains(err, dir) && contains(err, "not a regular file"),
+	ok(n == 1 && contains(err, dir) && contains(err, "is a directory"),
 	    "a directory is refused (required)");
 	free(err);
 	config_free(&c);
 	config_init(&c);
 	n = config_load(&c, dir, 0, &err);
-	ok(n == 1 && contains(err, "not a regular file"),
+	ok(n == 1 && contains(err, "is a directory"),
 	    "a directory is refused (optional)");
 	free(err);
 	config_free(&c);
@@ -1076,7 +1079,7 @@ test_load(void)
 		}
 		config_init(&c);
 		n = config_load(&c, path, 1, &err);
-		ok(n == 1 && contains(err, "at most 1 MiB"),
+		ok(n == 1 && contains(err, "larger than 1 MiB"),
 		    "a file over 1 MiB is refused");
 		free(err);
 		config_free(&c);
@@ -1369,9 +1372,62 @@ test_documented(void)
 	}
 }
 
+/* Typos get the nearest key; any readable file is a configuration. */
+static void
+test_friendly(void)
+{
+	struct config c;
+	char *err = NULL;
+	int n, p[2];
+
+	n = parse(
+	    &c, "ping_intervall = 5\nreconect_max = 1\nfrobnicate = 1\n", &err);
+	is_int(n, 3, "three unknown keys");
+	ok(has_line(err,
+	       NAME
+	       ":1: unknown key \"ping_intervall\" (did you mean ping_interval?)"),
+	    "a typo gets the nearest key");
+	ok(has_line(err,
+	       NAME
+	       ":2: unknown key \"reconect_max\" (did you mean reconnect_max?)"),
+	    "a missing letter gets the nearest key");
+	ok(has_line(err, NAME ":3: unknown key \"frobnicate\""),
+	    "nothing near: no suggestion");
+	free(err);
+	config_free(&c);
+	n = parse(&c, "pign_interval = 5\n", &err);
+	ok(n == 1 && contains(err, "did you mean ping_interval?"),
+	    "two letters swapped get the nearest key");
+	free(err);
+	config_free(&c);
+
+	config_init(&c);
+	n = config_load(&c, "/dev/null", 1, &err);
+	ok(n == 0 && err == NULL, "/dev/null is an empty configuration");
+	is_int(c.ping_interval, 10000, "/dev/null: the defaults");
+	free(err);
+	config_free(&c);
+
+	if (ok(pipe(p) == 0, "made a pipe")) {
+		char path[64];
+
+		(void)!write(p[1], "ping_interval = 7\n", 18);
+		close(p[1]);
+		snprintf(path, sizeof path, "/dev/fd/%d", p[0]);
+		config_init(&c);
+		n = config_load(&c, path, 1, &err);
+		ok(n == 0 && c.ping_interval == 7000,
+		    "a pipe is read once to its end");
+		free(err);
+		config_free(&c);
+		close(p[0]);
+	}
+}
+
 int
 main(void)
 {
+	test_friendly();
 	test_dup();
 	test_differs();
 	test_documented();
