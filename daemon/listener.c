@@ -1,8 +1,9 @@
 /*
  * The local socket: created safely (a live daemon on the path is never
  * displaced, a stale socket is replaced, anything that is not a socket is
- * left alone), accepted from with libevent, removed at exit.  When file
- * descriptors run out, accepting pauses for a moment instead of spinning.
+ * left alone), accepted from with libevent, removed at exit, and with it
+ * the directory made for it, if slackd made it and nothing else is in it.  When
+ * file descriptors run out, accepting pauses for a moment instead of spinning.
  */
 #include "config.h"
 
@@ -32,6 +33,9 @@ static struct event *listener_resume;
 static char *listener_path;
 static dev_t listener_dev;
 static ino_t listener_ino;
+static char *listener_dir; /* the socket's directory, if we made it */
+static dev_t listener_dir_dev;
+static ino_t listener_dir_ino;
 
 static int listener_fail(char **err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -67,6 +71,21 @@ listener_probe(const struct sockaddr_un *sun)
 	return rc;
 }
 
+/* Remember the directory we made, to remove it at exit if it is empty. */
+static void
+listener_made_dir(const char *dir)
+{
+	struct stat sb;
+
+	free(listener_dir);
+	listener_dir = NULL;
+	if (stat(dir, &sb) == 0) {
+		listener_dir = xstrdup(dir);
+		listener_dir_dev = sb.st_dev;
+		listener_dir_ino = sb.st_ino;
+	}
+}
+
 static int
 listener_mkdir(const char *path, char **err)
 {
@@ -82,8 +101,10 @@ listener_mkdir(const char *path, char **err)
 			    "cannot create the socket "
 			    "directory %s: %s",
 			    dir, strerror(errno));
-		else
+		else {
 			log_info("created %s", dir);
+			listener_made_dir(dir);
+		}
 	} else if (!S_ISDIR(sb.st_mode))
 		rc = listener_fail(err, "%s is not a directory", dir);
 	free(copy);
@@ -352,17 +373,28 @@ listener_stop(void)
 	}
 }
 
-/* Remove the socket file, if it is still the one we created. */
+/*
+ * Remove the socket file, if it is still the one we created, and the
+ * directory we made for it, if it is still that one and now empty.
+ */
 void
 listener_unlink(void)
 {
 	struct stat sb;
 
-	if (listener_path == NULL)
-		return;
-	if (lstat(listener_path, &sb) == 0 && sb.st_dev == listener_dev &&
-	    sb.st_ino == listener_ino)
+	if (listener_path != NULL && lstat(listener_path, &sb) == 0 &&
+	    sb.st_dev == listener_dev && sb.st_ino == listener_ino)
 		unlink(listener_path);
 	free(listener_path);
 	listener_path = NULL;
+	if (listener_dir != NULL && lstat(listener_dir, &sb) == 0 &&
+	    S_ISDIR(sb.st_mode) && sb.st_dev == listener_dir_dev &&
+	    sb.st_ino == listener_dir_ino) {
+		if (rmdir(listener_dir) == 0)
+			log_info("removed %s", listener_dir);
+		else if (errno != ENOTEMPTY && errno != EEXIST)
+			log_warn("cannot remove %s", listener_dir);
+	}
+	free(listener_dir);
+	listener_dir = NULL;
 }

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <sys/eventfd.h>
+#include <sys/poll.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -34,6 +35,8 @@
 #define SLACKD_CONF "/etc/slackd/slackd.conf"
 #endif
 
+#define SLACKD_WAIT        5 /* s a detaching parent waits for Slack */
+#define SLACKD_WAIT_MAX    3600
 #define SLACKD_STOP_WAIT   10  /* s for the upstream thread to finish */
 #define SLACKD_FLUSH_WAIT  1   /* s for clients to read their last lines */
 #define SLACKD_SLICE       256 /* messages handled per loop turn */
@@ -64,8 +67,10 @@ static struct event *slackd_ev_term, *slackd_ev_int, *slackd_ev_hup;
 static struct event *slackd_ev_deadline;
 static int slackd_exit = SLACKD_EXIT_OK;
 static int slackd_ready_fd = -1;
+static int slackd_wait = SLACKD_WAIT; /* -w */
 
 static void slackd_shutdown(int);
+static void slackd_fatal(const char *);
 
 static const struct option slackd_options[] = {
 	{ "config", required_argument, NULL, 'f' },
@@ -73,6 +78,7 @@ static const struct option slackd_options[] = {
 	{ "check", no_argument, NULL, 'n' },
 	{ "foreground", no_argument, NULL, 'd' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "wait", required_argument, NULL, 'w' },
 	{ "version", no_argument, NULL, 'V' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -82,7 +88,7 @@ static void
 slackd_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: slackd [-dnv] [-f file] [-s socket]\n"
+	    "usage: slackd [-dnv] [-f file] [-s socket] [-w seconds]\n"
 	    "\n"
 	    "Keep one Slack RTM connection and share it over a local socket.\n"
 	    "\n"
@@ -93,6 +99,8 @@ slackd_usage(FILE *f)
 	    "  -s, --socket PATH   local socket (overrides \"socket\")\n"
 	    "  -v, --verbose       log more (repeat for libwebsockets "
 	    "notices)\n"
+	    "  -w, --wait SECONDS  detaching, wait this long (default %d) for\n"
+	    "                      Slack's first answer before returning\n"
 	    "      --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
@@ -100,7 +108,7 @@ slackd_usage(FILE *f)
 	    "token_file setting or $SLACK_API_TOKEN, never from the command\n"
 	    "line.  Exit status: 0 stopped, 1 runtime failure, 64 usage,\n"
 	    "78 bad configuration or token refused by Slack.  See slackd(8).\n",
-	    SLACKD_CONF);
+	    SLACKD_CONF, SLACKD_WAIT);
 }
 
 typedef void (*slackd_logfn)(const char *, ...)
@@ -155,6 +163,10 @@ slackd_state(struct mailbox_msg *m)
 	struct json_object *o;
 
 	status_update(m);
+	if (m->state == UPSTREAM_CONNECTED)
+		slackd_ready_report(SLACKD_EXIT_OK, NULL);
+	else if (m->state == UPSTREAM_RECONNECTING)
+		slackd_ready_report(SLACKD_READY_TRYING, m->text);
 	if (m->state == UPSTREAM_CONNECTED) {
 		if (status.team_id != NULL)
 			names_team_is(status.team_id);
@@ -250,10 +262,7 @@ slackd_dispatch(struct mailbox_msg *m)
 		status_update(m);
 		break;
 	case MAILBOX_FATAL:
-		log_errx("fatal: %s; check the token (slackd exits with "
-		         "status %d)",
-		    m->text, SLACKD_EXIT_CONFIG);
-		slackd_shutdown(SLACKD_EXIT_CONFIG);
+		slackd_fatal(m->text);
 		break;
 	case MAILBOX_STOPPED:
 		slackd_stopped();
@@ -311,6 +320,25 @@ slackd_mailbox_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- signals and shutdown --------------------------------------------- */
 
+/*
+ * Slack refused the token for good (reason: "authentication failed:
+ * ERROR"): say what the error means, tell a waiting parent, and stop.
+ */
+static void
+slackd_fatal(const char *reason)
+{
+	const char *advice = webapi_error_advice(reason);
+	char *why;
+
+	xasprintf(&why, "%s; %s", reason,
+	    advice != NULL ? advice : "check the token");
+	log_errx(
+	    "fatal: %s (slackd exits with status %d)", why, SLACKD_EXIT_CONFIG);
+	slackd_ready_report(SLACKD_EXIT_CONFIG, why);
+	free(why);
+	slackd_shutdown(SLACKD_EXIT_CONFIG);
+}
+
 static void
 slackd_shutdown(int code)
 {
@@ -350,16 +378,71 @@ slackd_signal_cb(evutil_socket_t sig, short events, void *arg)
 /* ---- startup ---------------------------------------------------------- */
 
 /*
- * Go to the background.  The parent waits until the child says it is
- * ready (slackd_ready) and exits 0, or exits with the child's status if it
- * dies first, so a failure at startup is never hidden.
+ * The parent of a detaching daemon: read the child's report from fd (at
+ * most slackd_wait seconds) and return the status to exit with.
+ */
+static int
+slackd_wait_child(pid_t pid, int fd)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	int64_t deadline = util_now_ms() + (int64_t)slackd_wait * 1000, left;
+	char buf[1024], *why = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int code, wstatus;
+
+	for (;;) {
+		left = deadline - util_now_ms();
+		if (left < 0)
+			left = 0;
+		if (slackd_wait == 0)
+			left = -1; /* only until the socket is served */
+		if ((n = poll(&pfd, 1, (int)left)) == -1 && errno == EINTR)
+			continue;
+		if (n == 0) {
+			fprintf(stderr,
+			    "slackd: no answer from Slack within %d s; slackd keeps trying in the background (pid %ld; see the log)\n",
+			    slackd_wait, (long)pid);
+			return SLACKD_EXIT_OK;
+		}
+		if ((n = read(fd, buf + len, sizeof buf - 1 - len)) == -1 &&
+		    errno == EINTR)
+			continue;
+		if (n <= 0 || (len += (size_t)n) == sizeof buf - 1)
+			break;
+	}
+	buf[len] = '\0';
+	if (len == 0) { /* the child died before it could say */
+		if (waitpid(pid, &wstatus, 0) == pid && WIFEXITED(wstatus))
+			return WEXITSTATUS(wstatus);
+		return SLACKD_EXIT_FAILURE;
+	}
+	code = (int)strtol(buf, &why, 10);
+	if (*why == ' ')
+		why++;
+	if (code == SLACKD_READY_TRYING) {
+		fprintf(stderr,
+		    "slackd: cannot reach Slack yet (%s); slackd keeps trying in the background (pid %ld)\n",
+		    why, (long)pid);
+		return SLACKD_EXIT_OK;
+	}
+	if (*why != '\0')
+		fprintf(stderr, "slackd: %s\n", why);
+	return code;
+}
+
+/*
+ * Go to the background.  The parent waits, at most slackd_wait seconds,
+ * for the child's first answer from Slack (slackd_ready_report) and exits
+ * with the status that answer calls for, saying why on stderr; if the
+ * child dies first, it exits with the child's status.  So a refused token
+ * is never hidden behind an exit status of 0.
  */
 static void
 slackd_detach(void)
 {
 	pid_t pid;
-	int fd, p[2], wstatus;
-	char c;
+	int fd, p[2];
 
 	if (pipe2(p, O_CLOEXEC) == -1)
 		fatal("pipe");
@@ -367,11 +450,7 @@ slackd_detach(void)
 		fatal("fork");
 	if (pid > 0) {
 		close(p[1]);
-		if (read(p[0], &c, 1) == 1)
-			_exit(0);
-		if (waitpid(pid, &wstatus, 0) == pid && WIFEXITED(wstatus))
-			_exit(WEXITSTATUS(wstatus));
-		_exit(SLACKD_EXIT_FAILURE);
+		_exit(slackd_wait_child(pid, p[0]));
 	}
 	close(p[0]);
 	slackd_ready_fd = p[1];
@@ -388,15 +467,35 @@ slackd_detach(void)
 	}
 }
 
-/* Startup is complete: let a waiting parent go. */
+/*
+ * The child's first answer from Slack, for a waiting parent (a no-op
+ * once told, and without one): code is the status for the parent to exit
+ * with (SLACKD_EXIT_OK when connected, SLACKD_EXIT_CONFIG when Slack
+ * refused the token), or SLACKD_READY_TRYING when Slack could not be
+ * reached yet; why says what happened.
+ */
+void
+slackd_ready_report(int code, const char *why)
+{
+	char buf[1024];
+	int n;
+
+	if (slackd_ready_fd == -1)
+		return;
+	n = snprintf(buf, sizeof buf, "%d %s", code, why != NULL ? why : "");
+	if (n >= (int)sizeof buf)
+		n = sizeof buf - 1;
+	(void)!write(slackd_ready_fd, buf, (size_t)n); /* atomic: < PIPE_BUF */
+	close(slackd_ready_fd);
+	slackd_ready_fd = -1;
+}
+
+/* Serving on the socket: with -w 0 that is all a parent waits for. */
 static void
 slackd_ready(void)
 {
-	if (slackd_ready_fd != -1) {
-		(void)!write(slackd_ready_fd, "", 1);
-		close(slackd_ready_fd);
-		slackd_ready_fd = -1;
-	}
+	if (slackd_wait == 0)
+		slackd_ready_report(SLACKD_EXIT_OK, NULL);
 }
 
 static void
@@ -617,6 +716,27 @@ fail:
 	notify_ready();
 }
 
+/* -w SECONDS: a whole number from 0 to SLACKD_WAIT_MAX. */
+static int
+slackd_parse_wait(const char *arg)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (*arg == '\0' || *end != '\0' || errno != 0 || v < 0 ||
+	    v > SLACKD_WAIT_MAX) {
+		fprintf(stderr,
+		    "slackd: -w wants a number of seconds from 0 to %d, not \"%s\"\n",
+		    SLACKD_WAIT_MAX, arg);
+		slackd_usage(stderr);
+		return -1;
+	}
+	slackd_wait = (int)v;
+	return 0;
+}
+
 /*
  * The command line, into slackd_conffile and the others.  Returns -1 to
  * go on, or the status to exit with (--help, --version, usage errors).
@@ -627,7 +747,7 @@ slackd_getopt(int argc, char **argv)
 	int ch;
 
 	while ((ch = getopt_long(
-	            argc, argv, "df:hns:v", slackd_options, NULL)) != -1) {
+	            argc, argv, "df:hns:vw:", slackd_options, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
 			slackd_foreground = 1;
@@ -643,6 +763,10 @@ slackd_getopt(int argc, char **argv)
 			break;
 		case 'v':
 			slackd_verbose++;
+			break;
+		case 'w':
+			if (slackd_parse_wait(optarg) != 0)
+				return SLACKD_EXIT_USAGE;
 			break;
 		case 'V':
 			slackd_version();
@@ -744,6 +868,7 @@ slackd_socket(int *fd)
 	         slackd_conf->socket_mode, slackd_conf->socket_gid, &errors)) ==
 	        -1) {
 		slackd_errors(log_errx, errors);
+		listener_unlink(); /* the directory, if it was made */
 		return SLACKD_EXIT_FAILURE;
 	}
 	return -1;
@@ -767,6 +892,7 @@ slackd_run(int fd)
 	slackd_params(&params, slackd_conf, slackd_token, slackd_verbose);
 	slackd_upstream = upstream_start(&params, &slackd_mailbox, &errors);
 	if (slackd_upstream == NULL) {
+		slackd_ready_report(SLACKD_EXIT_FAILURE, errors);
 		slackd_errors(log_errx, errors);
 		listener_unlink();
 		return SLACKD_EXIT_FAILURE;

@@ -275,6 +275,7 @@ int webapi_parse_connect(
     const char *, size_t, struct webapi_connect *, char **);
 void webapi_connect_free(struct webapi_connect *);
 int webapi_permanent_error(const char *);
+const char *webapi_error_advice(const char *);
 int webapi_retry_after(const char *, int64_t *);
 void webapi_form_add(char **, size_t *, const char *, const char *);
 
@@ -607,6 +608,8 @@ extern struct config *slackd_conf;
 extern struct upstream *slackd_upstream;
 extern int slackd_stopping;
 extern int slackd_test_hooks;
+#define SLACKD_READY_TRYING (-1) /* slackd_ready_report: Slack not reached */
+void slackd_ready_report(int, const char *);
 void slackd_clients_gone(void);
 void slackd_names_loaded(void);
 

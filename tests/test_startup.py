@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 from conftest import SLACKD, TOKEN, wait_until
 
@@ -147,3 +148,138 @@ def test_fatal_errors_are_logged_as_errors(tmp_path):
     assert re.match(r"<3>token file \S+ is accessible by group or others",
                     text), text
     assert "<4>" not in text
+
+
+# ---- a detached start waits for Slack's first answer -----------------------
+
+def start_detached(d, *args, timeout=30):
+    """slackd without -d, as the README starts it: the parent's result."""
+    d.write_config()
+    e = dict(os.environ)
+    for k in ("SLACK_API_TOKEN", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM",
+              "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID"):
+        e.pop(k, None)
+    t0 = time.monotonic()
+    p = subprocess.run([SLACKD, "-f", d.conf_path] + list(args),
+                       capture_output=True, text=True, timeout=timeout,
+                       env=e)
+    p.elapsed = time.monotonic() - t0
+    d.outputs += [p.stdout, p.stderr]
+    return p
+
+
+def stop_detached(d):
+    """SIGTERM the background daemon found through its socket; wait for it
+    to go."""
+    pid = d.status()["pid"]
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not os.path.exists("/proc/%d" % pid) or
+               open("/proc/%d/stat" % pid).read().split()[2] == "Z",
+               15, what="the detached slackd to stop")
+    return pid
+
+
+def test_detached_start_returns_once_connected(daemon_factory, fake):
+    d = daemon_factory()
+    p = start_detached(d)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == "" and p.stdout == ""
+    assert len(fake.sessions) == 1  # connected before the parent returned
+    assert d.status()["state"] == "connected"
+    stop_detached(d)
+
+
+def test_detached_start_reports_a_refused_token(daemon_factory, fake):
+    fake.set_token("xoxb-some-other-token")
+    d = daemon_factory()
+    p = start_detached(d)
+    assert p.returncode == 78, p.stderr
+    assert p.stderr == ("slackd: authentication failed: invalid_auth; the "
+                        "token is not valid: check the token\n")
+    # The daemon itself is gone too, and its socket with it.
+    wait_until(lambda: not os.path.exists(d.sock), 10, what="socket gone")
+
+
+def test_detached_start_says_it_keeps_trying(daemon_factory, fake):
+    d = daemon_factory(api_url="http://127.0.0.1:1/api/")
+    p = start_detached(d)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.startswith("slackd: cannot reach Slack yet (")
+    assert "slackd keeps trying in the background (pid " in p.stderr
+    assert d.status()["state"] == "reconnecting"
+    stop_detached(d)
+
+
+def test_detached_start_waits_at_most_w_seconds(daemon_factory, fake):
+    fake.queue_api_hang()
+    d = daemon_factory(connect_timeout="30")
+    p = start_detached(d, "-w", "1")
+    assert p.returncode == 0, p.stderr
+    assert 0.9 < p.elapsed < 5, p.elapsed
+    assert p.stderr.startswith("slackd: no answer from Slack within 1 s; "
+                               "slackd keeps trying in the background")
+    stop_detached(d)
+    # -w 0: back as soon as the socket is up, whatever Slack says.
+    fake.set_token("xoxb-some-other-token")
+    p = start_detached(daemon_factory(), "-w", "0")
+    assert p.returncode == 0 and p.stderr == ""
+    p = start_detached(d, "-w", "soon")
+    assert p.returncode == 64 and "-w wants a number of seconds" in p.stderr
+
+
+# ---- permanent errors say what they mean -----------------------------------
+
+def test_new_slack_app_token_is_explained(daemon_factory, fake):
+    fake.queue_api_response(200, {"ok": False,
+                                  "error": "not_allowed_token_type"})
+    d = daemon_factory().start(wait=None)
+    d.expected_exit = 78
+    assert d.wait_exit(10) == 78
+    line = [l for l in d.log_text().splitlines() if "fatal:" in l]
+    assert len(line) == 1
+    assert "error: fatal: authentication failed: not_allowed_token_type; " \
+        "this token belongs to a Slack app created after classic apps " \
+        "ended on 2024-06-04" in line[0]
+    assert "classic app's token" in line[0] and "Socket Mode" in line[0]
+    assert line[0].endswith("(slackd exits with status 78)")
+
+
+def test_legacy_custom_bot_is_explained(daemon_factory, fake):
+    fake.queue_api_response(200, {"ok": False,
+                                  "error": "legacy_custom_bots_deprecated"})
+    d = daemon_factory()
+    p = start_detached(d)
+    assert p.returncode == 78, p.stderr
+    assert "legacy custom bots stopped working on 2025-03-31" in p.stderr
+    assert len([c for c in fake.api_calls
+                if c["method"] == "rtm.connect"]) == 1
+
+
+# ---- a stop leaves nothing behind ------------------------------------------
+
+def test_stop_removes_the_socket_directory_it_made(daemon_factory, tmp_path):
+    made = tmp_path / "run" / "slackd"
+    (tmp_path / "run").mkdir()
+    d = daemon_factory(socket=str(made / "slackd.sock"))
+    d.sock = str(made / "slackd.sock")
+    d.start()
+    assert made.is_dir()
+    assert d.stop() == 0
+    assert not made.exists(), "slackd left the directory it made"
+    assert "removed %s" % made in d.log_text()
+    # A directory that was there before stays.
+    d2 = daemon_factory(socket=str(made / "slackd.sock"))
+    d2.sock = str(made / "slackd.sock")
+    made.mkdir()
+    d2.start()
+    assert d2.stop() == 0
+    assert made.is_dir() and not (made / "slackd.sock").exists()
+    made.rmdir()
+    # One slackd made but someone else put a file in: it stays.
+    d3 = daemon_factory(socket=str(made / "slackd.sock"))
+    d3.sock = str(made / "slackd.sock")
+    d3.start()
+    (made / "other").write_text("x")
+    assert d3.stop() == 0
+    assert (made / "other").exists() and not (made / "slackd.sock").exists()
+
