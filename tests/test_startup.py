@@ -283,3 +283,25 @@ def test_stop_removes_the_socket_directory_it_made(daemon_factory, tmp_path):
     assert d3.stop() == 0
     assert (made / "other").exists() and not (made / "slackd.sock").exists()
 
+
+
+# ---- the documents tell one truth ------------------------------------------
+
+def source_text(rel):
+    top = os.path.dirname(os.environ.get("TESTS_SRCDIR") or
+                          os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(top, rel)) as f:
+        return f.read()
+
+
+def test_docs_agree_that_a_post_is_never_repeated():
+    """What tests/test_names.py test_post_is_never_made_twice shows: a
+    chat.postMessage that may have reached Slack is not made again.  The
+    man page's CAVEATS once said the opposite."""
+    man = re.sub(r"\s+", " ", source_text("man/slackd.8"))
+    readme = source_text("README.md")
+    caveats = man[man.index(".Sh CAVEATS"):man.index(".Sh BUGS")]
+    assert "posted twice" not in caveats.replace("never sent twice", "")
+    assert "is not made again" in caveats and "never sent twice" in caveats
+    assert "never posted twice" in readme
+    assert "making it again could post a message twice" in man
