@@ -298,10 +298,50 @@ def test_docs_agree_that_a_post_is_never_repeated():
     """What tests/test_names.py test_post_is_never_made_twice shows: a
     chat.postMessage that may have reached Slack is not made again.  The
     man page's CAVEATS once said the opposite."""
-    man = re.sub(r"\s+", " ", source_text("man/slackd.8"))
+    man = re.sub(r"\s+", " ", source_text("man/slackd.8.in"))
     readme = source_text("README.md")
     caveats = man[man.index(".Sh CAVEATS"):man.index(".Sh BUGS")]
     assert "posted twice" not in caveats.replace("never sent twice", "")
     assert "is not made again" in caveats and "never sent twice" in caveats
     assert "never posted twice" in readme
     assert "making it again could post a message twice" in man
+
+
+# ---- the paths a user reads are the paths slackd uses ----------------------
+
+def find_one(top, name):
+    found = [os.path.join(d, name) for d, _, files in os.walk(top)
+             if name in files]
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+def test_installed_docs_name_the_paths_slackd_uses(tmp_path):
+    builddir = os.path.dirname(os.path.abspath(SLACKD))
+    dest = str(tmp_path / "dest")
+    p = subprocess.run(["make", "-s", "-C", builddir, "install",
+                        "DESTDIR=" + dest], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    m = re.search(r"--config FILE +configuration file \(default (\S+)\)",
+                  run_slackd("--help").stdout)
+    conf = m.group(1)
+    confdir = os.path.dirname(conf)
+    sbin = os.path.dirname(os.path.abspath(find_one(dest, "slackd")))
+    sbin = sbin[len(dest):]
+    man8 = open(find_one(dest, "slackd.8")).read()
+    man5 = open(find_one(dest, "slackd.conf.5")).read()
+    unit = open(find_one(dest, "slackd.service")).read()
+    example = open(find_one(dest + confdir, "slackd.conf")).read()
+    for text in (man8, man5):
+        assert "@sysconfdir@" not in text and "@sbindir@" not in text
+        assert ".Pa %s" % conf in text
+    token = "%s/token" % confdir
+    assert "LoadCredential=slack-token:%s\n" % token in unit
+    assert "LoadCredential=slack-token:%s\n" % token in man8
+    assert "ExecStart=%s/slackd -d\n" % sbin in unit
+    assert ".Ic %s/slackd -d\n" % sbin in man8
+    assert "#token_file = %s\n" % token in example
+    if confdir != "/etc/slackd":
+        assert not re.search(r"(?<![\w/])/etc/slackd",
+                             man8 + man5 + unit + example)

@@ -1344,7 +1344,7 @@ test_documented(void)
 	static const struct {
 		const char *rel, *prefix, *prefix2;
 	} docs[] = {
-		{ "man/slackd.conf.5", ".It Ic ", NULL },
+		{ "man/slackd.conf.5.in", ".It Ic ", NULL },
 		{ "conf/slackd.conf", "#", "" },
 	};
 	const struct config_option *o;
