@@ -395,6 +395,19 @@ config_differs(const struct config *a, const struct config *b,
 	return 1;
 }
 
+/* Does any setting with all of flags differ between a and b? */
+int
+config_changed(const struct config *a, const struct config *b, int flags)
+{
+	const struct config_option *o;
+
+	for (o = config_options; o->name != NULL; o++) {
+		if ((o->flags & flags) == flags && config_differs(a, b, o))
+			return 1;
+	}
+	return 0;
+}
+
 /* The row for a key, or NULL. */
 const struct config_option *
 config_find(const char *name)
@@ -514,15 +527,13 @@ config_describe(const struct config_option *k, char *buf, size_t len)
 	switch (k->type) {
 	case CONFIG_DURATION:
 		snprintf(buf, len,
-		    "a duration from %gs to %gs (such as 10, "
-		    "500ms, 2m)",
+		    "a duration from %gs to %gs (such as 10, 500ms, 2m)",
 		    k->min / SEC, k->max / SEC);
 		break;
 	case CONFIG_SIZE:
 		snprintf(buf, len,
-		    "a size from %.0f to %.0f bytes (such as "
-		    "64K, 8M)",
-		    k->min, k->max);
+		    "a size from %.0f to %.0f bytes (such as 64K, 8M)", k->min,
+		    k->max);
 		break;
 	case CONFIG_INT:
 		snprintf(buf, len, "a whole number from %.0f to %.0f", k->min,
@@ -813,8 +824,7 @@ config_check(const struct config *conf, char **errors)
 
 	if (conf->reconnect_min > conf->reconnect_max) {
 		xasprintf(errors,
-		    "reconnect_min (%.3gs) is larger than "
-		    "reconnect_max (%.3gs)",
+		    "reconnect_min (%.3gs) is larger than reconnect_max (%.3gs)",
 		    conf->reconnect_min / SEC, conf->reconnect_max / SEC);
 		return -1;
 	}

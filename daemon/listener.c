@@ -98,9 +98,8 @@ listener_mkdir(const char *path, char **err)
 	if (stat(dir, &sb) == -1) {
 		if (errno != ENOENT || mkdir(dir, 0755) == -1)
 			rc = listener_fail(err,
-			    "cannot create the socket "
-			    "directory %s: %s",
-			    dir, strerror(errno));
+			    "cannot create the socket directory %s: %s", dir,
+			    strerror(errno));
 		else {
 			log_info("created %s", dir);
 			listener_made_dir(dir);
@@ -127,36 +126,30 @@ listener_open(const char *path, unsigned mode, long gid, char **err)
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sun.sun_path)
 		return listener_fail(err,
-		    "socket path %s is longer than %zu "
-		    "bytes",
-		    path, sizeof sun.sun_path - 1);
+		    "socket path %s is longer than %zu bytes", path,
+		    sizeof sun.sun_path - 1);
 	strcpy(sun.sun_path, path);
 
 	if (lstat(path, &sb) == 0) {
 		if (!S_ISSOCK(sb.st_mode))
 			return listener_fail(err,
-			    "%s exists and is not a "
-			    "socket; refusing to replace it",
+			    "%s exists and is not a socket; refusing to replace it",
 			    path);
 		switch (listener_probe(&sun)) {
 		case 1:
 			return listener_fail(err,
-			    "another slackd is already "
-			    "listening on %s",
-			    path);
+			    "another slackd is already listening on %s", path);
 		case 0:
 			if (unlink(path) == -1)
 				return listener_fail(err,
-				    "cannot remove the "
-				    "stale socket %s: %s",
+				    "cannot remove the stale socket %s: %s",
 				    path, strerror(errno));
 			log_info("removed stale socket %s", path);
 			break;
 		default:
 			return listener_fail(err,
-			    "cannot check whether %s is "
-			    "in use: %s",
-			    path, strerror(errno));
+			    "cannot check whether %s is in use: %s", path,
+			    strerror(errno));
 		}
 	} else if (errno != ENOENT)
 		return listener_fail(err, "%s: %s", path, strerror(errno));
@@ -204,10 +197,8 @@ listener_refuse(int fd, const struct ucred *cred)
 	int n;
 
 	n = snprintf(line, sizeof line,
-	    "{\"type\":\"" PROTOCOL_ERROR "\","
-	    "\"error\":{\"code\":%d,\"name\":\"%s\",\"msg\":\"uid %lu is "
-	    "not allowed to use slackd (see allow_users and allow_groups)"
-	    "\"}}\n",
+	    "{\"type\":\"" PROTOCOL_ERROR
+	    "\",\"error\":{\"code\":%d,\"name\":\"%s\",\"msg\":\"uid %lu is not allowed to use slackd (see allow_users and allow_groups)\"}}\n",
 	    PROTOCOL_E_ACCESS_DENIED,
 	    protocol_error_name(PROTOCOL_E_ACCESS_DENIED),
 	    (unsigned long)cred->uid);
@@ -215,8 +206,8 @@ listener_refuse(int fd, const struct ucred *cred)
 		(void)!write(fd, line, (size_t)n);
 	close(fd);
 	status.clients_refused++;
-	log_warnx("refused a client: uid %lu, gid %lu, pid %ld is not in "
-	          "allow_users or allow_groups",
+	log_warnx(
+	    "refused a client: uid %lu, gid %lu, pid %ld is not in allow_users or allow_groups",
 	    (unsigned long)cred->uid, (unsigned long)cred->gid,
 	    (long)cred->pid);
 }
@@ -249,14 +240,12 @@ listener_adopt(char **err)
 	free(names);
 	if (fd == -1)
 		return listener_fail(err,
-		    "systemd passed %d sockets and none "
-		    "is named \"api\" (FileDescriptorName=api)",
+		    "systemd passed %d sockets and none is named \"api\" (FileDescriptorName=api)",
 		    n);
 	if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
 		close(fd);
 		return listener_fail(err,
-		    "the socket systemd passed is not a "
-		    "listening Unix stream socket");
+		    "the socket systemd passed is not a listening Unix stream socket");
 	}
 	if (evutil_make_socket_nonblocking(fd) == -1 ||
 	    evutil_make_socket_closeonexec(fd) == -1) {
@@ -337,8 +326,8 @@ listener_error_cb(struct evconnlistener *l, void *arg)
 	int e = EVUTIL_SOCKET_ERROR();
 
 	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-		log_warnx("cannot accept clients: %s (%u connected); pausing "
-		          "for %d ms",
+		log_warnx(
+		    "cannot accept clients: %s (%u connected); pausing for %d ms",
 		    strerror(e), client_count(), LISTENER_PAUSE_MS);
 		evconnlistener_disable(listener);
 		evtimer_add(listener_resume, &tv);

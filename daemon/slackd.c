@@ -201,8 +201,8 @@ static void
 slackd_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
 	if (slackd_upstream != NULL) {
-		log_errx("the upstream thread did not stop within %d s; "
-		         "exiting anyway",
+		log_errx(
+		    "the upstream thread did not stop within %d s; exiting anyway",
 		    SLACKD_STOP_WAIT);
 		listener_unlink();
 		_exit(slackd_exit);
@@ -626,7 +626,6 @@ slackd_reload_warn(const struct config *old, const struct config *conf)
 	const struct config_option *o;
 	char *keys = NULL, *s;
 	u_int n = 0, i = 0;
-	int changed = 0;
 
 	for (o = config_options; o->name != NULL; o++) {
 		if ((o->flags & sock) == sock)
@@ -635,22 +634,21 @@ slackd_reload_warn(const struct config *old, const struct config *conf)
 	for (o = config_options; o->name != NULL; o++) {
 		if ((o->flags & sock) != sock)
 			continue;
-		changed |= config_differs(old, conf, o);
 		xasprintf(&s, "%s%s%s", keys != NULL ? keys : "",
 		    i == 0 ? "" : (i == n - 1 ? " and " : ", "), o->name);
 		free(keys);
 		keys = s;
 		i++;
 	}
-	if (changed && !slackd_listener_adopted)
+	if (config_changed(old, conf, sock) && !slackd_listener_adopted)
 		log_warnx(
 		    "reload: %s take effect only when slackd restarts", keys);
 	free(keys);
 	for (o = config_options; o->name != NULL; o++) {
 		if ((o->flags & sock) == CONFIG_RESTART &&
 		    config_differs(old, conf, o))
-			log_warnx("reload: %s takes effect only when slackd "
-			          "restarts",
+			log_warnx(
+			    "reload: %s takes effect only when slackd restarts",
 			    o->name);
 	}
 }
@@ -673,8 +671,8 @@ slackd_reload(void)
 	notify_reloading();
 	conf = xcalloc(1, sizeof *conf);
 	if (slackd_load(conf, log_warnx) != 0) {
-		log_warnx("reload failed: the configuration above has errors; "
-		          "keeping the one in force");
+		log_warnx(
+		    "reload failed: the configuration above has errors; keeping the one in force");
 		goto fail;
 	}
 	token = token_load(conf, &source, &errors);
@@ -685,8 +683,8 @@ slackd_reload(void)
 		source = TOKEN_ENV;
 	} else if (token == NULL) {
 		slackd_errors(log_warnx, errors);
-		log_warnx("reload failed: no usable token; keeping the "
-		          "configuration in force");
+		log_warnx(
+		    "reload failed: no usable token; keeping the configuration in force");
 		goto fail;
 	}
 	slackd_reload_warn(old, conf);

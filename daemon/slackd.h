@@ -165,6 +165,7 @@ struct config *config_dup(const struct config *);
 const struct config_option *config_find(const char *);
 int config_differs(
     const struct config *, const struct config *, const struct config_option *);
+int config_changed(const struct config *, const struct config *, int);
 int config_parse(struct config *, const char *, const char *, size_t, char **);
 int config_load(struct config *, const char *, int, char **);
 int config_check(const struct config *, char **);

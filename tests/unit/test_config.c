@@ -1236,6 +1236,11 @@ test_differs(void)
 	    "config_differs: an unchanged duration");
 	ok(config_differs(&a, &b, config_find("send_rate")),
 	    "config_differs: a changed rate");
+	ok(config_changed(&a, &b, CONFIG_RESTART | CONFIG_SOCKET),
+	    "config_changed: a socket key changed");
+	ok(!config_changed(&a, &b, CONFIG_RECONNECT),
+	    "config_changed: no key that reconnects changed");
+	ok(!config_changed(&a, &a, 0), "config_changed: a config and itself");
 	config_free(&a);
 	parse(&a, "socket_group = root\n", &err);
 	free(err);
