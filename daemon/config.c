@@ -3,6 +3,11 @@
  * whitespace), values optionally in double quotes.  Every problem is
  * reported with its file and line, and all of them are reported at once.
  *
+ * config_options[] is the one list of keys: each row gives a key's type,
+ * its field in struct config, its default, its range and how a reload
+ * treats it.  Names of users and groups are resolved to ids when a file is
+ * loaded, so a struct config in use never needs a lookup.
+ *
  * Written by hand rather than with libinih: Debian's libinih (r55) cuts
  * lines at 200 bytes without a word, joins indented lines onto the previous
  * key, knows only ";" as an inline comment (so "key = 5 # note" keeps the
@@ -28,91 +33,205 @@
 
 #define CONFIG_MAX_FILE (1024 * 1024)
 
-enum config_type {
-	CONFIG_STRING,
-	CONFIG_MODE,
-	CONFIG_DURATION,
-	CONFIG_SIZE,
-	CONFIG_INT,
-	CONFIG_RATE,
-	CONFIG_LOGLEVEL,
-	CONFIG_BOOL,
-};
-
-struct config_key {
-	const char *name;
-	enum config_type type;
-	size_t offset;
-	double min; /* durations in ms, sizes in bytes */
-	double max;
-	const char *hint;
-};
-
 #define OFF(f) offsetof(struct config, f)
 #define SEC    1000.0
-static const struct config_key config_keys[] = {
-	{ "socket", CONFIG_STRING, OFF(socket_path), 0, 0, "a path" },
-	{ "socket_mode", CONFIG_MODE, OFF(socket_mode), 0, 0777,
-	    "an octal mode such as 0660" },
-	{ "socket_group", CONFIG_STRING, OFF(socket_group), 0, 0,
-	    "a group name or number" },
-	{ "allow_users", CONFIG_STRING, OFF(allow_users), 0, 0,
-	    "user names or numbers" },
-	{ "allow_groups", CONFIG_STRING, OFF(allow_groups), 0, 0,
-	    "group names or numbers" },
-	{ "api_url", CONFIG_STRING, OFF(api_url), 0, 0, "a URL" },
-	{ "ca_file", CONFIG_STRING, OFF(ca_file), 0, 0, "a path" },
-	{ "token_file", CONFIG_STRING, OFF(token_file), 0, 0, "a path" },
-	{ "team_state", CONFIG_BOOL, OFF(team_state), 0, 0, "yes or no" },
-	{ "state_dir", CONFIG_STRING, OFF(state_dir), 0, 0, "a directory" },
-	{ "names_max_age", CONFIG_DURATION, OFF(names_max_age), 0,
-	    30 * 86400 * SEC, NULL },
-	{ "api_allow", CONFIG_STRING, OFF(api_allow), 0, 0,
-	    "Web API method names, a trailing * matching any" },
-	{ "log_level", CONFIG_LOGLEVEL, OFF(log_level), 0, 0,
-	    "error, warning, info or debug" },
-	{ "ping_interval", CONFIG_DURATION, OFF(ping_interval), 0.1 * SEC,
-	    3600 * SEC, NULL },
-	{ "pong_timeout", CONFIG_DURATION, OFF(pong_timeout), 0.1 * SEC,
-	    600 * SEC, NULL },
-	{ "hello_timeout", CONFIG_DURATION, OFF(hello_timeout), 0.1 * SEC,
-	    600 * SEC, NULL },
-	{ "connect_timeout", CONFIG_DURATION, OFF(connect_timeout), 0.1 * SEC,
-	    600 * SEC, NULL },
-	{ "reconnect_min", CONFIG_DURATION, OFF(reconnect_min), 0.01 * SEC,
-	    3600 * SEC, NULL },
-	{ "reconnect_max", CONFIG_DURATION, OFF(reconnect_max), 0.01 * SEC,
-	    86400 * SEC, NULL },
-	{ "reconnect_reset", CONFIG_DURATION, OFF(reconnect_reset), 0,
-	    86400 * SEC, NULL },
-	{ "rtm_connect_burst", CONFIG_INT, OFF(rtm_connect_burst), 1, 100,
-	    NULL },
-	{ "rtm_connect_interval", CONFIG_DURATION, OFF(rtm_connect_interval), 0,
-	    3600 * SEC, NULL },
-	{ "queue_max", CONFIG_INT, OFF(queue_max), 1, 1000000, NULL },
-	{ "queue_timeout", CONFIG_DURATION, OFF(queue_timeout), 0, 86400 * SEC,
-	    NULL },
-	{ "ack_timeout", CONFIG_DURATION, OFF(ack_timeout), 0.1 * SEC,
-	    3600 * SEC, NULL },
-	{ "send_rate", CONFIG_RATE, OFF(send_rate), 0.001, 1000, NULL },
-	{ "send_burst", CONFIG_INT, OFF(send_burst), 1, 1000, NULL },
-	{ "max_line", CONFIG_SIZE, OFF(max_line), 1024, 16 * 1048576.0, NULL },
-	{ "max_event", CONFIG_SIZE, OFF(max_event), 16384, 256 * 1048576.0,
-	    NULL },
-	{ "client_buffer_soft", CONFIG_SIZE, OFF(client_buffer_soft), 16384,
-	    1024 * 1048576.0, NULL },
-	{ "client_buffer_soft_time", CONFIG_DURATION,
-	    OFF(client_buffer_soft_time), 0, 3600 * SEC, NULL },
-	{ "client_buffer_limit", CONFIG_SIZE, OFF(client_buffer_limit), 65536,
-	    1024 * 1048576.0, NULL },
+#define MIB    1048576.0
+
+/*
+ * Every key of slackd.conf, one row each: parsing, range checks, defaults,
+ * config_dup(), config_free() and the reload rule (flags) all come from
+ * here.  A new key is a field in struct config, a row here, and its entry
+ * in slackd.conf(5) and conf/slackd.conf (test_config checks all three).
+ * Durations are in milliseconds, sizes in bytes.
+ */
+const struct config_option config_options[] = {
+	{ .name = "socket",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(socket_path),
+	    .flags = CONFIG_RESTART | CONFIG_SOCKET,
+	    .hint = "a path" },
+	{ .name = "socket_mode",
+	    .type = CONFIG_MODE,
+	    .offset = OFF(socket_mode),
+	    .def = 0660,
+	    .max = 0777,
+	    .flags = CONFIG_RESTART | CONFIG_SOCKET,
+	    .hint = "an octal mode such as 0660" },
+	{ .name = "socket_group",
+	    .type = CONFIG_GROUP,
+	    .offset = OFF(socket_group),
+	    .resolved = OFF(socket_gid),
+	    .flags = CONFIG_RESTART | CONFIG_SOCKET,
+	    .hint = "a group name or number" },
+	{ .name = "allow_users",
+	    .type = CONFIG_USERS,
+	    .offset = OFF(allow_users),
+	    .resolved = OFF(allowed_uids),
+	    .hint = "user names or numbers" },
+	{ .name = "allow_groups",
+	    .type = CONFIG_GROUPS,
+	    .offset = OFF(allow_groups),
+	    .resolved = OFF(allowed_gids),
+	    .hint = "group names or numbers" },
+	{ .name = "api_url",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(api_url),
+	    .def_string = "https://slack.com/api/",
+	    .flags = CONFIG_RECONNECT,
+	    .hint = "a URL" },
+	{ .name = "ca_file",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(ca_file),
+	    .flags = CONFIG_RESTART,
+	    .hint = "a path" },
+	{ .name = "token_file",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(token_file),
+	    .hint = "a path" },
+	{ .name = "team_state",
+	    .type = CONFIG_BOOL,
+	    .offset = OFF(team_state),
+	    .hint = "yes or no" },
+	{ .name = "state_dir",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(state_dir),
+	    .hint = "a directory" },
+	{ .name = "names_max_age",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(names_max_age),
+	    .def = 86400 * SEC,
+	    .max = 30 * 86400 * SEC },
+	{ .name = "api_allow",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(api_allow),
+	    .def_string = "conversations.* users.* chat.postMessage",
+	    .hint = "Web API method names, a trailing * matching any" },
+	{ .name = "log_level",
+	    .type = CONFIG_LOGLEVEL,
+	    .offset = OFF(log_level),
+	    .def = LOG_LEVEL_INFO,
+	    .hint = "error, warning, info or debug" },
+	{ .name = "ping_interval",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(ping_interval),
+	    .def = 10 * SEC,
+	    .min = 0.1 * SEC,
+	    .max = 3600 * SEC },
+	{ .name = "pong_timeout",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(pong_timeout),
+	    .def = 5 * SEC,
+	    .min = 0.1 * SEC,
+	    .max = 600 * SEC },
+	{ .name = "hello_timeout",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(hello_timeout),
+	    .def = 10 * SEC,
+	    .min = 0.1 * SEC,
+	    .max = 600 * SEC },
+	{ .name = "connect_timeout",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(connect_timeout),
+	    .def = 15 * SEC,
+	    .min = 0.1 * SEC,
+	    .max = 600 * SEC },
+	{ .name = "reconnect_min",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(reconnect_min),
+	    .def = 1 * SEC,
+	    .min = 0.01 * SEC,
+	    .max = 3600 * SEC },
+	{ .name = "reconnect_max",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(reconnect_max),
+	    .def = 120 * SEC,
+	    .min = 0.01 * SEC,
+	    .max = 86400 * SEC },
+	{ .name = "reconnect_reset",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(reconnect_reset),
+	    .def = 60 * SEC,
+	    .max = 86400 * SEC },
+	{ .name = "rtm_connect_burst",
+	    .type = CONFIG_INT,
+	    .offset = OFF(rtm_connect_burst),
+	    .def = 4,
+	    .min = 1,
+	    .max = 100 },
+	{ .name = "rtm_connect_interval",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(rtm_connect_interval),
+	    .def = 60 * SEC,
+	    .max = 3600 * SEC },
+	{ .name = "queue_max",
+	    .type = CONFIG_INT,
+	    .offset = OFF(queue_max),
+	    .def = 1000,
+	    .min = 1,
+	    .max = 1000000 },
+	{ .name = "queue_timeout",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(queue_timeout),
+	    .def = 600 * SEC,
+	    .max = 86400 * SEC },
+	{ .name = "ack_timeout",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(ack_timeout),
+	    .def = 30 * SEC,
+	    .min = 0.1 * SEC,
+	    .max = 3600 * SEC },
+	{ .name = "send_rate",
+	    .type = CONFIG_RATE,
+	    .offset = OFF(send_rate),
+	    .def = 1.0,
+	    .min = 0.001,
+	    .max = 1000 },
+	{ .name = "send_burst",
+	    .type = CONFIG_INT,
+	    .offset = OFF(send_burst),
+	    .def = 3,
+	    .min = 1,
+	    .max = 1000 },
+	{ .name = "max_line",
+	    .type = CONFIG_SIZE,
+	    .offset = OFF(max_line),
+	    .def = PROTOCOL_MAX_LINE,
+	    .min = 1024,
+	    .max = 16 * MIB },
+	{ .name = "max_event",
+	    .type = CONFIG_SIZE,
+	    .offset = OFF(max_event),
+	    .def = 1 * MIB,
+	    .min = 16384,
+	    .max = 256 * MIB },
+	{ .name = "client_buffer_soft",
+	    .type = CONFIG_SIZE,
+	    .offset = OFF(client_buffer_soft),
+	    .def = 1 * MIB,
+	    .min = 16384,
+	    .max = 1024 * MIB },
+	{ .name = "client_buffer_soft_time",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(client_buffer_soft_time),
+	    .def = 30 * SEC,
+	    .max = 3600 * SEC },
+	{ .name = "client_buffer_limit",
+	    .type = CONFIG_SIZE,
+	    .offset = OFF(client_buffer_limit),
+	    .def = 8 * MIB,
+	    .min = 65536,
+	    .max = 1024 * MIB },
+	{ .name = NULL },
 };
 #undef OFF
+
+#define CONFIG_NOPTIONS (nitems(config_options) - 1)
 
 struct config_parser {
 	struct config *conf;
 	const char *name;
 	u_int line;
-	u_int seen[nitems(config_keys)];
+	u_int seen[CONFIG_NOPTIONS];
 	char *errors;
 	size_t errlen;
 	int nerrors;
@@ -120,53 +239,186 @@ struct config_parser {
 
 static void config_error(struct config_parser *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
+static int config_resolve(struct config *, char **);
 
+/* The field a row describes, in conf. */
+static void *
+config_field(const struct config *conf, const struct config_option *o)
+{
+	return (char *)conf + o->offset;
+}
+
+static int
+config_is_string(const struct config_option *o)
+{
+	switch (o->type) {
+	case CONFIG_STRING:
+	case CONFIG_GROUP:
+	case CONFIG_USERS:
+	case CONFIG_GROUPS:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* The defaults, from the table. */
 void
 config_init(struct config *conf)
 {
+	const struct config_option *o;
+	void *f;
+
 	memset(conf, 0, sizeof *conf);
-	conf->socket_mode = 0660;
-	conf->socket_gid = -1;
-	conf->api_url = xstrdup("https://slack.com/api/");
-	conf->log_level = LOG_LEVEL_INFO;
-	conf->ping_interval = 10 * 1000;
-	conf->pong_timeout = 5 * 1000;
-	conf->hello_timeout = 10 * 1000;
-	conf->connect_timeout = 15 * 1000;
-	conf->reconnect_min = 1 * 1000;
-	conf->reconnect_max = 120 * 1000;
-	conf->reconnect_reset = 60 * 1000;
-	conf->rtm_connect_burst = 4;
-	conf->rtm_connect_interval = 60 * 1000;
-	conf->queue_max = 1000;
-	conf->queue_timeout = 600 * 1000;
-	conf->ack_timeout = 30 * 1000;
-	conf->send_rate = 1.0;
-	conf->send_burst = 3;
-	conf->max_line = PROTOCOL_MAX_LINE;
-	conf->max_event = 1048576;
-	conf->client_buffer_limit = 8 * 1048576;
-	conf->client_buffer_soft = 1048576;
-	conf->client_buffer_soft_time = 30 * 1000;
-	conf->names_max_age = 86400 * 1000;
-	conf->api_allow = xstrdup("conversations.* users.* chat.postMessage");
+	for (o = config_options; o->name != NULL; o++) {
+		f = config_field(conf, o);
+		switch (o->type) {
+		case CONFIG_STRING:
+		case CONFIG_USERS:
+		case CONFIG_GROUPS:
+			if (o->def_string != NULL)
+				*(char **)f = xstrdup(o->def_string);
+			break;
+		case CONFIG_GROUP:
+			*(long *)((char *)conf + o->resolved) = -1;
+			break;
+		case CONFIG_MODE:
+			*(unsigned *)f = (unsigned)o->def;
+			break;
+		case CONFIG_DURATION:
+			*(int64_t *)f = (int64_t)o->def;
+			break;
+		case CONFIG_SIZE:
+			*(size_t *)f = (size_t)o->def;
+			break;
+		case CONFIG_INT:
+		case CONFIG_LOGLEVEL:
+		case CONFIG_BOOL:
+			*(int *)f = (int)o->def;
+			break;
+		case CONFIG_RATE:
+			*(double *)f = o->def;
+			break;
+		}
+	}
 }
 
 void
 config_free(struct config *conf)
 {
-	free(conf->socket_path);
-	free(conf->socket_group);
-	free(conf->allow_users);
-	free(conf->allow_groups);
-	free(conf->allowed_uids.ids);
-	free(conf->allowed_gids.ids);
-	free(conf->state_dir);
-	free(conf->api_allow);
-	free(conf->api_url);
-	free(conf->ca_file);
-	free(conf->token_file);
+	const struct config_option *o;
+	struct config_ids *ids;
+
+	for (o = config_options; o->name != NULL; o++) {
+		if (config_is_string(o))
+			free(*(char **)config_field(conf, o));
+		if (o->type == CONFIG_USERS || o->type == CONFIG_GROUPS) {
+			ids = (void *)((char *)conf + o->resolved);
+			free(ids->ids);
+		}
+	}
 	memset(conf, 0, sizeof *conf);
+}
+
+/*
+ * A deep copy: every string and resolved id list is the copy's own, to
+ * free with config_free() and free().
+ */
+struct config *
+config_dup(const struct config *conf)
+{
+	const struct config_option *o;
+	const struct config_ids *from;
+	struct config_ids *to;
+	struct config *copy;
+	char **s;
+
+	copy = xmalloc(sizeof *copy);
+	memcpy(copy, conf, sizeof *copy);
+	for (o = config_options; o->name != NULL; o++) {
+		if (config_is_string(o)) {
+			s = config_field(copy, o);
+			if (*s != NULL)
+				*s = xstrdup(*s);
+		}
+		if (o->type == CONFIG_USERS || o->type == CONFIG_GROUPS) {
+			from = (const void *)((const char *)conf + o->resolved);
+			to = (void *)((char *)copy + o->resolved);
+			to->ids = from->n == 0
+			    ? NULL
+			    : xmemdup(from->ids, from->n * sizeof *from->ids);
+		}
+	}
+	return copy;
+}
+
+static int
+config_same_string(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/*
+ * Does the setting o differ between a and b?  A group compares by its
+ * number, so "users" and "100" are the same group.
+ */
+int
+config_differs(const struct config *a, const struct config *b,
+    const struct config_option *o)
+{
+	const void *fa = config_field(a, o), *fb = config_field(b, o);
+
+	switch (o->type) {
+	case CONFIG_GROUP:
+		return *(const long *)((const char *)a + o->resolved) !=
+		    *(const long *)((const char *)b + o->resolved);
+	case CONFIG_STRING:
+	case CONFIG_USERS:
+	case CONFIG_GROUPS:
+		return !config_same_string(
+		    *(char *const *)fa, *(char *const *)fb);
+	case CONFIG_MODE:
+		return *(const unsigned *)fa != *(const unsigned *)fb;
+	case CONFIG_DURATION:
+		return *(const int64_t *)fa != *(const int64_t *)fb;
+	case CONFIG_SIZE:
+		return *(const size_t *)fa != *(const size_t *)fb;
+	case CONFIG_INT:
+	case CONFIG_LOGLEVEL:
+	case CONFIG_BOOL:
+		return *(const int *)fa != *(const int *)fb;
+	case CONFIG_RATE:
+		return *(const double *)fa != *(const double *)fb;
+	}
+	return 1;
+}
+
+/* Does any setting with all of flags differ between a and b? */
+int
+config_changed(const struct config *a, const struct config *b, int flags)
+{
+	const struct config_option *o;
+
+	for (o = config_options; o->name != NULL; o++) {
+		if ((o->flags & flags) == flags && config_differs(a, b, o))
+			return 1;
+	}
+	return 0;
+}
+
+/* The row for a key, or NULL. */
+const struct config_option *
+config_find(const char *name)
+{
+	const struct config_option *o;
+
+	for (o = config_options; o->name != NULL; o++) {
+		if (strcmp(o->name, name) == 0)
+			return o;
+	}
+	return NULL;
 }
 
 static void
@@ -270,20 +522,18 @@ config_parse_int(const char *s, long long *out)
 }
 
 static void
-config_describe(const struct config_key *k, char *buf, size_t len)
+config_describe(const struct config_option *k, char *buf, size_t len)
 {
 	switch (k->type) {
 	case CONFIG_DURATION:
 		snprintf(buf, len,
-		    "a duration from %gs to %gs (such as 10, "
-		    "500ms, 2m)",
+		    "a duration from %gs to %gs (such as 10, 500ms, 2m)",
 		    k->min / SEC, k->max / SEC);
 		break;
 	case CONFIG_SIZE:
 		snprintf(buf, len,
-		    "a size from %.0f to %.0f bytes (such as "
-		    "64K, 8M)",
-		    k->min, k->max);
+		    "a size from %.0f to %.0f bytes (such as 64K, 8M)", k->min,
+		    k->max);
 		break;
 	case CONFIG_INT:
 		snprintf(buf, len, "a whole number from %.0f to %.0f", k->min,
@@ -300,7 +550,7 @@ config_describe(const struct config_key *k, char *buf, size_t len)
 
 static int
 config_set(
-    struct config_parser *p, const struct config_key *k, const char *value)
+    struct config_parser *p, const struct config_option *k, const char *value)
 {
 	void *field = (char *)p->conf + k->offset;
 	int64_t ms;
@@ -312,6 +562,9 @@ config_set(
 
 	switch (k->type) {
 	case CONFIG_STRING:
+	case CONFIG_GROUP:
+	case CONFIG_USERS:
+	case CONFIG_GROUPS:
 		if (*value == '\0')
 			return -1;
 		free(*(char **)field);
@@ -436,25 +689,76 @@ config_split(struct config_parser *p, char *line, char **key, char **value)
 	return 1;
 }
 
+/* Edits (insert, delete, replace, swap two) from a to b, at most 9. */
+static u_int
+config_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j;
+	u_int d[32][32], best;
+
+	if (la >= 32 || lb >= 32)
+		return 9;
+	for (i = 0; i <= la; i++)
+		d[i][0] = (u_int)i;
+	for (j = 0; j <= lb; j++)
+		d[0][j] = (u_int)j;
+	for (i = 1; i <= la; i++) {
+		for (j = 1; j <= lb; j++) {
+			best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] &&
+			    a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb] > 9 ? 9 : d[la][lb];
+}
+
+/* The key a typo most likely meant, or NULL if none is close. */
+static const char *
+config_nearest(const char *key)
+{
+	const struct config_option *o;
+	const char *best = NULL;
+	u_int d, bestd = 3; /* at most two edits */
+	char lower[64];
+	size_t i;
+
+	for (i = 0; key[i] != '\0' && i < sizeof lower - 1; i++)
+		lower[i] = (char)tolower((unsigned char)key[i]);
+	lower[i] = '\0';
+	for (o = config_options; o->name != NULL; o++) {
+		if ((d = config_distance(lower, o->name)) < bestd) {
+			bestd = d;
+			best = o->name;
+		}
+	}
+	return best;
+}
+
 static void
 config_line(struct config_parser *p, char *line)
 {
-	const struct config_key *k = NULL;
+	const struct config_option *k;
+	const char *near;
 	char *key, *value, want[128];
 	u_int i;
 
 	if (config_split(p, line, &key, &value) != 1)
 		return;
-	for (i = 0; i < nitems(config_keys); i++) {
-		if (strcmp(config_keys[i].name, key) == 0) {
-			k = &config_keys[i];
-			break;
-		}
-	}
-	if (k == NULL) {
-		config_error(p, "unknown key \"%s\"", key);
+	if ((k = config_find(key)) == NULL) {
+		if ((near = config_nearest(key)) != NULL)
+			config_error(p, "unknown key \"%s\" (did you mean %s?)",
+			    key, near);
+		else
+			config_error(p, "unknown key \"%s\"", key);
 		return;
 	}
+	i = (u_int)(k - config_options);
 	if (p->seen[i] != 0) {
 		config_error(
 		    p, "\"%s\" is already set on line %u", key, p->seen[i]);
@@ -520,8 +824,7 @@ config_check(const struct config *conf, char **errors)
 
 	if (conf->reconnect_min > conf->reconnect_max) {
 		xasprintf(errors,
-		    "reconnect_min (%.3gs) is larger than "
-		    "reconnect_max (%.3gs)",
+		    "reconnect_min (%.3gs) is larger than reconnect_max (%.3gs)",
 		    conf->reconnect_min / SEC, conf->reconnect_max / SEC);
 		return -1;
 	}
@@ -616,21 +919,35 @@ config_ids(const char *key, const char *list, int group, struct config_ids *out,
 }
 
 /* Turn user and group names into ids. */
-int
+static int
 config_resolve(struct config *conf, char **err)
 {
-	conf->socket_gid = -1;
-	if (conf->socket_group != NULL &&
-	    (conf->socket_gid = config_id(conf->socket_group, 1)) < 0) {
-		xasprintf(err, "socket_group: there is no group \"%s\"",
-		    conf->socket_group);
-		return -1;
+	const struct config_option *o;
+	const char *value;
+	long *gid;
+
+	for (o = config_options; o->name != NULL; o++) {
+		value = *(char **)config_field(conf, o);
+		switch (o->type) {
+		case CONFIG_GROUP:
+			gid = (long *)((char *)conf + o->resolved);
+			*gid = -1;
+			if (value != NULL && (*gid = config_id(value, 1)) < 0) {
+				xasprintf(err, "%s: there is no group \"%s\"",
+				    o->name, value);
+				return -1;
+			}
+			break;
+		case CONFIG_USERS:
+		case CONFIG_GROUPS:
+			if (config_ids(o->name, value, o->type == CONFIG_GROUPS,
+			        (void *)((char *)conf + o->resolved), err) != 0)
+				return -1;
+			break;
+		default:
+			break;
+		}
 	}
-	if (config_ids("allow_users", conf->allow_users, 0, &conf->allowed_uids,
-	        err) != 0 ||
-	    config_ids("allow_groups", conf->allow_groups, 1,
-	        &conf->allowed_gids, err) != 0)
-		return -1;
 	return 0;
 }
 
@@ -671,7 +988,8 @@ config_allowed(
 
 /*
  * Read and parse path.  A missing file is an error only when required
- * (given with -f); the default path may be absent.
+ * (given with -f); the default path may be absent.  Any readable file will
+ * do, read once to its end: /dev/null or a pipe is an empty configuration.
  */
 int
 config_load(struct config *conf, const char *path, int required, char **errors)
@@ -683,7 +1001,7 @@ config_load(struct config *conf, const char *path, int required, char **errors)
 	int fd, nerr;
 
 	*errors = NULL;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
 		if (errno == ENOENT && !required)
 			return config_check(conf, errors) == 0 &&
 			        config_resolve(conf, errors) == 0
@@ -692,51 +1010,35 @@ config_load(struct config *conf, const char *path, int required, char **errors)
 		xasprintf(errors, "%s: %s", path, strerror(errno));
 		return 1;
 	}
-	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
-	    sb.st_size > CONFIG_MAX_FILE) {
-		xasprintf(
-		    errors, "%s: not a regular file of at most 1 MiB", path);
+	if (fstat(fd, &sb) == -1 || S_ISDIR(sb.st_mode)) {
+		xasprintf(errors, "%s: is a directory, not a file", path);
 		close(fd);
 		return 1;
 	}
-	buf = xmalloc((size_t)sb.st_size + 1);
-	while (len < (size_t)sb.st_size) {
-		n = read(fd, buf + len, (size_t)sb.st_size - len);
+	buf = xmalloc(CONFIG_MAX_FILE + 1);
+	while (len <= CONFIG_MAX_FILE) {
+		n = read(fd, buf + len, CONFIG_MAX_FILE + 1 - len);
 		if (n == -1 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n == -1) {
+			xasprintf(errors, "%s: %s", path, strerror(errno));
+			free(buf);
+			close(fd);
+			return 1;
+		}
+		if (n == 0)
 			break;
 		len += (size_t)n;
 	}
 	close(fd);
+	if (len > CONFIG_MAX_FILE) {
+		xasprintf(errors,
+		    "%s: larger than 1 MiB; a configuration file is at most 1 MiB",
+		    path);
+		free(buf);
+		return 1;
+	}
 	nerr = config_parse(conf, path, buf, len, errors);
 	free(buf);
 	return nerr;
-}
-
-/* TEMPORARY (lead's branch): replaced by the table-driven config_dup. */
-static char *
-config_strdup(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
-struct config *
-config_dup(const struct config *from)
-{
-	struct config *to = xmalloc(sizeof *to);
-
-	*to = *from;
-	to->socket_path = config_strdup(from->socket_path);
-	to->socket_group = config_strdup(from->socket_group);
-	to->allow_users = config_strdup(from->allow_users);
-	to->allow_groups = config_strdup(from->allow_groups);
-	to->allowed_uids.ids = from->allowed_uids.n ? xmemdup(from->allowed_uids.ids, from->allowed_uids.n * sizeof(unsigned)) : NULL;
-	to->allowed_gids.ids = from->allowed_gids.n ? xmemdup(from->allowed_gids.ids, from->allowed_gids.n * sizeof(unsigned)) : NULL;
-	to->state_dir = config_strdup(from->state_dir);
-	to->api_allow = config_strdup(from->api_allow);
-	to->api_url = config_strdup(from->api_url);
-	to->ca_file = config_strdup(from->ca_file);
-	to->token_file = config_strdup(from->token_file);
-	return to;
 }

@@ -1,8 +1,9 @@
 /*
  * The local socket: created safely (a live daemon on the path is never
  * displaced, a stale socket is replaced, anything that is not a socket is
- * left alone), accepted from with libevent, removed at exit.  When file
- * descriptors run out, accepting pauses for a moment instead of spinning.
+ * left alone), accepted from with libevent, removed at exit, and with it
+ * the directory made for it, if slackd made it and nothing else is in it.  When
+ * file descriptors run out, accepting pauses for a moment instead of spinning.
  */
 #include "config.h"
 
@@ -32,6 +33,9 @@ static struct event *listener_resume;
 static char *listener_path;
 static dev_t listener_dev;
 static ino_t listener_ino;
+static char *listener_dir; /* the socket's directory, if we made it */
+static dev_t listener_dir_dev;
+static ino_t listener_dir_ino;
 
 static int listener_fail(char **err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -67,6 +71,21 @@ listener_probe(const struct sockaddr_un *sun)
 	return rc;
 }
 
+/* Remember the directory we made, to remove it at exit if it is empty. */
+static void
+listener_made_dir(const char *dir)
+{
+	struct stat sb;
+
+	free(listener_dir);
+	listener_dir = NULL;
+	if (stat(dir, &sb) == 0) {
+		listener_dir = xstrdup(dir);
+		listener_dir_dev = sb.st_dev;
+		listener_dir_ino = sb.st_ino;
+	}
+}
+
 static int
 listener_mkdir(const char *path, char **err)
 {
@@ -79,11 +98,12 @@ listener_mkdir(const char *path, char **err)
 	if (stat(dir, &sb) == -1) {
 		if (errno != ENOENT || mkdir(dir, 0755) == -1)
 			rc = listener_fail(err,
-			    "cannot create the socket "
-			    "directory %s: %s",
-			    dir, strerror(errno));
-		else
+			    "cannot create the socket directory %s: %s", dir,
+			    strerror(errno));
+		else {
 			log_info("created %s", dir);
+			listener_made_dir(dir);
+		}
 	} else if (!S_ISDIR(sb.st_mode))
 		rc = listener_fail(err, "%s is not a directory", dir);
 	free(copy);
@@ -106,36 +126,30 @@ listener_open(const char *path, unsigned mode, long gid, char **err)
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sun.sun_path)
 		return listener_fail(err,
-		    "socket path %s is longer than %zu "
-		    "bytes",
-		    path, sizeof sun.sun_path - 1);
+		    "socket path %s is longer than %zu bytes", path,
+		    sizeof sun.sun_path - 1);
 	strcpy(sun.sun_path, path);
 
 	if (lstat(path, &sb) == 0) {
 		if (!S_ISSOCK(sb.st_mode))
 			return listener_fail(err,
-			    "%s exists and is not a "
-			    "socket; refusing to replace it",
+			    "%s exists and is not a socket; refusing to replace it",
 			    path);
 		switch (listener_probe(&sun)) {
 		case 1:
 			return listener_fail(err,
-			    "another slackd is already "
-			    "listening on %s",
-			    path);
+			    "another slackd is already listening on %s", path);
 		case 0:
 			if (unlink(path) == -1)
 				return listener_fail(err,
-				    "cannot remove the "
-				    "stale socket %s: %s",
+				    "cannot remove the stale socket %s: %s",
 				    path, strerror(errno));
 			log_info("removed stale socket %s", path);
 			break;
 		default:
 			return listener_fail(err,
-			    "cannot check whether %s is "
-			    "in use: %s",
-			    path, strerror(errno));
+			    "cannot check whether %s is in use: %s", path,
+			    strerror(errno));
 		}
 	} else if (errno != ENOENT)
 		return listener_fail(err, "%s: %s", path, strerror(errno));
@@ -183,10 +197,8 @@ listener_refuse(int fd, const struct ucred *cred)
 	int n;
 
 	n = snprintf(line, sizeof line,
-	    "{\"type\":\"" PROTOCOL_ERROR "\","
-	    "\"error\":{\"code\":%d,\"name\":\"%s\",\"msg\":\"uid %lu is "
-	    "not allowed to use slackd (see allow_users and allow_groups)"
-	    "\"}}\n",
+	    "{\"type\":\"" PROTOCOL_ERROR
+	    "\",\"error\":{\"code\":%d,\"name\":\"%s\",\"msg\":\"uid %lu is not allowed to use slackd (see allow_users and allow_groups)\"}}\n",
 	    PROTOCOL_E_ACCESS_DENIED,
 	    protocol_error_name(PROTOCOL_E_ACCESS_DENIED),
 	    (unsigned long)cred->uid);
@@ -194,8 +206,8 @@ listener_refuse(int fd, const struct ucred *cred)
 		(void)!write(fd, line, (size_t)n);
 	close(fd);
 	client_refused();
-	log_warnx("refused a client: uid %lu, gid %lu, pid %ld is not in "
-	          "allow_users or allow_groups",
+	log_warnx(
+	    "refused a client: uid %lu, gid %lu, pid %ld is not in allow_users or allow_groups",
 	    (unsigned long)cred->uid, (unsigned long)cred->gid,
 	    (long)cred->pid);
 }
@@ -228,14 +240,12 @@ listener_adopt(char **err)
 	free(names);
 	if (fd == -1)
 		return listener_fail(err,
-		    "systemd passed %d sockets and none "
-		    "is named \"api\" (FileDescriptorName=api)",
+		    "systemd passed %d sockets and none is named \"api\" (FileDescriptorName=api)",
 		    n);
 	if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
 		close(fd);
 		return listener_fail(err,
-		    "the socket systemd passed is not a "
-		    "listening Unix stream socket");
+		    "the socket systemd passed is not a listening Unix stream socket");
 	}
 	if (evutil_make_socket_nonblocking(fd) == -1 ||
 	    evutil_make_socket_closeonexec(fd) == -1) {
@@ -316,8 +326,8 @@ listener_error_cb(struct evconnlistener *l, void *arg)
 	int e = EVUTIL_SOCKET_ERROR();
 
 	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-		log_warnx("cannot accept clients: %s (%u connected); pausing "
-		          "for %d ms",
+		log_warnx(
+		    "cannot accept clients: %s (%u connected); pausing for %d ms",
 		    strerror(e), client_count(), LISTENER_PAUSE_MS);
 		evconnlistener_disable(listener);
 		evtimer_add(listener_resume, &tv);
@@ -352,17 +362,28 @@ listener_stop(void)
 	}
 }
 
-/* Remove the socket file, if it is still the one we created. */
+/*
+ * Remove the socket file, if it is still the one we created, and the
+ * directory we made for it, if it is still that one and now empty.
+ */
 void
 listener_unlink(void)
 {
 	struct stat sb;
 
-	if (listener_path == NULL)
-		return;
-	if (lstat(listener_path, &sb) == 0 && sb.st_dev == listener_dev &&
-	    sb.st_ino == listener_ino)
+	if (listener_path != NULL && lstat(listener_path, &sb) == 0 &&
+	    sb.st_dev == listener_dev && sb.st_ino == listener_ino)
 		unlink(listener_path);
 	free(listener_path);
 	listener_path = NULL;
+	if (listener_dir != NULL && lstat(listener_dir, &sb) == 0 &&
+	    S_ISDIR(sb.st_mode) && sb.st_dev == listener_dir_dev &&
+	    sb.st_ino == listener_dir_ino) {
+		if (rmdir(listener_dir) == 0)
+			log_info("removed %s", listener_dir);
+		else if (errno != ENOTEMPTY && errno != EEXIST)
+			log_warn("cannot remove %s", listener_dir);
+	}
+	free(listener_dir);
+	listener_dir = NULL;
 }

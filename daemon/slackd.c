@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <sys/eventfd.h>
+#include <sys/poll.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -35,6 +36,8 @@
 #define SLACKD_CONF "/etc/slackd/slackd.conf"
 #endif
 
+#define SLACKD_WAIT        5 /* s a detaching parent waits for Slack */
+#define SLACKD_WAIT_MAX    3600
 #define SLACKD_STOP_WAIT   10  /* s for the upstream thread to finish */
 #define SLACKD_FLUSH_WAIT  1   /* s for clients to read their last lines */
 #define SLACKD_SLICE       256 /* messages handled per loop turn */
@@ -50,6 +53,8 @@ int slackd_test_hooks;
 static const char *slackd_conffile;
 static const char *slackd_sockopt;
 static int slackd_verbose;
+static int slackd_check_only; /* -n */
+static int slackd_foreground; /* -d */
 static char *slackd_token;
 static int slackd_token_from_env;
 static int slackd_listener_adopted;
@@ -63,6 +68,11 @@ static struct event *slackd_ev_term, *slackd_ev_int, *slackd_ev_hup;
 static struct event *slackd_ev_deadline;
 static int slackd_exit = SLACKD_EXIT_OK;
 static int slackd_ready_fd = -1;
+static int slackd_wait = SLACKD_WAIT; /* -w */
+static int slackd_doctor;             /* --doctor */
+
+static void slackd_shutdown(int);
+static void slackd_fatal(const char *);
 
 static const struct option slackd_options[] = {
 	{ "config", required_argument, NULL, 'f' },
@@ -71,6 +81,7 @@ static const struct option slackd_options[] = {
 	{ "doctor", no_argument, NULL, 'D' },
 	{ "foreground", no_argument, NULL, 'd' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "wait", required_argument, NULL, 'w' },
 	{ "version", no_argument, NULL, 'V' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -80,17 +91,20 @@ static void
 slackd_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: slackd [-dnv] [-f file] [-s socket]\n"
+	    "usage: slackd [-dnv] [-f file] [-s socket] [-w seconds]\n"
 	    "\n"
 	    "Keep one Slack RTM connection and share it over a local socket.\n"
 	    "\n"
 	    "  -d, --foreground    stay in the foreground, log to stderr\n"
 	    "  -f, --config FILE   configuration file (default %s)\n"
-	    "  -n, --check         check the configuration and token, exit\n"
+	    "  -n, --check         check the configuration and find the token,\n"
+	    "                      offline (Slack is not asked), and exit\n"
 	    "      --doctor        ask Slack about the token, check scopes and socket, exit\n"
 	    "  -s, --socket PATH   local socket (overrides \"socket\")\n"
 	    "  -v, --verbose       log more (repeat for libwebsockets "
 	    "notices)\n"
+	    "  -w, --wait SECONDS  detaching, wait this long (default %d) for\n"
+	    "                      Slack's first answer before returning\n"
 	    "      --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
@@ -98,18 +112,40 @@ slackd_usage(FILE *f)
 	    "token_file setting or $SLACK_API_TOKEN, never from the command\n"
 	    "line.  Exit status: 0 stopped, 1 runtime failure, 64 usage,\n"
 	    "78 bad configuration or token refused by Slack.  See slackd(8).\n",
-	    SLACKD_CONF);
+	    SLACKD_CONF, SLACKD_WAIT);
 }
 
-/* Log each line of a (malloc'd) error list, and free it. */
+typedef void (*slackd_logfn)(const char *, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/*
+ * --version.  libwebsockets' version string ends with "-" and its git
+ * describe, which a release build leaves empty ("4.1.6-"): no dangling dash.
+ */
 static void
-slackd_errors(char *errors)
+slackd_version(void)
+{
+	const char *v = lws_get_library_version();
+	size_t n = strlen(v);
+
+	while (n > 0 && (v[n - 1] == '-' || v[n - 1] == ' '))
+		n--;
+	printf("slackd %s (protocol %d, libwebsockets %.*s)\n", PACKAGE_VERSION,
+	    SLACKD_PROTOCOL, (int)n, v);
+}
+
+/*
+ * Log each line of a (malloc'd) error list with log (log_errx when they
+ * end the program, log_warnx when they do not), and free it.
+ */
+static void
+slackd_errors(slackd_logfn log, char *errors)
 {
 	char *line, *p = errors;
 
 	while ((line = strsep(&p, "\n")) != NULL) {
 		if (*line != '\0')
-			log_warnx("%s", line);
+			log("%s", line);
 	}
 	free(errors);
 }
@@ -131,6 +167,10 @@ slackd_state(struct mailbox_msg *m)
 	struct json_object *o;
 
 	status_update(m);
+	if (m->u.state.state == UPSTREAM_CONNECTED)
+		slackd_ready_report(SLACKD_EXIT_OK, NULL);
+	else if (m->u.state.state == UPSTREAM_RECONNECTING)
+		slackd_ready_report(SLACKD_READY_TRYING, m->u.state.reason);
 	if (m->u.state.state == UPSTREAM_CONNECTED) {
 		if (status_now.team_id != NULL)
 			names_team_is(status_now.team_id);
@@ -165,8 +205,8 @@ static void
 slackd_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
 	if (slackd_upstream != NULL) {
-		log_warnx("the upstream thread did not stop within %d s; "
-		          "exiting anyway",
+		log_errx(
+		    "the upstream thread did not stop within %d s; exiting anyway",
 		    SLACKD_STOP_WAIT);
 		listener_unlink();
 		_exit(slackd_exit);
@@ -182,7 +222,7 @@ slackd_stopped(void)
 	upstream_join(slackd_upstream);
 	slackd_upstream = NULL;
 	if (!slackd_stopping) {
-		log_warnx("the upstream thread stopped unexpectedly");
+		log_errx("the upstream thread stopped unexpectedly");
 		slackd_shutdown(SLACKD_EXIT_FAILURE);
 	}
 	outbox_shutdown();
@@ -240,9 +280,7 @@ slackd_dispatch(struct mailbox_msg *m)
 		status_update(m);
 		break;
 	case MAILBOX_FATAL:
-		log_errx("fatal: authentication failed: %s; check the token (slackd exits with status %d)",
-		    m->u.fatal.error, SLACKD_EXIT_CONFIG);
-		slackd_shutdown(SLACKD_EXIT_CONFIG);
+		slackd_fatal(m->u.fatal.error);
 		break;
 	case MAILBOX_STOPPED:
 		slackd_stopped();
@@ -300,7 +338,26 @@ slackd_mailbox_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- signals and shutdown --------------------------------------------- */
 
-void
+/*
+ * Slack refused the token for good (reason: "authentication failed:
+ * ERROR"): say what the error means, tell a waiting parent, and stop.
+ */
+static void
+slackd_fatal(const char *error)
+{
+	const char *advice = webapi_error_advice(error);
+	char *why;
+
+	xasprintf(&why, "authentication failed: %s; %s", error,
+	    advice != NULL ? advice : "check the token");
+	log_errx(
+	    "fatal: %s (slackd exits with status %d)", why, SLACKD_EXIT_CONFIG);
+	slackd_ready_report(SLACKD_EXIT_CONFIG, why);
+	free(why);
+	slackd_shutdown(SLACKD_EXIT_CONFIG);
+}
+
+static void
 slackd_shutdown(int code)
 {
 	struct timeval tv = { SLACKD_STOP_WAIT, 0 };
@@ -339,16 +396,71 @@ slackd_signal_cb(evutil_socket_t sig, short events, void *arg)
 /* ---- startup ---------------------------------------------------------- */
 
 /*
- * Go to the background.  The parent waits until the child says it is
- * ready (slackd_ready) and exits 0, or exits with the child's status if it
- * dies first, so a failure at startup is never hidden.
+ * The parent of a detaching daemon: read the child's report from fd (at
+ * most slackd_wait seconds) and return the status to exit with.
+ */
+static int
+slackd_wait_child(pid_t pid, int fd)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	int64_t deadline = util_now_ms() + (int64_t)slackd_wait * 1000, left;
+	char buf[1024], *why = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int code, wstatus;
+
+	for (;;) {
+		left = deadline - util_now_ms();
+		if (left < 0)
+			left = 0;
+		if (slackd_wait == 0)
+			left = -1; /* only until the socket is served */
+		if ((n = poll(&pfd, 1, (int)left)) == -1 && errno == EINTR)
+			continue;
+		if (n == 0) {
+			fprintf(stderr,
+			    "slackd: no answer from Slack within %d s; slackd keeps trying in the background (pid %ld; see the log)\n",
+			    slackd_wait, (long)pid);
+			return SLACKD_EXIT_OK;
+		}
+		if ((n = read(fd, buf + len, sizeof buf - 1 - len)) == -1 &&
+		    errno == EINTR)
+			continue;
+		if (n <= 0 || (len += (size_t)n) == sizeof buf - 1)
+			break;
+	}
+	buf[len] = '\0';
+	if (len == 0) { /* the child died before it could say */
+		if (waitpid(pid, &wstatus, 0) == pid && WIFEXITED(wstatus))
+			return WEXITSTATUS(wstatus);
+		return SLACKD_EXIT_FAILURE;
+	}
+	code = (int)strtol(buf, &why, 10);
+	if (*why == ' ')
+		why++;
+	if (code == SLACKD_READY_TRYING) {
+		fprintf(stderr,
+		    "slackd: cannot reach Slack yet (%s); slackd keeps trying in the background (pid %ld)\n",
+		    why, (long)pid);
+		return SLACKD_EXIT_OK;
+	}
+	if (*why != '\0')
+		fprintf(stderr, "slackd: %s\n", why);
+	return code;
+}
+
+/*
+ * Go to the background.  The parent waits, at most slackd_wait seconds,
+ * for the child's first answer from Slack (slackd_ready_report) and exits
+ * with the status that answer calls for, saying why on stderr; if the
+ * child dies first, it exits with the child's status_now.  So a refused token
+ * is never hidden behind an exit status of 0.
  */
 static void
 slackd_detach(void)
 {
 	pid_t pid;
-	int fd, p[2], wstatus;
-	char c;
+	int fd, p[2];
 
 	if (pipe2(p, O_CLOEXEC) == -1)
 		fatal("pipe");
@@ -356,11 +468,7 @@ slackd_detach(void)
 		fatal("fork");
 	if (pid > 0) {
 		close(p[1]);
-		if (read(p[0], &c, 1) == 1)
-			_exit(0);
-		if (waitpid(pid, &wstatus, 0) == pid && WIFEXITED(wstatus))
-			_exit(WEXITSTATUS(wstatus));
-		_exit(SLACKD_EXIT_FAILURE);
+		_exit(slackd_wait_child(pid, p[0]));
 	}
 	close(p[0]);
 	slackd_ready_fd = p[1];
@@ -377,15 +485,35 @@ slackd_detach(void)
 	}
 }
 
-/* Startup is complete: let a waiting parent go. */
+/*
+ * The child's first answer from Slack, for a waiting parent (a no-op
+ * once told, and without one): code is the status for the parent to exit
+ * with (SLACKD_EXIT_OK when connected, SLACKD_EXIT_CONFIG when Slack
+ * refused the token), or SLACKD_READY_TRYING when Slack could not be
+ * reached yet; why says what happened.
+ */
+void
+slackd_ready_report(int code, const char *why)
+{
+	char buf[1024];
+	int n;
+
+	if (slackd_ready_fd == -1)
+		return;
+	n = snprintf(buf, sizeof buf, "%d %s", code, why != NULL ? why : "");
+	if (n >= (int)sizeof buf)
+		n = sizeof buf - 1;
+	(void)!write(slackd_ready_fd, buf, (size_t)n); /* atomic: < PIPE_BUF */
+	close(slackd_ready_fd);
+	slackd_ready_fd = -1;
+}
+
+/* Serving on the socket: with -w 0 that is all a parent waits for. */
 static void
 slackd_ready(void)
 {
-	if (slackd_ready_fd != -1) {
-		(void)!write(slackd_ready_fd, "", 1);
-		close(slackd_ready_fd);
-		slackd_ready_fd = -1;
-	}
+	if (slackd_wait == 0)
+		slackd_ready_report(SLACKD_EXIT_OK, NULL);
 }
 
 /* What the upstream thread runs with: its own copy of the settings. */
@@ -457,20 +585,21 @@ slackd_cleanup(void)
 
 /*
  * Read the configuration the command line names, with its overrides.
- * Returns the number of errors (logged).
+ * Returns the number of errors, logged with log.
  */
 static int
-slackd_load(struct config *conf)
+slackd_load(struct config *conf, slackd_logfn log)
 {
 	char *errors = NULL, defsock[256];
 	const char *state;
+	int n;
 
 	config_init(conf);
-	if (config_load(conf,
-	        slackd_conffile != NULL ? slackd_conffile : SLACKD_CONF,
-	        slackd_conffile != NULL, &errors) != 0) {
-		slackd_errors(errors);
-		return 1;
+	if ((n = config_load(conf,
+	         slackd_conffile != NULL ? slackd_conffile : SLACKD_CONF,
+	         slackd_conffile != NULL, &errors)) != 0) {
+		slackd_errors(log, errors);
+		return n;
 	}
 	if (slackd_sockopt != NULL) {
 		free(conf->socket_path);
@@ -484,18 +613,49 @@ slackd_load(struct config *conf)
 	    (state = getenv("STATE_DIRECTORY")) != NULL && *state == '/')
 		conf->state_dir = xstrndup(state, strcspn(state, ":"));
 	if (conf->ca_file != NULL && access(conf->ca_file, R_OK) == -1) {
-		log_warn("ca_file %s", conf->ca_file);
+		log("ca_file %s: %s", conf->ca_file, strerror(errno));
 		return 1;
 	}
 	return 0;
 }
 
-static int
-slackd_same(const char *a, const char *b)
+/*
+ * The keys a reload cannot apply (CONFIG_RESTART), each with a warning
+ * when it changed: the socket's keys as one, and only when slackd made
+ * the socket itself.
+ */
+static void
+slackd_reload_warn(const struct config *old, const struct config *conf)
 {
-	if (a == NULL || b == NULL)
-		return a == b;
-	return strcmp(a, b) == 0;
+	const int sock = CONFIG_RESTART | CONFIG_SOCKET;
+	const struct config_option *o;
+	char *keys = NULL, *s;
+	u_int n = 0, i = 0;
+
+	for (o = config_options; o->name != NULL; o++) {
+		if ((o->flags & sock) == sock)
+			n++;
+	}
+	for (o = config_options; o->name != NULL; o++) {
+		if ((o->flags & sock) != sock)
+			continue;
+		xasprintf(&s, "%s%s%s", keys != NULL ? keys : "",
+		    i == 0 ? "" : (i == n - 1 ? " and " : ", "), o->name);
+		free(keys);
+		keys = s;
+		i++;
+	}
+	if (config_changed(old, conf, sock) && !slackd_listener_adopted)
+		log_warnx(
+		    "reload: %s take effect only when slackd restarts", keys);
+	free(keys);
+	for (o = config_options; o->name != NULL; o++) {
+		if ((o->flags & sock) == CONFIG_RESTART &&
+		    config_differs(old, conf, o))
+			log_warnx(
+			    "reload: %s takes effect only when slackd restarts",
+			    o->name);
+	}
 }
 
 /*
@@ -514,9 +674,9 @@ slackd_reload(void)
 	log_info("SIGHUP: reloading the configuration");
 	notify_reloading();
 	conf = xcalloc(1, sizeof *conf);
-	if (slackd_load(conf) != 0) {
-		log_warnx("reload failed: the configuration above has errors; "
-		          "keeping the one in force");
+	if (slackd_load(conf, log_warnx) != 0) {
+		log_warnx(
+		    "reload failed: the configuration above has errors; keeping the one in force");
 		goto fail;
 	}
 	token = token_load(conf, &source, &errors);
@@ -524,22 +684,14 @@ slackd_reload(void)
 		/* Still no other source; the variable was wiped: keep it. */
 		free(errors);
 		token = token_secret_dup(slackd_token);
-		source = "SLACK_API_TOKEN";
+		source = TOKEN_ENV;
 	} else if (token == NULL) {
-		slackd_errors(errors);
-		log_warnx("reload failed: no usable token; keeping the "
-		          "configuration in force");
+		slackd_errors(log_warnx, errors);
+		log_warnx(
+		    "reload failed: no usable token; keeping the configuration in force");
 		goto fail;
 	}
-	if (!slackd_listener_adopted &&
-	    (!slackd_same(conf->socket_path, old->socket_path) ||
-	        conf->socket_mode != old->socket_mode ||
-	        conf->socket_gid != old->socket_gid))
-		log_warnx("reload: socket, socket_mode and socket_group take "
-		          "effect only when slackd restarts");
-	if (!slackd_same(conf->ca_file, old->ca_file))
-		log_warnx("reload: ca_file takes effect only when slackd "
-		          "restarts");
+	slackd_reload_warn(old, conf);
 
 	log_set_level(conf->log_level + slackd_verbose);
 	log_set_secret(token);
@@ -553,7 +705,7 @@ slackd_reload(void)
 	}
 	token_secret_free(slackd_token);
 	slackd_token = token;
-	slackd_token_from_env = strcmp(source, "SLACK_API_TOKEN") == 0;
+	slackd_token_from_env = strcmp(source, TOKEN_ENV) == 0;
 	config_free(old);
 	free(old);
 	log_info("configuration reloaded");
@@ -565,27 +717,50 @@ fail:
 	notify_ready();
 }
 
-int
-main(int argc, char **argv)
+/* -w SECONDS: a whole number from 0 to SLACKD_WAIT_MAX. */
+static int
+slackd_parse_wait(const char *arg)
 {
-	const char *source;
-	char *errors = NULL;
-	int ch, check = 0, doctor = 0, foreground = 0, fd;
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (*arg == '\0' || *end != '\0' || errno != 0 || v < 0 ||
+	    v > SLACKD_WAIT_MAX) {
+		fprintf(stderr,
+		    "slackd: -w wants a number of seconds from 0 to %d, not \"%s\"\n",
+		    SLACKD_WAIT_MAX, arg);
+		slackd_usage(stderr);
+		return -1;
+	}
+	slackd_wait = (int)v;
+	return 0;
+}
+
+/*
+ * The command line, into slackd_conffile and the others.  Returns -1 to
+ * go on, or the status to exit with (--help, --version, usage errors).
+ */
+static int
+slackd_getopt(int argc, char **argv)
+{
+	int ch;
 
 	while ((ch = getopt_long(
-	            argc, argv, "df:hns:v", slackd_options, NULL)) != -1) {
+	            argc, argv, "df:hns:vw:", slackd_options, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
-			foreground = 1;
+			slackd_foreground = 1;
 			break;
 		case 'f':
 			slackd_conffile = optarg;
 			break;
 		case 'n':
-			check = 1;
+			slackd_check_only = 1;
 			break;
 		case 'D':
-			doctor = 1;
+			slackd_doctor = 1;
 			break;
 		case 's':
 			slackd_sockopt = optarg;
@@ -593,14 +768,16 @@ main(int argc, char **argv)
 		case 'v':
 			slackd_verbose++;
 			break;
+		case 'w':
+			if (slackd_parse_wait(optarg) != 0)
+				return SLACKD_EXIT_USAGE;
+			break;
 		case 'V':
-			printf("slackd %s (protocol %d, libwebsockets %s)\n",
-			    PACKAGE_VERSION, SLACKD_PROTOCOL,
-			    lws_get_library_version());
-			return 0;
+			slackd_version();
+			return SLACKD_EXIT_OK;
 		case 'h':
 			slackd_usage(stdout);
-			return 0;
+			return SLACKD_EXIT_OK;
 		default:
 			slackd_usage(stderr);
 			return SLACKD_EXIT_USAGE;
@@ -608,69 +785,109 @@ main(int argc, char **argv)
 	}
 	if (optind != argc) {
 		fprintf(stderr,
-		    "slackd: unexpected argument \"%s\" (the token "
-		    "never goes on the command line)\n",
+		    "slackd: unexpected argument \"%s\" (the token never goes on the command line)\n",
 		    argv[optind]);
 		slackd_usage(stderr);
 		return SLACKD_EXIT_USAGE;
 	}
+	return -1;
+}
 
-	log_init(1, LOG_LEVEL_INFO);
+/* The configuration or the token is unusable: exit 78, with -n saying so. */
+static int
+slackd_failed(int nerrors)
+{
+	if (slackd_check_only)
+		log_errx(
+		    "configuration check failed: %d error%s (exit status %d)",
+		    nerrors, nerrors == 1 ? "" : "s", SLACKD_EXIT_CONFIG);
+	return SLACKD_EXIT_CONFIG;
+}
+
+/*
+ * The configuration and the token.  Returns -1 to go on (*source names
+ * where the token came from), or the status to exit with.
+ */
+static int
+slackd_setup(const char **source)
+{
+	char *errors = NULL;
+	int n;
+
 	slackd_conf = xcalloc(1, sizeof *slackd_conf);
-	if (slackd_load(slackd_conf) != 0)
-		return SLACKD_EXIT_CONFIG;
+	if ((n = slackd_load(slackd_conf, log_errx)) != 0)
+		return slackd_failed(n);
 	log_set_level(slackd_conf->log_level + slackd_verbose);
 	slackd_test_hooks = getenv("SLACKD_TEST_HOOKS") != NULL &&
 	    strcmp(getenv("SLACKD_TEST_HOOKS"), "1") == 0;
-	if (doctor) /* the online check loads the token itself */
+	if (slackd_doctor) /* the online check loads the token itself */
 		return doctor_run(slackd_conf, slackd_conffile, slackd_verbose);
 
-	slackd_token = token_load(slackd_conf, &source, &errors);
+	slackd_token = token_load(slackd_conf, source, &errors);
 	if (slackd_token == NULL) {
-		slackd_errors(errors);
-		return SLACKD_EXIT_CONFIG;
+		slackd_errors(log_errx, errors);
+		return slackd_failed(1);
 	}
-	slackd_token_from_env = strcmp(source, "SLACK_API_TOKEN") == 0;
+	slackd_token_from_env = strcmp(*source, TOKEN_ENV) == 0;
 	log_set_secret(slackd_token);
-	if (check) {
-		printf("configuration OK: token from %s, socket %s, api_url "
-		       "%s\n",
-		    source,
-		    slackd_conf->socket_path != NULL
-		        ? slackd_conf->socket_path
-		        : "(none: needs socket activation, \"socket\" or -s)",
-		    slackd_conf->api_url);
-		slackd_cleanup();
-		return 0;
-	}
+	return -1;
+}
 
-	signal(SIGPIPE, SIG_IGN);
-	if ((fd = listener_adopt(&errors)) == -1) {
-		slackd_errors(errors);
+/* -n: say what was found, and that Slack was not asked; exit. */
+static int
+slackd_check(const char *source)
+{
+	printf(
+	    "configuration OK: token from %s, socket %s, api_url %s\n"
+	    "offline check: the token was not tried with Slack (slackd --doctor tries it)\n",
+	    source,
+	    slackd_conf->socket_path != NULL
+	        ? slackd_conf->socket_path
+	        : "(none: needs socket activation, \"socket\" or -s)",
+	    slackd_conf->api_url);
+	slackd_cleanup();
+	return SLACKD_EXIT_OK;
+}
+
+/*
+ * The listening socket: systemd's, or one made at the configured path.
+ * Returns -1 to go on with *fd set, or the status to exit with.
+ */
+static int
+slackd_socket(int *fd)
+{
+	char *errors = NULL;
+
+	if ((*fd = listener_adopt(&errors)) == -1) {
+		slackd_errors(log_errx, errors);
 		return SLACKD_EXIT_FAILURE;
 	}
-	slackd_listener_adopted = fd >= 0;
-	if (fd == -2 && slackd_conf->socket_path == NULL) {
-		log_warnx("no socket path: set \"socket\" or -s (or "
-		          "XDG_RUNTIME_DIR, or use socket activation)");
+	slackd_listener_adopted = *fd >= 0;
+	if (*fd == -2 && slackd_conf->socket_path == NULL) {
+		log_errx(
+		    "no socket path: set \"socket\" or -s (or XDG_RUNTIME_DIR, or use socket activation)");
 		slackd_cleanup();
 		return SLACKD_EXIT_CONFIG;
 	}
-	if (fd == -2 &&
-	    (fd = listener_open(slackd_conf->socket_path,
+	if (*fd == -2 &&
+	    (*fd = listener_open(slackd_conf->socket_path,
 	         slackd_conf->socket_mode, slackd_conf->socket_gid, &errors)) ==
 	        -1) {
-		slackd_errors(errors);
+		slackd_errors(log_errx, errors);
+		listener_unlink(); /* the directory, if it was made */
 		return SLACKD_EXIT_FAILURE;
 	}
-	if (!foreground) {
-		slackd_detach();
-		log_init(0, slackd_conf->log_level + slackd_verbose);
-	}
-	log_info("slackd %s starting: socket %s, token from %s, api_url %s",
-	    PACKAGE_VERSION,
-	    slackd_listener_adopted ? "from systemd" : slackd_conf->socket_path,
-	    source, slackd_conf->api_url);
+	return -1;
+}
+
+/*
+ * Start the main loop's parts and the upstream thread, serve until
+ * stopped, and return the exit status_now.
+ */
+static int
+slackd_run(int fd)
+{
+	char *errors = NULL;
 
 	slackd_events();
 	status_init();
@@ -680,7 +897,8 @@ main(int argc, char **argv)
 	slackd_upstream = upstream_start(
 	    slackd_params(slackd_conf, slackd_token), &slackd_mailbox, &errors);
 	if (slackd_upstream == NULL) {
-		slackd_errors(errors);
+		slackd_ready_report(SLACKD_EXIT_FAILURE, errors);
+		slackd_errors(log_errx, errors);
 		listener_unlink();
 		return SLACKD_EXIT_FAILURE;
 	}
@@ -691,10 +909,37 @@ main(int argc, char **argv)
 	event_base_dispatch(slackd_base);
 
 	if (slackd_upstream != NULL) {
-		log_warnx("main loop ended with the upstream thread running");
+		log_errx("main loop ended with the upstream thread running");
 		_exit(slackd_exit);
 	}
 	log_info("stopped");
 	slackd_cleanup();
 	return slackd_exit;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *source;
+	int rc, fd;
+
+	if ((rc = slackd_getopt(argc, argv)) != -1)
+		return rc;
+	log_init(1, LOG_LEVEL_INFO);
+	if ((rc = slackd_setup(&source)) != -1)
+		return rc;
+	if (slackd_check_only)
+		return slackd_check(source);
+	signal(SIGPIPE, SIG_IGN);
+	if ((rc = slackd_socket(&fd)) != -1)
+		return rc;
+	if (!slackd_foreground) {
+		slackd_detach();
+		log_init(0, slackd_conf->log_level + slackd_verbose);
+	}
+	log_info("slackd %s starting: socket %s, token from %s, api_url %s",
+	    PACKAGE_VERSION,
+	    slackd_listener_adopted ? "from systemd" : slackd_conf->socket_path,
+	    source, slackd_conf->api_url);
+	return slackd_run(fd);
 }

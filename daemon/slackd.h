@@ -126,21 +126,53 @@ struct config {
 	int64_t names_max_age; /* a saved cache older than this is reloaded */
 	char *api_allow;       /* methods slackd.api may call */
 };
+enum config_type {
+	CONFIG_STRING,
+	CONFIG_GROUP,  /* a group name or number, resolved to a gid (long) */
+	CONFIG_USERS,  /* user names or numbers, resolved to config_ids */
+	CONFIG_GROUPS, /* group names or numbers, resolved to config_ids */
+	CONFIG_MODE,
+	CONFIG_DURATION, /* int64_t milliseconds */
+	CONFIG_SIZE,     /* size_t bytes */
+	CONFIG_INT,
+	CONFIG_RATE, /* double */
+	CONFIG_LOGLEVEL,
+	CONFIG_BOOL,
+};
+#define CONFIG_RESTART   0x1 /* a reload does not apply it: warn */
+#define CONFIG_SOCKET    0x2 /* makes the socket; unused if systemd passes one */
+#define CONFIG_RECONNECT 0x4 /* a change reconnects to Slack */
+struct config_option {
+	const char *name;
+	enum config_type type;
+	size_t offset;          /* of the value in struct config */
+	size_t resolved;        /* GROUP, USERS, GROUPS: of the ids */
+	const char *def_string; /* default of a string, or NULL */
+	double def;             /* default of a number (ms, bytes) */
+	double min;
+	double max;
+	int flags;
+	const char *hint; /* what a value looks like, for errors */
+};
+extern const struct config_option config_options[]; /* ends with NULL name */
 void config_init(struct config *);
 void config_free(struct config *);
 struct config *config_dup(const struct config *);
+const struct config_option *config_find(const char *);
+int config_differs(
+    const struct config *, const struct config *, const struct config_option *);
+int config_changed(const struct config *, const struct config *, int);
 int config_parse(struct config *, const char *, const char *, size_t, char **);
 int config_load(struct config *, const char *, int, char **);
 int config_check(const struct config *, char **);
-int config_resolve(struct config *, char **);
 int config_allowed(const struct config *, uid_t, const gid_t *, size_t);
 int config_api_allowed(const struct config *, const char *);
 int config_parse_duration(const char *, int64_t *);
 int config_parse_size(const char *, size_t *);
 
 /* token.c */
+#define TOKEN_ENV "SLACK_API_TOKEN" /* also the source's name */
 char *token_load(const struct config *, const char **, char **);
-int token_valid(const char *);
 int token_env_only(const struct config *);
 char *token_secret_dup(const char *);
 void token_secret_free(char *);
@@ -225,6 +257,7 @@ int webapi_parse_connect(
     const char *, size_t, struct webapi_connect *, char **);
 void webapi_connect_free(struct webapi_connect *);
 int webapi_permanent_error(const char *);
+const char *webapi_error_advice(const char *);
 int webapi_retry_after(const char *, int64_t *);
 void webapi_form_add(char **, size_t *, const char *, const char *);
 
@@ -538,7 +571,8 @@ extern struct event_base *slackd_base;
 extern struct config *slackd_conf;
 extern int slackd_stopping;
 extern int slackd_test_hooks;
-void slackd_shutdown(int);
+#define SLACKD_READY_TRYING (-1) /* slackd_ready_report: Slack not reached */
+void slackd_ready_report(int, const char *);
 void slackd_clients_gone(void);
 int slackd_upstream_running(void);
 void slackd_to_upstream(struct mailbox_msg *);

@@ -28,7 +28,6 @@
 
 #define TOKEN_MAX  512
 #define TOKEN_PAGE 4096
-#define TOKEN_ENV  "SLACK_API_TOKEN"
 #define TOKEN_CRED "slack-token"
 
 extern char **environ;
@@ -63,7 +62,7 @@ token_secret_free(char *p)
 }
 
 /* Printable ASCII without spaces, 1 to 512 bytes. */
-int
+static int
 token_valid(const char *t)
 {
 	size_t n;
@@ -96,16 +95,14 @@ token_from_file(const char *path, char **err)
 	}
 	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
 		xasprintf(err,
-		    "token file %s is accessible by group or others "
-		    "(mode %04o); refusing it: chmod 600 %s",
+		    "token file %s is accessible by group or others (mode %04o); refusing it: chmod 600 %s",
 		    path, (unsigned)(sb.st_mode & 07777), path);
 		close(fd);
 		return NULL;
 	}
 	if (sb.st_uid != geteuid() && sb.st_uid != 0) {
 		xasprintf(err,
-		    "token file %s is owned by uid %u, not by us "
-		    "(uid %u) or root; refusing it",
+		    "token file %s is owned by uid %u, not by us (uid %u) or root; refusing it",
 		    path, (unsigned)sb.st_uid, (unsigned)geteuid());
 		close(fd);
 		return NULL;
@@ -125,8 +122,7 @@ token_from_file(const char *path, char **err)
 	if (!token_valid(buf)) {
 		util_wipe(buf, sizeof buf);
 		xasprintf(err,
-		    "token file %s does not hold a token (expected "
-		    "one line of at most %d printable characters)",
+		    "token file %s does not hold a token (expected one line of at most %d printable characters)",
 		    path, TOKEN_MAX);
 		return NULL;
 	}
@@ -161,8 +157,7 @@ token_from_env(char **err)
 		return NULL;
 	if (!token_valid(v)) {
 		xasprintf(err,
-		    "%s does not hold a token (expected at most %d "
-		    "printable characters without spaces)",
+		    "%s does not hold a token (expected at most %d printable characters without spaces)",
 		    TOKEN_ENV, TOKEN_MAX);
 		return NULL;
 	}
@@ -222,8 +217,7 @@ token_find(const struct config *conf, const char **source, char **err)
 		return tok;
 	}
 	xasprintf(err,
-	    "no Slack token: set token_file in the configuration, "
-	    "provide the systemd credential \"%s\", or set %s",
+	    "no Slack token: set token_file in the configuration, provide the systemd credential \"%s\", or set %s",
 	    TOKEN_CRED, TOKEN_ENV);
 	return NULL;
 }

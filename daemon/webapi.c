@@ -253,33 +253,71 @@ webapi_parse_connect(
 }
 
 /*
- * Errors that no amount of retrying fixes: the token is wrong, revoked, of
- * the wrong kind, or its user or team is gone.
+ * Errors of rtm.connect that no amount of retrying fixes (the token is
+ * wrong, revoked, of the wrong kind, or its user or team is gone), each
+ * with what it means for the person who runs slackd.
  */
+static const struct webapi_error {
+	const char *name;
+	const char *advice;
+} webapi_permanent[] = {
+	{ "invalid_auth", "the token is not valid: check the token" },
+	{ "not_authed", "no token reached Slack: check the token" },
+	{ "account_inactive", "the token's user or bot has been deactivated" },
+	{ "token_revoked",
+	    "the token has been revoked: install the app again or make a new token" },
+	{ "token_expired", "the token has expired: make a new token" },
+	{ "not_allowed_token_type",
+	    "this token belongs to a Slack app created after classic apps ended on 2024-06-04, and RTM accepts only a classic app's token: use a classic app's bot token (Socket Mode, which newer apps use, is planned: see slackd(8) CAVEATS)" },
+	{ "legacy_custom_bots_deprecated",
+	    "legacy custom bots stopped working on 2025-03-31: use a classic Slack app's bot token" },
+	{ "team_disabled", "the workspace has been disabled" },
+	{ "user_removed_from_team",
+	    "the token's user has been removed from the workspace" },
+	{ "missing_scope",
+	    "the token lacks a scope rtm.connect needs (a classic app's bot token has it)" },
+	{ "no_permission",
+	    "the workspace does not let this token use rtm.connect" },
+	{ "ekm_access_denied",
+	    "the workspace's Enterprise Key Management denied access" },
+	{ "org_login_required",
+	    "the workspace is being migrated to an Enterprise organization: try again once it is done" },
+};
+
+static const struct webapi_error *
+webapi_error_find(const char *error)
+{
+	u_int i;
+
+	for (i = 0; i < nitems(webapi_permanent); i++) {
+		if (strcmp(error, webapi_permanent[i].name) == 0)
+			return &webapi_permanent[i];
+	}
+	return NULL;
+}
+
 int
 webapi_permanent_error(const char *error)
 {
-	static const char *permanent[] = {
-		"invalid_auth",
-		"not_authed",
-		"account_inactive",
-		"token_revoked",
-		"token_expired",
-		"not_allowed_token_type",
-		"team_disabled",
-		"user_removed_from_team",
-		"missing_scope",
-		"no_permission",
-		"ekm_access_denied",
-		"org_login_required",
-	};
-	u_int i;
+	return webapi_error_find(error) != NULL;
+}
 
-	for (i = 0; i < nitems(permanent); i++) {
-		if (strcmp(error, permanent[i]) == 0)
-			return 1;
-	}
-	return 0;
+/*
+ * What a permanent error means, for a message such as "authentication
+ * failed: invalid_auth" (the error is its last word); NULL if none.
+ */
+const char *
+webapi_error_advice(const char *text)
+{
+	const struct webapi_error *e;
+	const char *word;
+
+	if ((e = webapi_error_find(text)) != NULL)
+		return e->advice;
+	if ((word = strrchr(text, ' ')) != NULL &&
+	    (e = webapi_error_find(word + 1)) != NULL)
+		return e->advice;
+	return NULL;
 }
 
 /*

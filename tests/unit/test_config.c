@@ -19,6 +19,21 @@
 
 #define NAME "t.conf"
 
+static void diag(const char *, ...) __attribute__((format(printf, 1, 2)));
+
+/* A TAP comment line. */
+static void
+diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("# ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+}
+
 /* config_init + config_parse of len bytes of text under the name "t.conf". */
 static int
 parse_len(struct config *c, const char *text, size_t len, char **err)
@@ -647,7 +662,8 @@ test_errors(void)
 	n = parse_len(&c, text, sizeof text - 1, &err);
 	is_int(n, 11, "all 11 errors are counted at once");
 	is_int(count_lines(err), 11, "the error text has one line per error");
-	ok(has_line(err, NAME ":2: unknown key \"sockets\""),
+	ok(has_line(
+	       err, NAME ":2: unknown key \"sockets\" (did you mean socket?)"),
 	    "unknown key, with name:line");
 	ok(has_line(err, NAME ":3: expected \"key = value\""),
 	    "missing '=', with name:line");
@@ -704,7 +720,9 @@ test_errors(void)
 	config_free(&c);
 
 	n = parse(&c, "Socket = /a\n", &err);
-	ok(n == 1 && has_line(err, NAME ":1: unknown key \"Socket\""),
+	ok(n == 1 &&
+	        has_line(err,
+	            NAME ":1: unknown key \"Socket\" (did you mean socket?)"),
 	    "keys are case-sensitive");
 	free(err);
 	config_free(&c);
@@ -1000,13 +1018,13 @@ test_load(void)
 	ok(mkdtemp(dir) != NULL, "made a temporary directory");
 	config_init(&c);
 	n = config_load(&c, dir, 1, &err);
-	ok(n == 1 && contains(err, dir) && contains(err, "not a regular file"),
+	ok(n == 1 && contains(err, dir) && contains(err, "is a directory"),
 	    "a directory is refused (required)");
 	free(err);
 	config_free(&c);
 	config_init(&c);
 	n = config_load(&c, dir, 0, &err);
-	ok(n == 1 && contains(err, "not a regular file"),
+	ok(n == 1 && contains(err, "is a directory"),
 	    "a directory is refused (optional)");
 	free(err);
 	config_free(&c);
@@ -1061,7 +1079,7 @@ test_load(void)
 		}
 		config_init(&c);
 		n = config_load(&c, path, 1, &err);
-		ok(n == 1 && contains(err, "at most 1 MiB"),
+		ok(n == 1 && contains(err, "larger than 1 MiB"),
 		    "a file over 1 MiB is refused");
 		free(err);
 		config_free(&c);
@@ -1083,29 +1101,30 @@ test_newer_keys(void)
 	ok(c.state_dir == NULL, "state_dir defaults to none");
 	is_int(c.names_max_age, 86400 * 1000, "names_max_age defaults to 1 d");
 	ok(config_api_allowed(&c, "conversations.list") &&
-	    config_api_allowed(&c, "users.info") &&
-	    config_api_allowed(&c, "chat.postMessage"),
+	        config_api_allowed(&c, "users.info") &&
+	        config_api_allowed(&c, "chat.postMessage"),
 	    "api_allow: conversations.*, users.*, chat.postMessage by default");
 	ok(!config_api_allowed(&c, "chat.delete") &&
-	    !config_api_allowed(&c, "admin.users.remove") &&
-	    !config_api_allowed(&c, "conversations"),
+	        !config_api_allowed(&c, "admin.users.remove") &&
+	        !config_api_allowed(&c, "conversations"),
 	    "api_allow: nothing else by default");
 	is_int(c.client_buffer_soft, 1048576, "client_buffer_soft 1M");
 	is_int(c.client_buffer_soft_time, 30000, "client_buffer_soft_time 30s");
 	config_free(&c); /* parse() starts from config_init() */
-	n = parse(&c, "team_state = yes\nstate_dir = /var/lib/slackd\n"
-		      "names_max_age = 2h\napi_allow = auth.test, team.*\n"
-		      "allow_users = root 0\nallow_groups = 0\n"
-		      "socket_group = 0\nclient_buffer_soft = 64K\n"
-		      "client_buffer_soft_time = 0\n",
+	n = parse(&c,
+	    "team_state = yes\nstate_dir = /var/lib/slackd\n"
+	    "names_max_age = 2h\napi_allow = auth.test, team.*\n"
+	    "allow_users = root 0\nallow_groups = 0\n"
+	    "socket_group = 0\nclient_buffer_soft = 64K\n"
+	    "client_buffer_soft_time = 0\n",
 	    &err);
 	is_int(n, 0, "the newer keys parse");
 	is_int(c.team_state, 1, "team_state = yes");
 	is_str(c.state_dir, "/var/lib/slackd", "state_dir");
 	is_int(c.names_max_age, 7200 * 1000, "names_max_age = 2h");
 	ok(config_api_allowed(&c, "auth.test") &&
-	    config_api_allowed(&c, "team.info") &&
-	    !config_api_allowed(&c, "users.info"),
+	        config_api_allowed(&c, "team.info") &&
+	        !config_api_allowed(&c, "users.info"),
 	    "api_allow replaces the default, with a trailing *");
 	is_int(c.allowed_uids.n, 2, "allow_users: two entries");
 	is_int(c.socket_gid, 0, "socket_group = 0");
@@ -1115,7 +1134,8 @@ test_newer_keys(void)
 
 	n = parse(&c, "allow_users = 4242\n", &err);
 	ok(n == 0 && !config_allowed(&c, 4242 + 1, NULL, 0) &&
-	    config_allowed(&c, 4242, NULL, 0), "allow_users by number");
+	        config_allowed(&c, 4242, NULL, 0),
+	    "allow_users by number");
 	{
 		gid_t g[2] = { 7, 4343 };
 
@@ -1123,14 +1143,14 @@ test_newer_keys(void)
 		free(err);
 		n = parse(&c, "allow_groups = 4343\n", &err);
 		ok(n == 0 && config_allowed(&c, 5000, g, 2) &&
-		    !config_allowed(&c, 5000, g, 1),
+		        !config_allowed(&c, 5000, g, 1),
 		    "allow_groups matches a supplementary group");
 	}
 	free(err);
 	config_free(&c);
 
-	n = parse(&c, "team_state = maybe\nallow_users = no-such-user-x\n",
-	    &err);
+	n = parse(
+	    &c, "team_state = maybe\nallow_users = no-such-user-x\n", &err);
 	ok(n == 1 && contains(err, "bad value for team_state"),
 	    "team_state wants yes or no");
 	free(err);
@@ -1142,9 +1162,280 @@ test_newer_keys(void)
 	config_free(&c);
 }
 
+/* config_dup: a deep copy, every string and id list its own. */
+static void
+test_dup(void)
+{
+	static const char text[] = "socket = /run/t/s.sock\n"
+	                           "allow_users = 0, 1\n"
+	                           "allow_groups = 0\n"
+	                           "socket_group = 0\n"
+	                           "token_file = /etc/t/token\n"
+	                           "ping_interval = 3\n"
+	                           "send_rate = 2.5\n"
+	                           "max_event = 2M\n";
+	const struct config_option *o;
+	struct config c, *d;
+	char *err = NULL;
+	int differ = 0;
+
+	is_int(parse(&c, text, &err), 0, "config_dup: the input parses");
+	free(err);
+	d = config_dup(&c);
+	for (o = config_options; o->name != NULL; o++) {
+		if (config_differs(&c, d, o)) {
+			differ = 1;
+			diag("config_dup: %s differs", o->name);
+		}
+	}
+	ok(!differ, "config_dup: no key differs from the original");
+	ok(d->socket_path != c.socket_path && d->api_url != c.api_url &&
+	        d->token_file != c.token_file && d->api_allow != c.api_allow,
+	    "config_dup: strings are copies, not shared");
+	ok(d->allowed_uids.ids != c.allowed_uids.ids &&
+	        d->allowed_uids.n == 2 && d->allowed_uids.ids[1] == 1 &&
+	        d->allowed_gids.ids != c.allowed_gids.ids &&
+	        d->allowed_gids.n == 1,
+	    "config_dup: resolved id lists are copies");
+	is_int(d->socket_gid, 0, "config_dup: the resolved gid is kept");
+	is_int(d->ping_interval, 3000, "config_dup: numbers are kept");
+	ok(d->send_rate == 2.5, "config_dup: rates are kept");
+	config_free(&c); /* the copy must not need the original */
+	is_str(d->socket_path, "/run/t/s.sock",
+	    "config_dup: the copy outlives the original");
+	is_str(d->api_allow, "conversations.* users.* chat.postMessage",
+	    "config_dup: defaults are copied too");
+	config_free(d);
+	free(d);
+
+	config_init(&c);
+	d = config_dup(&c);
+	ok(d->allowed_uids.ids == NULL && d->socket_path == NULL &&
+	        d->socket_gid == -1,
+	    "config_dup of the defaults: empty stays empty");
+	config_free(d);
+	free(d);
+	config_free(&c);
+}
+
+/* config_differs, and the flags the reload rule reads. */
+static void
+test_differs(void)
+{
+	const struct config_option *o;
+	struct config a, b;
+	char *err = NULL;
+
+	config_init(&a);
+	parse(&b, "socket_group = 0\nsend_rate = 2\n", &err);
+	free(err);
+	o = config_find("socket_group");
+	ok(o != NULL && config_differs(&a, &b, o),
+	    "config_differs: a group set differs from none");
+	ok(!config_differs(&a, &b, config_find("ping_interval")),
+	    "config_differs: an unchanged duration");
+	ok(config_differs(&a, &b, config_find("send_rate")),
+	    "config_differs: a changed rate");
+	ok(config_changed(&a, &b, CONFIG_RESTART | CONFIG_SOCKET),
+	    "config_changed: a socket key changed");
+	ok(!config_changed(&a, &b, CONFIG_RECONNECT),
+	    "config_changed: no key that reconnects changed");
+	ok(!config_changed(&a, &a, 0), "config_changed: a config and itself");
+	config_free(&a);
+	parse(&a, "socket_group = root\n", &err);
+	free(err);
+	ok(!config_differs(&a, &b, o),
+	    "config_differs: a group compares by number (root is 0)");
+	config_free(&a);
+	config_free(&b);
+
+	ok(config_find("ping_intervall") == NULL, "config_find: no such key");
+	ok((config_find("socket")->flags & CONFIG_RESTART) &&
+	        (config_find("socket_mode")->flags & CONFIG_SOCKET) &&
+	        (config_find("ca_file")->flags & CONFIG_RESTART) &&
+	        !(config_find("ca_file")->flags & CONFIG_SOCKET),
+	    "restart-only keys: socket, socket_mode, ca_file");
+	ok(config_find("api_url")->flags & CONFIG_RECONNECT,
+	    "api_url reconnects on change");
+	ok(!(config_find("allow_users")->flags & CONFIG_RESTART) &&
+	        !(config_find("queue_max")->flags & CONFIG_RESTART),
+	    "allow_users and queue_max apply on reload");
+}
+
+/* Read a file of the source tree ($TESTS_SRCDIR/../rel). */
+static char *
+read_source(const char *rel)
+{
+	const char *dir = getenv("TESTS_SRCDIR");
+	char path[4096], *buf;
+	FILE *f;
+	long n;
+
+	if (dir == NULL)
+		dir = "tests";
+	snprintf(path, sizeof path, "%s/../%s", dir, rel);
+	if ((f = fopen(path, "r")) == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = xmalloc((size_t)n + 1);
+	buf[fread(buf, 1, (size_t)n, f)] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/*
+ * The keys a document lists: lines that start with prefix followed by a
+ * key and " =".  Calls check(key) for each; returns how many.
+ */
+static int
+doc_keys(const char *doc, const char *prefix, const char *what)
+{
+	const char *p, *k, *e;
+	char key[64];
+	size_t n = strlen(prefix);
+	int count = 0;
+
+	for (p = doc; p != NULL && *p != '\0';) {
+		if (strncmp(p, prefix, n) == 0) {
+			k = p + n;
+			for (e = k; (*e >= 'a' && *e <= 'z') || *e == '_'; e++)
+				;
+			if (e > k && strncmp(e, " =", 2) == 0 &&
+			    (size_t)(e - k) < sizeof key) {
+				memcpy(key, k, (size_t)(e - k));
+				key[e - k] = '\0';
+				count++;
+				if (!ok(config_find(key) != NULL,
+				        "%s: \"%s\" is a key slackd knows",
+				        what, key))
+					diag("remove it from %s or add it to "
+					     "config_options[]",
+					    what);
+			}
+		}
+		if ((p = strchr(p, '\n')) != NULL)
+			p++;
+	}
+	return count;
+}
+
+/* Does doc have a line that starts with prefix, key, " ="? */
+static int
+doc_has_key(const char *doc, const char *prefix, const char *key)
+{
+	char *want;
+	const char *p;
+	int found = 0;
+
+	xasprintf(&want, "%s%s =", prefix, key);
+	for (p = doc; !found && p != NULL && *p != '\0';) {
+		found = strncmp(p, want, strlen(want)) == 0;
+		if ((p = strchr(p, '\n')) != NULL)
+			p++;
+	}
+	free(want);
+	return found;
+}
+
+/*
+ * slackd.conf(5) and conf/slackd.conf list exactly the keys of
+ * config_options[]: a key added without its documentation fails here.
+ */
+static void
+test_documented(void)
+{
+	static const struct {
+		const char *rel, *prefix, *prefix2;
+	} docs[] = {
+		{ "man/slackd.conf.5.in", ".It Ic ", NULL },
+		{ "conf/slackd.conf", "#", "" },
+	};
+	const struct config_option *o;
+	char *doc;
+	u_int i, nkeys = 0;
+	int n;
+
+	for (o = config_options; o->name != NULL; o++)
+		nkeys++;
+	for (i = 0; i < nitems(docs); i++) {
+		if (!ok((doc = read_source(docs[i].rel)) != NULL,
+		        "%s is readable (TESTS_SRCDIR)", docs[i].rel))
+			continue;
+		n = doc_keys(doc, docs[i].prefix, docs[i].rel);
+		if (docs[i].prefix2 != NULL)
+			n += doc_keys(doc, docs[i].prefix2, docs[i].rel);
+		for (o = config_options; o->name != NULL; o++) {
+			ok(doc_has_key(doc, docs[i].prefix, o->name) ||
+			        (docs[i].prefix2 != NULL &&
+			            doc_has_key(doc, docs[i].prefix2, o->name)),
+			    "%s documents %s", docs[i].rel, o->name);
+		}
+		is_int(n, nkeys, "each key appears once");
+		free(doc);
+	}
+}
+
+/* Typos get the nearest key; any readable file is a configuration. */
+static void
+test_friendly(void)
+{
+	struct config c;
+	char *err = NULL;
+	int n, p[2];
+
+	n = parse(
+	    &c, "ping_intervall = 5\nreconect_max = 1\nfrobnicate = 1\n", &err);
+	is_int(n, 3, "three unknown keys");
+	ok(has_line(err,
+	       NAME
+	       ":1: unknown key \"ping_intervall\" (did you mean ping_interval?)"),
+	    "a typo gets the nearest key");
+	ok(has_line(err,
+	       NAME
+	       ":2: unknown key \"reconect_max\" (did you mean reconnect_max?)"),
+	    "a missing letter gets the nearest key");
+	ok(has_line(err, NAME ":3: unknown key \"frobnicate\""),
+	    "nothing near: no suggestion");
+	free(err);
+	config_free(&c);
+	n = parse(&c, "pign_interval = 5\n", &err);
+	ok(n == 1 && contains(err, "did you mean ping_interval?"),
+	    "two letters swapped get the nearest key");
+	free(err);
+	config_free(&c);
+
+	config_init(&c);
+	n = config_load(&c, "/dev/null", 1, &err);
+	ok(n == 0 && err == NULL, "/dev/null is an empty configuration");
+	is_int(c.ping_interval, 10000, "/dev/null: the defaults");
+	free(err);
+	config_free(&c);
+
+	if (ok(pipe(p) == 0, "made a pipe")) {
+		char path[64];
+
+		(void)!write(p[1], "ping_interval = 7\n", 18);
+		close(p[1]);
+		snprintf(path, sizeof path, "/dev/fd/%d", p[0]);
+		config_init(&c);
+		n = config_load(&c, path, 1, &err);
+		ok(n == 0 && c.ping_interval == 7000,
+		    "a pipe is read once to its end");
+		free(err);
+		config_free(&c);
+		close(p[0]);
+	}
+}
+
 int
 main(void)
 {
+	test_friendly();
+	test_dup();
+	test_differs();
+	test_documented();
 	test_newer_keys();
 	test_defaults();
 	test_every_key();

@@ -485,7 +485,8 @@ test_permanent_errors(void)
 {
 	static const char *permanent[] = { "invalid_auth", "not_authed",
 		"account_inactive", "token_revoked", "not_allowed_token_type",
-		"team_disabled", "user_removed_from_team" };
+		"team_disabled", "user_removed_from_team",
+		"legacy_custom_bots_deprecated" };
 	static const char *transient[] = { "ratelimited", "internal_error",
 		"migration_in_progress", "fatal_error", "request_timeout",
 		"unknown_error", "", "INVALID_AUTH", "invalid_auth ",
@@ -497,6 +498,15 @@ test_permanent_errors(void)
 	for (i = 0; i < nitems(transient); i++)
 		ok(webapi_permanent_error(transient[i]) == 0,
 		    "\"%s\" is not permanent", printable(transient[i]));
+	for (i = 0; i < nitems(permanent); i++)
+		ok(webapi_error_advice(permanent[i]) != NULL,
+		    "%s has an explanation", permanent[i]);
+	ok(strstr(webapi_error_advice(
+	              "authentication failed: not_allowed_token_type"),
+	       "classic") != NULL,
+	    "the explanation is found after \"authentication failed: \"");
+	ok(webapi_error_advice("authentication failed: ratelimited") == NULL,
+	    "no explanation for a transient error");
 }
 
 static void
