@@ -172,8 +172,30 @@ def test_debug_hook_off_by_default(daemon, fake):
     assert c.request({"id": 2, "type": "ping"})["type"] == "pong"
 
 
-def test_no_notify_socket_is_fine(daemon, fake):
-    assert daemon.status()["state"] == "connected"
+def test_no_notify_socket_is_fine(daemon_factory, fake):
+    """Not under systemd: every sd_notify call is a no-op, and slackd
+    starts, connects, serves and stops as it does under systemd, at full
+    verbosity without a word about notifying."""
+    d = daemon_factory()
+    d.start(args=("-vvv",), wait="socket",
+            env={"NOTIFY_SOCKET": None, "WATCHDOG_USEC": None,
+                 "WATCHDOG_PID": None})
+    with open("/proc/%d/environ" % d.proc.pid, "rb") as f:
+        env = f.read().split(b"\0")
+    assert not [v for v in env if v.startswith(b"NOTIFY_SOCKET=")]
+    d.wait_state("connected", 10)
+    c = d.client()
+    assert c.hello["state"] == "connected"
+    fake.emit({"type": "message", "channel": "C1", "text": "no systemd"})
+    m = c.recv_until(lambda m: m.get("type") == "message")
+    assert m["text"] == "no systemd"
+    r = c.request({"id": 1, "type": "message", "channel": "C1",
+                   "text": "still sent"})
+    assert r["ok"] is True
+    assert d.stop() == 0
+    log = d.log_text().replace(d.tmp, "TMP")   # the test's name has it
+    assert "debug: " in log and "stopped" in log
+    assert not re.search(r"notify|watchdog", log, re.I), log
 
 
 # ---- socket activation ---------------------------------------------------------
