@@ -28,7 +28,7 @@ import websockets
 import websockets.exceptions
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakeslack import FakeSlack  # noqa: E402
+from fakeslack import FakeSlack, RawText  # noqa: E402
 
 TOKEN = "xoxb-selftest-1234"
 
@@ -261,6 +261,9 @@ async def scenario_ws(fake, api, cafile, label):
     check((await ws.recv()) == "{broken json", "emit raw str")
     await off(fake.emit, b"\xff\xfe")
     check((await ws.recv()) == b"\xff\xfe", "emit bytes -> binary frame")
+    await off(fake.emit, RawText("caf\u00e9 \u2713".encode()))
+    check((await ws.recv()) == "caf\u00e9 \u2713",
+          "emit RawText -> text frame of those bytes")
     await off(fake.error_event)
     check((await recv_json(ws)) == {"type": "error", "error": {
         "code": 1, "msg": "Socket URL has expired"}}, "error_event")

@@ -6,6 +6,7 @@ on; odd field types in a valid object are forwarded as they are."""
 import pytest
 
 from conftest import wait_until
+from fakeslack import RawText
 
 
 def dropped(d, count, words):
@@ -46,10 +47,28 @@ def test_malformed_json_frames_dropped(daemon, fake, frame):
     still_fine(daemon, fake, c)
 
 
-def test_invalid_utf8_frame_dropped(daemon, fake):
-    # A text frame whose payload is not UTF-8: sent as raw bytes in a text
-    # frame is not possible with the library, so check jscan's path with
-    # a surrogate escape above and an over-deep frame here.
+BAD_UTF8 = [
+    # (id, the bytes in "text" or a key; the rest is a valid event)
+    ("latin1", b'"text":"caf\xe9"'),
+    ("overlong", b'"text":"\xc0\xaf"'),
+    ("surrogate", b'"text":"\xed\xa0\x80"'),
+    ("truncated", b'"text":"\xe2\x9c"'),
+    ("above-max", b'"text":"\xf4\x90\x80\x80"'),
+    ("in-a-key", b'"\xff":1'),
+]
+
+
+@pytest.mark.parametrize("frame", [b[1] for b in BAD_UTF8],
+                         ids=[b[0] for b in BAD_UTF8])
+def test_invalid_utf8_frame_dropped(daemon, fake, frame):
+    c = daemon.client()
+    # A text frame that is not UTF-8 (the library sends only valid text).
+    fake.emit(RawText(b'{"type":"message","channel":"C1",' + frame + b"}"))
+    dropped(daemon, 1, "invalid UTF-8")
+    still_fine(daemon, fake, c)     # the next message is the first one
+
+
+def test_deeply_nested_frame_dropped(daemon, fake):
     c = daemon.client()
     fake.emit('{"a":' + "[" * 80 + "]" * 80 + "}")
     dropped(daemon, 1, "nested too deeply")
