@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -82,6 +83,18 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
             raise AssertionError("timed out after %.1fs waiting for %s"
                                  % (timeout, what))
         time.sleep(interval)
+
+
+def run(*args, env=None, timeout=10):
+    """Run a command (slackd -n, slackctl, ...) without the token variables
+    of this environment; -> CompletedProcess with text output."""
+    e = dict(os.environ)
+    e.pop("SLACK_API_TOKEN", None)
+    e.pop("CREDENTIALS_DIRECTORY", None)
+    if env:
+        e.update(env)
+    return subprocess.run(list(args), capture_output=True, text=True,
+                          timeout=timeout, env=e)
 
 
 class Client:
@@ -215,10 +228,17 @@ class Daemon:
             os.write(fd, (self.token + "\n").encode())
             os.close(fd)
 
+    def rewrite_config(self, **changes):
+        """Change settings and write the file anew (for a reload)."""
+        self.settings.update({k: str(v) for k, v in changes.items()})
+        os.unlink(self.conf_path)
+        self.write_config()
+
     def start(self, args=("-v",), env=None, wait="connected", timeout=10,
               prefix=()):
         """Run slackd (after the command prefix, e.g. a socket activator)
-        and wait for its socket, or also for the Slack connection."""
+        and wait for its socket, or also for the Slack connection.  env
+        adds to this environment; a value of None removes the variable."""
         self.write_config()
         e = dict(os.environ)
         e.pop("SLACK_API_TOKEN", None)
@@ -226,8 +246,11 @@ class Daemon:
         e.pop("JOURNAL_STREAM", None)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        if env:
-            e.update(env)
+        for k, v in (env or {}).items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
         self.log = open(self.log_path, "ab")
         timeout *= SCALE
         self.proc = subprocess.Popen(
@@ -380,6 +403,76 @@ def daemon_factory(tmp_path, fake):
 def daemon(daemon_factory):
     """A slackd connected to the fake."""
     return daemon_factory().start()
+
+
+class NotifyListener:
+    """What a service manager would see on $NOTIFY_SOCKET."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.settimeout(0.2)
+        self.messages = []      # (monotonic time, pid, {key: value})
+        self.lock = threading.Lock()
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(
+                    4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            pid = None
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and \
+                        kind == socket.SCM_CREDENTIALS:
+                    pid = int.from_bytes(cdata[:4], "little")
+            fields = dict(line.split("=", 1) for line in
+                          data.decode().split("\n") if "=" in line)
+            with self.lock:
+                self.messages.append((time.monotonic(), pid, fields))
+
+    def close(self):
+        self.running = False
+        self.sock.close()
+        self.thread.join()
+
+    def all(self):
+        with self.lock:
+            return list(self.messages)
+
+    def with_key(self, key, value=None):
+        return [m for m in self.all() if key in m[2] and
+                (value is None or m[2][key] == value)]
+
+    def statuses(self):
+        return [m[2]["STATUS"] for m in self.all() if "STATUS" in m[2]]
+
+    def wait(self, key, value=None, after=0.0, timeout=10):
+        return wait_until(
+            lambda: [m for m in self.with_key(key, value) if m[0] > after],
+            timeout, what="%s=%s on NOTIFY_SOCKET" % (key, value or "*"))
+
+    def wait_status(self, pattern, after=0.0, timeout=10):
+        rx = re.compile(pattern)
+        return wait_until(
+            lambda: [m for m in self.all() if m[0] > after and
+                     rx.search(m[2].get("STATUS", ""))],
+            timeout, what="STATUS matching /%s/" % pattern)
+
+
+@pytest.fixture
+def notify(tmp_path):
+    n = NotifyListener(str(tmp_path / "notify.sock"))
+    yield n
+    n.close()
 
 
 def openssl(*args, cwd):

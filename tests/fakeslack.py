@@ -89,7 +89,7 @@ import websockets.exceptions
 from websockets.frames import OP_BINARY, OP_PING, OP_TEXT, Frame
 from websockets.legacy.server import WebSocketServerProtocol
 
-__all__ = ["FakeSlack", "Session"]
+__all__ = ["FakeSlack", "Session", "RawText"]
 
 DEFAULT_TOKEN = "xoxb-fake-0000"
 DEFAULT_TEAM = {"id": "T0FAKE", "name": "Fake Workspace", "domain": "fake"}
@@ -109,6 +109,12 @@ _RTM_PATH = re.compile(r"^/rtm/([A-Za-z0-9_-]+)$")
 _STOP = object()                  # sentinel that ends a session's writer task
 _BATCH_FRAMES = 256                # frames coalesced into one socket write
 _BATCH_BYTES = 64 * 1024
+
+
+class RawText(bytes):
+    """A text frame's payload as raw bytes, sent as they are: emit(RawText(
+    b'{"text":"\\xff"}')) sends a text frame that is not UTF-8, which a
+    str cannot carry and bytes would send as a binary frame."""
 
 
 def _dumps(obj):
@@ -1854,14 +1860,17 @@ class FakeSlack:
     # -- outgoing frames --------------------------------------------------
     def _enqueue(self, sess, obj, done=None, hello=False):
         """Queue a frame for the session's writer (loop thread only).
-        obj: dict -> compact JSON text; str -> text as is; bytes -> binary.
+        obj: dict -> compact JSON text; str -> text as is; RawText -> text
+        with these bytes; bytes -> binary.
         `done` (concurrent Future) gets True once written, False if the
         connection was closed first."""
         if not sess.open:
             if done is not None and not done.done():
                 done.set_result(False)
             return
-        if isinstance(obj, (bytes, bytearray)):
+        if isinstance(obj, RawText):
+            payload = obj
+        elif isinstance(obj, (bytes, bytearray)):
             payload = bytes(obj)
         elif isinstance(obj, str):
             payload = obj
@@ -1921,7 +1930,7 @@ class FakeSlack:
     async def _write_batch(ws, batch):
         """Write data frames; False if the connection is (being) closed."""
         try:
-            if len(batch) == 1:
+            if len(batch) == 1 and not isinstance(batch[0][1], RawText):
                 await ws.send(batch[0][1])
                 return True
             await ws.ensure_open()
@@ -1930,6 +1939,8 @@ class FakeSlack:
                 payload = it[1]
                 if isinstance(payload, str):
                     frame = Frame(OP_TEXT, payload.encode("utf-8"))
+                elif isinstance(payload, RawText):
+                    frame = Frame(OP_TEXT, bytes(payload))
                 else:
                     frame = Frame(OP_BINARY, payload)
                 chunks.append(frame.serialize(mask=False,
@@ -1962,9 +1973,10 @@ class FakeSlack:
     # injection on a session (default: newest open one)
     # ------------------------------------------------------------------
     def emit(self, event, session=None, wait=True, timeout=10):
-        """Send one frame: dict -> JSON text, str -> raw text, bytes ->
-        binary.  With wait=True block until it was handed to the socket and
-        return True (False if the session closed first)."""
+        """Send one frame: dict -> JSON text, str -> raw text, RawText ->
+        text frame of exactly those bytes (UTF-8 or not), bytes -> binary.
+        With wait=True block until it was handed to the socket and return
+        True (False if the session closed first)."""
         self._require_running()
         sess = self._target(session)
         done = concurrent.futures.Future()
@@ -1978,7 +1990,9 @@ class FakeSlack:
         sess = self._target(session)
         items = []
         for ev in events:
-            if isinstance(ev, (bytes, bytearray)):
+            if isinstance(ev, RawText):
+                items.append((ev, ev))
+            elif isinstance(ev, (bytes, bytearray)):
                 items.append((bytes(ev), ev))
             elif isinstance(ev, str):
                 items.append((ev, ev))

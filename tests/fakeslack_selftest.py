@@ -1,11 +1,13 @@
 #!/usr/bin/python3
-"""Quick self-test of tests/fakeslack.py (not part of the pytest suite).
+"""Self-test of tests/fakeslack.py: the fake Slack the other tests rely on.
 
-    /usr/bin/python3 tests/fakeslack_selftest.py
+`make check` runs it through pytest (tests/pytest-tap.sh) as three tests:
+plain HTTP/WS, the fake workspace and its Web API methods, and TLS with a
+throw-away CA made with the openssl CLI.  It drives the fake with the
+`websockets` client and urllib, not with slackd.  By hand, printing every
+check:
 
-Drives the fake with the `websockets` client and urllib, over plain
-HTTP/WS and over TLS with a throw-away CA made with the openssl CLI.
-Exits 0 and prints "ALL OK" when everything passed.
+    /usr/bin/python3 tests/fakeslack_selftest.py    # ends with "ALL OK"
 """
 
 import asyncio
@@ -26,7 +28,7 @@ import websockets
 import websockets.exceptions
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakeslack import FakeSlack  # noqa: E402
+from fakeslack import FakeSlack, RawText  # noqa: E402
 
 TOKEN = "xoxb-selftest-1234"
 
@@ -121,7 +123,7 @@ async def expect_silence(ws, seconds):
     raise AssertionError("expected silence, got %r" % (msg,))
 
 
-def test_api(fake, api, label):
+def scenario_api(fake, api, label):
     print("[%s] Web API" % label)
     status, headers, body = api.call()
     check(status == 200 and body["ok"], "rtm.connect ok")
@@ -186,7 +188,7 @@ def test_api(fake, api, label):
     fake.set_token(TOKEN)
 
 
-async def test_ws(fake, api, cafile, label):
+async def scenario_ws(fake, api, cafile, label):
     print("[%s] RTM WebSocket" % label)
     url = api.connect_url()
     ws = await ws_connect(url, cafile)
@@ -259,6 +261,9 @@ async def test_ws(fake, api, cafile, label):
     check((await ws.recv()) == "{broken json", "emit raw str")
     await off(fake.emit, b"\xff\xfe")
     check((await ws.recv()) == b"\xff\xfe", "emit bytes -> binary frame")
+    await off(fake.emit, RawText("caf\u00e9 \u2713".encode()))
+    check((await ws.recv()) == "caf\u00e9 \u2713",
+          "emit RawText -> text frame of those bytes")
     await off(fake.error_event)
     check((await recv_json(ws)) == {"type": "error", "error": {
         "code": 1, "msg": "Socket URL has expired"}}, "error_event")
@@ -399,7 +404,7 @@ def run_suite(label, cafile=None, certfile=None, keyfile=None):
     fake = FakeSlack(token=TOKEN, certfile=certfile, keyfile=keyfile).start()
     try:
         api = Api(fake, cafile)
-        test_api(fake, api, label)
+        scenario_api(fake, api, label)
         ws = asyncio.run(_ws_and_stop(fake, api, cafile, label))
         check(ws.closed, "stop() closed the remaining client")
         check(all(not s.open for s in fake.sessions), "all sessions closed")
@@ -410,7 +415,7 @@ def run_suite(label, cafile=None, certfile=None, keyfile=None):
 
 
 async def _ws_and_stop(fake, api, cafile, label):
-    ws = await test_ws(fake, api, cafile, label)
+    ws = await scenario_ws(fake, api, cafile, label)
     await off(fake.stop)
     try:
         await asyncio.wait_for(ws.recv(), 3)
@@ -491,7 +496,7 @@ class Web:
                 return ids, pages, slowest
 
 
-def test_workspace_default(fake, web):
+def scenario_workspace_default(fake, web):
     print("[workspace] default data, auth, params")
     body = web.ok("conversations.list")
     check([c["id"] for c in body["channels"]] ==
@@ -535,7 +540,7 @@ def test_workspace_default(fake, web):
     check(body == {"ok": False, "error": "invalid_json"}, "bad JSON body")
 
 
-def test_workspace_big(fake, web):
+def scenario_workspace_big(fake, web):
     print("[workspace] 30,000 users, 5,000 channels: pagination")
     t0 = time.monotonic()
     fake.set_workspace(users=30000, channels=5000, private=200, ims=300)
@@ -639,7 +644,7 @@ def test_workspace_big(fake, web):
           "cursors survive adds and deletes between pages")
 
 
-def test_workspace_open_info(fake, web):
+def scenario_workspace_open_info(fake, web):
     print("[workspace] conversations.open, *.info")
     b = web.ok("conversations.open", {"users": "U00000001"})
     check(b["channel"] == {"id": "D00000001"} and b.get("already_open"),
@@ -672,7 +677,7 @@ def test_workspace_open_info(fake, web):
           "users.info: user_not_found")
 
 
-async def test_workspace_ws(fake, web):
+async def scenario_workspace_ws(fake, web):
     print("[workspace] chat.postMessage and events over RTM")
     call = lambda *a, **k: off(web.ok, *a, **k)            # noqa: E731
     fail = lambda *a, **k: off(web.err, *a, **k)           # noqa: E731
@@ -822,7 +827,7 @@ async def test_workspace_ws(fake, web):
           "no open session: data changed, nothing emitted")
 
 
-def test_rate_limits(fake, web):
+def scenario_rate_limits(fake, web):
     print("[workspace] rate limiting")
     fake.set_workspace(users=450)
     fake.queue_api_passthrough("users.list")
@@ -881,13 +886,30 @@ def run_workspace_suite():
     fake = FakeSlack(token=TOKEN).start()
     try:
         web = Web(fake)
-        test_workspace_default(fake, web)
-        test_workspace_big(fake, web)
-        test_workspace_open_info(fake, web)
-        asyncio.run(test_workspace_ws(fake, web))
-        test_rate_limits(fake, web)
+        scenario_workspace_default(fake, web)
+        scenario_workspace_big(fake, web)
+        scenario_workspace_open_info(fake, web)
+        asyncio.run(scenario_workspace_ws(fake, web))
+        scenario_rate_limits(fake, web)
     finally:
         fake.stop()
+
+
+# --------------------------------------------------------------------------
+# the tests pytest collects (make check), and main() for a run by hand
+# --------------------------------------------------------------------------
+
+def test_plain_http_and_websocket():
+    run_suite("plain")
+
+
+def test_workspace_and_web_api():
+    run_workspace_suite()
+
+
+def test_tls(tmp_path):
+    ca, cert, key = make_certs(str(tmp_path))
+    run_suite("tls", cafile=ca, certfile=cert, keyfile=key)
 
 
 def main():

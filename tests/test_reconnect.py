@@ -1,5 +1,9 @@
-"""Upstream trouble: drops, dead connections, goodbye, rate limits, auth."""
+"""Upstream trouble: drops, dead connections, goodbye and migration, a
+session that does not start with hello, Slack unreachable (refused, not
+resolving), rate limits and reconnect storms, refused tokens, and what
+becomes of requests made meanwhile."""
 
+import socket
 import time
 
 import pytest
@@ -227,3 +231,60 @@ def test_backoff_grows(daemon_factory, fake):
     gaps = [b["t"] - a["t"] for a, b in zip(calls, calls[1:])]
     assert gaps and all(0.19 <= g <= 0.8 + 0.3 for g in gaps), gaps
     assert len(calls) <= 3 / 0.2 + 1
+
+
+def test_team_migration_reconnects(daemon, fake):
+    c = daemon.client()
+    fake.emit({"type": "team_migration_started"})
+    m = c.recv_until(lambda m: m.get("type") == "team_migration_started")
+    assert m == {"type": "team_migration_started"}
+    c.state("connected", 5)
+    assert len(connects(fake)) == 2
+
+
+def test_first_frame_not_hello(daemon_factory, fake):
+    fake.set_hello(False)
+    d = daemon_factory().start(wait="socket")
+    fake.wait_for(lambda: fake.session, 5)
+    fake.emit({"type": "message", "channel": "C1", "text": "too early"})
+    d.wait_log(r'first frame from Slack was "message", not hello', 5)
+    fake.set_hello(True)
+    d.wait_state("connected", 10)
+
+
+def test_connection_refused(daemon_factory, fake):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                          # nothing listens there now
+    d = daemon_factory(api_url="http://127.0.0.1:%d/api/" % port).start(
+        wait="socket")
+    d.wait_state("reconnecting", 10)
+    st = d.status()
+    assert "rtm.connect to 127.0.0.1 failed" in st["reason"]
+    p = d.ctl("status")
+    assert "reconnecting in" in p.stdout and "failed" in p.stdout
+
+
+def test_host_does_not_resolve(daemon_factory, fake):
+    d = daemon_factory(api_url="https://no-such-host.invalid/api/").start(
+        wait="socket")
+    d.wait_state("reconnecting", 20)
+    assert "cannot resolve no-such-host.invalid" in d.status()["reason"]
+    c = d.client()
+    assert c.request({"id": 1, "type": "ping"})["type"] == "pong"
+
+
+def test_storm_waits_are_visible(daemon_factory, fake):
+    fake.set_api_default(500, {"ok": False, "error": "internal_error"})
+    d = daemon_factory(reconnect_min="0.05", reconnect_max="0.1",
+                       rtm_connect_burst="2",
+                       rtm_connect_interval="3").start(wait="socket")
+    time.sleep(1)
+    st = d.status()
+    assert st["state"] == "reconnecting"
+    assert "rate limit" in st["reason"]
+    assert 1.0 <= st["retry_in"] <= 3.0
+    assert len(connects(fake)) == 2
+    p = d.ctl("status")
+    assert "reconnecting in" in p.stdout and "rate limit" in p.stdout

@@ -1,96 +1,23 @@
 """slackd as a systemd service, without systemd as PID 1: the units
-(systemd-analyze), sd_notify (a test-owned NOTIFY_SOCKET), the watchdog,
-socket activation (systemd-socket-activate), reload, journald logging and
-access control."""
+(systemd-analyze), sd_notify (a test-owned NOTIFY_SOCKET) and life without
+it, the watchdog, socket activation (systemd-socket-activate) and logging to
+the journal.  Reloading is in test_reload.py, access to the socket in
+test_access.py; `make check-systemd` runs the units under a real systemd."""
 
 import os
 import re
-import shutil
 import signal
 import socket
-import stat
 import subprocess
-import tempfile
-import threading
 import time
 
 import pytest
 
-from conftest import SLACKD, SLACKCTL, TOKEN, Client, wait_until
+from conftest import SLACKD, SLACKCTL, Client, wait_until
 
 SRCDIR = os.environ.get("TESTS_SRCDIR", os.path.dirname(__file__))
 UNITS = ["slackd.service", "slackd.socket", "slackd@.service",
          "slackd@.socket"]
-
-
-class NotifyListener:
-    """What a service manager would see on $NOTIFY_SOCKET."""
-
-    def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.settimeout(0.2)
-        self.messages = []      # (monotonic time, pid, {key: value})
-        self.lock = threading.Lock()
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while self.running:
-            try:
-                data, anc, _, _ = self.sock.recvmsg(
-                    4096, socket.CMSG_SPACE(12))
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            pid = None
-            for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and \
-                        kind == socket.SCM_CREDENTIALS:
-                    pid = int.from_bytes(cdata[:4], "little")
-            fields = dict(line.split("=", 1) for line in
-                          data.decode().split("\n") if "=" in line)
-            with self.lock:
-                self.messages.append((time.monotonic(), pid, fields))
-
-    def close(self):
-        self.running = False
-        self.sock.close()
-        self.thread.join()
-
-    def all(self):
-        with self.lock:
-            return list(self.messages)
-
-    def with_key(self, key, value=None):
-        return [m for m in self.all() if key in m[2] and
-                (value is None or m[2][key] == value)]
-
-    def statuses(self):
-        return [m[2]["STATUS"] for m in self.all() if "STATUS" in m[2]]
-
-    def wait(self, key, value=None, after=0.0, timeout=10):
-        return wait_until(
-            lambda: [m for m in self.with_key(key, value) if m[0] > after],
-            timeout, what="%s=%s on NOTIFY_SOCKET" % (key, value or "*"))
-
-    def wait_status(self, pattern, after=0.0, timeout=10):
-        rx = re.compile(pattern)
-        return wait_until(
-            lambda: [m for m in self.all() if m[0] > after and
-                     rx.search(m[2].get("STATUS", ""))],
-            timeout, what="STATUS matching /%s/" % pattern)
-
-
-@pytest.fixture
-def notify(tmp_path):
-    n = NotifyListener(str(tmp_path / "notify.sock"))
-    yield n
-    n.close()
 
 
 # ---- the units --------------------------------------------------------------
@@ -245,8 +172,30 @@ def test_debug_hook_off_by_default(daemon, fake):
     assert c.request({"id": 2, "type": "ping"})["type"] == "pong"
 
 
-def test_no_notify_socket_is_fine(daemon, fake):
-    assert daemon.status()["state"] == "connected"
+def test_no_notify_socket_is_fine(daemon_factory, fake):
+    """Not under systemd: every sd_notify call is a no-op, and slackd
+    starts, connects, serves and stops as it does under systemd, at full
+    verbosity without a word about notifying."""
+    d = daemon_factory()
+    d.start(args=("-vvv",), wait="socket",
+            env={"NOTIFY_SOCKET": None, "WATCHDOG_USEC": None,
+                 "WATCHDOG_PID": None})
+    with open("/proc/%d/environ" % d.proc.pid, "rb") as f:
+        env = f.read().split(b"\0")
+    assert not [v for v in env if v.startswith(b"NOTIFY_SOCKET=")]
+    d.wait_state("connected", 10)
+    c = d.client()
+    assert c.hello["state"] == "connected"
+    fake.emit({"type": "message", "channel": "C1", "text": "no systemd"})
+    m = c.recv_until(lambda m: m.get("type") == "message")
+    assert m["text"] == "no systemd"
+    r = c.request({"id": 1, "type": "message", "channel": "C1",
+                   "text": "still sent"})
+    assert r["ok"] is True
+    assert d.stop() == 0
+    log = d.log_text().replace(d.tmp, "TMP")   # the test's name has it
+    assert "debug: " in log and "stopped" in log
+    assert not re.search(r"notify|watchdog", log, re.I), log
 
 
 # ---- socket activation ---------------------------------------------------------
@@ -292,117 +241,6 @@ def test_activation_with_wrong_socket_type(daemon_factory, fake, tmp_path):
     assert "not a listening Unix stream socket" in p.stderr
 
 
-# ---- reload --------------------------------------------------------------------
-
-def rewrite(d, **changes):
-    d.settings.update({k: str(v) for k, v in changes.items()})
-    os.unlink(d.conf_path)
-    d.write_config()
-
-
-def test_reload_keeps_clients_and_session(daemon_factory, fake, notify):
-    d = daemon_factory(log_level="info")
-    d.start(args=(), env={"NOTIFY_SOCKET": notify.path})
-    c = d.client()
-    assert "debug:" not in d.log_text()
-    rewrite(d, log_level="debug")
-    d.signal(signal.SIGHUP)
-    d.wait_log("configuration reloaded")
-    assert c.request({"id": 1, "type": "ping"})["type"] == "pong"
-    c.send({"id": 2, "type": "message", "channel": "C1", "text": "after"})
-    assert c.reply(2)["ok"] is True
-    assert len(fake.sessions) == 1 and fake.session.open
-    st = d.status()
-    assert st["session"] == 1 and st["reconnects"] == 0
-    d.wait_log("debug: ")      # the new level is in force
-
-
-def test_reload_applies_limits(daemon_factory, fake):
-    d = daemon_factory().start()
-    c = d.client()
-    line = b'{"id":1,"type":"ping","pad":"' + b"a" * 5000 + b'"}\n'
-    c.send_raw(line)
-    assert c.reply(1)["type"] == "pong"
-    rewrite(d, max_line="4K", queue_max="1")
-    d.signal(signal.SIGHUP)
-    d.wait_log("configuration reloaded")
-    c.send_raw(line)
-    m = c.recv_until(lambda m: "error" in m)
-    assert m["error"]["name"] == "line_too_long"
-    fake.hold_acks(True)
-    c.send({"id": 2, "type": "message", "channel": "C1", "text": "x"})
-    r = c.request({"id": 3, "type": "message", "channel": "C2",
-                   "text": "y"})
-    assert r["error"]["name"] == "queue_full"
-
-
-def test_reload_keepalive_settings(daemon_factory, fake):
-    d = daemon_factory(ping_interval="10", pong_timeout="5").start()
-    rewrite(d, ping_interval="0.3", pong_timeout="0.5")
-    d.signal(signal.SIGHUP)
-    d.wait_log("configuration reloaded")
-    n = len(fake.session.pings())
-    time.sleep(1.5)       # the new interval applies at once
-    assert len(fake.session.pings()) >= n + 3
-    assert len(fake.sessions) == 1
-
-
-def test_reload_invalid_config_keeps_old(daemon_factory, fake, notify):
-    d = daemon_factory()
-    d.start(env={"NOTIFY_SOCKET": notify.path})
-    c = d.client()
-    with open(d.conf_path, "a") as f:
-        f.write("queue_max = lots\nnonsense\n")
-    t = time.monotonic()
-    d.signal(signal.SIGHUP)
-    d.wait_log("reload failed")
-    notify.wait("READY", "1", after=t)
-    log = d.log_text()
-    assert "bad value for queue_max" in log
-    assert "keeping the one in force" in log
-    assert c.request({"id": 1, "type": "ping"})["type"] == "pong"
-    assert d.status()["state"] == "connected"
-    n = len(fake.session.pings())
-    time.sleep(1.5)       # the old ping_interval (1 s) is still in force
-    assert len(fake.session.pings()) > n
-
-
-def test_reload_token_change_reconnects(daemon_factory, fake):
-    new = "xoxb-test-NewTokenAfterRotation"
-    d = daemon_factory().start()
-    d.secrets.append(new)
-    c = d.client()
-    fake.set_token(new)
-    with open(d.token_path, "w") as f:
-        f.write(new + "\n")
-    d.signal(signal.SIGHUP)
-    c.state("reconnecting", 5)
-    c.state("connected", 5)
-    last = [x for x in fake.api_calls if x["method"] == "rtm.connect"][-1]
-    assert last["headers"]["authorization"] == "Bearer " + new
-    assert len(fake.sessions) == 2
-    assert fake.sessions[0].close_code_received == 1000
-
-
-def test_reload_unusable_token_keeps_old(daemon_factory, fake):
-    d = daemon_factory().start()
-    os.chmod(d.token_path, 0o644)
-    d.signal(signal.SIGHUP)
-    d.wait_log("reload failed: no usable token")
-    assert d.status()["state"] == "connected"
-    os.chmod(d.token_path, 0o600)
-
-
-def test_reload_keeps_environment_token(daemon_factory, fake):
-    d = daemon_factory(token_file=None)
-    d.start(env={"SLACK_API_TOKEN": TOKEN})
-    d.signal(signal.SIGHUP)
-    d.wait_log("configuration reloaded")
-    fake.drop()
-    d.wait_state("connected", 10)
-    assert len(fake.sessions) == 2
-
-
 # ---- logging under systemd ------------------------------------------------
 
 def test_journal_stream_gets_priority_prefixes(daemon_factory, fake):
@@ -437,92 +275,3 @@ def test_journal_gets_the_fatal_token_error_as_an_error(daemon_factory, fake):
     lines = d.log_text().splitlines()
     fatal = [l for l in lines if "check the token" in l]
     assert fatal and all(l.startswith("<3>fatal: ") for l in fatal), lines
-
-
-# ---- access control --------------------------------------------------------
-
-@pytest.fixture
-def open_dir():
-    """A directory other users can reach (pytest's tmp_path is 0700)."""
-    d = tempfile.mkdtemp(prefix="slackd-test-")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def as_nobody(*args):
-    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
-                           "--clear-groups"] + list(args),
-                          capture_output=True, text=True, timeout=10)
-
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="needs root to act as another user")
-
-
-@needs_root
-def test_allow_users_refuses_others(daemon_factory, fake, open_dir):
-    sock = os.path.join(open_dir, "s.sock")
-    d = daemon_factory(socket=sock, socket_mode="0666", allow_users="root")
-    d.sock = sock
-    d.start()
-    p = as_nobody(SLACKCTL, "-s", sock, "status")
-    assert p.returncode == 3
-    assert "uid 65534 is not allowed" in p.stderr
-    assert d.status()["clients_refused"] == 1
-    assert "refused a client: uid 65534" in d.log_text()
-    p = subprocess.run([SLACKCTL, "-s", sock, "status"],
-                       capture_output=True, text=True)
-    assert p.returncode == 0
-
-
-@needs_root
-def test_allow_groups_admits_members(daemon_factory, fake, open_dir):
-    sock = os.path.join(open_dir, "s.sock")
-    d = daemon_factory(socket=sock, socket_mode="0666",
-                       allow_groups="nogroup")
-    d.sock = sock
-    d.start()
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
-                        "--clear-groups", SLACKCTL, "-s", sock, "status"],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr           # primary group nogroup
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=1",
-                        "--groups=65534", SLACKCTL, "-s", sock, "status"],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr           # supplementary group
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=1",
-                        "--clear-groups", SLACKCTL, "-s", sock, "status"],
-                       capture_output=True, text=True)
-    assert p.returncode == 3 and "not allowed" in p.stderr
-
-
-@needs_root
-def test_reload_changes_access_rules(daemon_factory, fake, open_dir):
-    sock = os.path.join(open_dir, "s.sock")
-    d = daemon_factory(socket=sock, socket_mode="0666")
-    d.sock = sock
-    d.start()
-    assert as_nobody(SLACKCTL, "-s", sock, "status").returncode == 0
-    rewrite(d, allow_users="root")
-    d.signal(signal.SIGHUP)
-    d.wait_log("configuration reloaded")
-    p = as_nobody(SLACKCTL, "-s", sock, "status")
-    assert p.returncode == 3 and "not allowed" in p.stderr
-
-
-@needs_root
-def test_socket_group_applied(daemon_factory, fake):
-    d = daemon_factory(socket_group="nogroup").start()
-    st = os.stat(d.sock)
-    assert st.st_gid == 65534
-    assert stat.S_IMODE(st.st_mode) == 0o660
-
-
-def test_unknown_user_in_config(daemon_factory, fake):
-    d = daemon_factory(allow_users="root no-such-user-here")
-    d.write_config()
-    p = subprocess.run([SLACKD, "-n", "-f", d.conf_path],
-                       capture_output=True, text=True)
-    assert p.returncode == 78
-    assert 'allow_users: there is no user "no-such-user-here"' in p.stderr
