@@ -109,6 +109,8 @@ def test_reload_keeps_environment_token(daemon_factory, fake):
     d.start(env={"SLACK_API_TOKEN": TOKEN})
     d.signal(signal.SIGHUP)
     d.wait_log("configuration reloaded")
+    c = d.client()
     fake.drop()
-    d.wait_state("connected", 10)
+    c.state("reconnecting", 5)      # not the old "connected" before the drop
+    c.state("connected", 10)        # the token from the environment again
     assert len(fake.sessions) == 2
