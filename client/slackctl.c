@@ -559,10 +559,28 @@ struct slackctl_message {
 	struct json_object *blocks;
 	struct json_object *attachments;
 	int broadcast;
-	int unfurl;  /* -1: Slack decides */
-	int post;    /* chat.postMessage rather than RTM */
-	int wait_ms; /* -1: no limit */
+	int unfurl;      /* -1: Slack decides */
+	int post;        /* chat.postMessage rather than RTM */
+	int wait_ms;     /* -1: no limit */
+	char queued[32]; /* slackd's number for it (slackd.queued), or "" */
 };
+
+/* slackd.queued for our request: remember slackd's number for it. */
+static void
+slackctl_send_notice(const char *line, struct json_object *o, void *arg)
+{
+	struct slackctl_message *m = arg;
+	struct json_object *v;
+
+	(void)line;
+	if (o == NULL || !slackctl_is_type(o, PROTOCOL_QUEUED) ||
+	    !json_object_object_get_ex(o, "request", &v) ||
+	    json_object_get_int(v) != 1 ||
+	    !json_object_object_get_ex(o, "message", &v))
+		return;
+	snprintf(m->queued, sizeof m->queued, "%lld",
+	    (long long)json_object_get_int64(v));
+}
 
 /*
  * No answer within -w: slackd keeps the message (it is a command, like a
@@ -572,16 +590,19 @@ static void
 slackctl_send_queued(struct slackctl_conn *c, struct slackctl_message *m)
 {
 	double secs = m->wait_ms / 1000.0;
+	char as[64] = "";
 
+	if (m->queued[0] != '\0')
+		snprintf(as, sizeof as, " as message %s", m->queued);
 	if (strcmp(c->state, PROTOCOL_STATE_RECONNECTING) == 0 ||
 	    strcmp(c->state, PROTOCOL_STATE_CONNECTING) == 0)
 		slackctl_die(SLACKCTL_QUEUED,
-		    "send: Slack is not reachable (slackd is %s%s%s) and did not answer within %g s: the message to %s is queued in slackd and will be sent when Slack is back",
+		    "send: Slack is not reachable (slackd is %s%s%s) and did not answer within %g s: the message to %s is queued in slackd%s and will be sent when Slack is back",
 		    c->state, c->reason[0] != '\0' ? ": " : "", c->reason, secs,
-		    m->channel);
+		    m->channel, as);
 	slackctl_die(SLACKCTL_QUEUED,
-	    "send: no answer from Slack within %g s: the message to %s is still in slackd (queued, or sent and waiting for Slack's acknowledgement), which does not withdraw it",
-	    secs, m->channel);
+	    "send: no answer from Slack within %g s: the message to %s is still in slackd%s (queued, or sent and waiting for Slack's acknowledgement), which does not withdraw it",
+	    secs, m->channel, as);
 }
 
 /* Slack or slackd refused the message: say why, and exit. */
@@ -669,6 +690,8 @@ slackctl_send_request(struct slackctl_message *m)
 	json_object_object_add(req, "type",
 	    json_object_new_string(m->post ? PROTOCOL_POST : "message"));
 	json_object_object_add(
+	    req, "queued_notice", json_object_new_boolean(1));
+	json_object_object_add(
 	    req, "channel", json_object_new_string(m->channel));
 	if (m->text[0] != '\0')
 		json_object_object_add(
@@ -723,7 +746,8 @@ slackctl_send(struct slackctl_args *a)
 	json_object_put(req);
 	free(m.text);
 
-	if ((rep = slackctl_await(&c, 1, m.wait_ms, NULL, NULL, NULL)) == NULL)
+	if ((rep = slackctl_await(
+	         &c, 1, m.wait_ms, NULL, slackctl_send_notice, &m)) == NULL)
 		slackctl_send_queued(&c, &m);
 	if (!json_object_object_get_ex(rep, "ok", &v) ||
 	    !json_object_get_boolean(v))

@@ -34,6 +34,7 @@
 #define PROTOCOL_POST      "slackd.post"  /* chat.postMessage: blocks, … */
 #define PROTOCOL_API       "slackd.api"   /* another Web API method */
 #define PROTOCOL_NAMES     "slackd.names" /* the channels or users known */
+#define PROTOCOL_QUEUED    "slackd.queued" /* notice: in slackd's queue */
 
 /* Upstream connection states, as they appear in hello/state/status. */
 #define PROTOCOL_STATE_CONNECTING   "connecting"

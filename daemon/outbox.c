@@ -511,6 +511,26 @@ outbox_names_ready(void)
 }
 
 /*
+ * "queued_notice": tell the client its message is in the queue, under the
+ * number slackd's log uses for it ("message 17 to C1 posted"), so that a
+ * client that stops waiting can say what it left behind.  A notice, not a
+ * reply: the reply still comes, once.
+ */
+static void
+outbox_queued(struct client *c, const struct request *r, int64_t id)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(
+	    o, "type", json_object_new_string(PROTOCOL_QUEUED));
+	if (r->id != NULL)
+		json_object_object_add(o, "request", json_object_get(r->id));
+	json_object_object_add(o, "message", json_object_new_int64(id));
+	client_send_json(c, o);
+	json_object_put(o);
+}
+
+/*
  * A request from client c that needs Slack or its names.  Answers errors
  * itself; otherwise the reply comes when Slack answers.
  */
@@ -563,6 +583,8 @@ outbox_submit(struct client *c, const struct request *r)
 	}
 	req->id = outbox_next_id;
 	outbox_next_id += 2;
+	if (r->queued_notice == 1)
+		outbox_queued(c, r, req->id);
 	outbox_link(req, OUTBOX_RESOLVING);
 	/* outbox_resolved() runs later, from the loop. */
 	req->resolving = names_resolve(r->channel, outbox_resolved, req);

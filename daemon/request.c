@@ -181,6 +181,7 @@ request_message(struct request *r, struct request_error *e)
 		    "message needs a non-empty \"text\"");
 	if (request_bool(r->obj, "reply_broadcast", &r->reply_broadcast, e) <
 	        0 ||
+	    request_bool(r->obj, "queued_notice", &r->queued_notice, e) < 0 ||
 	    request_check_broadcast(r, e) != 0)
 		return -1;
 	return 0;
@@ -257,7 +258,8 @@ request_post(struct request *r, struct request_error *e)
 	    request_bool(r->obj, "reply_broadcast", &r->reply_broadcast, e) <
 	        0 ||
 	    request_bool(r->obj, "unfurl_links", &r->unfurl_links, e) < 0 ||
-	    request_bool(r->obj, "unfurl_media", &r->unfurl_media, e) < 0)
+	    request_bool(r->obj, "unfurl_media", &r->unfurl_media, e) < 0 ||
+	    request_bool(r->obj, "queued_notice", &r->queued_notice, e) < 0)
 		return -1;
 	if ((r->text == NULL || *r->text == '\0') && r->blocks == NULL &&
 	    r->attachments == NULL)

@@ -445,6 +445,7 @@ struct request {
 	const char *text;
 	const char *thread_ts;
 	int reply_broadcast;
+	int queued_notice; /* message, post: 1 = say when queued */
 	struct json_object *types;    /* subscribe: array or NULL */
 	struct json_object *channels; /* subscribe: array or NULL */
 	struct json_object *blocks;   /* post */

@@ -150,8 +150,9 @@ def test_send_gives_up_with_75_and_slackd_sends_later(daemon_factory, fake):
     assert err.startswith("slackctl: send: Slack is not reachable "
                           "(slackd is reconnecting"), err
     assert "within 1 s" in err
-    assert "the message to C0GENERAL is queued in slackd and will be " \
-        "sent when Slack is back" in err
+    m = re.search(r"the message to C0GENERAL is queued in slackd as "
+                  r"message (\d+) and will be sent when Slack is back", err)
+    assert m, err
     assert p.stdout == ""
     # slackctl is gone; slackd still has the message.
     assert d.status()["queued"] == 1
@@ -160,6 +161,8 @@ def test_send_gives_up_with_75_and_slackd_sends_later(daemon_factory, fake):
     wait_until(lambda: fake.messages(), 15, what="the queued message")
     time.sleep(1)
     assert [m["text"] for m in fake.messages()] == ["sent later"]
+    # The number slackctl gave is the one slackd's log names it by.
+    d.wait_log(r"message %s to C0GENERAL posted" % m.group(1), 5)
     st = d.status()
     assert st["queued"] == 0 and st["in_flight"] == 0
     assert st["messages_sent"] == 1
