@@ -56,7 +56,8 @@
 #define UPSTREAM_RATE_WAIT  60000 /* 429 without Retry-After */
 #define UPSTREAM_TX_MAX     (PROTOCOL_RTM_MAX_FRAME + 256)
 #define UPSTREAM_BACKLOG    (4 * 1024 * 1024) /* event bytes not yet taken */
-#define UPSTREAM_BATCH      512 /* events posted to the main thread at once */
+#define UPSTREAM_BATCH      512  /* events posted to the main thread at once */
+#define UPSTREAM_REPLY_WAIT 2000 /* ms a replaced session stays for replies */
 
 enum upstream_phase {
 	UPSTREAM_PHASE_WAITING, /* timer to the next attempt */
@@ -617,10 +618,11 @@ upstream_ws_deadline(lws_sorted_usec_list_t *sul)
 		upstream_conn_lost(conn, 0, "no hello from Slack within %.1f s",
 		    (double)cf->hello_timeout / 1000);
 		break;
-	case UPSTREAM_CONN_LIVE: /* retired, and no replacement came */
-		upstream_conn_lost(conn, 1,
-		    "%s; no replacement session in time",
-		    conn->end_reason != NULL ? conn->end_reason : "retired");
+	case UPSTREAM_CONN_LIVE: /* retired: replaced, or no replacement */
+		upstream_conn_lost(conn, 1, "%s; %s",
+		    conn->end_reason != NULL ? conn->end_reason : "retired",
+		    conn->silenced ? "replaced"
+		                   : "no replacement session in time");
 		break;
 	case UPSTREAM_CONN_CLOSING:
 		upstream_conn_lost(conn, 0, "%s",
@@ -976,9 +978,17 @@ upstream_switch(struct upstream *up)
 		upstream_handover_timer(up);
 	if (old != NULL && old->wsi != NULL &&
 	    old->phase == UPSTREAM_CONN_LIVE) {
+		int64_t wait =
+		    old->wrote_at + UPSTREAM_REPLY_WAIT - util_now_ms();
+
 		old->silenced = 1;
-		upstream_conn_lost(old, 1, "%s; replaced",
-		    old->end_reason != NULL ? old->end_reason : "retired");
+		if (old->wrote_at != 0 && wait > 0) /* Slack's replies first */
+			upstream_timer(
+			    up, &old->sul_deadline, wait, upstream_ws_deadline);
+		else
+			upstream_conn_lost(old, 1, "%s; replaced",
+			    old->end_reason != NULL ? old->end_reason
+			                            : "retired");
 	}
 }
 
@@ -1127,8 +1137,10 @@ upstream_frame(struct upstream_conn *conn)
 		return;
 	}
 	if (conn->phase != UPSTREAM_CONN_HELLO &&
-	    conn->phase != UPSTREAM_CONN_LIVE)
+	    conn->phase != UPSTREAM_CONN_LIVE &&
+	    conn->phase != UPSTREAM_CONN_CLOSING)
 		return;
+	/* A closing session's frames still answer requests (proto). */
 	conn->up->proto->frame(conn, conn->rx, conn->rx_len);
 }
 
@@ -1204,6 +1216,7 @@ upstream_writeable(struct upstream_conn *conn, struct lws *wsi)
 		mailbox_msg_drop_data(m);
 		m->type = MAILBOX_WRITTEN;
 		m->u.frame.session = conn->session;
+		conn->wrote_at = util_now_ms();
 		if (lws_write(wsi, p, len, LWS_WRITE_TEXT) < (int)len) {
 			upstream_tell(up, m);
 			return -1;

@@ -57,7 +57,8 @@ struct upstream_conn {
 	struct webapi_connect connect; /* the connect method's answer */
 	struct webapi_url ws;
 	struct lws *wsi;
-	int64_t live_at; /* ms, since hello; 0 before */
+	int64_t live_at;  /* ms, since hello; 0 before */
+	int64_t wrote_at; /* ms, a client's frame last written */
 
 	char *rx; /* the frame being received */
 	size_t rx_len;

@@ -29,6 +29,9 @@ upstream_rtm_frame(struct upstream_conn *conn, char *buf, size_t len)
 
 	frame_classify(buf, len, conn->phase == UPSTREAM_CONN_HELLO,
 	    conn->ping_sent != 0 ? conn->proto.rtm.ping_id : 0, &f);
+	if (conn->phase == UPSTREAM_CONN_CLOSING && f.action != FRAME_REPLY)
+		return; /* closing: only Slack's answers to our requests count
+		         */
 	switch (f.action) {
 	case FRAME_DROP:
 		upstream_dropped(conn,

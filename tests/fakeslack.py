@@ -571,6 +571,7 @@ class FakeSlack:
         self._hello = True
         self._hello_delay = 0.0
         self._hold_acks = False
+        self._ack_delay = 0.0
         self._refuse_upgrades = 0
         self._hang_upgrades = 0
         self._last_ts_us = 0
@@ -894,6 +895,12 @@ class FakeSlack:
         (those held are never acked later)."""
         with self._lock:
             self._hold_acks = bool(enabled)
+
+    def delay_acks(self, seconds):
+        """Answer chat messages (the ack and the echo) only this many
+        seconds later, on the session they came on (0: at once)."""
+        with self._lock:
+            self._ack_delay = float(seconds)
 
     def refuse_upgrade(self, n=1):
         """The next n WebSocket handshakes get HTTP 503."""
@@ -1809,6 +1816,7 @@ class FakeSlack:
         with self._lock:
             sess._received.append((time.monotonic(), obj))
             hold = self._hold_acks
+            delay = self._ack_delay
         typ = obj.get("type")
         mid = obj.get("id")
         if typ == "ping":
@@ -1833,22 +1841,32 @@ class FakeSlack:
                         "code": 2, "msg": "message text is missing"}})
                 return
             ts = self.next_ts()
-            if mid is not None:
-                self._enqueue(sess, {"ok": True, "reply_to": mid, "ts": ts,
-                                     "text": text})
-            echo = {"type": "message", "channel": channel,
-                    "user": self.self_user["id"], "text": text, "ts": ts,
-                    "team": self.team["id"]}
-            if obj.get("thread_ts") is not None:
-                echo["thread_ts"] = obj["thread_ts"]
-                if obj.get("reply_broadcast"):
-                    echo["subtype"] = "thread_broadcast"
-            self._enqueue(sess, echo)
+            if delay > 0:
+                self._loop.call_later(
+                    delay, self._answer_message, sess, obj, mid, ts)
+            else:
+                self._answer_message(sess, obj, mid, ts)
         elif typ == "typing":
             pass
         elif mid is not None:
             self._enqueue(sess, {"ok": False, "reply_to": mid, "error": {
                 "code": 3, "msg": "unsupported type"}})
+
+    def _answer_message(self, sess, obj, mid, ts):
+        """The ack of a chat message and its echo, on sess."""
+        text = obj.get("text")
+        channel = obj.get("channel")
+        if mid is not None:
+            self._enqueue(sess, {"ok": True, "reply_to": mid, "ts": ts,
+                                 "text": text})
+        echo = {"type": "message", "channel": channel,
+                "user": self.self_user["id"], "text": text, "ts": ts,
+                "team": self.team["id"]}
+        if obj.get("thread_ts") is not None:
+            echo["thread_ts"] = obj["thread_ts"]
+            if obj.get("reply_broadcast"):
+                echo["subtype"] = "thread_broadcast"
+        self._enqueue(sess, echo)
 
     def next_ts(self):
         """A Slack-style ts "<unix>.<6 digits>", strictly increasing."""

@@ -94,3 +94,18 @@ def test_goodbye_at_rate_misses_nothing(daemon, fake, rate):
             len(missed), missed[:5], len(dups), dups[:5], len(extra))
     assert texts == [str(i) for i in range(n)], "order kept"
     assert states == [], "no state change across a goodbye"
+
+
+def test_reply_after_goodbye_is_not_lost(daemon, fake):
+    """Slack acknowledges a message on the old session after its goodbye:
+    the old session is still read, so the client gets Slack's reply, not
+    not_confirmed."""
+    c = daemon.client()
+    fake.delay_acks(1.0)
+    c.send({"id": 5, "type": "message", "channel": "C024BE91L",
+            "text": "just before"})
+    wait_until(lambda: fake.messages(), 5, what="the message at Slack")
+    fake.goodbye(session=fake.sessions[0])
+    r = c.reply(5, timeout=10)
+    assert r["ok"] is True and r["text"] == "just before", r
+    wait_until(lambda: len(fake.sessions) == 2, 5, what="the new session")
