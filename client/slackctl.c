@@ -337,11 +337,17 @@ slackctl_hello(struct slackctl_conn *c)
 		    "%s: no greeting from slackd%s", c->path,
 		    to ? " within 10 s" : " (connection closed)");
 	o = slackctl_parse(line);
-	if (o != NULL && slackctl_is_type(o, PROTOCOL_ERROR)) {
-		if (json_object_object_get_ex(o, "error", &v))
-			slackctl_die(SLACKCTL_UNREACHABLE,
-			    "slackd refused us: %s",
-			    protocol_json_str(v, "msg"));
+	if (o != NULL && slackctl_is_type(o, PROTOCOL_ERROR) &&
+	    json_object_object_get_ex(o, "error", &v)) {
+		char msg[512];
+		const char *m = protocol_json_str(v, "msg");
+
+		/* Freed first: nothing left for a leak checker at exit. */
+		snprintf(msg, sizeof msg, "%s", m != NULL ? m : "refused");
+		json_object_put(o);
+		free(line);
+		slackctl_die(
+		    SLACKCTL_UNREACHABLE, "slackd refused us: %s", msg);
 	}
 	if (o == NULL || !slackctl_is_type(o, PROTOCOL_HELLO))
 		slackctl_die(SLACKCTL_UNREACHABLE,
