@@ -50,6 +50,7 @@
 #define CLIENT_CATCHUP  0x200 /* replaying from the ring, not live yet */
 
 #define CLIENT_CATCHUP_AT (64 * 1024) /* replay while output is below */
+/* (or half client_buffer_soft: a live event must still fit after it) */
 
 struct client {
 	TAILQ_ENTRY(client) entry;
@@ -127,6 +128,7 @@ client_discard_output(struct client *c)
 }
 
 static void client_list_free(char ***, size_t *);
+static size_t client_soft_limit(void);
 
 static void
 client_free(struct client *c)
@@ -470,9 +472,13 @@ client_catch_up(struct client *c)
 	struct replay_gap gap;
 	size_t plen;
 
+	size_t at = client_soft_limit() / 2;
+
+	if (at > CLIENT_CATCHUP_AT)
+		at = CLIENT_CATCHUP_AT;
 	while ((c->flags & CLIENT_CATCHUP) &&
 	    !(c->flags & (CLIENT_DEAD | CLIENT_DROPPED | CLIENT_FLUSHING)) &&
-	    client_output(c) < CLIENT_CATCHUP_AT) {
+	    client_output(c) < at) {
 		if (c->next > hub_seq()) {
 			c->flags &= ~CLIENT_CATCHUP;
 			log_debug("client %llu: caught up at %s:%llu",
@@ -539,12 +545,40 @@ client_subscribe(struct client *c, struct request *r)
 	client_catch_up(c);
 }
 
+/* The inject test hook: o goes out as an event (hub_inject()). */
+static void
+client_debug_inject(struct client *c, struct request *r, struct json_object *o)
+{
+	char cur[REPLAY_CURSOR_MAX];
+	struct json_object *reply;
+	const char *line;
+	uint64_t seq;
+	size_t len;
+
+	line = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	seq = hub_inject(line, len, protocol_json_str(o, "type"),
+	    protocol_json_str(o, "channel"));
+	if (seq == 0) {
+		client_error(c, r->id, PROTOCOL_E_BAD_REQUEST,
+		    "inject: the event's type or channel is too long");
+		return;
+	}
+	reply = client_reply(r, PROTOCOL_DEBUG);
+	json_object_object_add(reply, "ok", json_object_new_boolean(1));
+	json_object_object_add(reply, PROTOCOL_SEQ,
+	    json_object_new_string(replay_cursor(cur, hub_run(), seq)));
+	client_send_json(c, reply);
+	json_object_put(reply);
+}
+
 /*
  * Test hooks, only with SLACKD_TEST_HOOKS=1 in the environment at start:
  * {"type":"slackd.debug","wedge":"upstream"} hangs the upstream thread
  * (to prove the watchdog notices); {"type":"slackd.debug","sleep":S}
  * stalls the main thread S seconds (to prove the backpressure);
- * {"type":"slackd.debug","save":"names"} writes names.json now.
+ * {"type":"slackd.debug","save":"names"} writes names.json now;
+ * {"type":"slackd.debug","inject":{…}} sends {…} out as an event.
  */
 static void
 client_debug(struct client *c, struct request *r)
@@ -571,6 +605,11 @@ client_debug(struct client *c, struct request *r)
 	if (json_object_object_get_ex(r->obj, "save", &v) &&
 	    strcmp(json_object_get_string(v), "names") == 0)
 		names_save_now();
+	if (json_object_object_get_ex(r->obj, "inject", &v) &&
+	    json_object_is_type(v, json_type_object)) {
+		client_debug_inject(c, r, v);
+		return;
+	}
 	client_reply_ok(c, r, PROTOCOL_DEBUG);
 }
 

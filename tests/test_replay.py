@@ -372,3 +372,55 @@ def test_slackctl_resume_after_a_restart_says_so(daemon_factory, fake,
         p.terminate()
         p.wait()
     assert "slackd has restarted since" in p.stderr.read()
+
+
+def test_injected_events_are_numbered_kept_and_filtered(daemon_factory, fake):
+    """hub_inject() (the test hook reaches it): an event that did not come
+    from Slack's connection is numbered, fanned out, filtered and kept for
+    replay like any other."""
+    d = daemon_factory()
+    d.start(env={"SLACKD_TEST_HOOKS": "1"})
+    c = d.client()
+    subscribe(c, seq=True)
+    f = d.client()
+    subscribe(f, channels=["C9"])
+    before = emit_numbered(fake, c, 0, 1)[0]
+    c.send({"id": 3, "type": "slackd.debug", "inject": msg(1, "C9")})
+    m, other = events(c, 1)  # the event goes out before the reply
+    r = other[0] if other else c.recv()
+    assert r["reply_to"] == 3 and r["ok"] is True, r
+    assert m[0]["text"] == "1" and m[0]["slackd_seq"] == r["slackd_seq"]
+    assert seq_of(m[0])[1] == int(before.split(":")[1]) + 1
+    got, _ = events(f, 1)
+    assert got[0]["text"] == "1" and "slackd_seq" not in got[0]
+    fake.emit(msg(2, "C1"))
+    events(c, 1)
+    z = d.client()
+    subscribe(z, since=before)
+    got, _ = events(z, 2)
+    assert [x["text"] for x in got] == ["1", "2"]
+    bad = c.request({"id": 4, "type": "slackd.debug",
+                     "inject": {"type": "x" * 80}})
+    assert bad["ok"] is False and "too long" in bad["error"]["msg"]
+
+
+def test_a_replay_larger_than_the_client_buffer_is_paced(daemon_factory,
+                                                         fake):
+    """The replay goes as fast as the client reads: a megabyte replayed to
+    a client whose buffer limit is 64K does not get it dropped."""
+    d = daemon_factory(client_buffer_limit="64K",
+                       client_buffer_soft="16K").start()
+    c = d.client()
+    c.close()
+    run, n = c.hello["seq"].split(":")
+    pad = "x" * 1000
+    fake.emit_many([dict(msg(i), pad=pad) for i in range(1000)])
+    wait_until(lambda: d.status()["seq"] == "%s:%d" % (run, int(n) + 1000),
+               10, what="the events numbered")
+    r = d.client()
+    subscribe(r, since="%s:%d" % (run, int(n) + 1))
+    fake.emit(msg(1000))
+    replayed, other = events(r, 1000, timeout=30)
+    assert [m["text"] for m in replayed] == [str(i) for i in range(1, 1001)]
+    assert not [m for m in other if m.get("type") == "slackd.error"], other
+    assert d.status()["clients_dropped"] == 0
