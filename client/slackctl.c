@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -1250,10 +1251,7 @@ slackctl_cursor_ok(const char *s)
 	if (colon == NULL || colon == s || colon - s > 16 || colon[1] == '\0')
 		return 0;
 	for (p = s; p < colon; p++) {
-		if (strchr(
-		        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-		        "0123456789-_",
-		        *p) == NULL)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
 			return 0;
 	}
 	for (p = colon + 1; *p != '\0'; p++) {
