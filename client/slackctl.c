@@ -903,7 +903,7 @@ struct slackctl_filter {
 	const char *since;  /* --since, or the --resume file's cursor */
 	const char *resume; /* --resume: where the cursor is kept */
 	char *tmp;          /* resume's temporary file */
-	char cursor[64];    /* the cursor being saved */
+	char cursor[72];    /* the cursor being saved, "\n" included */
 	int pending;        /* tmp holds cursor, not renamed yet */
 };
 
