@@ -3,7 +3,7 @@
  * event was serialised once by Slack and checked once by the upstream
  * thread.  Every event is numbered here (its seq: 1, 2, … in this run,
  * whose id hub_run() makes at start), shown to the consumers, fanned out,
- * then kept on the replay ring (replay.c), which frees it when it ages
+ * then copied to the replay ring (replay.c), which lets it go when it ages
  * out; a client catching up from a cursor reads the ring instead of the
  * fan-out until it has caught up (client.c), so it sees no gap and no
  * duplicate.  Daemon messages (slackd.state, …) are not numbered.
@@ -120,12 +120,6 @@ hub_cursor(char *buf)
 	return replay_cursor(buf, hub_run(), hub_last);
 }
 
-static void
-hub_release_msg(void *owner)
-{
-	mailbox_msg_free(owner);
-}
-
 /*
  * The replay ring: every event forwarded, oldest first, within
  * replay_bytes and replay_age.  Others may read it (replay_get(),
@@ -136,7 +130,7 @@ struct replay *
 hub_replay(void)
 {
 	if (hub_ring == NULL)
-		hub_ring = replay_new(hub_release_msg);
+		hub_ring = replay_new();
 	return hub_ring;
 }
 
@@ -279,7 +273,7 @@ hub_deliver(struct client *c, int mode, struct hub_batch *hb, int64_t now)
 		(*bp)->refs--;
 }
 
-/* Keep the batch on the ring (which may release some of it at once). */
+/* Keep a copy of the batch on the ring. */
 static void
 hub_keep(struct hub_batch *hb, int64_t now, double wall)
 {
@@ -287,24 +281,20 @@ hub_keep(struct hub_batch *hb, int64_t now, double wall)
 	struct mailbox_msg *m;
 	size_t i;
 
-	if (slackd_conf->replay_bytes == 0 && hub_ring == NULL) {
-		for (i = 0; i < hb->n; i++)
-			mailbox_msg_free(hb->ev[i]);
+	if (slackd_conf->replay_bytes == 0 && hub_ring == NULL)
 		return;
-	}
 	replay_limits(
 	    hub_replay(), slackd_conf->replay_bytes, slackd_conf->replay_age);
+	memset(&re, 0, sizeof re);
+	re.mono = now;
+	re.wall = wall;
 	for (i = 0; i < hb->n; i++) {
 		m = hb->ev[i];
 		re.seq = hb->first + i;
-		re.mono = now;
-		re.wall = wall;
 		re.type = m->u.event.type;
 		re.channel = m->u.event.channel;
 		re.line = m->data;
 		re.len = m->len;
-		re.cost = sizeof *m + m->len + sizeof re;
-		re.owner = m;
 		replay_add(hub_ring, &re, now);
 	}
 }
@@ -349,6 +339,8 @@ hub_events(struct mailbox_msg **ev, size_t n)
 	if (hb.sb != NULL)
 		hub_release(NULL, 0, hb.sb);
 	hub_keep(&hb, now, util_wall());
+	for (i = 0; i < n; i++)
+		mailbox_msg_free(ev[i]);
 	hub_busy = 0;
 }
 

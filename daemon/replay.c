@@ -9,12 +9,14 @@
  *
  * Invariants of the ring: the events it holds have consecutive sequence
  * numbers oldest..newest (every numbered event is added, in order), so
- * replay_get() is an index; what it holds costs at most `bytes` (each
- * event's cost is the caller's: its line and what carries it) and is no
- * older than `age` once replay_expire() or replay_add() has run.  An event
- * is released (the free function, on its owner) when it leaves the ring.
+ * replay_get() is an index; what it holds takes at most max_bytes (its
+ * entries and the chunks its copies of the events' bytes are in, laid end
+ * to end: copying a line into a chunk costs less than keeping the
+ * allocation it came in, which would go cold and be freed far from where
+ * it was made) and is no older than max_age once replay_expire() or
+ * replay_add() has run.  A chunk is freed when its last event leaves.
  * Pointers an event carries stay valid until the next replay_add(),
- * replay_expire(), replay_limits() or replay_free().
+ * replay_expire() or replay_free().
  */
 #include "config.h"
 
@@ -25,27 +27,56 @@
 
 #include "slackd.h"
 
+struct replay_chunk {
+	size_t size; /* of data */
+	size_t used;
+	size_t live; /* events whose bytes are here */
+	char data[];
+};
+
 struct replay {
 	struct replay_event *ev; /* circular, cap entries */
 	size_t cap;
 	size_t head; /* index of the oldest */
 	size_t n;
-	size_t bytes;         /* cost of what is held */
-	size_t max_bytes;     /* 0: hold nothing */
-	int64_t max_age;      /* ms; 0: no age limit */
-	uint64_t evicted_seq; /* newest event that left, 0 if none */
-	double evicted_wall;  /* when it had arrived */
-	void (*release)(void *);
+	struct replay_chunk *cur;   /* being filled, or NULL */
+	struct replay_chunk *spare; /* a freed one, kept for reuse */
+	size_t bytes;               /* chunks and entries held */
+	size_t max_bytes;           /* 0: hold nothing */
+	int64_t max_age;            /* ms; 0: no age limit */
+	uint64_t evicted_seq;       /* newest event that left, 0 if none */
+	double evicted_wall;        /* when it had arrived */
 };
 
 struct replay *
-replay_new(void (*release)(void *))
+replay_new(void)
 {
-	struct replay *r;
+	return xcalloc(1, sizeof(struct replay));
+}
 
-	r = xcalloc(1, sizeof *r);
-	r->release = release;
-	return r;
+/* Chunks are a sixteenth of the limit, 256 bytes to 1M. */
+static size_t
+replay_chunk_size(const struct replay *r)
+{
+	size_t size = r->max_bytes / 16;
+
+	if (size < 256)
+		size = 256;
+	if (size > 1024 * 1024)
+		size = 1024 * 1024;
+	return size;
+}
+
+static void
+replay_chunk_free(struct replay *r, struct replay_chunk *ch)
+{
+	r->bytes -= sizeof *ch + ch->size;
+	if (r->cur == ch)
+		r->cur = NULL;
+	if (r->spare == NULL && ch->size == replay_chunk_size(r))
+		r->spare = ch;
+	else
+		free(ch);
 }
 
 /* Drop the oldest event. */
@@ -53,12 +84,13 @@ static void
 replay_drop(struct replay *r)
 {
 	struct replay_event *e = &r->ev[r->head];
+	struct replay_chunk *ch = e->chunk;
 
 	r->evicted_seq = e->seq;
 	r->evicted_wall = e->wall;
-	r->bytes -= e->cost;
-	if (r->release != NULL)
-		r->release(e->owner);
+	r->bytes -= sizeof *e;
+	if (--ch->live == 0)
+		replay_chunk_free(r, ch);
 	r->head = (r->head + 1) % r->cap;
 	r->n--;
 }
@@ -70,6 +102,8 @@ replay_free(struct replay *r)
 		return;
 	while (r->n > 0)
 		replay_drop(r);
+	free(r->cur);
+	free(r->spare);
 	free(r->ev);
 	free(r);
 }
@@ -108,21 +142,65 @@ replay_grow(struct replay *r)
 	r->head = 0;
 }
 
+/* Room for need bytes in the current chunk, or a new one. */
+static struct replay_chunk *
+replay_room(struct replay *r, size_t need)
+{
+	struct replay_chunk *ch = r->cur;
+	size_t size = replay_chunk_size(r);
+
+	if (ch != NULL && ch->size - ch->used >= need)
+		return ch;
+	if (ch != NULL && ch->live == 0)
+		replay_chunk_free(r, ch);
+	r->cur = NULL;
+	if (need > size)
+		size = need;
+	if (r->spare != NULL && r->spare->size == size) {
+		ch = r->spare;
+		r->spare = NULL;
+	} else
+		ch = xmalloc(sizeof *ch + size);
+	ch->size = size;
+	ch->used = ch->live = 0;
+	r->bytes += sizeof *ch + size;
+	return r->cur = ch;
+}
+
 /*
- * Add e (its seq one more than the newest held, or anything if the ring
- * is empty) and enforce the limits at now.  The ring owns e->owner from
- * here: it is released at once if it does not fit.
+ * Add a copy of e (its seq one more than the newest held, or anything if
+ * the ring is empty: e->chunk is not read) and enforce the limits at now.
  */
 void
 replay_add(struct replay *r, const struct replay_event *e, int64_t now)
 {
+	size_t tl = strlen(e->type) + 1, cl = strlen(e->channel) + 1;
+	struct replay_event *n;
+	struct replay_chunk *ch;
+	char *p;
+
 	if (r->n > 0 && e->seq != r->ev[(r->head + r->n - 1) % r->cap].seq + 1)
 		fatalx("replay: event %" PRIu64 " out of order", e->seq);
+	if (r->max_bytes == 0) {
+		replay_expire(r, now);
+		r->evicted_seq = e->seq;
+		r->evicted_wall = e->wall;
+		return;
+	}
 	if (r->n == r->cap)
 		replay_grow(r);
-	r->ev[(r->head + r->n) % r->cap] = *e;
+	ch = replay_room(r, tl + cl + e->len);
+	p = ch->data + ch->used;
+	ch->used += tl + cl + e->len;
+	ch->live++;
+	n = &r->ev[(r->head + r->n) % r->cap];
+	*n = *e;
+	n->chunk = ch;
+	n->type = memcpy(p, e->type, tl);
+	n->channel = memcpy(p + tl, e->channel, cl);
+	n->line = memcpy(p + tl + cl, e->line, e->len);
 	r->n++;
-	r->bytes += e->cost;
+	r->bytes += sizeof *n;
 	replay_expire(r, now);
 }
 

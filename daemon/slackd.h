@@ -226,8 +226,7 @@ struct replay_event {
 	const char *channel; /* "" if none */
 	const char *line;    /* Slack's bytes, "\n" included, no seq */
 	size_t len;
-	size_t cost; /* bytes charged against the limit */
-	void *owner; /* released when the event leaves the ring */
+	void *chunk; /* the ring's: where its copy is */
 };
 struct replay_gap {
 	const char *reason; /* REPLAY_GAP_*, NULL: no gap */
@@ -237,7 +236,7 @@ struct replay_gap {
 	double to; /* when the last missed one arrived, 0 if unknown */
 };
 struct replay;
-struct replay *replay_new(void (*)(void *));
+struct replay *replay_new(void);
 void replay_free(struct replay *);
 void replay_limits(struct replay *, size_t, int64_t);
 void replay_expire(struct replay *, int64_t);

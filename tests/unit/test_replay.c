@@ -1,7 +1,8 @@
 /*
- * Unit tests: replay.c, the replay ring and cursors.  Events are small
- * malloc'd lines; the ring's release function counts what it frees, so
- * that every event is released exactly once.
+ * Unit tests: replay.c, the replay ring and cursors.  Each event's line
+ * is overwritten once added, so the ring must have kept a copy; every
+ * event held must come back whole after chunks come and go (ASan checks
+ * the memory).
  */
 #include "config.h"
 
@@ -13,26 +14,17 @@
 #include "slackd.h"
 #include "tap.h"
 
-static int released;
-
+/* Event seq, {"type":"message","n":seq,"pad":"…"}\n of about len bytes. */
 static void
-release(void *owner)
-{
-	released++;
-	free(owner);
-}
-
-/* Event seq: {"type":"message","n":seq}\n costing cost bytes, at mono. */
-static void
-add(struct replay *r, uint64_t seq, size_t cost, int64_t mono)
+add(struct replay *r, uint64_t seq, size_t len, int64_t mono)
 {
 	struct replay_event e;
-	char *line;
+	char line[8192];
 	int n;
 
-	line = malloc(64);
-	n = snprintf(
-	    line, 64, "{\"type\":\"message\",\"n\":%" PRIu64 "}\n", seq);
+	n = snprintf(line, sizeof line,
+	    "{\"type\":\"message\",\"n\":%" PRIu64 ",\"pad\":\"%0*d\"}\n", seq,
+	    (int)(len > 40 ? len - 40 : 1), 0);
 	memset(&e, 0, sizeof e);
 	e.seq = seq;
 	e.mono = mono;
@@ -41,9 +33,8 @@ add(struct replay *r, uint64_t seq, size_t cost, int64_t mono)
 	e.channel = seq % 2 ? "C1" : "C2";
 	e.line = line;
 	e.len = (size_t)n;
-	e.cost = cost;
-	e.owner = line;
 	replay_add(r, &e, mono);
+	memset(line, 'X', sizeof line); /* the ring has its own copy */
 }
 
 static int
@@ -55,29 +46,37 @@ collect(const struct replay_event *e, void *arg)
 	return got[0] == 5 ? 7 : 0;
 }
 
+/* Is event seq held, whole and as added? */
+static int
+intact(struct replay *r, uint64_t seq)
+{
+	const struct replay_event *e = replay_get(r, seq);
+	char want[32];
+
+	snprintf(want, sizeof want, "\"n\":%" PRIu64 ",", seq);
+	return e != NULL && e->seq == seq && strstr(e->line, want) != NULL &&
+	    e->line[e->len - 1] == '\n' && strcmp(e->type, "message") == 0 &&
+	    strcmp(e->channel, seq % 2 ? "C1" : "C2") == 0;
+}
+
 static void
 test_ring(void)
 {
-	struct replay *r = replay_new(release);
-	const struct replay_event *e;
+	struct replay *r = replay_new();
 	uint64_t i, got[16];
-	int rc;
+	int rc, all;
 
-	replay_limits(r, 1000, 0);
+	replay_limits(r, 64 * 1024, 0);
 	is_int(replay_oldest(r), 0, "empty ring: oldest 0");
 	ok(replay_get(r, 1) == NULL, "empty ring: nothing to get");
 	for (i = 1; i <= 10; i++)
-		add(r, i, 100, 0);
-	is_int(replay_oldest(r), 1, "ten events of 100 fit in 1000");
+		add(r, i, 200, 0);
+	is_int(replay_oldest(r), 1, "ten events of 200 bytes fit in 64K");
 	is_int(replay_newest(r), 10, "newest is 10");
-	is_int(replay_bytes(r), 1000, "cost counted");
-	add(r, 11, 100, 0);
-	is_int(replay_oldest(r), 2, "the eleventh pushes the first out");
-	is_int(released, 1, "the first was released");
-	e = replay_get(r, 7);
-	ok(e != NULL && e->seq == 7 && strstr(e->line, "\"n\":7}") != NULL,
-	    "get(7) is event 7");
-	ok(replay_get(r, 1) == NULL && replay_get(r, 12) == NULL,
+	ok(replay_bytes(r) > 2000 && replay_bytes(r) <= 64 * 1024,
+	    "bytes counted: %zu", replay_bytes(r));
+	ok(intact(r, 7), "get(7) is event 7, copied");
+	ok(replay_get(r, 0) == NULL && replay_get(r, 11) == NULL,
 	    "get outside the ring is NULL");
 
 	memset(got, 0, sizeof got);
@@ -86,50 +85,58 @@ test_ring(void)
 	is_int(got[1], 5, "walk starts after the given seq");
 	is_int(got[5], 9, "walk goes in order");
 	is_int(rc, 7, "walk returns what fn returned");
+
+	/* Past the limit the oldest go, and what is held stays whole. */
+	for (i = 11; i <= 3000; i++)
+		add(r, i, 200, 0);
+	ok(replay_bytes(r) <= 64 * 1024, "within the limit: %zu bytes",
+	    replay_bytes(r));
+	ok(replay_oldest(r) > 11 && replay_newest(r) == 3000,
+	    "the oldest went (%" PRIu64 "..3000 held)", replay_oldest(r));
+	ok(replay_count(r) > 64 * 1024 / 400, "and most of 64K is used: %zu",
+	    replay_count(r));
+	for (all = 1, i = replay_oldest(r); i <= 3000; i++)
+		all &= intact(r, i);
+	ok(all, "every event held is whole");
 	memset(got, 0, sizeof got);
 	replay_walk(r, 0, collect, got);
-	is_int(got[1], 2, "walk from before the ring starts at the oldest");
+	is_int(got[1], replay_oldest(r),
+	    "walk from before the ring starts at the oldest");
 
-	/* Growth past the first allocation keeps order and indexing. */
-	replay_limits(r, 1000000, 0);
-	for (i = 12; i <= 3000; i++)
-		add(r, i, 100, 0);
-	is_int(replay_count(r), 2999, "2999 events held after growing");
-	e = replay_get(r, 2500);
-	ok(e != NULL && e->seq == 2500, "get after growing");
-
-	/* A smaller limit applies at the next add. */
-	replay_limits(r, 250, 0);
-	add(r, 3001, 100, 0);
-	is_int(replay_count(r), 2, "a lowered limit evicts down to it");
-	is_int(replay_oldest(r), 3000, "the newest are kept");
-
-	/* An event bigger than the limit is released at once. */
-	add(r, 3002, 1000, 0);
+	/* Events larger than a chunk, and one larger than the limit. */
+	add(r, 3001, 6000, 0);
+	add(r, 3002, 200, 0);
+	ok(intact(r, 3001) && intact(r, 3002), "a large event is kept whole");
+	replay_limits(r, 4096, 0);
+	add(r, 3003, 6000, 0);
 	is_int(replay_count(r), 0, "an event over the limit is not kept");
-	is_int(replay_oldest(r), 0, "and the ring is empty");
+	is_int(replay_bytes(r), 0, "and nothing is held");
+	add(r, 3004, 200, 0);
+	ok(intact(r, 3004), "the ring goes on after");
 
+	/* 0 keeps nothing. */
+	replay_limits(r, 0, 0);
+	add(r, 3005, 200, 0);
+	is_int(replay_count(r), 0, "replay_bytes 0 keeps nothing");
 	replay_free(r);
-	is_int(released, 3002, "every event released exactly once");
 }
 
 static void
 test_age(void)
 {
-	struct replay *r = replay_new(release);
+	struct replay *r = replay_new();
 
-	released = 0;
 	replay_limits(r, 1 << 20, 1000);
-	add(r, 1, 10, 0);
-	add(r, 2, 10, 500);
-	add(r, 3, 10, 1200);
+	add(r, 1, 100, 0);
+	add(r, 2, 100, 500);
+	add(r, 3, 100, 1200);
 	is_int(replay_oldest(r), 2, "an event older than the age is gone");
 	replay_expire(r, 1600);
 	is_int(replay_oldest(r), 3, "expire drops what aged meanwhile");
 	replay_expire(r, 2300);
 	is_int(replay_count(r), 0, "and everything once old enough");
+	is_int(replay_bytes(r), 0, "its memory with it");
 	replay_free(r);
-	is_int(released, 3, "aged events released");
 }
 
 static void
@@ -197,12 +204,11 @@ test_prefix(void)
 static void
 test_plan(void)
 {
-	struct replay *r = replay_new(release);
+	struct replay *r = replay_new();
 	struct replay_gap g;
-	uint64_t next, i;
+	uint64_t next, i, old;
 
-	released = 0;
-	replay_limits(r, 1000, 0);
+	replay_limits(r, 16 * 1024, 0);
 
 	/* Nothing numbered yet. */
 	ok(replay_plan(r, "run", 0, "run", 0, &next, &g) == 0 &&
@@ -211,39 +217,41 @@ test_plan(void)
 	ok(replay_plan(r, "run", 0, "run", 1, &next, &g) == -1,
 	    "a cursor ahead of the run is refused");
 
-	for (i = 1; i <= 20; i++)
-		add(r, i, 100, 0); /* holds 11..20 */
-	ok(replay_plan(r, "run", 20, "run", 15, &next, &g) == 0 &&
-	        g.reason == NULL && next == 16,
+	for (i = 1; i <= 200; i++)
+		add(r, i, 200, 0);
+	old = replay_oldest(r);
+	ok(old > 5 && old < 190, "the ring holds %" PRIu64 "..200", old);
+	ok(replay_plan(r, "run", 200, "run", 195, &next, &g) == 0 &&
+	        g.reason == NULL && next == 196,
 	    "within the ring: no gap, from the next");
-	ok(replay_plan(r, "run", 20, "run", 10, &next, &g) == 0 &&
-	        g.reason == NULL && next == 11,
+	ok(replay_plan(r, "run", 200, "run", old - 1, &next, &g) == 0 &&
+	        g.reason == NULL && next == old,
 	    "just before the oldest: no gap");
-	ok(replay_plan(r, "run", 20, "run", 20, &next, &g) == 0 &&
-	        g.reason == NULL && next == 21,
+	ok(replay_plan(r, "run", 200, "run", 200, &next, &g) == 0 &&
+	        g.reason == NULL && next == 201,
 	    "at the newest: nothing to replay");
-	ok(replay_plan(r, "run", 20, "run", 4, &next, &g) == 0 &&
+	ok(replay_plan(r, "run", 200, "run", 4, &next, &g) == 0 &&
 	        g.reason != NULL && strcmp(g.reason, REPLAY_GAP_EXPIRED) == 0,
 	    "older than the ring: a gap, expired");
-	is_int(g.missed, 6, "events 5..10 missed");
+	is_int(g.missed, old - 5, "events 5..oldest-1 missed");
 	is_int(g.first, 5, "first missed");
-	is_int(g.last, 10, "last missed");
-	ok(g.to == 1010.0, "when the last missed arrived");
-	is_int(next, 11, "then from the oldest held");
+	is_int(g.last, old - 1, "last missed");
+	ok(g.to == 1000.0 + (double)(old - 1), "when the last missed arrived");
+	is_int(next, old, "then from the oldest held");
 
-	ok(replay_plan(r, "run", 20, "old", 99, &next, &g) == 0 &&
+	ok(replay_plan(r, "run", 200, "old", 99, &next, &g) == 0 &&
 	        g.reason != NULL && strcmp(g.reason, REPLAY_GAP_RESTART) == 0,
 	    "another run: a gap, restart");
 	is_int(g.missed, -1, "how many: unknown");
 	is_int(g.first, 1, "this run's missed start at 1");
-	is_int(g.last, 10, "and end before the oldest held");
-	is_int(next, 11, "then all this run holds");
+	is_int(g.last, old - 1, "and end before the oldest held");
+	is_int(next, old, "then all this run holds");
 
 	/* Empty ring after events: everything since is a gap. */
 	replay_limits(r, 0, 0);
 	replay_expire(r, 0);
-	ok(replay_plan(r, "run", 20, "run", 12, &next, &g) == 0 &&
-	        g.reason != NULL && g.missed == 8 && next == 21,
+	ok(replay_plan(r, "run", 200, "run", 192, &next, &g) == 0 &&
+	        g.reason != NULL && g.missed == 8 && next == 201,
 	    "an empty ring: all since the cursor missed, then live");
 	replay_free(r);
 }
