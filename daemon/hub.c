@@ -303,7 +303,7 @@ hub_keep(struct hub_batch *hb, int64_t now, double wall)
  * Deliver a batch of events (each m->data is a line, "\n" included, a
  * JSON object); takes them.  Each is numbered, shown to the consumers,
  * fanned out (not to clients still catching up from the ring: they read
- * it there) and kept on the ring.
+ * it there) and copied to the ring; then the messages are freed.
  */
 void
 hub_events(struct mailbox_msg **ev, size_t n)
