@@ -4,6 +4,7 @@
  *   slackctl [-s socket] send [-bp] [-t thread_ts] [-w secs] [--blocks file]
  *       [--attachments file] [--unfurl|--no-unfurl] channel [text…]
  *   slackctl [-s socket] listen [-an] [-t type]… [-c channel]… [-f format]
+ *       [--since cursor] [--resume file]
  *   slackctl [-s socket] channels [--json]
  *   slackctl [-s socket] users [--json]
  *   slackctl [-s socket] status [--json]
@@ -23,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -63,6 +65,7 @@ struct slackctl_conn {
 	int eof;
 	char state[32];   /* of the connection to Slack, as slackd said */
 	char reason[256]; /* why, if slackd said */
+	char seq[64];     /* hello's cursor of the newest event */
 };
 
 /*
@@ -361,6 +364,9 @@ slackctl_hello(struct slackctl_conn *c)
 		    "slackd speaks protocol %d, this slackctl speaks %d", proto,
 		    SLACKD_PROTOCOL);
 	slackctl_track_state(c, o);
+	snprintf(c->seq, sizeof c->seq, "%s",
+	    protocol_json_str(o, "seq") != NULL ? protocol_json_str(o, "seq")
+	                                        : "");
 	json_object_put(o);
 	free(line);
 }
@@ -921,9 +927,14 @@ struct slackctl_filter {
 	struct json_object *types;
 	struct json_object *channels;
 	struct slackctl_names names;
-	int named;   /* --names */
-	int textual; /* --format text */
-	int all;     /* --all: slackd's own messages too */
+	int named;          /* --names */
+	int textual;        /* --format text */
+	int all;            /* --all: slackd's own messages too */
+	const char *since;  /* --since, or the --resume file's cursor */
+	const char *resume; /* --resume: where the cursor is kept */
+	char *tmp;          /* resume's temporary file */
+	char cursor[72];    /* the cursor being saved, "\n" included */
+	int pending;        /* tmp holds cursor, not renamed yet */
 };
 
 static void slackctl_print_event(
@@ -1259,9 +1270,135 @@ slackctl_print_text(struct json_object *ev, struct slackctl_names *n)
 	putchar('\n');
 }
 
+/* ---- listen --resume: the cursor kept in a file ----------------------- */
+
+/* A cursor as slackd writes them: RUN:N. */
+static int
+slackctl_cursor_ok(const char *s)
+{
+	const char *colon = strchr(s, ':'), *p;
+
+	if (colon == NULL || colon == s || colon - s > 16 || colon[1] == '\0')
+		return 0;
+	for (p = s; p < colon; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+			return 0;
+	}
+	for (p = colon + 1; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return 0;
+	}
+	return strlen(colon + 1) <= 20;
+}
+
+/* The cursor kept in path, or NULL if there is none yet. */
+static char *
+slackctl_resume_read(const char *path)
+{
+	char buf[128];
+	size_t n;
+	FILE *fp;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		if (errno == ENOENT)
+			return NULL;
+		slackctl_die(SLACKCTL_USAGE, "listen: cannot read %s: %s", path,
+		    strerror(errno));
+	}
+	n = fread(buf, 1, sizeof buf - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	if (n == 0)
+		return NULL;
+	if (!slackctl_cursor_ok(buf))
+		slackctl_die(SLACKCTL_USAGE,
+		    "listen: %s does not hold a cursor (RUN:N, as listen --resume writes it)",
+		    path);
+	return slackctl_strdup(buf);
+}
+
+/*
+ * Keeping the cursor: before an event is printed its cursor is written to
+ * a temporary file, which replaces the file once the event is out
+ * (rename(2) is atomic: the file always holds a whole cursor, the last
+ * event printed, whenever slackctl dies).
+ */
+static void
+slackctl_resume_prepare(struct slackctl_filter *f, const char *cursor)
+{
+	size_t len;
+	int fd;
+
+	snprintf(f->cursor, sizeof f->cursor, "%s\n", cursor);
+	len = strlen(f->cursor);
+	fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1 || write(fd, f->cursor, len) != (ssize_t)len)
+		slackctl_die(SLACKCTL_FAILED, "listen: cannot write %s: %s",
+		    f->tmp, strerror(errno));
+	close(fd);
+	f->pending = 1;
+}
+
+static void
+slackctl_resume_commit(struct slackctl_filter *f)
+{
+	if (!f->pending)
+		return;
+	if (rename(f->tmp, f->resume) == -1)
+		slackctl_die(SLACKCTL_FAILED,
+		    "listen: cannot rename %s to %s: %s", f->tmp, f->resume,
+		    strerror(errno));
+	f->pending = 0;
+}
+
+/* An event's cursor (its "slackd_seq"), copied into buf, or NULL. */
+static const char *
+slackctl_event_cursor(
+    const char *line, struct json_object *o, char *buf, size_t size)
+{
+	static const char head[] = "{\"" PROTOCOL_SEQ "\":\"";
+	const char *s = NULL, *end;
+
+	if (o != NULL)
+		s = protocol_json_str(o, PROTOCOL_SEQ);
+	else if (line != NULL && strncmp(line, head, sizeof head - 1) == 0 &&
+	    (end = strchr(line + sizeof head - 1, '"')) != NULL &&
+	    (size_t)(end - line) - (sizeof head - 1) < size) {
+		memcpy(buf, line + sizeof head - 1,
+		    (size_t)(end - line) - (sizeof head - 1));
+		buf[(size_t)(end - line) - (sizeof head - 1)] = '\0';
+		return buf;
+	}
+	if (s == NULL || strlen(s) >= size)
+		return NULL;
+	return strcpy(buf, s);
+}
+
+static void slackctl_print_plain(
+    const char *, struct json_object *, struct slackctl_filter *);
+
 /* One event as listen prints it; o is line parsed, or NULL if not yet. */
 static void
 slackctl_print_event(
+    const char *line, struct json_object *o, struct slackctl_filter *f)
+{
+	char cur[64];
+	const char *cursor = NULL;
+
+	if (f->resume != NULL)
+		cursor = slackctl_event_cursor(line, o, cur, sizeof cur);
+	if (cursor != NULL)
+		slackctl_resume_prepare(f, cursor);
+	slackctl_print_plain(line, o, f);
+	fflush(stdout);
+	if (cursor != NULL && !ferror(stdout))
+		slackctl_resume_commit(f);
+}
+
+static void
+slackctl_print_plain(
     const char *line, struct json_object *o, struct slackctl_filter *f)
 {
 	struct json_object *parsed = NULL;
@@ -1280,6 +1417,15 @@ slackctl_print_event(
 	json_object_put(parsed);
 }
 
+/*
+ * An event before slackd applied a subscription "since" a cursor: it
+ * comes again in the replay, numbered; drop this copy.
+ */
+static void
+slackctl_ignore(const char *line, struct json_object *o, void *arg)
+{
+}
+
 /* Before the names are known: keep what the subscription lets through. */
 static void
 slackctl_hold(const char *line, struct json_object *o, void *arg)
@@ -1293,7 +1439,7 @@ slackctl_hold(const char *line, struct json_object *o, void *arg)
 
 static void
 slackctl_subscribe(struct slackctl_conn *c, int id, struct json_object *types,
-    struct json_object *channels,
+    struct json_object *channels, const char *since,
     void (*early)(const char *, struct json_object *, void *), void *arg)
 {
 	struct json_object *sub, *o;
@@ -1302,6 +1448,9 @@ slackctl_subscribe(struct slackctl_conn *c, int id, struct json_object *types,
 	json_object_object_add(sub, "id", json_object_new_int(id));
 	json_object_object_add(
 	    sub, "type", json_object_new_string(PROTOCOL_SUBSCRIBE));
+	if (since != NULL)
+		json_object_object_add(
+		    sub, "since", json_object_new_string(since));
 	if (types != NULL)
 		json_object_object_add(sub, "types", json_object_get(types));
 	if (channels != NULL)
@@ -1327,9 +1476,9 @@ slackctl_listen_names(struct slackctl_conn *c, struct slackctl_filter *f)
 	struct json_object *o;
 	size_t i;
 
-	if (f->types != NULL || f->channels != NULL)
-		slackctl_subscribe(
-		    c, 1, f->types, f->channels, slackctl_hold, held);
+	if (f->types != NULL || f->channels != NULL || f->since != NULL)
+		slackctl_subscribe(c, 1, f->types, f->channels, f->since,
+		    f->since != NULL ? slackctl_ignore : slackctl_hold, held);
 	slackctl_names_load(c, &f->names, slackctl_hold, held);
 	for (i = 0; i < json_object_array_length(held); i++) {
 		o = json_object_array_get_idx(held, i);
@@ -1339,6 +1488,27 @@ slackctl_listen_names(struct slackctl_conn *c, struct slackctl_filter *f)
 			slackctl_print_event(NULL, o, f);
 	}
 	json_object_put(held);
+}
+
+/* slackd.gap: what a resume cannot give back. */
+static void
+slackctl_tell_gap(struct json_object *o)
+{
+	const char *reason = protocol_json_str(o, "reason");
+	const char *since = protocol_json_str(o, "since");
+	struct json_object *v;
+
+	if (reason != NULL && strcmp(reason, "restart") == 0)
+		fprintf(stderr,
+		    "slackctl: slackd has restarted since %s: the events after it are lost; continuing with the events of its new run\n",
+		    since != NULL ? since : "the cursor");
+	else
+		fprintf(stderr,
+		    "slackctl: slackd no longer holds %lld events after %s (replay_bytes, replay_age); continuing with the oldest it has\n",
+		    json_object_object_get_ex(o, "missed", &v)
+		        ? (long long)json_object_get_int64(v)
+		        : -1LL,
+		    since != NULL ? since : "the cursor");
 }
 
 /* A slackd.* message: tell about states and errors.  Returns 1: stopping. */
@@ -1355,6 +1525,8 @@ slackctl_listen_own(const char *line, struct json_object *o, int all)
 		    protocol_json_str(e, "msg") != NULL
 		        ? protocol_json_str(e, "msg")
 		        : line);
+	if (strcmp(t, PROTOCOL_GAP) == 0)
+		slackctl_tell_gap(o);
 	if (strcmp(t, PROTOCOL_STATE) == 0) {
 		slackctl_tell_state(o);
 		st = protocol_json_str(o, "state");
@@ -1375,6 +1547,20 @@ slackctl_listen_options(struct slackctl_args *a, struct slackctl_filter *f)
 
 	f->all = slackctl_flag(a, 'a');
 	f->named = slackctl_flag(a, 'n');
+	f->since = slackctl_value(a, 'S');
+	if (f->since != NULL && !slackctl_cursor_ok(f->since))
+		slackctl_die(SLACKCTL_USAGE,
+		    "listen: --since takes a cursor RUN:N, the \"slackd_seq\" of an event (got \"%s\")",
+		    f->since);
+	if ((f->resume = slackctl_value(a, 'R')) != NULL) {
+		if (*f->resume == '\0')
+			slackctl_die(
+			    SLACKCTL_USAGE, "listen: --resume needs a file");
+		if (asprintf(&f->tmp, "%s.tmp", f->resume) == -1)
+			slackctl_die(SLACKCTL_FAILED, "out of memory");
+		if (f->since == NULL)
+			f->since = slackctl_resume_read(f->resume);
+	}
 	if (format != NULL && strcmp(format, "text") == 0)
 		f->textual = 1;
 	else if (format != NULL && strcmp(format, "json") != 0)
@@ -1432,13 +1618,19 @@ slackctl_listen(struct slackctl_args *a)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	slackctl_connect(&c);
 	slackctl_hello(&c);
+	/* A first --resume starts from now, numbered. */
+	if (filter.resume != NULL && filter.since == NULL && c.seq[0] != '\0')
+		filter.since = c.seq;
 	if (filter.channels != NULL)
 		slackctl_listen_resolve(&c, &filter);
 	if (filter.named || filter.textual)
 		slackctl_listen_names(&c, &filter);
-	else if (filter.types != NULL || filter.channels != NULL)
+	else if (filter.types != NULL || filter.channels != NULL ||
+	    filter.since != NULL)
 		slackctl_subscribe(&c, 1, filter.types, filter.channels,
-		    slackctl_early, &filter);
+		    filter.since,
+		    filter.since != NULL ? slackctl_ignore : slackctl_early,
+		    &filter);
 	stopping = slackctl_listen_loop(&c, &filter);
 	json_object_put(filter.types);
 	json_object_put(filter.channels);
@@ -1605,6 +1797,8 @@ static const struct option slackctl_listen_longopts[] = {
 	{ "all", no_argument, NULL, 'a' },
 	{ "names", no_argument, NULL, 'n' },
 	{ "format", required_argument, NULL, 'f' },
+	{ "since", required_argument, NULL, 'S' },
+	{ "resume", required_argument, NULL, 'R' },
 	{ "help", no_argument, NULL, 'h' }, /* every command */
 	{ "socket", required_argument, NULL, 's' },
 	{ NULL, 0, NULL, 0 },
@@ -1655,7 +1849,8 @@ static const struct slackctl_cmd slackctl_cmds[] = {
 	},
 	{
 	    .name = "listen",
-	    .usage = "[-an] [-t type]... [-c channel]... [-f json|text]",
+	    .usage = "[-an] [-t type]... [-c channel]... [-f json|text]\n"
+	             "       [--since CURSOR] [--resume FILE]",
 	    .summary = "print events as JSON lines until interrupted",
 	    .help =
 	        "  -t, --type TYPE        only events of this type (repeatable)\n"
@@ -1666,7 +1861,12 @@ static const struct slackctl_cmd slackctl_cmds[] = {
 	        "                         (slackd.state, ...)\n"
 	        "  -n, --names            #channel and @user names instead of IDs\n"
 	        "  -f, --format FORMAT    json (the default), or text: one line\n"
-	        "                         \"time #channel @user: text\" an event\n",
+	        "                         \"time #channel @user: text\" an event\n"
+	        "      --since CURSOR     first the events after CURSOR (an event's\n"
+	        "                         \"slackd_seq\") that slackd still holds\n"
+	        "      --resume FILE      continue after the cursor kept in FILE, and\n"
+	        "                         keep there the cursor of each event printed\n"
+	        "                         (a first run starts from now)\n",
 	    .optstring = "ac:f:nt:",
 	    .longopts = slackctl_listen_longopts,
 	    .max_args = 0,

@@ -35,6 +35,8 @@
 #define PROTOCOL_API       "slackd.api"   /* another Web API method */
 #define PROTOCOL_NAMES     "slackd.names" /* the channels or users known */
 #define PROTOCOL_QUEUED    "slackd.queued" /* notice: in slackd's queue */
+#define PROTOCOL_GAP       "slackd.gap"   /* events a replay cannot give */
+#define PROTOCOL_SEQ       "slackd_seq"   /* an event's cursor, if asked */
 
 /* Upstream connection states, as they appear in hello/state/status. */
 #define PROTOCOL_STATE_CONNECTING   "connecting"

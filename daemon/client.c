@@ -11,6 +11,11 @@
  * functions at the end (which clients take output, what each wants, room
  * under the buffer limits, queueing); client.c counts the clients it
  * accepted, dropped and refused for slackd.status (client_stats()).
+ *
+ * A client that subscribes "since" a cursor is caught up from the hub's
+ * replay ring, a slice at a time as it reads (client_catch_up()); until
+ * it has every event numbered so far the hub leaves it out of the
+ * fan-out, and from then on it is live like any other.
  */
 #include "config.h"
 
@@ -33,14 +38,19 @@
 #define CLIENT_MAX_WRITE (256 * 1024) /* bytes per write(2), at most */
 #define CLIENT_LINGER    5 /* s a dropped client has to read its error */
 
-#define CLIENT_DEAD     0x1  /* free at the next reap */
-#define CLIENT_DISCARD  0x2  /* skipping the rest of an overlong line */
-#define CLIENT_PAUSED   0x4  /* reading stopped until output drains */
-#define CLIENT_FLUSHING 0x8  /* close once output is written */
-#define CLIENT_EOF      0x10 /* peer shut down its sending side */
-#define CLIENT_DROPPED  0x20 /* too slow: nothing more, then closed */
-#define CLIENT_PUSH     0x40 /* on the list of output to write */
-#define CLIENT_WRITING  0x80 /* a backlog: the bufferevent writes it */
+#define CLIENT_DEAD     0x1   /* free at the next reap */
+#define CLIENT_DISCARD  0x2   /* skipping the rest of an overlong line */
+#define CLIENT_PAUSED   0x4   /* reading stopped until output drains */
+#define CLIENT_FLUSHING 0x8   /* close once output is written */
+#define CLIENT_EOF      0x10  /* peer shut down its sending side */
+#define CLIENT_DROPPED  0x20  /* too slow: nothing more, then closed */
+#define CLIENT_PUSH     0x40  /* on the list of output to write */
+#define CLIENT_WRITING  0x80  /* a backlog: the bufferevent writes it */
+#define CLIENT_SEQ      0x100 /* events carry "slackd_seq" */
+#define CLIENT_CATCHUP  0x200 /* replaying from the ring, not live yet */
+
+#define CLIENT_CATCHUP_AT (64 * 1024) /* replay while output is below */
+/* (or half client_buffer_soft: a live event must still fit after it) */
 
 struct client {
 	TAILQ_ENTRY(client) entry;
@@ -61,6 +71,7 @@ struct client {
 	size_t nchannels;
 
 	int64_t soft_since; /* over client_buffer_soft since, or 0 */
+	uint64_t next;      /* CLIENT_CATCHUP: the next seq to replay */
 };
 TAILQ_HEAD(client_list, client);
 
@@ -117,6 +128,7 @@ client_discard_output(struct client *c)
 }
 
 static void client_list_free(char ***, size_t *);
+static size_t client_soft_limit(void);
 
 static void
 client_free(struct client *c)
@@ -409,16 +421,155 @@ client_list_set(struct json_object *a, int *all, char ***list, size_t *n)
 }
 
 /*
+ * Tell c what it cannot get back: {"type":"slackd.gap","reason":…,
+ * "since":…,"missed":N or null,"first":…,"last":…,"to":T}.
+ */
+static void
+client_gap(struct client *c, const char *since, const struct replay_gap *g)
+{
+	char cur[REPLAY_CURSOR_MAX];
+	struct json_object *o;
+
+	o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string(PROTOCOL_GAP));
+	json_object_object_add(o, "reason", json_object_new_string(g->reason));
+	json_object_object_add(o, "since", json_object_new_string(since));
+	json_object_object_add(o, "missed",
+	    g->missed >= 0 ? json_object_new_int64(g->missed) : NULL);
+	if (g->first != 0) {
+		json_object_object_add(o, "first",
+		    json_object_new_string(
+		        replay_cursor(cur, hub_run(), g->first)));
+		json_object_object_add(o, "last",
+		    json_object_new_string(
+		        replay_cursor(cur, hub_run(), g->last)));
+	}
+	json_object_object_add(
+	    o, "to", g->to > 0 ? json_object_new_double(g->to) : NULL);
+	if (strcmp(g->reason, REPLAY_GAP_RESTART) == 0)
+		json_object_object_add(
+		    o, "started", json_object_new_double(status_now.started));
+	client_send_json(c, o);
+	json_object_put(o);
+	log_info(
+	    "client %llu (pid %ld) resumed from %s: %s, %lld events missed",
+	    (unsigned long long)c->id, (long)c->pid, since, g->reason,
+	    (long long)g->missed);
+}
+
+/*
+ * Replay to c from the ring, c->next on, while its output is small; the
+ * rest when it has written that (client_wrote()).  Once it has every
+ * event numbered so far it is live: the hub fans out to it from the next
+ * batch, so nothing is missed or sent twice.  An event that left the ring
+ * before c got to it is a gap.
+ */
+static void
+client_catch_up(struct client *c)
+{
+	const struct replay_event *e;
+	char prefix[REPLAY_PREFIX_MAX], since[REPLAY_CURSOR_MAX];
+	struct replay_gap gap;
+	size_t plen;
+
+	size_t at = client_soft_limit() / 2;
+
+	if (at > CLIENT_CATCHUP_AT)
+		at = CLIENT_CATCHUP_AT;
+	while ((c->flags & CLIENT_CATCHUP) &&
+	    !(c->flags & (CLIENT_DEAD | CLIENT_DROPPED | CLIENT_FLUSHING)) &&
+	    client_output(c) < at) {
+		if (c->next > hub_seq()) {
+			c->flags &= ~CLIENT_CATCHUP;
+			log_debug("client %llu: caught up at %s:%llu",
+			    (unsigned long long)c->id, hub_run(),
+			    (unsigned long long)hub_seq());
+			break;
+		}
+		if ((e = replay_get(hub_replay(), c->next)) == NULL) {
+			replay_cursor(since, hub_run(), c->next - 1);
+			(void)replay_plan(hub_replay(), hub_run(), hub_seq(),
+			    hub_run(), c->next - 1, &c->next, &gap);
+			if (gap.reason != NULL)
+				client_gap(c, since, &gap);
+			continue;
+		}
+		c->next++;
+		if (!client_wants(c, e->type, e->channel))
+			continue;
+		plen = replay_prefix(prefix, hub_run(), e->seq, e->line);
+		if (client_queue(c, prefix, plen) != 0 ||
+		    client_queue(c, e->line + 1, e->len - 1) != 0)
+			return;
+	}
+}
+
+/*
  * Replace c's subscription: "types" and "channels" each either absent (no
  * filter) or a list (an empty list matches nothing).
  */
 static void
 client_subscribe(struct client *c, struct request *r)
 {
+	char run[REPLAY_RUN_LEN + 1];
+	uint64_t n = 0, next = 0;
+	struct replay_gap gap;
+
+	if (r->since != NULL) {
+		if (replay_cursor_parse(r->since, run, &n) != 0)
+			fatalx("subscribe: an unchecked cursor");
+		replay_expire(hub_replay(), util_now_ms());
+		if (replay_plan(hub_replay(), hub_run(), hub_seq(), run, n,
+		        &next, &gap) != 0) {
+			client_error(c, r->id, PROTOCOL_E_BAD_REQUEST,
+			    "cursor \"%s\" is ahead of slackd (its newest event is %s:%llu)",
+			    r->since, hub_run(), (unsigned long long)hub_seq());
+			return;
+		}
+	}
 	client_list_set(r->types, &c->all_types, &c->types, &c->ntypes);
 	client_list_set(
 	    r->channels, &c->all_channels, &c->channels, &c->nchannels);
+	c->flags &= ~(CLIENT_SEQ | CLIENT_CATCHUP);
+	if (r->seq)
+		c->flags |= CLIENT_SEQ;
 	client_reply_ok(c, r, PROTOCOL_SUBSCRIBE);
+	if (r->since == NULL)
+		return;
+	if (gap.reason != NULL)
+		client_gap(c, r->since, &gap);
+	c->next = next;
+	c->flags |= CLIENT_CATCHUP;
+	log_debug("client %llu: replaying from %s:%llu",
+	    (unsigned long long)c->id, hub_run(), (unsigned long long)next);
+	client_catch_up(c);
+}
+
+/* The inject test hook: o goes out as an event (hub_inject()). */
+static void
+client_debug_inject(struct client *c, struct request *r, struct json_object *o)
+{
+	char cur[REPLAY_CURSOR_MAX];
+	struct json_object *reply;
+	const char *line;
+	uint64_t seq;
+	size_t len;
+
+	line = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	seq = hub_inject(line, len, protocol_json_str(o, "type"),
+	    protocol_json_str(o, "channel"));
+	if (seq == 0) {
+		client_error(c, r->id, PROTOCOL_E_BAD_REQUEST,
+		    "inject: the event's type or channel is too long");
+		return;
+	}
+	reply = client_reply(r, PROTOCOL_DEBUG);
+	json_object_object_add(reply, "ok", json_object_new_boolean(1));
+	json_object_object_add(reply, PROTOCOL_SEQ,
+	    json_object_new_string(replay_cursor(cur, hub_run(), seq)));
+	client_send_json(c, reply);
+	json_object_put(reply);
 }
 
 /*
@@ -426,7 +577,8 @@ client_subscribe(struct client *c, struct request *r)
  * {"type":"slackd.debug","wedge":"upstream"} hangs the upstream thread
  * (to prove the watchdog notices); {"type":"slackd.debug","sleep":S}
  * stalls the main thread S seconds (to prove the backpressure);
- * {"type":"slackd.debug","save":"names"} writes names.json now.
+ * {"type":"slackd.debug","save":"names"} writes names.json now;
+ * {"type":"slackd.debug","inject":{…}} sends {…} out as an event.
  */
 static void
 client_debug(struct client *c, struct request *r)
@@ -453,6 +605,11 @@ client_debug(struct client *c, struct request *r)
 	if (json_object_object_get_ex(r->obj, "save", &v) &&
 	    strcmp(json_object_get_string(v), "names") == 0)
 		names_save_now();
+	if (json_object_object_get_ex(r->obj, "inject", &v) &&
+	    json_object_is_type(v, json_type_object)) {
+		client_debug_inject(c, r, v);
+		return;
+	}
 	client_reply_ok(c, r, PROTOCOL_DEBUG);
 }
 
@@ -594,6 +751,8 @@ client_wrote(struct client *c)
 		client_kill(c, "output flushed, closing");
 		return;
 	}
+	if (c->flags & CLIENT_CATCHUP)
+		client_catch_up(c);
 	if (client_output(c) <= client_soft_limit())
 		c->soft_since = 0;
 	if ((c->flags & CLIENT_PAUSED) &&
@@ -769,11 +928,23 @@ client_next(struct client *c)
 	return client_open_from(TAILQ_NEXT(c, entry));
 }
 
-/* Does c filter events by type or channel? */
+/*
+ * How c takes events: CLIENT_MODE_FILTERED (by type or channel),
+ * CLIENT_MODE_SEQ (with "slackd_seq"), CLIENT_MODE_CATCHUP (it reads the
+ * replay ring until it has caught up: not from the fan-out).
+ */
 int
-client_filtered(const struct client *c)
+client_mode(const struct client *c)
 {
-	return !c->all_types || !c->all_channels;
+	int mode = 0;
+
+	if (!c->all_types || !c->all_channels)
+		mode |= CLIENT_MODE_FILTERED;
+	if (c->flags & CLIENT_SEQ)
+		mode |= CLIENT_MODE_SEQ;
+	if (c->flags & CLIENT_CATCHUP)
+		mode |= CLIENT_MODE_CATCHUP;
+	return mode;
 }
 
 static int

@@ -221,6 +221,17 @@ const struct config_option config_options[] = {
 	    .def = 8 * MIB,
 	    .min = 65536,
 	    .max = 1024 * MIB },
+	{ .name = "replay_bytes",
+	    .type = CONFIG_SIZE,
+	    .offset = OFF(replay_bytes),
+	    .def = 16 * MIB,
+	    .max = 4096 * MIB },
+	{ .name = "replay_age",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(replay_age),
+	    .def = 3600 * SEC,
+	    .min = 1 * SEC,
+	    .max = 7 * 86400 * SEC },
 	{ .name = NULL },
 };
 #undef OFF

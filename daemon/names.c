@@ -846,8 +846,9 @@ names_parse(const char *data, size_t len)
  * Every event comes by here, so unknown types are ignored cheaply.
  */
 static void
-names_event(const char *type, const char *data, size_t len)
+names_event(const struct hub_event *e)
 {
+	const char *type = e->type;
 	static const char *conv_types[] = { "channel_created", "channel_rename",
 		"channel_deleted", "channel_archive", "channel_unarchive",
 		"group_joined", "group_rename", "group_deleted",
@@ -868,7 +869,7 @@ names_event(const char *type, const char *data, size_t len)
 	if (!conv && strcmp(type, "team_join") != 0 &&
 	    strcmp(type, "user_change") != 0)
 		return;
-	if ((o = names_parse(data, len)) == NULL)
+	if ((o = names_parse(e->line, e->len)) == NULL)
 		return;
 	if (conv &&
 	    (strcmp(type, "channel_deleted") == 0 ||

@@ -320,13 +320,28 @@ request_names(struct request *r, struct request_error *e)
 	return 0;
 }
 
-/* slackd.subscribe: "types" and "channels", each a list or absent. */
+/*
+ * slackd.subscribe: "types" and "channels", each a list or absent; "seq"
+ * (sequence numbers on events) and "since" (a cursor to replay from,
+ * which implies "seq").
+ */
 static int
 request_subscribe(struct request *r, struct request_error *e)
 {
+	char run[REPLAY_RUN_LEN + 1];
+	uint64_t n;
+
 	if (request_list(r->obj, "types", &r->types, e) != 0 ||
-	    request_list(r->obj, "channels", &r->channels, e) != 0)
+	    request_list(r->obj, "channels", &r->channels, e) != 0 ||
+	    request_bool(r->obj, "seq", &r->seq, e) < 0 ||
+	    request_string(r->obj, "since", &r->since, e) < 0)
 		return -1;
+	if (r->since != NULL && replay_cursor_parse(r->since, run, &n) != 0)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    "\"since\" must be a cursor \"RUN:N\" as in \"slackd_seq\" (got \"%.40s\")",
+		    r->since);
+	if (r->since != NULL)
+		r->seq = 1;
 	return 0;
 }
 

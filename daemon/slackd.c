@@ -559,6 +559,7 @@ slackd_cleanup(void)
 
 	if (slackd_base != NULL) {
 		client_free_all();
+		hub_free();
 		status_free();
 		notify_free();
 		event_free(slackd_ev_deadline);

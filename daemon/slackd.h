@@ -125,6 +125,9 @@ struct config {
 	char *state_dir;       /* names.json; NULL: nowhere */
 	int64_t names_max_age; /* a saved cache older than this is reloaded */
 	char *api_allow;       /* methods slackd.api may call */
+
+	size_t replay_bytes; /* the replay ring (replay.c), 0: none */
+	int64_t replay_age;
 };
 enum config_type {
 	CONFIG_STRING,
@@ -205,6 +208,52 @@ void backoff_init(struct backoff *, int64_t, int64_t, uint64_t);
 int64_t backoff_next(struct backoff *);
 void backoff_reset(struct backoff *);
 int64_t backoff_ceiling(const struct backoff *);
+
+/*
+ * replay.c: the replay ring and cursors (pure).  A cursor is
+ * "<run>:<n>"; an event on the ring is what the hub numbered.
+ */
+#define REPLAY_RUN_LEN     8         /* characters of a run id */
+#define REPLAY_CURSOR_MAX  32        /* "<run>:<n>" and its NUL */
+#define REPLAY_PREFIX_MAX  48        /* {"slackd_seq":"<run>:<n>", */
+#define REPLAY_GAP_EXPIRED "expired" /* older than the ring holds */
+#define REPLAY_GAP_RESTART "restart" /* from another run of slackd */
+struct replay_event {
+	uint64_t seq;
+	int64_t mono;     /* util_now_ms() when numbered: for the age limit */
+	double wall;      /* util_wall() then: for slackd.gap */
+	const char *type; /* "" if none */
+	const char *channel; /* "" if none */
+	const char *line;    /* Slack's bytes, "\n" included, no seq */
+	size_t len;
+	void *chunk; /* the ring's: where its copy is */
+};
+struct replay_gap {
+	const char *reason; /* REPLAY_GAP_*, NULL: no gap */
+	int64_t missed;     /* events missed, -1 if unknown */
+	uint64_t first;     /* this run's first and last missed, 0 if none */
+	uint64_t last;
+	double to; /* when the last missed one arrived, 0 if unknown */
+};
+struct replay;
+struct replay *replay_new(void);
+void replay_free(struct replay *);
+void replay_limits(struct replay *, size_t, int64_t);
+void replay_expire(struct replay *, int64_t);
+void replay_add(struct replay *, const struct replay_event *, int64_t);
+uint64_t replay_oldest(const struct replay *);
+uint64_t replay_newest(const struct replay *);
+size_t replay_count(const struct replay *);
+size_t replay_bytes(const struct replay *);
+const struct replay_event *replay_get(const struct replay *, uint64_t);
+int replay_walk(const struct replay *, uint64_t,
+    int (*)(const struct replay_event *, void *), void *);
+void replay_run_new(char *, uint64_t);
+int replay_cursor_parse(const char *, char *, uint64_t *);
+const char *replay_cursor(char *, const char *, uint64_t);
+size_t replay_prefix(char *, const char *, uint64_t, const char *);
+int replay_plan(const struct replay *, const char *, uint64_t, const char *,
+    uint64_t, uint64_t *, struct replay_gap *);
 
 /* map.c: strings to pointers. */
 struct map;
@@ -413,7 +462,10 @@ void client_stats(struct client_stats *);
 struct client *client_first(void);
 struct client *client_next(struct client *);
 size_t client_output(struct client *);
-int client_filtered(const struct client *);
+#define CLIENT_MODE_FILTERED 0x1 /* by type or channel */
+#define CLIENT_MODE_SEQ      0x2 /* wants "slackd_seq" on events */
+#define CLIENT_MODE_CATCHUP  0x4 /* replaying from the ring: not live yet */
+int client_mode(const struct client *);
 int client_wants(const struct client *, const char *, const char *);
 int client_room(struct client *, size_t, int64_t);
 int client_queue(struct client *, const char *, size_t);
@@ -454,7 +506,9 @@ struct request {
 	int unfurl_media;
 	const char *method; /* api */
 	struct json_object *params;
-	int users; /* names: users, else channels */
+	int users;         /* names: users, else channels */
+	int seq;           /* subscribe: "seq":true (or "since") */
+	const char *since; /* subscribe: a checked cursor, or NULL */
 };
 struct request_error {
 	int code;
@@ -469,12 +523,28 @@ char *request_post_body(const struct request *, const char *, size_t *);
 char *request_api_body(const struct request *, size_t *);
 int request_check_target(const char *, char *, size_t);
 
-/* hub.c: fan-out of events and daemon messages. */
-typedef void (*hub_consumer)(const char *, const char *, size_t);
+/*
+ * hub.c: fan-out of events and daemon messages.  Every event forwarded is
+ * numbered (seq, from 1 in each run) and kept on the replay ring.
+ */
+struct hub_event {
+	const char *type;    /* "" if none */
+	const char *channel; /* "" if none */
+	const char *line;    /* Slack's bytes, "\n" included */
+	size_t len;
+	uint64_t seq;
+};
+typedef void (*hub_consumer)(const struct hub_event *);
 void hub_consume(hub_consumer);
 void hub_unconsume(hub_consumer);
 void hub_events(struct mailbox_msg **, size_t);
+uint64_t hub_inject(const char *, size_t, const char *, const char *);
 uint64_t hub_received(void);
+uint64_t hub_seq(void);
+const char *hub_run(void);
+const char *hub_cursor(char *);
+struct replay *hub_replay(void);
+void hub_free(void);
 void hub_broadcast_json(struct json_object *);
 
 /* outbox.c: outbound requests, rate limits, id mapping. */

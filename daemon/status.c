@@ -180,6 +180,7 @@ status_common(struct json_object *o)
 struct json_object *
 status_hello(void)
 {
+	char cur[REPLAY_CURSOR_MAX];
 	struct json_object *o;
 
 	o = json_object_new_object();
@@ -190,6 +191,9 @@ status_hello(void)
 	json_object_object_add(
 	    o, "version", json_object_new_string(PACKAGE_VERSION));
 	status_common(o);
+	/* The cursor of the newest event: subscribe "since" it to resume. */
+	json_object_object_add(
+	    o, "seq", json_object_new_string(hub_cursor(cur)));
 	return o;
 }
 
@@ -204,6 +208,26 @@ status_state(void)
 	status_common(o);
 	status_add_count(o, "session", status_now.session);
 	return o;
+}
+
+/* "seq": the newest event's cursor; "replay": what the ring holds. */
+static void
+status_replay(struct json_object *o)
+{
+	char cur[REPLAY_CURSOR_MAX];
+	struct json_object *r;
+	uint64_t oldest = replay_oldest(hub_replay());
+
+	json_object_object_add(
+	    o, "seq", json_object_new_string(hub_cursor(cur)));
+	r = json_object_new_object();
+	status_add_count(r, "events", replay_count(hub_replay()));
+	status_add_count(r, "bytes", replay_bytes(hub_replay()));
+	json_object_object_add(r, "oldest",
+	    oldest != 0
+	        ? json_object_new_string(replay_cursor(cur, hub_run(), oldest))
+	        : NULL);
+	json_object_object_add(o, "replay", r);
 }
 
 struct json_object *
@@ -241,6 +265,7 @@ status_full(void)
 	status_add_count(o, "queued", os.queued);
 	status_add_count(o, "in_flight", os.inflight);
 	status_add_count(o, "events_received", hub_received());
+	status_replay(o);
 	status_add_count(o, "events_dropped", status_now.events_dropped);
 	if (status_now.last_dropped != NULL) {
 		d = json_object_new_object();

@@ -100,6 +100,10 @@ def test_command_options_anywhere(bindir):
     assert "--broadcast" in one(bindir, ["slackctl", "send", "general",
                                          "--b"])
     assert "--socket" in one(bindir, ["slackctl", "listen", "--so"])
+    assert one(bindir, ["slackctl", "listen", "--s"]) == ["--since",
+                                                          "--socket"]
+    assert one(bindir, ["slackctl", "listen", "--r"]) == ["--resume"]
+    assert one(bindir, ["slackctl", "listen", "--since", ""]) == []
 
 
 def test_files_for_file_arguments(bindir, tmp_path):
@@ -107,6 +111,10 @@ def test_files_for_file_arguments(bindir, tmp_path):
     got = one(bindir, ["slackctl", "send", "--blocks",
                        str(tmp_path / "blo")])
     assert got == [str(tmp_path / "blocks.json")]
+    (tmp_path / "deploys.cursor").write_text("")
+    got = one(bindir, ["slackctl", "listen", "--resume",
+                       str(tmp_path / "dep")])
+    assert got == [str(tmp_path / "deploys.cursor")]
 
 
 def test_channel_names_from_the_daemon(bindir, daemon, tmp_path):
