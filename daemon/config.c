@@ -33,6 +33,9 @@
 
 #define CONFIG_MAX_FILE (1024 * 1024)
 
+static const char *const config_backfill_modes[] = { "off", "seen", "all",
+	NULL };
+
 #define OFF(f) offsetof(struct config, f)
 #define SEC    1000.0
 #define MIB    1048576.0
@@ -106,6 +109,27 @@ const struct config_option config_options[] = {
 	    .offset = OFF(api_allow),
 	    .def_string = "conversations.* users.* chat.postMessage",
 	    .hint = "Web API method names, a trailing * matching any" },
+	{ .name = "backfill",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(backfill),
+	    .def_string = "seen",
+	    .choices = config_backfill_modes,
+	    .hint = "off, seen or all" },
+	{ .name = "backfill_channels",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(backfill_channels),
+	    .hint = "channel names or IDs" },
+	{ .name = "backfill_window",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(backfill_window),
+	    .def = 86400 * SEC,
+	    .max = 30 * 86400 * SEC },
+	{ .name = "backfill_max",
+	    .type = CONFIG_INT,
+	    .offset = OFF(backfill_max),
+	    .def = 1000,
+	    .min = 1,
+	    .max = 100000 },
 	{ .name = "log_level",
 	    .type = CONFIG_LOGLEVEL,
 	    .offset = OFF(log_level),
@@ -180,6 +204,11 @@ const struct config_option config_options[] = {
 	    .def = 30 * SEC,
 	    .min = 0.1 * SEC,
 	    .max = 3600 * SEC },
+	{ .name = "drain_timeout",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(drain_timeout),
+	    .def = 5 * SEC,
+	    .max = 600 * SEC },
 	{ .name = "send_rate",
 	    .type = CONFIG_RATE,
 	    .offset = OFF(send_rate),
@@ -559,6 +588,21 @@ config_describe(const struct config_option *k, char *buf, size_t len)
 	}
 }
 
+/* Is value one of the row's choices (any value if it has none)? */
+static int
+config_choice(const struct config_option *k, const char *value)
+{
+	const char *const *c;
+
+	if (k->choices == NULL)
+		return 1;
+	for (c = k->choices; *c != NULL; c++) {
+		if (strcmp(*c, value) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static int
 config_set(
     struct config_parser *p, const struct config_option *k, const char *value)
@@ -576,7 +620,7 @@ config_set(
 	case CONFIG_GROUP:
 	case CONFIG_USERS:
 	case CONFIG_GROUPS:
-		if (*value == '\0')
+		if (*value == '\0' || !config_choice(k, value))
 			return -1;
 		free(*(char **)field);
 		*(char **)field = xstrdup(value);

@@ -128,6 +128,12 @@ struct config {
 
 	size_t replay_bytes; /* the replay ring (replay.c), 0: none */
 	int64_t replay_age;
+
+	char *backfill;          /* off, seen or all (backfill.c) */
+	char *backfill_channels; /* names or IDs, NULL: none */
+	int64_t backfill_window;
+	int backfill_max;
+	int64_t drain_timeout; /* SIGTERM: for queued messages */
 };
 enum config_type {
 	CONFIG_STRING,
@@ -156,6 +162,7 @@ struct config_option {
 	double max;
 	int flags;
 	const char *hint; /* what a value looks like, for errors */
+	const char *const *choices; /* STRING: the only values, NULL-ended */
 };
 extern const struct config_option config_options[]; /* ends with NULL name */
 void config_init(struct config *);

@@ -27,8 +27,11 @@ Fake workspace
 Besides rtm.connect/rtm.start the Web API answers, in Slack's shapes,
 ``auth.test``, ``team.info``, ``conversations.list`` (types, limit <= 1000,
 cursor, exclude_archived), ``users.list`` (limit <= 1000, cursor),
-``conversations.info``, ``users.info``, ``conversations.open`` and
-``chat.postMessage``; anything else is ``unknown_method``.  They all need
+``conversations.info``, ``users.info``, ``conversations.open``,
+``chat.postMessage``, ``conversations.history`` and ``conversations.replies``
+(oldest/latest/inclusive/limit/cursor, has_more, next_cursor; from the
+history of every message event the fake sent or was given with
+``add_message(..., deliver=False)``); anything else is ``unknown_method``.  They all need
 ``Authorization: Bearer <token>`` (``not_authed`` / ``invalid_auth``).
 Answers to a known token carry ``X-OAuth-Scopes`` (by default every scope
 slackd needs); ``set_token_profile(token, scopes=, rtm_error=)`` accepts
@@ -580,6 +583,7 @@ class FakeSlack:
         self._token_profiles = {}     # token -> set_token_profile()
         # fake workspace (see set_workspace)
         self._posts = []
+        self._history = {}            # channel -> messages by ts (history)
         self._users = None
         self._convs = None
         self._conv_by_name = {}       # channel name -> id (not IMs)
@@ -1696,6 +1700,7 @@ class FakeSlack:
         post = dict(params)
         post.update(blocks=blocks, attachments=attachments, channel_id=cid,
                     ts=ts, t=time.monotonic())
+        self._record_history(event)
         with self._lock:
             self._posts.append(post)
             target = None
@@ -1706,6 +1711,194 @@ class FakeSlack:
         if target is not None:
             self._enqueue(target, event)
         return {"ok": True, "channel": cid, "ts": ts, "message": msg}
+
+    # ------------------------------------------------------------------
+    # channel history: conversations.history and conversations.replies
+    # ------------------------------------------------------------------
+    # Every message event the fake sends (emit, emit_many, broadcast, the
+    # echo of an RTM message, a chat.postMessage post) and every
+    # add_message() is kept, by channel, as Slack keeps it: without
+    # "channel", one entry per ts, thread parents carrying reply_count,
+    # reply_users and latest_reply.  Edits, deletions and other subtypes
+    # that change a message are not kept.
+    _HISTORY_SKIP = frozenset(("message_changed", "message_deleted",
+                               "message_replied"))
+
+    def _record_history(self, event):
+        """Keep a message event in its channel's history (any thread)."""
+        if not isinstance(event, dict) or event.get("type") != "message" \
+                or "reply_to" in event:
+            return
+        channel, ts = event.get("channel"), event.get("ts")
+        if not isinstance(channel, str) or not isinstance(ts, str) or \
+                event.get("subtype") in self._HISTORY_SKIP:
+            return
+        try:
+            key = float(ts)
+        except ValueError:
+            return
+        item = {k: v for k, v in event.items() if k != "channel"}
+        with self._lock:
+            msgs = self._history.setdefault(channel, {})
+            if ts in msgs:
+                return
+            msgs[ts] = (key, item)
+            parent = event.get("thread_ts")
+            if isinstance(parent, str) and parent != ts and parent in msgs:
+                p = msgs[parent][1]
+                p["thread_ts"] = parent
+                p["reply_count"] = p.get("reply_count", 0) + 1
+                users = p.setdefault("reply_users", [])
+                if event.get("user") and event["user"] not in users:
+                    users.append(event["user"])
+                p["reply_users_count"] = len(users)
+                p["latest_reply"] = max(p.get("latest_reply", ts), ts,
+                                        key=float)
+
+    def add_message(self, channel, text, user="U0ALICE", thread_ts=None,
+                    ts=None, deliver=True, **fields):
+        """Post a message as a user would: it goes into the channel's
+        history and, with deliver, to the newest open session (if any).
+        With deliver=False it is only in history, as a message sent while
+        the daemon was away.  Returns the event."""
+        event = {"type": "message", "channel": channel, "user": user,
+                 "text": text, "ts": ts or self.next_ts(),
+                 "team": self.team["id"]}
+        if thread_ts is not None:
+            event["thread_ts"] = thread_ts
+        event.update(fields)
+        self._record_history(event)
+        if deliver:
+            self._emit_event(event)
+        return event
+
+    def history(self, channel):
+        """The channel's history, oldest first (thread replies included)."""
+        with self._lock:
+            msgs = self._history.get(channel, {})
+            return [copy.deepcopy(v[1]) for v in sorted(msgs.values(),
+                                                        key=lambda v: v[0])]
+
+    def clear_history(self):
+        with self._lock:
+            self._history.clear()
+
+    @staticmethod
+    def _ts_param(value, default):
+        if value is None or value == "":
+            return default
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+
+    @staticmethod
+    def _hist_cursor(ts):
+        return base64.b64encode(("ts:%s" % ts).encode()).decode()
+
+    @staticmethod
+    def _hist_uncursor(value):
+        """-> the ts a cursor continues from, "" for none, None if bad."""
+        if value is None or value == "":
+            return ""
+        try:
+            raw = base64.b64decode(str(value).encode("ascii"),
+                                   validate=True).decode("ascii")
+            kind, _, ts = raw.partition(":")
+            float(ts)
+        except (binascii.Error, ValueError, UnicodeError):
+            return None
+        return ts if kind == "ts" else None
+
+    def _history_args(self, params):
+        """Common checks -> (channel messages, oldest, latest, inclusive,
+        limit, cursor ts) or an error answer."""
+        cid = params.get("channel")
+        with self._lock:
+            known = isinstance(cid, str) and (cid in self._history or
+                                              cid in self._convs)
+            msgs = list(self._history.get(cid, {}).values()) if known \
+                else None
+        if msgs is None:
+            return {"ok": False, "error": "channel_not_found"}
+        oldest = self._ts_param(params.get("oldest"), 0.0)
+        latest = self._ts_param(params.get("latest"), math.inf)
+        limit = _parse_limit(params.get("limit"), 100, 999)
+        cursor = self._hist_uncursor(params.get("cursor"))
+        if oldest is None or latest is None or limit is None:
+            return {"ok": False, "error": "invalid_arguments"}
+        if cursor is None:
+            return {"ok": False, "error": "invalid_cursor"}
+        return (msgs, oldest, latest, _truthy(params.get("inclusive")),
+                limit, cursor)
+
+    @staticmethod
+    def _history_page(items, limit):
+        page = [copy.deepcopy(v[1]) for v in items[:limit]]
+        more = len(items) > limit
+        return page, more, (FakeSlack._hist_cursor(page[-1]["ts"])
+                            if more else "")
+
+    def _api_conversations_history(self, params):
+        """Newest first between oldest and latest (exclusive unless
+        inclusive); a cursor continues with older messages.  Thread
+        replies are left out (except thread_broadcast), as Slack does."""
+        args = self._history_args(params)
+        if isinstance(args, dict):
+            return args
+        msgs, oldest, latest, inclusive, limit, cursor = args
+
+        def wanted(v):
+            key, m = v
+            if inclusive:
+                inside = oldest <= key <= latest
+            else:
+                inside = oldest < key < latest
+            if cursor and key >= float(cursor):
+                return False
+            reply = m.get("thread_ts") not in (None, m["ts"]) and \
+                m.get("subtype") != "thread_broadcast"
+            return inside and not reply
+        items = sorted(filter(wanted, msgs), key=lambda v: -v[0])
+        page, more, nxt = self._history_page(items, limit)
+        return {"ok": True, "messages": page, "has_more": more,
+                "pin_count": 0, "response_metadata": {"next_cursor": nxt}}
+
+    def _api_conversations_replies(self, params):
+        """A thread oldest first: the parent (on the first page), then
+        its replies between oldest and latest; a cursor continues with
+        newer replies."""
+        args = self._history_args(params)
+        if isinstance(args, dict):
+            return args
+        msgs, oldest, latest, inclusive, limit, cursor = args
+        parent = params.get("ts")
+        if not isinstance(parent, str) or not parent:
+            return {"ok": False, "error": "invalid_arguments"}
+        head = [v for v in msgs if v[1]["ts"] == parent]
+        if not head:
+            return {"ok": False, "error": "thread_not_found"}
+
+        def wanted(v):
+            key, m = v
+            if m.get("thread_ts") != parent or m["ts"] == parent:
+                return False
+            if inclusive:
+                inside = oldest <= key <= latest
+            else:
+                inside = oldest < key < latest
+            return inside and not (cursor and key <= float(cursor))
+        items = sorted(filter(wanted, msgs), key=lambda v: v[0])
+        if not cursor:
+            items = head + items
+        page, more, nxt = self._history_page(items, limit)
+        return {"ok": True, "messages": page, "has_more": more,
+                "response_metadata": {"next_cursor": nxt}}
+
+    _API_HANDLERS = dict(_API_HANDLERS, **{
+        "conversations.history": "_api_conversations_history",
+        "conversations.replies": "_api_conversations_replies",
+    })
 
     # ------------------------------------------------------------------
     # WebSocket server (RTM)
@@ -1866,6 +2059,7 @@ class FakeSlack:
             echo["thread_ts"] = obj["thread_ts"]
             if obj.get("reply_broadcast"):
                 echo["subtype"] = "thread_broadcast"
+        self._record_history(echo)
         self._enqueue(sess, echo)
 
     def next_ts(self):
@@ -1997,6 +2191,7 @@ class FakeSlack:
         True (False if the session closed first)."""
         self._require_running()
         sess = self._target(session)
+        self._record_history(event)
         done = concurrent.futures.Future()
         self._loop.call_soon_threadsafe(self._enqueue, sess, event, done)
         return self._wait(done, wait, timeout, "emit")
@@ -2016,6 +2211,7 @@ class FakeSlack:
                 items.append((ev, ev))
             else:
                 items.append((_dumps(ev), ev))
+                self._record_history(ev)
         done = concurrent.futures.Future()
 
         def enqueue_all():
