@@ -181,6 +181,7 @@ slackd_state(struct mailbox_msg *m)
 	o = status_state();
 	hub_broadcast_json(o);
 	json_object_put(o);
+	backfill_state(m->u.state.state, m->u.state.reason);
 	if (m->u.state.state == UPSTREAM_CONNECTED)
 		outbox_connected();
 }
@@ -227,6 +228,7 @@ slackd_stopped(void)
 	}
 	outbox_shutdown();
 	names_shutdown();
+	backfill_shutdown();
 	api_shutdown();
 	evtimer_add(slackd_ev_deadline, &tv);
 	client_flush_all();
@@ -894,6 +896,7 @@ slackd_run(int fd)
 	status_init();
 	outbox_init(slackd_conf);
 	names_init();
+	backfill_init();
 	notify_init(slackd_base);
 	slackd_upstream = upstream_start(
 	    slackd_params(slackd_conf, slackd_token), &slackd_mailbox, &errors);

@@ -161,7 +161,7 @@ struct config_option {
 	double min;
 	double max;
 	int flags;
-	const char *hint; /* what a value looks like, for errors */
+	const char *hint;           /* what a value looks like, for errors */
 	const char *const *choices; /* STRING: the only values, NULL-ended */
 };
 extern const struct config_option config_options[]; /* ends with NULL name */
@@ -634,6 +634,37 @@ struct json_object *names_list_json(int);
 int names_list_state(int, const char **);
 void names_team_is(const char *);
 void names_save_now(void);
+
+/* backfill.c: recover the messages of a gap in the connection. */
+void backfill_init(void);
+void backfill_state(enum upstream_state, const char *);
+void backfill_shutdown(void);
+
+/* backfill_plan.c: backfill's decisions (pure). */
+#define BACKFILL_PLAN_OFF    0
+#define BACKFILL_PLAN_SEEN   1
+#define BACKFILL_PLAN_ALL    2
+#define BACKFILL_PLAN_PAGE   200 /* messages asked for per page */
+#define BACKFILL_PLAN_NEXT   0
+#define BACKFILL_PLAN_DONE   1
+#define BACKFILL_PLAN_CAPPED 2
+int backfill_plan_ts_cmp(const char *, const char *);
+int backfill_plan_ts_valid(const char *);
+void backfill_plan_wall_ts(double, char *, size_t);
+void backfill_plan_from(char *, size_t, const char *);
+int backfill_plan_mode(const char *);
+int backfill_plan_pick(int, double, double, int64_t, int);
+u_int backfill_plan_limit(u_int, u_int);
+int backfill_plan_after(u_int, u_int, int);
+struct backfill_plan_seen;
+struct backfill_plan_seen *backfill_plan_seen_new(size_t);
+void backfill_plan_seen_free(struct backfill_plan_seen *);
+void backfill_plan_seen_add(
+    struct backfill_plan_seen *, const char *, const char *);
+int backfill_plan_seen_has(
+    const struct backfill_plan_seen *, const char *, const char *);
+size_t backfill_plan_seen_count(const struct backfill_plan_seen *);
+void backfill_plan_seen_clear(struct backfill_plan_seen *);
 
 /* notify.c: sd_notify(3), the watchdog. */
 void notify_init(struct event_base *);
