@@ -1769,7 +1769,7 @@ class FakeSlack:
         event.update(fields)
         self._record_history(event)
         if deliver:
-            self._emit_event(event)
+            self._emit_event(event, wait=False)
         return event
 
     def history(self, channel):
