@@ -22,6 +22,8 @@
  * messages and posts, because Slack allows about one message per second
  * per channel.  Messages whose client has gone are still sent (a request
  * is a command, like a mail handed to smtpd); only the reply is dropped.
+ * Asked to stop, slackd first lets the messages and posts still queued or
+ * unacknowledged go, for up to drain_timeout (outbox_drain()).
  */
 #include "config.h"
 
@@ -72,10 +74,13 @@ static uint64_t outbox_count_failed; /* and those that failed */
 static int64_t outbox_next_id = 1;
 static struct ratelimit *outbox_rl;
 static struct event *outbox_timer;
-static int64_t outbox_rate_at = -1; /* when a held-back request may go */
+static int64_t outbox_rate_at = -1;   /* when a held-back request may go */
+static struct event *outbox_drain_ev; /* shutting down: drain_timeout */
+static void (*outbox_drained)(void);  /* … then call this */
 
 static void outbox_arm(void);
 static void outbox_run(void);
+static void outbox_drain_check(void);
 
 void
 outbox_stats(struct outbox_stats *st)
@@ -160,6 +165,8 @@ outbox_free(struct outbox_req *req)
 	json_object_put(req->r.obj);
 	free(req->frame);
 	free(req);
+	if (outbox_drained != NULL)
+		outbox_drain_check();
 }
 
 static int
@@ -297,7 +304,8 @@ outbox_run(void)
 
 	outbox_rate_at = -1;
 	TAILQ_FOREACH_SAFE(req, &outbox_queue, entry, next) {
-		if (req->state != OUTBOX_QUEUED || slackd_stopping)
+		if (req->state != OUTBOX_QUEUED ||
+		    (slackd_stopping && outbox_drained == NULL))
 			continue;
 		if (req->r.kind != REQUEST_POST && !connected)
 			continue;
@@ -735,6 +743,78 @@ outbox_detach(struct client *c)
 	outbox_detach_list(&outbox_calls, c);
 }
 
+/* ---- draining at shutdown ------------------------------------------------ */
+
+/* Messages and posts not answered yet. */
+static u_int
+outbox_undelivered(void)
+{
+	struct outbox_list *lists[] = { &outbox_queue, &outbox_sent,
+		&outbox_calls };
+	struct outbox_req *req;
+	u_int i, n = 0;
+
+	for (i = 0; i < nitems(lists); i++) {
+		TAILQ_FOREACH(req, lists[i], entry)
+			n += outbox_is_message(req);
+	}
+	return n;
+}
+
+/* A request was answered while draining: was it the last? */
+static void
+outbox_drain_check(void)
+{
+	struct timeval tv = { 0, 0 };
+
+	if (outbox_undelivered() == 0)
+		evtimer_add(outbox_drain_ev, &tv); /* from the loop, not here */
+}
+
+static void
+outbox_drain_cb(evutil_socket_t fd, short events, void *arg)
+{
+	void (*done)(void) = outbox_drained;
+	u_int left = outbox_undelivered();
+
+	if (left > 0)
+		log_warnx(
+		    "drain_timeout: %u message%s still not sent or not acknowledged; they are answered as slackd stops",
+		    left, left == 1 ? "" : "s");
+	else
+		log_info("every queued message was sent and answered");
+	outbox_drained = NULL;
+	event_free(outbox_drain_ev);
+	outbox_drain_ev = NULL;
+	done();
+}
+
+/*
+ * Shutting down (slackd_stopping is set): give the messages and posts
+ * still queued or waiting for their ack up to timeout ms to be sent and
+ * answered; then, or once none is left, done() runs from the loop.
+ * Returns 0 (done() is not called) when there is nothing to wait for.
+ */
+int
+outbox_drain(int64_t timeout, void (*done)(void))
+{
+	struct timeval tv;
+	u_int n = outbox_undelivered();
+
+	if (timeout <= 0 || n == 0 || outbox_drained != NULL)
+		return 0;
+	log_info(
+	    "waiting up to %.1f s (drain_timeout) for %u message%s to be sent and acknowledged",
+	    (double)timeout / 1000, n, n == 1 ? "" : "s");
+	outbox_drained = done;
+	outbox_drain_ev = evtimer_new(slackd_base, outbox_drain_cb, NULL);
+	tv.tv_sec = timeout / 1000;
+	tv.tv_usec = (timeout % 1000) * 1000;
+	evtimer_add(outbox_drain_ev, &tv);
+	outbox_run();
+	return 1;
+}
+
 /* The upstream thread has stopped: everything left gets its answer. */
 void
 outbox_shutdown(void)
@@ -754,6 +834,11 @@ outbox_shutdown(void)
 	while ((req = TAILQ_FIRST(&outbox_queue)) != NULL)
 		outbox_fail(req, PROTOCOL_E_SHUTTING_DOWN,
 		    "not sent: slackd is shutting down");
+	if (outbox_drain_ev != NULL) {
+		event_free(outbox_drain_ev);
+		outbox_drain_ev = NULL;
+	}
+	outbox_drained = NULL;
 	if (outbox_timer != NULL) {
 		event_free(outbox_timer);
 		outbox_timer = NULL;

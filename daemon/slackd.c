@@ -5,7 +5,8 @@
  * Startup: configuration and token (errors exit 78), the local socket
  * (errors exit 1), then -- detached unless -d -- libevent, the upstream
  * thread and the accept loop.  Shutdown on SIGTERM/SIGINT: stop accepting,
- * ask upstream to close the WebSocket (1000), wait for it, answer every
+ * give queued messages drain_timeout to be sent and acknowledged, ask
+ * upstream to close the WebSocket (1000), wait for it, answer every
  * pending request, let clients read what they were sent, remove the
  * socket, exit 0.
  */
@@ -359,11 +360,24 @@ slackd_fatal(const char *error)
 	slackd_shutdown(SLACKD_EXIT_CONFIG);
 }
 
+/* Ask the upstream thread to close the connection and stop. */
 static void
-slackd_shutdown(int code)
+slackd_stop_upstream(void)
 {
 	struct timeval tv = { SLACKD_STOP_WAIT, 0 };
 
+	if (slackd_upstream != NULL)
+		slackd_to_upstream(mailbox_msg_new(MAILBOX_STOP));
+	evtimer_add(slackd_ev_deadline, &tv);
+}
+
+/*
+ * Stop.  Asked to (SIGTERM, SIGINT), messages still queued first get
+ * drain_timeout to be sent and acknowledged (outbox_drain()).
+ */
+static void
+slackd_shutdown(int code)
+{
 	if (code != SLACKD_EXIT_OK)
 		slackd_exit = code;
 	if (slackd_stopping)
@@ -372,9 +386,10 @@ slackd_shutdown(int code)
 	log_info("shutting down");
 	notify_stopping();
 	listener_stop();
-	if (slackd_upstream != NULL)
-		slackd_to_upstream(mailbox_msg_new(MAILBOX_STOP));
-	evtimer_add(slackd_ev_deadline, &tv);
+	if (code == SLACKD_EXIT_OK && slackd_upstream != NULL &&
+	    outbox_drain(slackd_conf->drain_timeout, slackd_stop_upstream))
+		return;
+	slackd_stop_upstream();
 }
 
 static void slackd_reload(void);

@@ -565,6 +565,7 @@ void outbox_returned(int64_t);
 void outbox_reply(int64_t, const char *, size_t);
 void outbox_session_down(uint64_t, const char *);
 void outbox_detach(struct client *);
+int outbox_drain(int64_t, void (*)(void));
 void outbox_shutdown(void);
 struct outbox_stats {
 	u_int queued;    /* waiting to be sent */
