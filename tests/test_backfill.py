@@ -9,7 +9,7 @@ add_message(..., deliver=False), which is a message sent while the daemon
 was away) in its channel's history.
 """
 import json
-import os
+import threading
 import time
 
 import pytest
@@ -293,3 +293,50 @@ def test_config_refuses_unknown_mode(daemon_factory, fake):
     d.start(wait=None)
     assert d.wait_exit() == 78
     assert "backfill" in d.log_text() and "off, seen or all" in d.log_text()
+
+
+@pytest.mark.parametrize("mode", ["off", "seen"])
+def test_ten_second_drop_loss(daemon_factory, fake, mode):
+    """A stream of 50 messages/s across a 10 s drop: with backfill off
+    every message of the gap is lost; with the default none is, and none
+    comes twice.  The numbers are printed for the record."""
+    d = daemon_factory(backfill=mode).start()
+    c = d.client()
+    live(c, fake, "start")
+    stop = threading.Event()
+    sent = []
+
+    def stream():
+        i = 0
+        while not stop.is_set():
+            sent.append(fake.add_message(CH, "s%d" % i)["text"])
+            i += 1
+            time.sleep(0.02)
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    time.sleep(1)
+    hold_connect(fake)
+    t0 = time.monotonic()
+    fake.drop()
+    c.state("reconnecting", 5)
+    time.sleep(max(0, 10 - (time.monotonic() - t0)))
+    release(fake)
+    c.state("connected", 10)
+    until_summary(c, 30)
+    time.sleep(1)
+    stop.set()
+    t.join()
+    c.drain(1.5)
+    got = [m["text"] for m in
+           (json.loads(x) for x in c.lines)
+           if m.get("type") == "message" and m["text"][1:].isdigit()]
+    missed = set(sent) - set(got)
+    dups = len(got) - len(set(got))
+    print("10 s drop at 50 msg/s, backfill=%s: %d sent, %d received, "
+          "%d missed, %d duplicated" % (mode, len(sent), len(got),
+                                        len(missed), dups))
+    assert dups == 0
+    if mode == "off":
+        assert len(missed) >= 400, (len(sent), len(missed))
+    else:
+        assert not missed, sorted(missed, key=lambda s: int(s[1:]))[:20]
