@@ -611,8 +611,10 @@ backfill_run(void)
 	p.mode = backfill_plan_mode(slackd_conf->backfill);
 	p.now = util_wall();
 	backfill_plan_wall_ts(p.now, backfill_latest, sizeof backfill_latest);
-	backfill_plan_wall_ts(
-	    backfill_gap_from, backfill_from, sizeof backfill_from);
+	/* A gap within a run that is not over extends that run's gap. */
+	if (!backfill_running)
+		backfill_plan_wall_ts(
+		    backfill_gap_from, backfill_from, sizeof backfill_from);
 	backfill_gap_from = 0;
 	backfill_running = 1;
 	if (p.mode == BACKFILL_PLAN_OFF) {

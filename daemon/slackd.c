@@ -372,8 +372,9 @@ slackd_stop_upstream(void)
 }
 
 /*
- * Stop.  Asked to (SIGTERM, SIGINT), messages still queued first get
- * drain_timeout to be sent and acknowledged (outbox_drain()).
+ * Stop.  Asked to (SIGTERM, SIGINT) while connected, messages still
+ * queued first get drain_timeout to be sent and acknowledged
+ * (outbox_drain()); while not connected they are answered at once.
  */
 static void
 slackd_shutdown(int code)
@@ -387,6 +388,7 @@ slackd_shutdown(int code)
 	notify_stopping();
 	listener_stop();
 	if (code == SLACKD_EXIT_OK && slackd_upstream != NULL &&
+	    status_now.state == UPSTREAM_CONNECTED &&
 	    outbox_drain(slackd_conf->drain_timeout, slackd_stop_upstream))
 		return;
 	slackd_stop_upstream();
