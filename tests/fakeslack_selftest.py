@@ -123,6 +123,40 @@ async def expect_silence(ws, seconds):
     raise AssertionError("expected silence, got %r" % (msg,))
 
 
+def scenario_history(fake, api, label):
+    print("[%s] channel history" % label)
+    ts = ["1700000000.%06d" % i for i in range(5)]
+    for i, t in enumerate(ts):
+        fake.add_message("CHIST", "h%d" % i, ts=t, deliver=False)
+    fake.add_message("CHIST", "reply", ts="1700000000.000010",
+                     thread_ts=ts[1], deliver=False)
+
+    def get(method, **q):
+        return api.call(method + "?" + urllib.parse.urlencode(q))[2]
+    b = get("conversations.history", channel="CHIST", oldest=ts[0], limit=2)
+    check([m["text"] for m in b["messages"]] == ["h4", "h3"] and
+          b["has_more"] and b["response_metadata"]["next_cursor"],
+          "history: newest first after oldest, limit, has_more")
+    b = get("conversations.history", channel="CHIST", oldest=ts[0], limit=2,
+            cursor=b["response_metadata"]["next_cursor"])
+    check([m["text"] for m in b["messages"]] == ["h2", "h1"] and
+          not b["has_more"] and not b["response_metadata"]["next_cursor"],
+          "history: the cursor continues with older ones, to the end")
+    check(b["messages"][1]["reply_count"] == 1 and
+          b["messages"][1]["latest_reply"] == "1700000000.000010",
+          "history: a parent shows its replies, which are left out")
+    b = get("conversations.history", channel="CHIST", oldest=ts[1],
+            latest=ts[3], inclusive="true")
+    check([m["text"] for m in b["messages"]] == ["h3", "h2", "h1"] and
+          not b["has_more"] and "channel" not in b["messages"][0],
+          "history: inclusive bounds, no channel member")
+    b = get("conversations.replies", channel="CHIST", ts=ts[1])
+    check([m["text"] for m in b["messages"]] == ["h1", "reply"],
+          "replies: the parent, then its replies")
+    check(get("conversations.history", channel="CNOPE")["error"] ==
+          "channel_not_found", "history: unknown channel")
+
+
 def scenario_api(fake, api, label):
     print("[%s] Web API" % label)
     status, headers, body = api.call()
@@ -405,6 +439,7 @@ def run_suite(label, cafile=None, certfile=None, keyfile=None):
     try:
         api = Api(fake, cafile)
         scenario_api(fake, api, label)
+        scenario_history(fake, api, label)
         ws = asyncio.run(_ws_and_stop(fake, api, cafile, label))
         check(ws.closed, "stop() closed the remaining client")
         check(all(not s.open for s in fake.sessions), "all sessions closed")
