@@ -81,6 +81,7 @@ static char *backfill_team; /* the workspace the marks are from */
 static int backfill_connected;
 static double backfill_gap_from; /* wall clock; 0: no gap to fill */
 static char *backfill_gap_why;
+static const char *backfill_gap_reason = "disconnected"; /* or "restart" */
 static char backfill_latest[BACKFILL_TS]; /* the run's end (exclusive) */
 static char backfill_from[BACKFILL_TS];   /* the gap's start, as a ts */
 static int backfill_running;              /* a run's summary is due */
@@ -167,13 +168,15 @@ backfill_event(const struct hub_event *e)
 
 /* ---- what clients are told ---------------------------------------------- */
 
+/* A slackd.gap: reason is a word for programs, why a sentence. */
 static struct json_object *
-backfill_gap_new(const char *why)
+backfill_gap_new(const char *reason, const char *why)
 {
 	struct json_object *o;
 
 	o = json_object_new_object();
 	json_object_object_add(o, "type", json_object_new_string(PROTOCOL_GAP));
+	json_object_object_add(o, "reason", json_object_new_string(reason));
 	json_object_object_add(o, "why", json_object_new_string(why));
 	return o;
 }
@@ -187,15 +190,15 @@ backfill_tell(struct json_object *o)
 
 /* A job ends short: what was not recovered, and why. */
 static void
-backfill_job_gap(const struct backfill_job *job, const char *from,
-    const char *to, const char *why)
+backfill_job_gap(const struct backfill_job *job, const char *reason,
+    const char *from, const char *to, const char *why)
 {
 	struct json_object *o;
 
 	backfill_lost++;
 	log_info("backfill: %s%s%s: %s", job->channel,
 	    job->thread[0] != '\0' ? " thread " : "", job->thread, why);
-	o = backfill_gap_new(why);
+	o = backfill_gap_new(reason, why);
 	json_object_object_add(
 	    o, "channel", json_object_new_string(job->channel));
 	if (job->thread[0] != '\0')
@@ -219,7 +222,7 @@ backfill_summary(void)
 	log_info("backfill: %u message%s recovered after the gap (%s)",
 	    backfill_recovered, backfill_recovered == 1 ? "" : "s",
 	    backfill_gap_why != NULL ? backfill_gap_why : "gap");
-	o = backfill_gap_new(
+	o = backfill_gap_new(backfill_gap_reason,
 	    backfill_gap_why != NULL ? backfill_gap_why : "gap");
 	json_object_object_add(
 	    o, "from", json_object_new_string(backfill_from));
@@ -368,11 +371,12 @@ backfill_job_done(struct backfill_job *job, int capped)
 		m = n > 0 ? json_object_array_get_idx(job->msgs, n - 1) : NULL;
 		edge = m != NULL ? protocol_json_str(m, "ts") : NULL;
 		if (job->thread[0] == '\0')
-			backfill_job_gap(job, job->from,
+			backfill_job_gap(job, "backfill_max", job->from,
 			    edge != NULL ? edge : backfill_latest, why);
 		else
-			backfill_job_gap(job, edge != NULL ? edge : job->from,
-			    backfill_latest, why);
+			backfill_job_gap(job, "backfill_max",
+			    edge != NULL ? edge : job->from, backfill_latest,
+			    why);
 	}
 	backfill_job_free(job);
 }
@@ -411,7 +415,8 @@ backfill_page(void *arg, const struct api_result *r)
 		    job->thread[0] != '\0' ? "conversations.replies"
 		                           : "conversations.history",
 		    r->error);
-		backfill_job_gap(job, job->from, backfill_latest, why);
+		backfill_job_gap(
+		    job, "no_answer", job->from, backfill_latest, why);
 		backfill_job_free(job);
 		backfill_next();
 		return;
@@ -422,7 +427,8 @@ backfill_page(void *arg, const struct api_result *r)
 		    job->thread[0] != '\0' ? "conversations.replies"
 		                           : "conversations.history",
 		    r->slack_error);
-		backfill_job_gap(job, job->from, backfill_latest, why);
+		backfill_job_gap(
+		    job, "refused", job->from, backfill_latest, why);
 		backfill_job_free(job);
 		backfill_next();
 		return;
@@ -666,6 +672,7 @@ backfill_state(enum upstream_state state, const char *reason)
 		backfill_connected = 0;
 		backfill_gap_from = util_wall();
 		free(backfill_gap_why);
+		backfill_gap_reason = "disconnected";
 		xasprintf(&backfill_gap_why,
 		    "the connection to Slack was lost%s%s",
 		    reason != NULL ? ": " : "", reason != NULL ? reason : "");
@@ -864,6 +871,7 @@ backfill_load(void)
 	backfill_load_marks(threads, backfill_threads);
 	backfill_dirty = 0;
 	backfill_gap_why = xstrdup("slackd was not running");
+	backfill_gap_reason = "restart";
 	log_info("backfill: %zu channel%s and %zu thread%s from %s",
 	    map_count(backfill_chans),
 	    map_count(backfill_chans) == 1 ? "" : "s",

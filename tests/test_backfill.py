@@ -85,7 +85,7 @@ def test_backfill_after_drop(daemon, fake):
     summary = got[-1]
     assert summary["recovered"] == 4 and summary["incomplete"] == 0
     assert summary["backfill"] == "seen"
-    assert "lost" in summary["why"]
+    assert summary["reason"] == "disconnected" and "lost" in summary["why"]
     assert "cannot be recovered" in summary["not_recovered"]
     assert float(summary["from"]) >= float(before["ts"])
     # Each channel was asked from its last ts seen, up to the reconnection.
@@ -137,6 +137,7 @@ def test_backfill_after_restart(daemon_factory, fake, tmp_path):
     assert [m["ts"] for m in got if m.get("type") == "message"] == \
         [e["ts"] for e in gap]
     assert got[-1]["why"] == "slackd was not running"
+    assert got[-1]["reason"] == "restart"
     assert got[-1]["recovered"] == 2
 
 
@@ -160,6 +161,7 @@ def test_backfill_cap(daemon_factory, fake):
     assert note["channel"] == CH and note["recovered"] == 5
     assert note["from"] == before["ts"] and note["to"] == gap[7]["ts"]
     assert "backfill_max (5)" in note["why"]
+    assert note["reason"] == "backfill_max"
     assert got[-1]["incomplete"] == 1 and got[-1]["recovered"] == 5
     # Pages never asked for more than the cap allows.
     assert all(int(c["params"]["limit"]) <= 5 for c in history_calls(fake))
@@ -274,6 +276,7 @@ def test_backfill_refused_channel_says_so(daemon, fake):
     got = until_summary(c)
     note = [m for m in got if is_gap(m, channel=True)]
     assert len(note) == 1 and "missing_scope" in note[0]["why"]
+    assert note[0]["reason"] == "refused"
     assert got[-1]["incomplete"] == 1
 
 
