@@ -117,14 +117,32 @@ client_output(struct client *c)
 }
 
 /* Throw away the output not written yet. */
-static void
+static size_t
 client_discard_output(struct client *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *keep;
+	struct evbuffer_ptr eol;
+	size_t before = evbuffer_get_length(out), n = 0;
 
+	/*
+	 * The first line may be half written to the socket already: keep it
+	 * whole, so the client's stream stays one JSON object per line.
+	 */
+	eol = evbuffer_search(out, "\n", 1, NULL);
+	if (eol.pos >= 0)
+		n = (size_t)eol.pos + 1;
 	evbuffer_unfreeze(out, 1); /* bufferevents keep its start frozen */
+	keep = evbuffer_new();
+	if (keep != NULL && n > 0)
+		evbuffer_remove_buffer(out, keep, n);
 	evbuffer_drain(out, evbuffer_get_length(out));
+	if (keep != NULL) {
+		evbuffer_add_buffer(out, keep);
+		evbuffer_free(keep);
+	}
 	evbuffer_freeze(out, 1);
+	return before - evbuffer_get_length(out);
 }
 
 static void client_list_free(char ***, size_t *);
@@ -205,8 +223,7 @@ client_drop(struct client *c, const char *fmt, ...)
 	log_warnx(
 	    "client %llu (pid %ld, uid %lu) dropped as too slow: %s; %zu bytes it had not read thrown away",
 	    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid, why,
-	    client_output(c));
-	client_discard_output(c);
+	    client_discard_output(c));
 	client_error(
 	    c, NULL, PROTOCOL_E_SLOW_CONSUMER, "disconnected: %s", why);
 	outbox_detach(c);
