@@ -34,6 +34,9 @@
 #define PROTOCOL_POST      "slackd.post"  /* chat.postMessage: blocks, … */
 #define PROTOCOL_API       "slackd.api"   /* another Web API method */
 #define PROTOCOL_NAMES     "slackd.names" /* the channels or users known */
+#define PROTOCOL_ACK       "slackd.ack"   /* answer a Socket Mode envelope */
+#define PROTOCOL_SLASH_COMMAND "slackd.slash_command" /* Socket Mode */
+#define PROTOCOL_INTERACTIVE   "slackd.interactive"   /* Socket Mode */
 
 /* Upstream connection states, as they appear in hello/state/status. */
 #define PROTOCOL_STATE_CONNECTING   "connecting"

@@ -110,8 +110,8 @@ static const struct doctor_why doctor_whys[] = {
 	{ "account_inactive", "the token's user or bot was deactivated: reinstall the app or use another token" },
 	{ "token_revoked", "the token was revoked: reinstall the app and use the new token" },
 	{ "token_expired", "the token expired (token rotation is on): slackd cannot refresh tokens; turn rotation off and reinstall the app" },
-	{ "not_allowed_token_type", "this token belongs to a Slack app created after classic apps ended on 2024-06-04, or is not a bot or user token; RTM needs the bot token (xoxb-) of a classic app: use one if the workspace has one. Socket Mode support, which works with new apps, is planned in slackd but not there yet" },
-	{ "legacy_custom_bots_deprecated", "this is the token of a legacy custom bot integration, and those stopped working on 2025-03-31: use the bot token (xoxb-) of a classic app instead (Socket Mode support, for new apps, is planned in slackd)" },
+	{ "not_allowed_token_type", "this token belongs to a Slack app created after classic apps ended on 2024-06-04, or is not a bot or user token; RTM needs the bot token (xoxb-) of a classic app: use one if the workspace has one, or run Socket Mode, which works with new apps: set app_token_file to the app's app-level token (xapp-) (see slackd(8), SOCKET MODE)" },
+	{ "legacy_custom_bots_deprecated", "this is the token of a legacy custom bot integration, and those stopped working on 2025-03-31: use the bot token (xoxb-) of a classic app instead, or a new Slack app through Socket Mode (app_token_file; see slackd(8), SOCKET MODE)" },
 	{ "missing_scope", "the token lacks the scope this call needs: RTM needs a classic app's bot token with the \"bot\" scope" },
 	{ "team_disabled", "the workspace was disabled" },
 	{ "ratelimited", "Slack asks to slow down: try again in a minute" },
@@ -231,7 +231,7 @@ doctor_kind(struct doctor *d, const char *token)
 	} kinds[] = {
 		{ "xoxb-", DOCTOR_OK, "a bot token (xoxb-)" },
 		{ "xoxp-", DOCTOR_OK, "a user token (xoxp-): slackd acts as that user" },
-		{ "xapp-", DOCTOR_FAIL, "an app-level token (xapp-), which is for Socket Mode: slackd does not support Socket Mode yet; use the app's bot token (xoxb-) of a classic app" },
+		{ "xapp-", DOCTOR_FAIL, "an app-level token (xapp-), which is for Socket Mode: it belongs in app_token_file (or the slack-app-token credential); the token here must be the app's bot token (xoxb-)" },
 		{ "xoxe.", DOCTOR_WARN, "a rotating token (xoxe.): it expires within 12 hours and slackd cannot refresh it; turn token rotation off and reinstall the app" },
 		{ "xoxe-", DOCTOR_FAIL, "a refresh token (xoxe-), not an access token: use the app's bot token (xoxb-)" },
 		{ "xoxa-", DOCTOR_WARN, "a workspace app token (xoxa-), a kind Slack retired" },
@@ -709,7 +709,7 @@ static void
 doctor_slack(struct doctor *d, const char *token, int verbose)
 {
 	/* Never lws INFO or DEBUG: they dump headers. */
-	d->p = upstream_params_new(d->conf, token,
+	d->p = upstream_params_new(d->conf, token, NULL,
 	    LLL_ERR | LLL_WARN | (verbose >= 2 ? LLL_NOTICE : 0));
 	lws_set_log_level(d->p->lws_log_level, lwslog_emit);
 	if (doctor_context(d) != 0) {
