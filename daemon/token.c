@@ -13,6 +13,10 @@
  *     3. $SLACK_APP_TOKEN
  *
  * Both variables are wiped and removed from our environment once read.
+ * An app-level token credential that holds only whitespace counts as
+ * none: the shipped units give that default (SetCredential=) so that they
+ * start without the file (systemd 252 fails a unit whose LoadCredential=
+ * file is missing, unless SetCredential= names a default).
  * A token file must be a regular file owned by us or root that group and
  * others cannot access.  A token lives in its own locked page excluded
  * from core dumps, and is wiped when freed.  It never appears in argv,
@@ -208,6 +212,27 @@ token_credential(const char *name)
 	return NULL;
 }
 
+/* Does the file at path hold nothing but whitespace? */
+static int
+token_blank(const char *path)
+{
+	char buf[64];
+	ssize_t n, i;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof buf);
+	close(fd);
+	if (n < 0 || n == (ssize_t)sizeof buf)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (!isspace((unsigned char)buf[i]))
+			return 0;
+	}
+	return 1;
+}
+
 /* Would token_load() (app: token_app_load()) look only at the variable? */
 int
 token_env_only(const struct config *conf, int app)
@@ -218,6 +243,10 @@ token_env_only(const struct config *conf, int app)
 	if (token_file_of(k, conf) != NULL)
 		return 0;
 	if ((cred = token_credential(k->cred)) != NULL) {
+		if (app && token_blank(cred)) {
+			free(cred);
+			return 1;
+		}
 		free(cred);
 		return 0;
 	}
@@ -234,7 +263,11 @@ token_find(const struct token_kind *k, const struct config *conf,
 
 	*err = NULL;
 	*source = NULL;
-	if ((path = token_credential(k->cred)) != NULL) {
+	if ((path = token_credential(k->cred)) != NULL &&
+	    k != &token_kinds[0] && token_blank(path)) {
+		free(path); /* the units' empty default: none */
+		path = NULL;
+	} else if (path != NULL) {
 		tok = token_from_file(path, err);
 		free(path);
 		*source = k == &token_kinds[0]

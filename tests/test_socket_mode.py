@@ -115,6 +115,19 @@ def test_app_token_via_credentials(sm_daemon_factory, sm_fake, tmp_path):
     assert "systemd credential slack-app-token" in d.log_text()
 
 
+def test_blank_app_credential_means_rtm(sm_daemon_factory, sm_fake,
+                                        tmp_path):
+    """The units' default when the app-token file is missing (a credential
+    holding a newline) is no app-level token: RTM."""
+    cred = tmp_path / "creds"
+    cred.mkdir()
+    (cred / "slack-app-token").write_text("\n")
+    os.chmod(str(cred / "slack-app-token"), 0o400)
+    d = sm_daemon_factory(app_token=None)
+    d.start(env={"CREDENTIALS_DIRECTORY": str(cred)})
+    assert d.client().hello["upstream"] == "rtm"
+
+
 # ---- events ----------------------------------------------------------------
 
 def test_fanout_three_clients_nothing_lost_acks_fast(sm_daemon_factory,
