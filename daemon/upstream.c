@@ -109,6 +109,8 @@ struct upstream {
 	struct webcall *ident_call; /* auth.test, for proto->identify */
 	char *ident_team;           /* its answer, as JSON objects */
 	char *ident_self;
+	char *ident_team_name; /* for logs */
+	char *ident_self_name;
 	struct upstream_handover *ho; /* two sessions overlapping */
 
 	/* the Web API */
@@ -652,8 +654,11 @@ upstream_ident_done(struct webcall *w, void *arg)
 	self = json_object_new_object();
 	if (json_object_object_get_ex(o, "team_id", &v))
 		json_object_object_add(team, "id", json_object_get(v));
-	if (json_object_object_get_ex(o, "team", &v))
+	if (json_object_object_get_ex(o, "team", &v)) {
 		json_object_object_add(team, "name", json_object_get(v));
+		free(up->ident_team_name);
+		up->ident_team_name = xstrdup(json_object_get_string(v));
+	}
 	if (json_object_object_get_ex(o, "url", &v) &&
 	    (url = json_object_get_string(v)) != NULL &&
 	    sscanf(url, "https://%63[^.]", domain) == 1)
@@ -661,8 +666,11 @@ upstream_ident_done(struct webcall *w, void *arg)
 		    team, "domain", json_object_new_string(domain));
 	if (json_object_object_get_ex(o, "user_id", &v))
 		json_object_object_add(self, "id", json_object_get(v));
-	if (json_object_object_get_ex(o, "user", &v))
+	if (json_object_object_get_ex(o, "user", &v)) {
 		json_object_object_add(self, "name", json_object_get(v));
+		free(up->ident_self_name);
+		up->ident_self_name = xstrdup(json_object_get_string(v));
+	}
 	up->ident_team = xstrdup(
 	    json_object_to_json_string_ext(team, JSON_C_TO_STRING_PLAIN));
 	up->ident_self = xstrdup(
@@ -1015,7 +1023,10 @@ upstream_live(struct upstream_conn *conn)
 	lws_sul_cancel(&conn->sul_deadline);
 	if (up->live++ == 0) {
 		log_info("upstream: connected to %s as %s (session %llu)",
-		    conn->connect.team_name, conn->connect.self_name,
+		    up->ident_team_name != NULL ? up->ident_team_name
+		                                : conn->connect.team_name,
+		    up->ident_self_name != NULL ? up->ident_self_name
+		                                : conn->connect.self_name,
 		    (unsigned long long)conn->session);
 		upstream_state(up, UPSTREAM_CONNECTED, 0, NULL);
 	}
@@ -1874,6 +1885,8 @@ upstream_free(struct upstream *up)
 {
 	free(up->ident_team);
 	free(up->ident_self);
+	free(up->ident_team_name);
+	free(up->ident_self_name);
 	upstream_params_free(up->p);
 	webapi_url_free(&up->api);
 	free(up->start_error);

@@ -2501,6 +2501,8 @@ class FakeSlack:
                 await asyncio.sleep(interval)
                 with self._lock:
                     targets = [s for s in self._sessions if s.open]
+                socket_mode = [s for s in targets if s.socket]
+                targets = [s for s in targets if not s.socket]
                 if i % 3 == 1:
                     typing = {"type": "user_typing", "channel": "C0GENERAL",
                               "user": "U0ALICE"}
@@ -2512,6 +2514,8 @@ class FakeSlack:
                       "ts": self.next_ts(), "team": self.team["id"]}
                 for s in targets:
                     self._enqueue(s, ev)
+                if socket_mode:       # one envelope, to one connection
+                    self._sm_event(dict(ev, channel_type="channel"))
                 i += 1
         except asyncio.CancelledError:
             pass
@@ -2586,11 +2590,17 @@ def _describe(predicate):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        description="Fake Slack Web API + RTM WebSocket server.")
+        description="Fake Slack Web API + RTM and Socket Mode WebSocket "
+        "server.")
     ap.add_argument("--token",
                     default=os.environ.get("FAKESLACK_TOKEN", DEFAULT_TOKEN),
                     help="accepted bot token (default $FAKESLACK_TOKEN or %s)"
                     % DEFAULT_TOKEN)
+    ap.add_argument("--app-token",
+                    default=os.environ.get("FAKESLACK_APP_TOKEN",
+                                           DEFAULT_APP_TOKEN),
+                    help="accepted Socket Mode app-level token (default "
+                    "$FAKESLACK_APP_TOKEN or %s)" % DEFAULT_APP_TOKEN)
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
                     help="serve https/wss with this certificate and key")
     ap.add_argument("--demo", action="store_true",
@@ -2606,7 +2616,8 @@ def main(argv=None):
 
     cert, key = args.tls if args.tls else (None, None)
     fake = FakeSlack(token=args.token, certfile=cert, keyfile=key,
-                     log=None if args.quiet else log)
+                     log=None if args.quiet else log,
+                     app_token=args.app_token)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
