@@ -472,3 +472,33 @@ def test_interactive_forwarded(sm_daemon_factory, sm_fake):
     assert r["ok"] is True
     wait_until(lambda: sm_fake.sm_envelopes("interactive")[0]["acks"], 5,
                what="the ack")
+
+
+# ---- what ships -------------------------------------------------------------
+
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def test_manifest_asks_for_what_slackd_needs():
+    with open(os.path.join(SRC, "conf", "slack-app-manifest.json")) as f:
+        m = json.load(f)
+    assert m["settings"]["socket_mode_enabled"] is True
+    events = set(m["settings"]["event_subscriptions"]["bot_events"])
+    assert {"message.channels", "message.groups", "message.im",
+            "message.mpim", "app_mention", "channel_rename",
+            "user_change", "team_join"} <= events
+    scopes = set(m["oauth_config"]["scopes"]["bot"])
+    assert {"chat:write", "channels:history", "groups:history",
+            "im:history", "mpim:history", "channels:read", "groups:read",
+            "im:read", "mpim:read", "users:read", "im:write"} <= scopes
+
+
+@pytest.mark.parametrize("unit", ["slackd.service.in", "slackd@.service.in"])
+def test_units_make_the_app_token_optional(unit):
+    with open(os.path.join(SRC, "systemd", unit)) as f:
+        lines = f.read().splitlines()
+    load = [l for l in lines if l.startswith("LoadCredential=slack-app-token:")]
+    dflt = [l for l in lines if l.startswith("SetCredential=slack-app-token:")]
+    assert len(load) == 1 and len(dflt) == 1
+    # the default is whitespace only, which slackd takes as "none"
+    assert dflt[0] == "SetCredential=slack-app-token:\\n"
