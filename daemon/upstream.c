@@ -38,7 +38,9 @@
  * Liveness is per session: the protocol's keepalive (an RTM ping frame, or
  * a WebSocket PING for Socket Mode) must be answered within pong_timeout,
  * and a session from which nothing at all arrived for ping_interval +
- * pong_timeout is dead too.  A close handshake gets UPSTREAM_CLOSE_WAIT.
+ * pong_timeout is dead too; while reading is paused (the main thread is
+ * behind) neither counts, since an answer may be waiting unread.  A close
+ * handshake gets UPSTREAM_CLOSE_WAIT.
  * Frames a protocol originates (Socket Mode's acks) are written on their
  * session ahead of anything else.
  *
@@ -176,6 +178,8 @@ upstream_flow(struct upstream *up, int on)
 	TAILQ_FOREACH(conn, &up->conns, entry) {
 		if (conn->wsi != NULL)
 			lws_rx_flow_control(conn->wsi, on);
+		if (on && conn->last_rx != 0)
+			conn->last_rx = util_now_ms(); /* silence counts anew */
 	}
 }
 
@@ -973,6 +977,11 @@ upstream_pong_deadline(lws_sorted_usec_list_t *sul)
 
 	if (conn->phase != UPSTREAM_CONN_LIVE || conn->ping_sent == 0)
 		return;
+	if (conn->up->rx_paused) { /* not reading: the answer may be there */
+		upstream_timer(conn->up, &conn->sul_pong,
+		    conn->up->p->conf->pong_timeout, upstream_pong_deadline);
+		return;
+	}
 	upstream_conn_lost(conn, 0, "no pong from Slack within %.1f s",
 	    (double)conn->up->p->conf->pong_timeout / 1000);
 }
@@ -988,7 +997,7 @@ upstream_ping(lws_sorted_usec_list_t *sul)
 		return;
 	upstream_timer(
 	    up, &conn->sul_ping, up->p->conf->ping_interval, upstream_ping);
-	if (conn->last_rx != 0 &&
+	if (conn->last_rx != 0 && !up->rx_paused &&
 	    util_now_ms() - conn->last_rx >
 	        up->p->conf->ping_interval + up->p->conf->pong_timeout) {
 		upstream_conn_lost(conn, 0, "nothing from Slack for %.1f s",

@@ -40,6 +40,17 @@ def collect(c, n, timeout=20):
     return got
 
 
+def sm_summary(fake, missing):
+    """What the fake did with the envelopes of the missing seqs."""
+    out = []
+    for r in fake.sm_envelopes("events_api"):
+        ev = r["payload"].get("event", {})
+        if ev.get("seq") in missing and len(out) < 5:
+            out.append({"seq": ev["seq"], "deliveries": r["deliveries"],
+                        "acks": r["acks"], "gave_up": r.get("gave_up")})
+    return out
+
+
 # ---- hello and status ------------------------------------------------------
 
 def test_hello_and_status(sm_daemon_factory, sm_fake):
@@ -295,8 +306,9 @@ def test_disconnect_at_1000_per_s(sm_daemon_factory, sm_fake, reason):
     t.join()
     got = collect(c, n, timeout=30)
     assert len(got) == n and sorted(got) == list(range(n)), \
-        "missed %d, duplicated %d" % (len(set(range(n)) - set(got)),
-                                      len(got) - len(set(got)))
+        "missed %d, duplicated %d; fake: %s" % (
+            len(set(range(n)) - set(got)), len(got) - len(set(got)),
+            sm_summary(sm_fake, set(range(n)) - set(got)))
     wait_until(lambda: not old.open, 10, what="old connection closed")
     # the replacement was asked for before the old one closed
     opens = [a for a in sm_fake.api_calls
