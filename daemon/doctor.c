@@ -2,7 +2,9 @@
  * slackd --doctor: the online self-check.  Before the service starts, it
  * tells a person what will happen: which token source wins, what Slack
  * says of the token (auth.test), whether RTM accepts it (rtm.connect,
- * whose WebSocket URL is never opened), whether the granted scopes cover
+ * whose WebSocket URL is never opened) -- or, with an app-level token and
+ * upstream not rtm, whether Socket Mode accepts that one
+ * (apps.connections.open, likewise) --, whether the granted scopes cover
  * names, DMs and posting, and what the socket and the state directory
  * will be like.
  *
@@ -419,6 +421,47 @@ doctor_rtm(struct doctor *d)
 	webcall_free(w);
 }
 
+/* apps.connections.open: would Socket Mode take the app-level token? */
+static void
+doctor_socket_mode(struct doctor *d)
+{
+	struct webcall *w;
+	struct webapi_connect c;
+	char *err = NULL;
+	const char *body;
+	size_t len;
+
+	w = webcall_new("apps.connections.open",
+	    "application/x-www-form-urlencoded", "", 0, doctor_called, d);
+	webcall_use_app_token(w);
+	d->done = 0;
+	webcall_start(&d->env, w); /* calls back on failure */
+	while (!d->done) {
+		if (lws_service(d->ctx, 0) < 0)
+			break;
+	}
+	body = webcall_body(w, &len);
+	if (webcall_error(w) != NULL)
+		doctor_line(d, DOCTOR_UNAVAILABLE,
+		    "apps.connections.open: cannot reach Slack: %s",
+		    webcall_error(w));
+	else if (webapi_parse_connect(body, len, &c, &err) != 0) {
+		doctor_line(d, DOCTOR_UNAVAILABLE,
+		    "apps.connections.open: HTTP %d without a usable answer: %s",
+		    webcall_status(w), err);
+		free(err);
+	} else {
+		if (c.ok)
+			doctor_line(d, DOCTOR_OK,
+			    "apps.connections.open: Socket Mode accepts the app-level token (Slack gave a WebSocket URL; not opened)");
+		else
+			doctor_refused(d, "apps.connections.open", c.error,
+			    webcall_status(w));
+		webapi_connect_free(&c);
+	}
+	webcall_free(w);
+}
+
 /* ---- scopes ------------------------------------------------------------- */
 
 static int
@@ -706,10 +749,10 @@ doctor_context(struct doctor *d)
 
 /* The online checks: only with a token and a context. */
 static void
-doctor_slack(struct doctor *d, const char *token, int verbose)
+doctor_slack(struct doctor *d, const char *token, const char *app, int verbose)
 {
 	/* Never lws INFO or DEBUG: they dump headers. */
-	d->p = upstream_params_new(d->conf, token, NULL,
+	d->p = upstream_params_new(d->conf, token, app,
 	    LLL_ERR | LLL_WARN | (verbose >= 2 ? LLL_NOTICE : 0));
 	lws_set_log_level(d->p->lws_log_level, lwslog_emit);
 	if (doctor_context(d) != 0) {
@@ -717,7 +760,10 @@ doctor_slack(struct doctor *d, const char *token, int verbose)
 		return;
 	}
 	if (doctor_auth(d) == 1) {
-		doctor_rtm(d);
+		if (app != NULL)
+			doctor_socket_mode(d);
+		else
+			doctor_rtm(d);
 		doctor_scopes(d);
 	}
 	lws_context_destroy(d->ctx);
@@ -734,7 +780,8 @@ int
 doctor_run(const struct config *conf, const char *conffile, int verbose)
 {
 	struct doctor d;
-	char *token;
+	char *token, *app = NULL, *err = NULL;
+	const char *source;
 
 	memset(&d, 0, sizeof d);
 	d.conf = conf;
@@ -748,7 +795,20 @@ doctor_run(const struct config *conf, const char *conffile, int verbose)
 	    conf->api_url);
 	if ((token = doctor_token(&d)) != NULL) {
 		doctor_kind(&d, token);
-		doctor_slack(&d, token, verbose);
+		if (strcmp(conf->upstream, "rtm") != 0 &&
+		    (app = token_app_load(conf, &source, &err)) != NULL) {
+			log_set_secret2(app);
+			doctor_line(&d, DOCTOR_OK,
+			    "app-level token: from %s, so slackd runs Socket Mode",
+			    source);
+		} else if (err != NULL) {
+			doctor_line(
+			    &d, DOCTOR_FAIL, "app-level token: %s", err);
+			free(err);
+		} else if (strcmp(conf->upstream, "socket") == 0)
+			doctor_line(&d, DOCTOR_FAIL,
+			    "app-level token: none, and upstream = socket needs one (app_token_file, the credential slack-app-token or SLACK_APP_TOKEN)");
+		doctor_slack(&d, token, app, verbose);
 	}
 	doctor_socket(&d);
 	doctor_state_dir(&d);
@@ -764,7 +824,9 @@ doctor_run(const struct config *conf, const char *conffile, int verbose)
 		    d.failed > 0 ? "not work as configured (exit 78)"
 		                 : "keep trying to reach Slack (exit 69)");
 	log_set_secret(NULL);
+	log_set_secret2(NULL);
 	token_secret_free(token);
+	token_secret_free(app);
 	free(d.scopes);
 	webapi_url_free(&d.api);
 	if (d.failed > 0)

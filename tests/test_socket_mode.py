@@ -514,3 +514,38 @@ def test_units_make_the_app_token_optional(unit):
     assert len(load) == 1 and len(dflt) == 1
     # the default is whitespace only, which slackd takes as "none"
     assert dflt[0] == "SetCredential=slack-app-token:\\n"
+
+
+# ---- slackd --doctor under Socket Mode ----------------------------------------
+
+def run_doctor(d):
+    import subprocess
+    from conftest import SLACKD
+    d.write_config()
+    e = dict(os.environ)
+    for k in ("SLACK_API_TOKEN", "SLACK_APP_TOKEN", "CREDENTIALS_DIRECTORY"):
+        e.pop(k, None)
+    p = subprocess.run([SLACKD, "--doctor", "-f", d.conf_path],
+                       capture_output=True, text=True, timeout=60, env=e)
+    d.outputs.append(p.stdout + p.stderr)
+    return p
+
+
+def test_doctor_checks_the_app_token(sm_daemon_factory, sm_fake):
+    d = sm_daemon_factory()
+    p = run_doctor(d)
+    assert p.returncode == 0, p.stdout
+    assert "app-level token: from app_token_file" in p.stdout
+    assert "apps.connections.open: Socket Mode accepts the app-level token" \
+        in p.stdout
+    assert "rtm.connect" not in p.stdout
+    assert not [c for c in sm_fake.api_calls if c["method"] == "rtm.connect"]
+
+
+def test_doctor_explains_a_swapped_token(sm_daemon_factory, sm_fake):
+    d = sm_daemon_factory(app_token=TOKEN)
+    p = run_doctor(d)
+    assert p.returncode == 78, p.stdout
+    line = [l for l in p.stdout.splitlines()
+            if "apps.connections.open" in l][0]
+    assert "not_allowed_token_type" in line and "xapp-" in line
