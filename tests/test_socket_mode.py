@@ -549,3 +549,42 @@ def test_doctor_explains_a_swapped_token(sm_daemon_factory, sm_fake):
     line = [l for l in p.stdout.splitlines()
             if "apps.connections.open" in l][0]
     assert "not_allowed_token_type" in line and "xapp-" in line
+
+
+# ---- the example bots work unchanged -----------------------------------------
+
+@pytest.mark.parametrize("name", ["sh", "python", "c"])
+def test_example_bot_under_socket_mode(name, sm_daemon_factory, sm_fake,
+                                       tmp_path):
+    from test_examples import Bot
+    d = sm_daemon_factory().start()
+    sm_connected(d, sm_fake)
+    bot = Bot(name, d, tmp_path)
+    try:
+        wait_until(lambda: d.status().get("clients", 0) >= 2
+                   or bot.proc.poll() is not None, 10, what="the bot")
+        assert bot.proc.poll() is None, "the bot exited: " + bot.stderr()
+        time.sleep(0.3)
+        for text, ts, thread in (("hello", "1700000001.000100", None),
+                                 ("ping", "1700000002.000100", None),
+                                 ("ping", "1700000003.000200",
+                                  "1700000002.999999")):
+            ev = {"type": "message", "channel": "C0GENERAL",
+                  "user": "U0ALICE", "text": text, "ts": ts,
+                  "channel_type": "channel"}
+            if thread:
+                ev["thread_ts"] = thread
+            sm_fake.emit(ev)
+
+        def pongs():
+            return [p for p in sm_fake.posts if p.get("text") == "pong"]
+        wait_until(lambda: len(pongs()) >= 2, 10,
+                   what="two pongs (bot said: %s)" % bot.stderr())
+        time.sleep(0.5)
+        assert [(p["channel_id"], p.get("thread_ts")) for p in pongs()] == [
+            ("C0GENERAL", "1700000002.000100"),
+            ("C0GENERAL", "1700000002.999999")]
+        assert len(sm_fake.posts) == 2
+        assert bot.stderr() == "", bot.stderr()
+    finally:
+        bot.stop()
