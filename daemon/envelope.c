@@ -23,7 +23,8 @@
 
 #include "slackd.h"
 
-#define ENVELOPE_KEEP 600 /* s an answered envelope is remembered */
+#define ENVELOPE_KEEP        600   /* s an answered envelope is remembered */
+#define ENVELOPE_MAX_PAYLOAD 16000 /* bytes of a response payload */
 
 struct envelope {
 	char id[JSCAN_FIELD];
@@ -116,6 +117,7 @@ envelope_answer(struct client *c, struct request *r)
 {
 	struct envelope *env;
 	struct json_object *o;
+	size_t len;
 
 	env =
 	    envelope_map != NULL ? map_get(envelope_map, r->envelope_id) : NULL;
@@ -131,6 +133,15 @@ envelope_answer(struct client *c, struct request *r)
 		        ? "envelope %s was already answered by another slackd.ack"
 		        : "envelope %s was already acknowledged without a payload: no slackd.ack came within ack_wait",
 		    r->envelope_id);
+		return;
+	}
+	if (r->payload != NULL &&
+	    (len = strlen(json_object_to_json_string_ext(r->payload,
+	         JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))) >
+	        ENVELOPE_MAX_PAYLOAD) {
+		client_error(c, r->id, PROTOCOL_E_TOO_LONG,
+		    "the payload is %zu bytes as JSON; an acknowledgement carries at most %d: send a shorter one (the envelope still waits)",
+		    len, ENVELOPE_MAX_PAYLOAD);
 		return;
 	}
 	env->answered = 1;

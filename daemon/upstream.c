@@ -414,8 +414,11 @@ upstream_conns(struct upstream *up)
 	upstream_tell(up, m);
 }
 
-/* A frame of the protocol's own (an ack): written before anything else. */
-void
+/*
+ * A frame of the protocol's own (an ack): written before anything else.
+ * -1 if it cannot be: too long, or the session is not up.
+ */
+int
 upstream_conn_write(struct upstream_conn *conn, const char *data, size_t len)
 {
 	struct mailbox_msg *m;
@@ -423,12 +426,13 @@ upstream_conn_write(struct upstream_conn *conn, const char *data, size_t len)
 	if (conn->wsi == NULL || len > UPSTREAM_TX_MAX ||
 	    (conn->phase != UPSTREAM_CONN_LIVE &&
 	        conn->phase != UPSTREAM_CONN_HELLO))
-		return;
+		return -1;
 	m = mailbox_msg_new(MAILBOX_SEND);
 	m->data = xmemdup(data, len);
 	m->len = len;
 	STAILQ_INSERT_TAIL(&conn->pwrites, m, entry);
 	lws_callback_on_writable(conn->wsi);
+	return 0;
 }
 
 /* Live session number session, else the newest live one, or NULL. */

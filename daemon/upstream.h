@@ -131,7 +131,7 @@ void upstream_conn_lost(struct upstream_conn *, int, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 void upstream_conn_retire(struct upstream_conn *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
-void upstream_conn_write(struct upstream_conn *, const char *, size_t);
+int upstream_conn_write(struct upstream_conn *, const char *, size_t);
 struct upstream_conn *upstream_conn_live(struct upstream *, uint64_t);
 void upstream_fatal(struct upstream *, const char *);
 const struct config *upstream_conf(const struct upstream *);

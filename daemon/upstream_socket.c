@@ -265,7 +265,13 @@ upstream_socket_ack(struct upstream_conn *conn, const char *id,
 		    payload);
 	else
 		n = xasprintf(&frame, "{\"envelope_id\":\"%s\"}", id);
-	upstream_conn_write(conn, frame, (size_t)n);
+	if (upstream_conn_write(conn, frame, (size_t)n) != 0 &&
+	    payload != NULL && plen > 0) {
+		log_warnx(
+		    "upstream: the response payload for envelope %s does not fit in a frame; acknowledged without it",
+		    id);
+		upstream_socket_ack(conn, id, NULL, 0);
+	}
 	free(frame);
 }
 

@@ -153,10 +153,30 @@ def test_fanout_three_clients_nothing_lost_acks_fast(sm_daemon_factory,
         assert sorted(got) == list(range(n)), "missing or duplicated"
         assert len(got) == n
     wait_until(lambda: not sm_fake.sm_unacked(), 5, what="every ack")
-    assert sm_fake.sm_late_acks(0.1) == []
     # envelopes went to both connections
     used = {r["deliveries"][0]["session"] for r in sm_fake.sm_envelopes()}
     assert len(used) == 2
+
+
+def test_every_envelope_acked_within_100ms(sm_daemon_factory, sm_fake):
+    """Events at a steady 200/s for 3 s: the fake times each ack from the
+    moment it wrote the envelope; none may take over 100 ms."""
+    d = sm_daemon_factory().start()
+    sm_connected(d, sm_fake)
+    c = d.client()
+    n = 600
+    evs = events(n)
+    t0 = time.monotonic()
+    for i in range(0, n, 10):
+        sm_fake.emit_many(evs[i:i + 10], wait=False)
+        time.sleep(max(0, t0 + (i + 10) / 200 - time.monotonic()))
+    assert sorted(collect(c, n)) == list(range(n))
+    wait_until(lambda: not sm_fake.sm_unacked(), 5, what="every ack")
+    late = sm_fake.sm_late_acks(0.1)
+    assert late == [], "%d of %d acks late, the worst %.0f ms" % (
+        len(late), n, 1000 * max(dl for _, dl in late))
+    assert all(len(r["deliveries"]) == 1 for r in sm_fake.sm_envelopes()), \
+        "an envelope was sent again: its ack was missed"
 
 
 def test_event_forwarded_unchanged(sm_daemon_factory, sm_fake):
@@ -470,6 +490,24 @@ def test_slash_command_unanswered(sm_daemon_factory, sm_fake):
     assert r["ok"] is False and "ack_wait" in r["error"]["msg"]
     r = c.request({"id": 3, "type": "slackd.ack", "envelope_id": "nope"})
     assert r["ok"] is False
+
+
+def test_slash_command_payload_too_big(sm_daemon_factory, sm_fake):
+    d = sm_daemon_factory(ack_wait="2").start()
+    sm_connected(d, sm_fake)
+    c = d.client()
+    eid = sm_fake.sm_slash_command("/big", "")
+    c.recv_until(lambda m: m.get("type") == "slackd.slash_command")
+    r = c.request({"id": 1, "type": "slackd.ack", "envelope_id": eid,
+                   "payload": {"text": "x" * 20000}})
+    assert r["ok"] is False and "at most 16000" in r["error"]["msg"]
+    r = c.request({"id": 2, "type": "slackd.ack", "envelope_id": eid,
+                   "payload": {"text": "short"}})
+    assert r == {"ok": True, "reply_to": 2}
+    wait_until(lambda: sm_fake.sm_envelopes("slash_commands")[0]["acks"], 5,
+               what="the ack")
+    assert sm_fake.sm_envelopes("slash_commands")[0]["acks"][0][
+        "payload"] == {"text": "short"}
 
 
 def test_interactive_forwarded(sm_daemon_factory, sm_fake):
