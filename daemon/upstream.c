@@ -459,12 +459,6 @@ upstream_rate_limited(struct upstream *up)
 	upstream_conns(up);
 }
 
-const struct config *
-upstream_conf(const struct upstream *up)
-{
-	return up->p->conf;
-}
-
 /* ---- sessions ---------------------------------------------------------- */
 
 static struct upstream_conn *

@@ -134,7 +134,6 @@ void upstream_conn_retire(struct upstream_conn *, const char *, ...)
 int upstream_conn_write(struct upstream_conn *, const char *, size_t);
 struct upstream_conn *upstream_conn_live(struct upstream *, uint64_t);
 void upstream_fatal(struct upstream *, const char *);
-const struct config *upstream_conf(const struct upstream *);
 void upstream_rate_limited(struct upstream *);
 
 /* frame.c: what one RTM frame from Slack means (pure; fuzzed). */
