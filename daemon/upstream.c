@@ -36,10 +36,12 @@
  * one connect call is in flight at a time (a session going live, ending or
  * failing asks for the next), and all of them pass the same token bucket.
  * Liveness is per session: the protocol's keepalive (an RTM ping frame, or
- * a WebSocket PING for Socket Mode) must be answered within pong_timeout,
- * and a session from which nothing at all arrived for ping_interval +
- * pong_timeout is dead too; while reading is paused (the main thread is
- * behind) neither counts, since an answer may be waiting unread.  A close
+ * a WebSocket PING for Socket Mode) must be answered within pong_timeout;
+ * as a backstop, judged only between keepalives so that the pong rule
+ * speaks first, a session from which nothing at all arrived for twice
+ * ping_interval plus pong_timeout is dead too.  While reading is paused
+ * (the main thread is behind) neither counts, since an answer may be
+ * waiting unread.  A close
  * handshake gets UPSTREAM_CLOSE_WAIT.
  * Frames a protocol originates (Socket Mode's acks) are written on their
  * session ahead of anything else.
@@ -995,9 +997,9 @@ upstream_ping(lws_sorted_usec_list_t *sul)
 		return;
 	upstream_timer(
 	    up, &conn->sul_ping, up->p->conf->ping_interval, upstream_ping);
-	if (conn->last_rx != 0 && !up->rx_paused &&
+	if (conn->last_rx != 0 && !up->rx_paused && conn->ping_sent == 0 &&
 	    util_now_ms() - conn->last_rx >
-	        up->p->conf->ping_interval + up->p->conf->pong_timeout) {
+	        2 * up->p->conf->ping_interval + up->p->conf->pong_timeout) {
 		upstream_conn_lost(conn, 0, "nothing from Slack for %.1f s",
 		    (double)(util_now_ms() - conn->last_rx) / 1000);
 		return;
