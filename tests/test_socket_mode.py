@@ -105,6 +105,17 @@ def test_upstream_socket_without_app_token(sm_daemon_factory, sm_fake):
         in d.log_text()
 
 
+def test_app_token_file_readable_by_others_refused(sm_daemon_factory,
+                                                   sm_fake):
+    d = sm_daemon_factory()
+    d.write_config()
+    os.chmod(d.app_token_path, 0o644)
+    d.expected_exit = 78
+    d.start(wait=None)
+    assert d.wait_exit() == 78
+    assert "is accessible by group or others (mode 0644)" in d.log_text()
+
+
 def test_app_token_from_env(sm_daemon_factory, sm_fake):
     d = sm_daemon_factory(app_token=None)
     d.start(env={"SLACK_APP_TOKEN": APP_TOKEN})
