@@ -5,10 +5,17 @@
  * the SHA-1 and base64 of the WebSocket handshake.  One port serves both
  *
  *   GET|POST /api/rtm.connect   -> {"ok":true,"url":"ws://127.0.0.1:P/rtm",…}
+ *   POST /api/apps.connections.open -> {"ok":true,"url":"ws://…/sm"}
+ *   GET|POST /api/auth.test     -> who we are (Socket Mode asks it first)
  *   GET /TAG + Upgrade          -> a WebSocket; TAG names the connection
- *                                  (slackd gets "rtm", floors use others)
+ *                                  (slackd gets "rtm" or "sm", floors use
+ *                                  others)
  *
- * and every WebSocket gets {"type":"hello"} first.  App-level pings are
+ * and every WebSocket gets {"type":"hello"} first (a Socket Mode hello for
+ * "sm").  On "sm" connections every event goes out inside an events_api
+ * envelope with its own envelope_id and event_id (counted across jobs, so
+ * that slackd's de-duplication never drops one), the event itself the same
+ * bytes as on "rtm"; slackd's acks are counted.  App-level pings are
  * answered with pongs, {"id":N,"type":"message",…} at once with
  * {"ok":true,"reply_to":N,"ts":…}, WebSocket PINGs with PONGs.
  *
@@ -70,6 +77,15 @@
 #define EV_FIXED                                                               \
 	(sizeof EV_PRE - 1 + sizeof EV_MID - 1 + sizeof EV_TXT - 1 +           \
 	    sizeof EV_END - 1)
+#define SM_PRE "{\"envelope_id\":\"e"
+#define SM_MID                                                                 \
+	"\",\"type\":\"events_api\",\"accepts_response_payload\":false,"       \
+	"\"retry_attempt\":0,\"retry_reason\":\"\",\"payload\":{\"type\":"     \
+	"\"event_callback\",\"team_id\":\"T0\",\"event_id\":\"Ev"
+#define SM_EV  "\",\"event\":"
+#define SM_END "}}"
+#define SM_ROOM                                                                \
+	(sizeof SM_PRE + sizeof SM_MID + sizeof SM_EV + sizeof SM_END + 48)
 
 enum kind { K_LISTEN, K_STDIN, K_CONN, K_TIMER };
 
@@ -105,7 +121,8 @@ struct conn {
 	int64_t late_max, late_sum;
 	int64_t t_done;
 
-	uint64_t pings, wspings, msgs, other, bytes_out;
+	uint64_t pings, wspings, msgs, other, acks, bytes_out;
+	int sm; /* a Socket Mode connection: envelopes */
 };
 
 struct job {
@@ -128,7 +145,7 @@ static unsigned short port;
 static struct conn *conns;
 static unsigned next_id;
 static struct job job;
-static uint64_t n_http, n_rtm_connect, n_ws_opened, n_ts;
+static uint64_t n_http, n_rtm_connect, n_ws_opened, n_ts, n_sm_open, n_env;
 static char pad[MAX_SIZE];
 static struct handle h_listen = { K_LISTEN, NULL };
 static struct handle h_stdin = { K_STDIN, NULL };
@@ -230,15 +247,21 @@ ws_frame(struct conn *c, int opcode, const void *p, size_t n)
 
 /* One event, header included, at p (room for size + 64). */
 static size_t
-ev_format(unsigned char *p, uint64_t seq, int64_t t, size_t size)
+ev_format(unsigned char *p, uint64_t seq, int64_t t, size_t size, int sm)
 {
-	char sb[24], tb[24];
-	int sl = u64toa(sb, seq), tl = u64toa(tb, (uint64_t)t);
+	char sb[24], tb[24], eb[24];
+	int sl = u64toa(sb, seq), tl = u64toa(tb, (uint64_t)t), el = 0;
 	size_t fixed = EV_FIXED + (size_t)sl + (size_t)tl, padn, plen, hl;
+	size_t wrap = 0;
 	unsigned char *q;
 
+	if (sm) {
+		el = u64toa(eb, ++n_env);
+		wrap = sizeof SM_PRE - 1 + sizeof SM_MID - 1 + sizeof SM_EV -
+		    1 + sizeof SM_END - 1 + 2 * (size_t)el;
+	}
 	padn = size > fixed ? size - fixed : 0;
-	plen = fixed + padn;
+	plen = fixed + padn + wrap;
 	p[0] = 0x81;
 	if (plen < 126) {
 		p[1] = (unsigned char)plen;
@@ -258,6 +281,18 @@ ev_format(unsigned char *p, uint64_t seq, int64_t t, size_t size)
 		hl = 10;
 	}
 	q = p + hl;
+	if (sm) {
+		memcpy(q, SM_PRE, sizeof SM_PRE - 1);
+		q += sizeof SM_PRE - 1;
+		memcpy(q, eb, (size_t)el);
+		q += el;
+		memcpy(q, SM_MID, sizeof SM_MID - 1);
+		q += sizeof SM_MID - 1;
+		memcpy(q, eb, (size_t)el);
+		q += el;
+		memcpy(q, SM_EV, sizeof SM_EV - 1);
+		q += sizeof SM_EV - 1;
+	}
 	memcpy(q, EV_PRE, sizeof EV_PRE - 1);
 	q += sizeof EV_PRE - 1;
 	memcpy(q, sb, (size_t)sl);
@@ -272,15 +307,20 @@ ev_format(unsigned char *p, uint64_t seq, int64_t t, size_t size)
 	q += padn;
 	memcpy(q, EV_END, sizeof EV_END - 1);
 	q += sizeof EV_END - 1;
+	if (sm) {
+		memcpy(q, SM_END, sizeof SM_END - 1);
+		q += sizeof SM_END - 1;
+	}
 	return (size_t)(q - p);
 }
 
 static void
 add_event(struct conn *c, int64_t t)
 {
-	unsigned char *p = (unsigned char *)out_room(c, c->job_size + 64);
+	unsigned char *p =
+	    (unsigned char *)out_room(c, c->job_size + 64 + SM_ROOM);
 
-	c->olen += ev_format(p, ++c->job_sent, t, c->job_size);
+	c->olen += ev_format(p, ++c->job_sent, t, c->job_size, c->sm);
 }
 
 /* Burst: fill the output with up to FILL_TARGET bytes of events. */
@@ -456,6 +496,13 @@ ws_accept(struct conn *c, const char *key, const char *proto, const char *path)
 	c->tag[i] = '\0';
 	c->ws = 1;
 	n_ws_opened++;
+	if (strcmp(c->tag, "sm") == 0) {
+		c->sm = 1;
+		hello = "{\"type\":\"hello\",\"num_connections\":1,"
+		        "\"connection_info\":{\"app_id\":\"A0BENCH\"},"
+		        "\"debug_info\":{\"host\":\"applink-bench\","
+		        "\"approximate_connection_time\":18060}}";
+	}
 	ws_frame(c, 1, hello, strlen(hello));
 }
 
@@ -508,7 +555,19 @@ http_request(struct conn *c, size_t end)
 		    "\"self\":{\"id\":\"U0\",\"name\":\"bench\"}}",
 		    port);
 		http_reply(c, "200 OK", body);
-	} else if (strncmp(path, "/api/", 5) == 0)
+	} else if (strstr(path, "apps.connections.open") != NULL) {
+		char body[256];
+
+		n_sm_open++;
+		snprintf(body, sizeof body,
+		    "{\"ok\":true,\"url\":\"ws://127.0.0.1:%u/sm\"}", port);
+		http_reply(c, "200 OK", body);
+	} else if (strstr(path, "auth.test") != NULL)
+		http_reply(c, "200 OK",
+		    "{\"ok\":true,\"url\":\"https://bench.slack.com/\","
+		    "\"team\":\"Bench\",\"user\":\"bench\","
+		    "\"team_id\":\"T0\",\"user_id\":\"U0\"}");
+	else if (strncmp(path, "/api/", 5) == 0)
 		http_reply(
 		    c, "200 OK", "{\"ok\":false,\"error\":\"unknown_method\"}");
 	else
@@ -597,6 +656,10 @@ ws_text(struct conn *c, const char *s, size_t n)
 		    text != NULL ? text : "");
 		ws_frame(c, 1, buf, (size_t)k);
 		free(buf);
+		return;
+	}
+	if (c->sm && json_str(s, n, "\"envelope_id\"", &tlen) != NULL) {
+		c->acks++;
 		return;
 	}
 	c->other++;
@@ -867,18 +930,19 @@ stat_print(void)
 	const char *sep = "";
 
 	printf("{\"cmd\":\"stat\",\"port\":%u,\"http\":%" PRIu64
-	       ",\"rtm_connect\":%" PRIu64 ",\"ws_opened\":%" PRIu64
-	       ",\"conns\":[",
-	    port, n_http, n_rtm_connect, n_ws_opened);
+	       ",\"rtm_connect\":%" PRIu64 ",\"sm_open\":%" PRIu64
+	       ",\"ws_opened\":%" PRIu64 ",\"conns\":[",
+	    port, n_http, n_rtm_connect, n_sm_open, n_ws_opened);
 	for (c = conns; c != NULL; c = c->next) {
 		if (c->dead)
 			continue;
 		printf(
 		    "%s{\"id\":%u,\"ws\":%d,\"tag\":\"%s\",\"pings\":%" PRIu64
 		    ",\"wspings\":%" PRIu64 ",\"msgs\":%" PRIu64
-		    ",\"other\":%" PRIu64 ",\"bytes_out\":%" PRIu64 "}",
+		    ",\"other\":%" PRIu64 ",\"acks\":%" PRIu64
+		    ",\"bytes_out\":%" PRIu64 "}",
 		    sep, c->id, c->ws, c->tag, c->pings, c->wspings, c->msgs,
-		    c->other, c->bytes_out);
+		    c->other, c->acks, c->bytes_out);
 		sep = ",";
 	}
 	printf("]}\n");

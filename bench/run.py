@@ -9,6 +9,12 @@ table on stderr.
 
     bench/run.py --builddir BUILDDIR [--quick] [--reps N] [--out FILE]
 
+Socket Mode runs in the same repetition, after RTM: a second slackd with an
+app-level token (connections = 1, so that each event arrives once) receives
+the same events inside events_api envelopes (bench/gen tag "sm") and acks
+each; its receive CPU per event and latency are reported next to RTM's
+(socket_deliver_1_200B, socket_latency_1).
+
 Daemon CPU is the sum over its threads of /proc/PID/task/*/schedstat
 (on-CPU ns); /proc/PID/stat utime+stime (10 ms ticks) is recorded next to
 it.  The floors and the readers measure their own CPU with
@@ -35,6 +41,7 @@ import threading
 import time
 
 TOKEN = "xoxb-bench-not-a-token"
+APP_TOKEN = "xapp-bench-not-a-token"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -396,7 +403,11 @@ class Bench:
 
     # -- the daemon --
     def conf(self):
-        return {
+        extra = {}
+        if getattr(self, "mode", "rtm") == "socket":
+            extra = {"app_token_file": os.path.join(self.tmp, "app-token"),
+                     "upstream": "socket", "connections": "1"}
+        return dict(extra, **{
             "api_url": "http://127.0.0.1:%d/api/" % self.port,
             "token_file": os.path.join(self.tmp, "token"),
             "socket": os.path.join(self.tmp, "slackd.sock"),
@@ -410,7 +421,10 @@ class Bench:
             "send_rate": "1000",
             "send_burst": "1000",
             # ping_interval: the default (10 s), as the idle case wants
-        }
+        })
+
+    def tag(self):
+        return "sm" if getattr(self, "mode", "rtm") == "socket" else "rtm"
 
     def write_conf(self):
         self.conf_path = os.path.join(self.tmp, "slackd.conf")
@@ -418,16 +432,19 @@ class Bench:
             f.write("# written by bench/run.py\n")
             for k, v in self.conf().items():
                 f.write("%s = %s\n" % (k, v))
-        tok = os.path.join(self.tmp, "token")
-        if not os.path.exists(tok):
-            fd = os.open(tok, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, (TOKEN + "\n").encode())
-            os.close(fd)
+        for name, value in (("token", TOKEN), ("app-token", APP_TOKEN)):
+            tok = os.path.join(self.tmp, name)
+            if not os.path.exists(tok):
+                fd = os.open(tok, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o600)
+                os.write(fd, (value + "\n").encode())
+                os.close(fd)
         chk = subprocess.run([os.path.join(self.b, "slackd"), "-n", "-f",
                               self.conf_path], capture_output=True, text=True)
         if chk.returncode != 0:
             raise BenchError("slackd -n: %s%s" % (chk.stdout, chk.stderr))
-        self.conf_check = chk.stdout.strip().replace(TOKEN, "***")
+        self.conf_check = chk.stdout.strip().replace(TOKEN, "***").replace(
+            APP_TOKEN, "***")
 
     def daemon_status(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -480,8 +497,8 @@ class Bench:
         self.record("daemon_run", extra_sessions=sessions, exit=rc,
                     warnings=sum(1 for l in log.splitlines()
                                  if "dropped" in l or "reconnect" in l))
-        if TOKEN in log:
-            self.errors.append("the token appeared in slackd's log")
+        if TOKEN in log or APP_TOKEN in log:
+            self.errors.append("a token appeared in slackd's log")
         self.daemon = None
 
     # -- cases: generator ceiling --
@@ -587,7 +604,7 @@ class Bench:
         rs = self.readers(sock, k, n)
         hwm_ok = clear_hwm(pid)
         c0 = CpuMark(pid)
-        r = self.gen_cmd("burst rtm %d %d" % (n, size))
+        r = self.gen_cmd("burst %s %d %d" % (self.tag(), n, size))
         res = self.reader_results(rs, 300, watch=pid)
         cpu_us, cpu_stat = c0.since()
         hwm = status_kb(pid, "VmHWM")
@@ -609,23 +626,24 @@ class Bench:
             self.errors.append("%s: lost %d, reordered %d, timeout %s" % (
                 case, res["lost"], res["reordered"], res["timeout"]))
 
-    def case_latency(self, pid, k):
+    def case_latency(self, pid, k, prefix=""):
         n = int(self.lat_rate * self.lat_secs)
         rs = self.readers(self.conf()["socket"], k, n, lat=True,
                           timeout=self.lat_secs + 120, name="lreader")
         c0 = CpuMark(pid)
-        r = self.gen_cmd("rate rtm %d %g 200" % (self.lat_rate, self.lat_secs),
+        r = self.gen_cmd("rate %s %d %g 200" % (self.tag(), self.lat_rate,
+                                                 self.lat_secs),
                          self.lat_secs + 60)
         res = self.reader_results(rs, 120)
         cpu_us, _ = c0.since()
-        self.record("latency_%d" % k, events=n, clients=k,
+        self.record("%slatency_%d" % (prefix, k), events=n, clients=k,
                     p50_us=res["lat"]["p50_us"], p99_us=res["lat"]["p99_us"],
                     max_us=res["lat"]["max_us"], cpu_us_per_event=cpu_us / n,
                     gen_late_max_us=r["late_max_us"],
                     lost=res["lost"], reordered=res["reordered"])
         if res["lost"] or res["reordered"]:
-            self.errors.append("latency_%d: lost %d, reordered %d" % (
-                k, res["lost"], res["reordered"]))
+            self.errors.append("%slatency_%d: lost %d, reordered %d" % (
+                prefix, k, res["lost"], res["reordered"]))
 
     def case_outbound(self, pid, pipelined):
         n = self.out_pipe if pipelined else self.out_seq
@@ -682,6 +700,19 @@ class Bench:
         self.case_outbound(pid, False)
         self.case_outbound(pid, True)
         self.stop_daemon()
+        say("  slackd, Socket Mode: 1 client, latency")
+        self.mode = "socket"
+        try:
+            self.write_conf()
+            pid = self.start_daemon()
+            self.case_burst(pid, "socket_deliver_1_200B", 1, self.n1, 200)
+            self.case_latency(pid, 1, "socket_")
+            acks = sum(c.get("acks", 0) for c in self.gen_stat()["conns"])
+            self.record("socket_acks", acks=acks)
+            self.stop_daemon()
+        finally:
+            self.mode = "rtm"
+            self.write_conf()
 
     # -- the report --
     def s(self, case, key):
@@ -875,6 +906,29 @@ class Bench:
                         "cpu_per_event_vs_bridge": ratio(
                             med(self.s(c, "cpu_us_per_event")),
                             fl(fb, "cpu_us_per_event"))}}
+        for c, rtm in (("socket_deliver_1_200B", "deliver_1_200B"),
+                       ("socket_latency_1", "latency_1")):
+            if c not in self.runs:
+                continue
+            C[c] = {"upstream": "Socket Mode (events_api envelopes, each "
+                                "acked; connections = 1)",
+                    "clients": 1, "size": 200,
+                    "events": self.runs[c][0]["events"],
+                    "cpu_us_per_event": self.s(c, "cpu_us_per_event"),
+                    "lost": sum(r["lost"] for r in self.runs[c]),
+                    "reordered": sum(r["reordered"] for r in self.runs[c]),
+                    "cpu_per_event_vs_rtm": ratio(
+                        med(self.s(c, "cpu_us_per_event")),
+                        med(self.s(rtm, "cpu_us_per_event")))}
+            if c.startswith("socket_latency"):
+                C[c].update(rate=self.lat_rate, seconds=self.lat_secs,
+                            p50_us=self.s(c, "p50_us"),
+                            p99_us=self.s(c, "p99_us"),
+                            max_us=self.s(c, "max_us"),
+                            p50_vs_rtm=ratio(med(self.s(c, "p50_us")),
+                                             med(self.s(rtm, "p50_us"))))
+            else:
+                C[c]["events_per_s"] = self.s(c, "events_per_s")
         if "idle" in self.runs:
             rss = self.s("idle", "rss_kib")
             C["memory"] = {
@@ -1030,6 +1084,27 @@ def table(R):
             fmt(c["cpu_us_per_event"]),
             "bridge " + fmt(fb.get("cpu_us_per_event")),
             c["vs_floor"]["cpu_per_event_vs_bridge"])
+    c = C.get("socket_deliver_1_200B")
+    if c:
+        row("Socket Mode 1 client 200B: events/s", fmt(c["events_per_s"]),
+            "rtm " + fmt(C.get("deliver_1_200B", {}).get("events_per_s")))
+        row("Socket Mode 1 client 200B: CPU us/event",
+            fmt(c["cpu_us_per_event"]),
+            "rtm " + fmt(C.get("deliver_1_200B", {}).get("cpu_us_per_event")),
+            c["cpu_per_event_vs_rtm"])
+    c = C.get("socket_latency_1")
+    if c:
+        row("Socket Mode latency %d/s to 1: p50 us" % c["rate"],
+            fmt(c["p50_us"]),
+            "rtm " + fmt(C.get("latency_1", {}).get("p50_us")),
+            c["p50_vs_rtm"])
+        row("Socket Mode latency %d/s to 1: p99 us" % c["rate"],
+            fmt(c["p99_us"]),
+            "rtm " + fmt(C.get("latency_1", {}).get("p99_us")))
+        row("Socket Mode latency %d/s to 1: CPU us/event" % c["rate"],
+            fmt(c["cpu_us_per_event"]),
+            "rtm " + fmt(C.get("latency_1", {}).get("cpu_us_per_event")),
+            c["cpu_per_event_vs_rtm"])
     m = C.get("memory")
     if m:
         row("RSS idle KiB", fmt(m["idle_rss_kib"]),

@@ -1691,6 +1691,46 @@ slackctl_who(struct json_object *o, const char *key, char *buf, size_t len)
 	    id != NULL ? id : "?");
 }
 
+/* Socket Mode: the app and each connection Slack holds for it. */
+static void
+slackctl_print_socket(struct json_object *o)
+{
+	struct json_object *a, *c;
+	const char *host, *app = protocol_json_str(o, "app_id");
+	char when[64], age[64], life[64];
+	double since, now = (double)time(NULL);
+	size_t i;
+	time_t t;
+
+	printf("upstream:   Socket Mode, app %s, %.0f app_rate_limited\n",
+	    app != NULL ? app : "?", slackctl_num(o, "app_rate_limited"));
+	if (!json_object_object_get_ex(o, "connections", &a) ||
+	    !json_object_is_type(a, json_type_array))
+		return;
+	for (i = 0; i < json_object_array_length(a); i++) {
+		c = json_object_array_get_idx(a, i);
+		host = protocol_json_str(c, "host");
+		printf("  session %.0f: %s", slackctl_num(c, "session"),
+		    protocol_json_str(c, "state"));
+		if ((since = slackctl_num(c, "connected_since")) > 0) {
+			t = (time_t)since;
+			strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S",
+			    localtime(&t));
+			slackctl_duration(now - since, age, sizeof age);
+			printf(" since %s (%s)", when, age);
+		}
+		if (host != NULL)
+			printf(" on %s", host);
+		if (slackctl_num(c, "approximate_lifetime") > 0) {
+			slackctl_duration(
+			    slackctl_num(c, "approximate_lifetime"), life,
+			    sizeof life);
+			printf(", lifetime about %s", life);
+		}
+		printf("\n");
+	}
+}
+
 static void
 slackctl_print_status(struct json_object *o)
 {
@@ -1744,6 +1784,9 @@ slackctl_print_status(struct json_object *o)
 		printf("            last dropped %s: %s\n", when,
 		    protocol_json_str(d, "why"));
 	}
+	if (protocol_json_str(o, "upstream") != NULL &&
+	    strcmp(protocol_json_str(o, "upstream"), "socket") == 0)
+		slackctl_print_socket(o);
 }
 
 static int

@@ -37,6 +37,9 @@
 #define PROTOCOL_QUEUED    "slackd.queued" /* notice: in slackd's queue */
 #define PROTOCOL_GAP       "slackd.gap"   /* events a replay cannot give */
 #define PROTOCOL_SEQ       "slackd_seq"   /* an event's cursor, if asked */
+#define PROTOCOL_ACK       "slackd.ack"   /* answer a Socket Mode envelope */
+#define PROTOCOL_SLASH_COMMAND "slackd.slash_command" /* Socket Mode */
+#define PROTOCOL_INTERACTIVE   "slackd.interactive"   /* Socket Mode */
 
 /* Upstream connection states, as they appear in hello/state/status. */
 #define PROTOCOL_STATE_CONNECTING   "connecting"

@@ -653,6 +653,7 @@ static void (*const client_handlers[REQUEST_NKINDS])(
 	[REQUEST_POST] = client_outbox,
 	[REQUEST_API] = client_outbox,
 	[REQUEST_NAMES] = client_outbox,
+	[REQUEST_ACK] = envelope_answer,
 };
 
 static void

@@ -91,6 +91,29 @@ const struct config_option config_options[] = {
 	    .type = CONFIG_STRING,
 	    .offset = OFF(token_file),
 	    .hint = "a path" },
+	{ .name = "upstream",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(upstream),
+	    .def_string = "auto",
+	    .flags = CONFIG_RESTART,
+	    .hint = "auto, rtm or socket" },
+	{ .name = "app_token_file",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(app_token_file),
+	    .hint = "a path" },
+	{ .name = "connections",
+	    .type = CONFIG_INT,
+	    .offset = OFF(connections),
+	    .def = 2,
+	    .min = 1,
+	    .max = 4,
+	    .flags = CONFIG_RESTART },
+	{ .name = "ack_wait",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(ack_wait),
+	    .def = 2 * SEC,
+	    .min = 0.01 * SEC,
+	    .max = 2.5 * SEC },
 	{ .name = "team_state",
 	    .type = CONFIG_BOOL,
 	    .offset = OFF(team_state),
@@ -889,6 +912,13 @@ config_check(const struct config *conf, char **errors)
 		return -1;
 	}
 	webapi_url_free(&url);
+	if (strcmp(conf->upstream, "auto") != 0 &&
+	    strcmp(conf->upstream, "rtm") != 0 &&
+	    strcmp(conf->upstream, "socket") != 0) {
+		xasprintf(errors, "upstream: \"%s\" is not auto, rtm or socket",
+		    conf->upstream);
+		return -1;
+	}
 	return 0;
 }
 

@@ -2,7 +2,9 @@
  * slackd --doctor: the online self-check.  Before the service starts, it
  * tells a person what will happen: which token source wins, what Slack
  * says of the token (auth.test), whether RTM accepts it (rtm.connect,
- * whose WebSocket URL is never opened), whether the granted scopes cover
+ * whose WebSocket URL is never opened) -- or, with an app-level token and
+ * upstream not rtm, whether Socket Mode accepts that one
+ * (apps.connections.open, likewise) --, whether the granted scopes cover
  * names, DMs and posting, and what the socket and the state directory
  * will be like.
  *
@@ -110,8 +112,8 @@ static const struct doctor_why doctor_whys[] = {
 	{ "account_inactive", "the token's user or bot was deactivated: reinstall the app or use another token" },
 	{ "token_revoked", "the token was revoked: reinstall the app and use the new token" },
 	{ "token_expired", "the token expired (token rotation is on): slackd cannot refresh tokens; turn rotation off and reinstall the app" },
-	{ "not_allowed_token_type", "this token belongs to a Slack app created after classic apps ended on 2024-06-04, or is not a bot or user token; RTM needs the bot token (xoxb-) of a classic app: use one if the workspace has one. Socket Mode support, which works with new apps, is planned in slackd but not there yet" },
-	{ "legacy_custom_bots_deprecated", "this is the token of a legacy custom bot integration, and those stopped working on 2025-03-31: use the bot token (xoxb-) of a classic app instead (Socket Mode support, for new apps, is planned in slackd)" },
+	{ "not_allowed_token_type", "this token belongs to a Slack app created after classic apps ended on 2024-06-04, or is not a bot or user token; RTM needs the bot token (xoxb-) of a classic app: use one if the workspace has one, or run Socket Mode, which works with new apps: set app_token_file to the app's app-level token (xapp-) (see slackd(8), SOCKET MODE)" },
+	{ "legacy_custom_bots_deprecated", "this is the token of a legacy custom bot integration, and those stopped working on 2025-03-31: use the bot token (xoxb-) of a classic app instead, or a new Slack app through Socket Mode (app_token_file; see slackd(8), SOCKET MODE)" },
 	{ "missing_scope", "the token lacks the scope this call needs: RTM needs a classic app's bot token with the \"bot\" scope" },
 	{ "team_disabled", "the workspace was disabled" },
 	{ "ratelimited", "Slack asks to slow down: try again in a minute" },
@@ -231,7 +233,7 @@ doctor_kind(struct doctor *d, const char *token)
 	} kinds[] = {
 		{ "xoxb-", DOCTOR_OK, "a bot token (xoxb-)" },
 		{ "xoxp-", DOCTOR_OK, "a user token (xoxp-): slackd acts as that user" },
-		{ "xapp-", DOCTOR_FAIL, "an app-level token (xapp-), which is for Socket Mode: slackd does not support Socket Mode yet; use the app's bot token (xoxb-) of a classic app" },
+		{ "xapp-", DOCTOR_FAIL, "an app-level token (xapp-), which is for Socket Mode: it belongs in app_token_file (or the slack-app-token credential); the token here must be the app's bot token (xoxb-)" },
 		{ "xoxe.", DOCTOR_WARN, "a rotating token (xoxe.): it expires within 12 hours and slackd cannot refresh it; turn token rotation off and reinstall the app" },
 		{ "xoxe-", DOCTOR_FAIL, "a refresh token (xoxe-), not an access token: use the app's bot token (xoxb-)" },
 		{ "xoxa-", DOCTOR_WARN, "a workspace app token (xoxa-), a kind Slack retired" },
@@ -414,6 +416,47 @@ doctor_rtm(struct doctor *d)
 		else
 			doctor_refused(
 			    d, "rtm.connect", c.error, webcall_status(w));
+		webapi_connect_free(&c);
+	}
+	webcall_free(w);
+}
+
+/* apps.connections.open: would Socket Mode take the app-level token? */
+static void
+doctor_socket_mode(struct doctor *d)
+{
+	struct webcall *w;
+	struct webapi_connect c;
+	char *err = NULL;
+	const char *body;
+	size_t len;
+
+	w = webcall_new("apps.connections.open",
+	    "application/x-www-form-urlencoded", "", 0, doctor_called, d);
+	webcall_use_app_token(w);
+	d->done = 0;
+	webcall_start(&d->env, w); /* calls back on failure */
+	while (!d->done) {
+		if (lws_service(d->ctx, 0) < 0)
+			break;
+	}
+	body = webcall_body(w, &len);
+	if (webcall_error(w) != NULL)
+		doctor_line(d, DOCTOR_UNAVAILABLE,
+		    "apps.connections.open: cannot reach Slack: %s",
+		    webcall_error(w));
+	else if (webapi_parse_connect(body, len, &c, &err) != 0) {
+		doctor_line(d, DOCTOR_UNAVAILABLE,
+		    "apps.connections.open: HTTP %d without a usable answer: %s",
+		    webcall_status(w), err);
+		free(err);
+	} else {
+		if (c.ok)
+			doctor_line(d, DOCTOR_OK,
+			    "apps.connections.open: Socket Mode accepts the app-level token (Slack gave a WebSocket URL; not opened)");
+		else
+			doctor_refused(d, "apps.connections.open", c.error,
+			    webcall_status(w));
 		webapi_connect_free(&c);
 	}
 	webcall_free(w);
@@ -706,10 +749,10 @@ doctor_context(struct doctor *d)
 
 /* The online checks: only with a token and a context. */
 static void
-doctor_slack(struct doctor *d, const char *token, int verbose)
+doctor_slack(struct doctor *d, const char *token, const char *app, int verbose)
 {
 	/* Never lws INFO or DEBUG: they dump headers. */
-	d->p = upstream_params_new(d->conf, token,
+	d->p = upstream_params_new(d->conf, token, app,
 	    LLL_ERR | LLL_WARN | (verbose >= 2 ? LLL_NOTICE : 0));
 	lws_set_log_level(d->p->lws_log_level, lwslog_emit);
 	if (doctor_context(d) != 0) {
@@ -717,7 +760,10 @@ doctor_slack(struct doctor *d, const char *token, int verbose)
 		return;
 	}
 	if (doctor_auth(d) == 1) {
-		doctor_rtm(d);
+		if (app != NULL)
+			doctor_socket_mode(d);
+		else
+			doctor_rtm(d);
 		doctor_scopes(d);
 	}
 	lws_context_destroy(d->ctx);
@@ -734,7 +780,8 @@ int
 doctor_run(const struct config *conf, const char *conffile, int verbose)
 {
 	struct doctor d;
-	char *token;
+	char *token, *app = NULL, *err = NULL;
+	const char *source;
 
 	memset(&d, 0, sizeof d);
 	d.conf = conf;
@@ -748,7 +795,20 @@ doctor_run(const struct config *conf, const char *conffile, int verbose)
 	    conf->api_url);
 	if ((token = doctor_token(&d)) != NULL) {
 		doctor_kind(&d, token);
-		doctor_slack(&d, token, verbose);
+		if (strcmp(conf->upstream, "rtm") != 0 &&
+		    (app = token_app_load(conf, &source, &err)) != NULL) {
+			log_set_secret2(app);
+			doctor_line(&d, DOCTOR_OK,
+			    "app-level token: from %s, so slackd runs Socket Mode",
+			    source);
+		} else if (err != NULL) {
+			doctor_line(
+			    &d, DOCTOR_FAIL, "app-level token: %s", err);
+			free(err);
+		} else if (strcmp(conf->upstream, "socket") == 0)
+			doctor_line(&d, DOCTOR_FAIL,
+			    "app-level token: none, and upstream = socket needs one (app_token_file, the credential slack-app-token or SLACK_APP_TOKEN)");
+		doctor_slack(&d, token, app, verbose);
 	}
 	doctor_socket(&d);
 	doctor_state_dir(&d);
@@ -764,7 +824,9 @@ doctor_run(const struct config *conf, const char *conffile, int verbose)
 		    d.failed > 0 ? "not work as configured (exit 78)"
 		                 : "keep trying to reach Slack (exit 69)");
 	log_set_secret(NULL);
+	log_set_secret2(NULL);
 	token_secret_free(token);
+	token_secret_free(app);
 	free(d.scopes);
 	webapi_url_free(&d.api);
 	if (d.failed > 0)

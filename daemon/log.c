@@ -34,8 +34,7 @@ static int log_journal;
 static atomic_int log_level = LOG_LEVEL_INFO;
 
 static pthread_mutex_t log_secret_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *log_secret;
-static size_t log_secret_len;
+static char *log_secrets[2]; /* the bot token, the app-level token */
 
 static const char *log_names[] = { "error", "warning", "info", "debug" };
 static const int log_priorities[] = { LOG_ERR, LOG_WARNING, LOG_INFO,
@@ -98,19 +97,29 @@ log_level_parse(const char *s)
 	return -1;
 }
 
+static void
+log_secret_put(int i, const char *secret)
+{
+	pthread_mutex_lock(&log_secret_lock);
+	token_secret_free(log_secrets[i]);
+	log_secrets[i] = NULL;
+	if (secret != NULL && *secret != '\0')
+		log_secrets[i] = token_secret_dup(secret);
+	pthread_mutex_unlock(&log_secret_lock);
+}
+
 /* Remember the secret to scrub from every line (NULL to forget it). */
 void
 log_set_secret(const char *secret)
 {
-	pthread_mutex_lock(&log_secret_lock);
-	token_secret_free(log_secret);
-	log_secret = NULL;
-	log_secret_len = 0;
-	if (secret != NULL && *secret != '\0') {
-		log_secret = token_secret_dup(secret);
-		log_secret_len = strlen(secret);
-	}
-	pthread_mutex_unlock(&log_secret_lock);
+	log_secret_put(0, secret);
+}
+
+/* The second secret (the app-level token), likewise. */
+void
+log_set_secret2(const char *secret)
+{
+	log_secret_put(1, secret);
 }
 
 /*
@@ -118,29 +127,35 @@ log_set_secret(const char *secret)
  * "[token]".  Used on every log line and on every text that leaves the
  * daemon from upstream (reasons in slackd.state, status, errors).
  */
-void
-log_scrub(char *line, size_t size)
+static void
+log_scrub_one(char *line, size_t size, const char *secret)
 {
 	char *p;
 	const char *mask = "[token]";
-	size_t mlen = strlen(mask), tail;
+	size_t mlen = strlen(mask), tail, slen = strlen(secret);
 
-	pthread_mutex_lock(&log_secret_lock);
-	if (log_secret_len == 0) {
-		pthread_mutex_unlock(&log_secret_lock);
-		return;
-	}
-	while ((p = strstr(line, log_secret)) != NULL) {
-		tail = strlen(p + log_secret_len) + 1;
-		if (mlen > log_secret_len &&
-		    (size_t)(p - line) + mlen + tail > size)
+	while ((p = strstr(line, secret)) != NULL) {
+		tail = strlen(p + slen) + 1;
+		if (mlen > slen && (size_t)(p - line) + mlen + tail > size)
 			break;
-		memmove(p + mlen, p + log_secret_len, tail);
+		memmove(p + mlen, p + slen, tail);
 		memcpy(p, mask, mlen);
 	}
 	/* Also catch a secret cut off at the end of a truncated line. */
-	if ((p = strstr(line, log_secret)) != NULL)
+	if ((p = strstr(line, secret)) != NULL)
 		*p = '\0';
+}
+
+void
+log_scrub(char *line, size_t size)
+{
+	u_int i;
+
+	pthread_mutex_lock(&log_secret_lock);
+	for (i = 0; i < nitems(log_secrets); i++) {
+		if (log_secrets[i] != NULL)
+			log_scrub_one(line, size, log_secrets[i]);
+	}
 	pthread_mutex_unlock(&log_secret_lock);
 }
 

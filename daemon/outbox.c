@@ -24,6 +24,13 @@
  * is a command, like a mail handed to smtpd); only the reply is dropped.
  * Asked to stop, slackd first lets the messages and posts still queued or
  * unacknowledged go, for up to drain_timeout (outbox_drain()).
+ *
+ * Under Socket Mode nothing is sent over the WebSocket: a message is a
+ * post (chat.postMessage with the bot token: same queue, rate limit and
+ * names resolution) whose reply has RTM's shape, {"ok":true,"reply_to":N,
+ * "ts":…,"text":…}, and typing is refused (Slack apps have no typing
+ * indicators).  Like any Web API write, a post that may have reached
+ * Slack is never repeated.
  */
 #include "config.h"
 
@@ -169,6 +176,14 @@ outbox_free(struct outbox_req *req)
 		outbox_drain_check();
 }
 
+/* Goes out with chat.postMessage (slackd.post; message under Socket Mode). */
+static int
+outbox_is_post(const struct outbox_req *req)
+{
+	return req->r.kind == REQUEST_POST ||
+	    (req->r.kind == REQUEST_MESSAGE && status_now.socket_mode);
+}
+
 static int
 outbox_is_message(const struct outbox_req *req)
 {
@@ -256,6 +271,15 @@ outbox_posted(void *arg, const struct api_result *r)
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	if (json_object_object_get_ex(r->obj, "ts", &v))
 		json_object_object_add(o, "ts", json_object_get(v));
+	if (req->r.kind == REQUEST_MESSAGE) { /* RTM's reply shape */
+		json_object_object_add(o, "text",
+		    json_object_new_string(
+		        req->r.text != NULL ? req->r.text : ""));
+		log_debug("message %lld to %s posted", (long long)req->id,
+		    req->channel);
+		outbox_answer(req, o);
+		return;
+	}
 	json_object_object_add(
 	    o, "channel", json_object_new_string(req->channel));
 	if (json_object_object_get_ex(r->obj, "message", &v))
@@ -307,7 +331,7 @@ outbox_run(void)
 		if (req->state != OUTBOX_QUEUED ||
 		    (slackd_stopping && outbox_drained == NULL))
 			continue;
-		if (req->r.kind != REQUEST_POST && !connected)
+		if (!outbox_is_post(req) && !connected)
 			continue;
 		if (req->r.kind != REQUEST_TYPING &&
 		    !ratelimit_take(outbox_rl, req->channel, now, &wait)) {
@@ -315,7 +339,7 @@ outbox_run(void)
 				soonest = wait;
 			continue;
 		}
-		if (req->r.kind == REQUEST_POST)
+		if (outbox_is_post(req))
 			outbox_post(req);
 		else
 			outbox_hand(req);
@@ -411,7 +435,7 @@ outbox_resolved(void *arg, const char *channel, int code, const char *error)
 		return;
 	}
 	snprintf(req->channel, sizeof req->channel, "%s", channel);
-	if (req->r.kind != REQUEST_POST) {
+	if (!outbox_is_post(req)) {
 		req->frame =
 		    request_frame(&req->r, req->channel, req->id, &req->len);
 		if (req->len > PROTOCOL_RTM_MAX_FRAME) {
@@ -560,6 +584,11 @@ outbox_submit(struct client *c, const struct request *r)
 		    "not sent: %s",
 		    status_now.reason != NULL ? status_now.reason
 		                              : "Slack refused slackd");
+		return;
+	}
+	if (r->kind == REQUEST_TYPING && status_now.socket_mode) {
+		client_error(c, r->id, PROTOCOL_E_BAD_REQUEST,
+		    "typing indicators do not exist for Slack apps: slackd runs Socket Mode (upstream = socket), where Slack has no way to send them");
 		return;
 	}
 	if (r->kind == REQUEST_TYPING &&

@@ -320,6 +320,31 @@ request_names(struct request *r, struct request_error *e)
 	return 0;
 }
 
+/* slackd.ack: a Socket Mode envelope's id and, optionally, its payload. */
+static int
+request_ack(struct request *r, struct request_error *e)
+{
+	struct json_object *v;
+	int rc;
+
+	if ((rc = request_string(r->obj, "envelope_id", &r->envelope_id, e)) <
+	    0)
+		return -1;
+	if (rc == 0 || *r->envelope_id == '\0' ||
+	    strlen(r->envelope_id) >= JSCAN_FIELD ||
+	    strpbrk(r->envelope_id, "\"\\") != NULL)
+		return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+		    PROTOCOL_ACK
+		    " needs the \"envelope_id\" of the slackd.slash_command or slackd.interactive it answers");
+	if (json_object_object_get_ex(r->obj, "payload", &v) && v != NULL) {
+		if (!json_object_is_type(v, json_type_object))
+			return request_fail(e, PROTOCOL_E_BAD_REQUEST,
+			    "\"payload\" must be an object");
+		r->payload = v;
+	}
+	return 0;
+}
+
 /*
  * slackd.subscribe: "types" and "channels", each a list or absent; "seq"
  * (sequence numbers on events) and "since" (a cursor to replay from,
@@ -365,6 +390,7 @@ static const struct request_type {
 	{ PROTOCOL_POST, REQUEST_POST, request_post, 0 },
 	{ PROTOCOL_API, REQUEST_API, request_api, 0 },
 	{ PROTOCOL_NAMES, REQUEST_NAMES, request_names, 0 },
+	{ PROTOCOL_ACK, REQUEST_ACK, request_ack, 0 },
 	/* Honoured only with test hooks on (client.c). */
 	{ PROTOCOL_DEBUG, REQUEST_DEBUG, NULL, 1 },
 };

@@ -2,7 +2,9 @@
  * slackd: main(), startup and shutdown, signals, and the main thread's
  * side of the mailbox from upstream.
  *
- * Startup: configuration and token (errors exit 78), the local socket
+ * Startup: configuration and tokens (errors exit 78), the upstream
+ * protocol (Socket Mode when an app-level token is found and upstream is
+ * auto or socket, RTM otherwise), the local socket
  * (errors exit 1), then -- detached unless -d -- libevent, the upstream
  * thread and the accept loop.  Shutdown on SIGTERM/SIGINT: stop accepting,
  * give queued messages drain_timeout to be sent and acknowledged, ask
@@ -58,6 +60,8 @@ static int slackd_check_only; /* -n */
 static int slackd_foreground; /* -d */
 static char *slackd_token;
 static int slackd_token_from_env;
+static char *slackd_app_token; /* Socket Mode's; NULL under RTM */
+static int slackd_app_token_from_env;
 static int slackd_listener_adopted;
 static struct mailbox slackd_mailbox;
 static struct mailbox_list slackd_pending = STAILQ_HEAD_INITIALIZER(
@@ -94,7 +98,8 @@ slackd_usage(FILE *f)
 	fprintf(f,
 	    "usage: slackd [-dnv] [-f file] [-s socket] [-w seconds]\n"
 	    "\n"
-	    "Keep one Slack RTM connection and share it over a local socket.\n"
+	    "Keep a Slack connection (RTM or Socket Mode) and share it over a\n"
+	    "local socket.\n"
 	    "\n"
 	    "  -d, --foreground    stay in the foreground, log to stderr\n"
 	    "  -f, --config FILE   configuration file (default %s)\n"
@@ -111,7 +116,9 @@ slackd_usage(FILE *f)
 	    "\n"
 	    "The token comes from $CREDENTIALS_DIRECTORY/slack-token, the\n"
 	    "token_file setting or $SLACK_API_TOKEN, never from the command\n"
-	    "line.  Exit status: 0 stopped, 1 runtime failure, 64 usage,\n"
+	    "line; Socket Mode's app-level token from\n"
+	    "$CREDENTIALS_DIRECTORY/slack-app-token, app_token_file or\n"
+	    "$SLACK_APP_TOKEN.  Exit status: 0 stopped, 1 runtime failure, 64 usage,\n"
 	    "78 bad configuration or token refused by Slack.  See slackd(8).\n",
 	    SLACKD_CONF, SLACKD_WAIT);
 }
@@ -280,7 +287,11 @@ slackd_dispatch(struct mailbox_msg *m)
 		break;
 	case MAILBOX_PONG:
 	case MAILBOX_DROPPED:
+	case MAILBOX_CONNS:
 		status_update(m);
+		break;
+	case MAILBOX_ENVELOPE:
+		envelope_arrived(m->u.ack.envelope_id);
 		break;
 	case MAILBOX_FATAL:
 		slackd_fatal(m->u.fatal.error);
@@ -540,7 +551,7 @@ static struct upstream_params *
 slackd_params(const struct config *conf, const char *token)
 {
 	/* Never lws INFO or DEBUG: they dump headers. */
-	return upstream_params_new(conf, token,
+	return upstream_params_new(conf, token, slackd_app_token,
 	    LLL_ERR | LLL_WARN | (slackd_verbose >= 2 ? LLL_NOTICE : 0));
 }
 
@@ -577,6 +588,7 @@ slackd_cleanup(void)
 	struct mailbox_msg *m;
 
 	if (slackd_base != NULL) {
+		envelope_shutdown();
 		client_free_all();
 		hub_free();
 		status_free();
@@ -598,7 +610,9 @@ slackd_cleanup(void)
 	}
 	listener_unlink();
 	log_set_secret(NULL);
+	log_set_secret2(NULL);
 	token_secret_free(slackd_token);
+	token_secret_free(slackd_app_token);
 	config_free(slackd_conf);
 	free(slackd_conf);
 }
@@ -679,6 +693,39 @@ slackd_reload_warn(const struct config *old, const struct config *conf)
 }
 
 /*
+ * Under Socket Mode, a reload reads the app-level token again (the
+ * protocol itself changes only with a restart).  0 if it is usable.
+ */
+static int
+slackd_reload_app(const struct config *conf)
+{
+	const char *source;
+	char *app, *errors = NULL;
+
+	if (slackd_app_token == NULL)
+		return 0;
+	app = token_app_load(conf, &source, &errors);
+	if (app == NULL && errors == NULL && slackd_app_token_from_env &&
+	    token_env_only(conf, 1))
+		return 0; /* the variable was wiped: keep the token */
+	if (app == NULL) {
+		if (errors != NULL)
+			slackd_errors(log_warnx, errors);
+		else
+			log_warnx(
+			    "no app-level token any more, and Socket Mode needs one (a restart switches to RTM)");
+		log_warnx(
+		    "reload failed: no usable app-level token; keeping the configuration in force");
+		return -1;
+	}
+	log_set_secret2(app);
+	token_secret_free(slackd_app_token);
+	slackd_app_token = app;
+	slackd_app_token_from_env = strcmp(source, TOKEN_APP_ENV) == 0;
+	return 0;
+}
+
+/*
  * SIGHUP: read the configuration again and apply it without dropping
  * clients or (unless the token or api_url changed) the Slack connection.
  * A configuration with errors is refused whole; the old one stays.
@@ -700,7 +747,7 @@ slackd_reload(void)
 		goto fail;
 	}
 	token = token_load(conf, &source, &errors);
-	if (token == NULL && slackd_token_from_env && token_env_only(conf)) {
+	if (token == NULL && slackd_token_from_env && token_env_only(conf, 0)) {
 		/* Still no other source; the variable was wiped: keep it. */
 		free(errors);
 		token = token_secret_dup(slackd_token);
@@ -711,6 +758,8 @@ slackd_reload(void)
 		    "reload failed: no usable token; keeping the configuration in force");
 		goto fail;
 	}
+	if (slackd_reload_app(conf) != 0)
+		goto fail;
 	slackd_reload_warn(old, conf);
 
 	log_set_level(conf->log_level + slackd_verbose);
@@ -825,6 +874,47 @@ slackd_failed(int nerrors)
 }
 
 /*
+ * The app-level token and so the upstream protocol: Socket Mode when
+ * upstream is socket, or auto and the token is there.  Returns -1 to go
+ * on, or the status to exit with.
+ */
+static int
+slackd_setup_app(void)
+{
+	const char *source, *want = slackd_conf->upstream;
+	char *errors = NULL;
+
+	slackd_app_token = token_app_load(slackd_conf, &source, &errors);
+	if (slackd_app_token == NULL && errors != NULL &&
+	    strcmp(want, "rtm") != 0) {
+		slackd_errors(log_errx, errors);
+		return slackd_failed(1);
+	}
+	free(errors);
+	if (slackd_app_token != NULL && strcmp(want, "rtm") == 0) {
+		log_info(
+		    "upstream = rtm: not using the app-level token from %s",
+		    source);
+		token_secret_free(slackd_app_token);
+		slackd_app_token = NULL;
+	}
+	if (slackd_app_token == NULL && strcmp(want, "socket") == 0) {
+		log_errx(
+		    "upstream = socket needs the app's app-level token (xapp-…, scope connections:write): set app_token_file, provide the systemd credential \"%s\", or set %s",
+		    TOKEN_APP_CRED, TOKEN_APP_ENV);
+		return slackd_failed(1);
+	}
+	if (slackd_app_token != NULL) {
+		slackd_app_token_from_env = strcmp(source, TOKEN_APP_ENV) == 0;
+		log_set_secret2(slackd_app_token);
+		status_now.socket_mode = 1;
+		log_info(
+		    "upstream: Socket Mode, app-level token from %s", source);
+	}
+	return -1;
+}
+
+/*
  * The configuration and the token.  Returns -1 to go on (*source names
  * where the token came from), or the status to exit with.
  */
@@ -850,7 +940,7 @@ slackd_setup(const char **source)
 	}
 	slackd_token_from_env = strcmp(*source, TOKEN_ENV) == 0;
 	log_set_secret(slackd_token);
-	return -1;
+	return slackd_setup_app();
 }
 
 /* -n: say what was found, and that Slack was not asked; exit. */
@@ -858,9 +948,9 @@ static int
 slackd_check(const char *source)
 {
 	printf(
-	    "configuration OK: token from %s, socket %s, api_url %s\n"
+	    "configuration OK: token from %s, upstream %s, socket %s, api_url %s\n"
 	    "offline check: the token was not tried with Slack (slackd --doctor tries it)\n",
-	    source,
+	    source, slackd_app_token != NULL ? "socket (Socket Mode)" : "rtm",
 	    slackd_conf->socket_path != NULL
 	        ? slackd_conf->socket_path
 	        : "(none: needs socket activation, \"socket\" or -s)",
@@ -958,8 +1048,9 @@ main(int argc, char **argv)
 		slackd_detach();
 		log_init(0, slackd_conf->log_level + slackd_verbose);
 	}
-	log_info("slackd %s starting: socket %s, token from %s, api_url %s",
-	    PACKAGE_VERSION,
+	log_info(
+	    "slackd %s starting: upstream %s, socket %s, token from %s, api_url %s",
+	    PACKAGE_VERSION, slackd_app_token != NULL ? "socket" : "rtm",
 	    slackd_listener_adopted ? "from systemd" : slackd_conf->socket_path,
 	    source, slackd_conf->api_url);
 	return slackd_run(fd);

@@ -68,6 +68,7 @@ uint64_t util_random64(void);
 void log_init(int, int);
 void log_set_level(int);
 void log_set_secret(const char *);
+void log_set_secret2(const char *);
 void log_scrub(char *, size_t);
 void log_errx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -97,6 +98,10 @@ struct config {
 	char *api_url;
 	char *ca_file;
 	char *token_file;
+	char *upstream;       /* auto, rtm or socket */
+	char *app_token_file; /* Socket Mode's xapp- token */
+	int connections;      /* Socket Mode connections held */
+	int64_t ack_wait;     /* for a client's slackd.ack */
 	int log_level;
 
 	int64_t ping_interval; /* all durations in milliseconds */
@@ -181,9 +186,12 @@ int config_parse_duration(const char *, int64_t *);
 int config_parse_size(const char *, size_t *);
 
 /* token.c */
-#define TOKEN_ENV "SLACK_API_TOKEN" /* also the source's name */
+#define TOKEN_ENV      "SLACK_API_TOKEN" /* also the source's name */
+#define TOKEN_APP_ENV  "SLACK_APP_TOKEN"
+#define TOKEN_APP_CRED "slack-app-token"
 char *token_load(const struct config *, const char **, char **);
-int token_env_only(const struct config *);
+char *token_app_load(const struct config *, const char **, char **);
+int token_env_only(const struct config *, int);
 char *token_secret_dup(const char *);
 void token_secret_free(char *);
 
@@ -337,6 +345,8 @@ enum mailbox_type {
 	MAILBOX_STOPPED,      /* upstream thread is about to exit */
 	MAILBOX_PROBE_ACK,    /* answer to MAILBOX_PROBE */
 	MAILBOX_API_RESULT,   /* u.result; data = body */
+	MAILBOX_ENVELOPE,     /* u.ack: waits for a client's slackd.ack */
+	MAILBOX_CONNS,        /* data = JSON array: Socket Mode connections */
 	/* main -> upstream */
 	MAILBOX_SEND, /* u.frame.id; data = frame */
 	MAILBOX_STOP,
@@ -344,6 +354,7 @@ enum mailbox_type {
 	MAILBOX_CONFIG,   /* u.config: new settings (owned) */
 	MAILBOX_WEDGE,    /* test hook: hang the upstream thread */
 	MAILBOX_API_CALL, /* u.call; data = body */
+	MAILBOX_ACK,      /* u.ack; data = the response payload, or NULL */
 };
 enum upstream_state {
 	UPSTREAM_CONNECTING,
@@ -393,6 +404,9 @@ struct mailbox_result {
 struct mailbox_config {
 	struct upstream_params *params;
 };
+struct mailbox_ack {
+	char envelope_id[JSCAN_FIELD]; /* Socket Mode's envelope */
+};
 struct mailbox_msg {
 	STAILQ_ENTRY(mailbox_msg) entry;
 	enum mailbox_type type;
@@ -409,6 +423,7 @@ struct mailbox_msg {
 		struct mailbox_call call;
 		struct mailbox_result result;
 		struct mailbox_config config;
+		struct mailbox_ack ack;
 	} u;
 	char inline_data[]; /* data, for mailbox_msg_new_data() */
 };
@@ -494,6 +509,7 @@ enum request_kind {
 	REQUEST_POST,
 	REQUEST_API,
 	REQUEST_NAMES,
+	REQUEST_ACK,
 	REQUEST_NKINDS /* not a kind: how many there are */
 };
 struct request {
@@ -516,6 +532,8 @@ struct request {
 	int users;         /* names: users, else channels */
 	int seq;           /* subscribe: "seq":true (or "since") */
 	const char *since; /* subscribe: a checked cursor, or NULL */
+	const char *envelope_id;     /* ack */
+	struct json_object *payload; /* ack: object or NULL */
 };
 struct request_error {
 	int code;
@@ -598,6 +616,9 @@ struct status {
 	char *last_dropped; /* why, for status */
 	double last_dropped_at;
 	double started;
+	int socket_mode; /* the upstream is Socket Mode, not RTM */
+	char *conns;     /* Socket Mode: {"app_id":…,"connections":[…]} */
+	uint64_t app_rate_limited; /* Socket Mode: app_rate_limited events */
 };
 extern struct status status_now;
 void status_init(void);
@@ -606,6 +627,11 @@ struct json_object *status_hello(void);
 struct json_object *status_state(void);
 struct json_object *status_full(void);
 void status_free(void);
+
+/* envelope.c: Socket Mode envelopes waiting for a client's slackd.ack. */
+void envelope_arrived(const char *);
+void envelope_answer(struct client *, struct request *);
+void envelope_shutdown(void);
 
 /* api.c: Web API calls from the main thread. */
 struct api_result {

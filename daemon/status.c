@@ -2,7 +2,10 @@
  * What the main thread knows about the upstream connection, kept from the
  * upstream thread's state messages, and the JSON built from it: the
  * slackd.hello a client gets first, slackd.state on changes, and the
- * slackd.status reply.
+ * slackd.status reply.  All say which upstream runs ("rtm" or "socket");
+ * under Socket Mode hello and status add the app id and the connections
+ * (status lists each: state, connected since, host, approximate lifetime)
+ * and status counts Slack's app_rate_limited events.
  */
 #include "config.h"
 
@@ -20,7 +23,10 @@ static int status_ever_connected;
 void
 status_init(void)
 {
+	int socket_mode = status_now.socket_mode;
+
 	memset(&status_now, 0, sizeof status_now);
+	status_now.socket_mode = socket_mode;
 	status_ever_connected = 0;
 	status_now.state = UPSTREAM_CONNECTING;
 	status_now.started = util_wall();
@@ -36,6 +42,7 @@ status_free(void)
 	free(status_now.self_name);
 	free(status_now.team_id);
 	free(status_now.last_dropped);
+	free(status_now.conns);
 	memset(&status_now, 0, sizeof status_now);
 }
 
@@ -87,7 +94,7 @@ status_connected(const char *data)
 	status_now.connected_since = util_wall();
 }
 
-/* A MAILBOX_STATE, MAILBOX_PONG or MAILBOX_DROPPED from upstream. */
+/* A MAILBOX_STATE, PONG, DROPPED or CONNS from upstream. */
 void
 status_update(struct mailbox_msg *m)
 {
@@ -95,6 +102,11 @@ status_update(struct mailbox_msg *m)
 
 	if (m->type == MAILBOX_PONG) {
 		status_now.rtt_us = m->u.pong.rtt_us;
+		return;
+	}
+	if (m->type == MAILBOX_CONNS) {
+		free(status_now.conns);
+		status_now.conns = xstrdup(m->data);
 		return;
 	}
 	if (m->type == MAILBOX_DROPPED) {
@@ -175,6 +187,30 @@ status_common(struct json_object *o)
 	}
 	json_object_object_add(o, "team", status_raw(status_now.team));
 	json_object_object_add(o, "self", status_raw(status_now.self));
+	json_object_object_add(o, "upstream",
+	    json_object_new_string(status_now.socket_mode ? "socket" : "rtm"));
+}
+
+/* Socket Mode: the app id and the connections (all: 1; else how many). */
+static void
+status_socket(struct json_object *o, int all)
+{
+	struct json_object *c, *v;
+
+	if (!status_now.socket_mode || status_now.conns == NULL ||
+	    (c = json_tokener_parse(status_now.conns)) == NULL)
+		return;
+	if (all && json_object_object_get_ex(c, "app_rate_limited", &v))
+		status_now.app_rate_limited =
+		    (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(c, "app_id", &v))
+		json_object_object_add(o, "app_id", json_object_get(v));
+	if (json_object_object_get_ex(c, "connections", &v))
+		json_object_object_add(o, "connections",
+		    all ? json_object_get(v)
+		        : json_object_new_int(
+		              (int)json_object_array_length(v)));
+	json_object_put(c);
 }
 
 struct json_object *
@@ -194,6 +230,7 @@ status_hello(void)
 	/* The cursor of the newest event: subscribe "since" it to resume. */
 	json_object_object_add(
 	    o, "seq", json_object_new_string(hub_cursor(cur)));
+	status_socket(o, 0);
 	return o;
 }
 
@@ -277,5 +314,9 @@ status_full(void)
 	}
 	status_add_count(o, "messages_sent", os.sent);
 	status_add_count(o, "messages_failed", os.failed);
+	status_socket(o, 1);
+	if (status_now.socket_mode)
+		status_add_count(
+		    o, "app_rate_limited", status_now.app_rate_limited);
 	return o;
 }

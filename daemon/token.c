@@ -1,13 +1,24 @@
 /*
- * Where the Slack token comes from, and how it is kept.
+ * Where the Slack tokens come from, and how they are kept.
  *
- * Sources, first match wins:
- *   1. $CREDENTIALS_DIRECTORY/slack-token   (systemd LoadCredential=)
- *   2. token_file from the config
- *   3. $SLACK_API_TOKEN                     (removed from our environment)
+ * Two tokens, each from its own sources, first match wins:
  *
+ *   bot token (xoxb-, every Web API call; RTM's connect call)
+ *     1. $CREDENTIALS_DIRECTORY/slack-token   (systemd LoadCredential=)
+ *     2. token_file from the config
+ *     3. $SLACK_API_TOKEN
+ *   app-level token (xapp-, Socket Mode's apps.connections.open; optional)
+ *     1. $CREDENTIALS_DIRECTORY/slack-app-token
+ *     2. app_token_file from the config
+ *     3. $SLACK_APP_TOKEN
+ *
+ * Both variables are wiped and removed from our environment once read.
+ * An app-level token credential that holds only whitespace counts as
+ * none: the shipped units give that default (SetCredential=) so that they
+ * start without the file (systemd 252 fails a unit whose LoadCredential=
+ * file is missing, unless SetCredential= names a default).
  * A token file must be a regular file owned by us or root that group and
- * others cannot access.  The token lives in its own locked page excluded
+ * others cannot access.  A token lives in its own locked page excluded
  * from core dumps, and is wiped when freed.  It never appears in argv,
  * logs or errors: messages name the source, never the value.
  */
@@ -29,6 +40,26 @@
 #define TOKEN_MAX  512
 #define TOKEN_PAGE 4096
 #define TOKEN_CRED "slack-token"
+
+/* One token's sources. */
+struct token_kind {
+	const char *what; /* for messages */
+	const char *cred; /* credential name */
+	const char *env;
+	size_t file; /* offset of its file setting in struct config */
+};
+static const struct token_kind token_kinds[] = {
+	{ "Slack token", TOKEN_CRED, TOKEN_ENV,
+	    offsetof(struct config, token_file) },
+	{ "Slack app-level token", TOKEN_APP_CRED, TOKEN_APP_ENV,
+	    offsetof(struct config, app_token_file) },
+};
+
+static const char *
+token_file_of(const struct token_kind *k, const struct config *conf)
+{
+	return *(char *const *)((const char *)conf + k->file);
+}
 
 extern char **environ;
 
@@ -136,29 +167,29 @@ token_from_file(const char *path, char **err)
  * /proc/PID/environ) and remove it, whether or not it is the token used.
  */
 static void
-token_forget_env(void)
+token_forget_env(const char *name)
 {
-	size_t klen = strlen(TOKEN_ENV);
+	size_t klen = strlen(name);
 	char **e;
 
 	for (e = environ; *e != NULL; e++) {
-		if (strncmp(*e, TOKEN_ENV, klen) == 0 && (*e)[klen] == '=')
+		if (strncmp(*e, name, klen) == 0 && (*e)[klen] == '=')
 			util_wipe(*e + klen + 1, strlen(*e + klen + 1));
 	}
-	unsetenv(TOKEN_ENV);
+	unsetenv(name);
 }
 
 static char *
-token_from_env(char **err)
+token_from_env(const char *name, char **err)
 {
 	char *v;
 
-	if ((v = getenv(TOKEN_ENV)) == NULL || *v == '\0')
+	if ((v = getenv(name)) == NULL || *v == '\0')
 		return NULL;
 	if (!token_valid(v)) {
 		xasprintf(err,
 		    "%s does not hold a token (expected at most %d printable characters without spaces)",
-		    TOKEN_ENV, TOKEN_MAX);
+		    name, TOKEN_MAX);
 		return NULL;
 	}
 	return token_secret_dup(v);
@@ -166,7 +197,7 @@ token_from_env(char **err)
 
 /* The credential file, if systemd gave one; else NULL. */
 static char *
-token_credential(void)
+token_credential(const char *name)
 {
 	const char *dir = getenv("CREDENTIALS_DIRECTORY");
 	struct stat sb;
@@ -174,65 +205,118 @@ token_credential(void)
 
 	if (dir == NULL || *dir == '\0')
 		return NULL;
-	xasprintf(&path, "%s/%s", dir, TOKEN_CRED);
+	xasprintf(&path, "%s/%s", dir, name);
 	if (stat(path, &sb) == 0)
 		return path;
 	free(path);
 	return NULL;
 }
 
-/* Would token_load() look only at $SLACK_API_TOKEN for conf? */
-int
-token_env_only(const struct config *conf)
+/* Does the file at path hold nothing but whitespace? */
+static int
+token_blank(const char *path)
 {
+	char buf[64];
+	ssize_t n, i;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof buf);
+	close(fd);
+	if (n < 0 || n == (ssize_t)sizeof buf)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (!isspace((unsigned char)buf[i]))
+			return 0;
+	}
+	return 1;
+}
+
+/* Would token_load() (app: token_app_load()) look only at the variable? */
+int
+token_env_only(const struct config *conf, int app)
+{
+	const struct token_kind *k = &token_kinds[app ? 1 : 0];
 	char *cred;
 
-	if (conf->token_file != NULL)
+	if (token_file_of(k, conf) != NULL)
 		return 0;
-	if ((cred = token_credential()) != NULL) {
+	if ((cred = token_credential(k->cred)) != NULL) {
+		if (app && token_blank(cred)) {
+			free(cred);
+			return 1;
+		}
 		free(cred);
 		return 0;
 	}
 	return 1;
 }
 
+/* NULL with *err NULL: no source has one. */
 static char *
-token_find(const struct config *conf, const char **source, char **err)
+token_find(const struct token_kind *k, const struct config *conf,
+    const char **source, char **err)
 {
+	const char *file = token_file_of(k, conf);
 	char *path, *tok;
 
 	*err = NULL;
-	if ((path = token_credential()) != NULL) {
+	*source = NULL;
+	if ((path = token_credential(k->cred)) != NULL &&
+	    k != &token_kinds[0] && token_blank(path)) {
+		free(path); /* the units' empty default: none */
+		path = NULL;
+	} else if (path != NULL) {
 		tok = token_from_file(path, err);
 		free(path);
-		*source = "systemd credential " TOKEN_CRED;
+		*source = k == &token_kinds[0]
+		    ? "systemd credential " TOKEN_CRED
+		    : "systemd credential " TOKEN_APP_CRED;
 		return tok;
 	}
-	if (conf->token_file != NULL) {
-		*source = "token_file";
-		return token_from_file(conf->token_file, err);
+	if (file != NULL) {
+		*source =
+		    k == &token_kinds[0] ? "token_file" : "app_token_file";
+		return token_from_file(file, err);
 	}
-	if ((tok = token_from_env(err)) != NULL || *err != NULL) {
-		*source = TOKEN_ENV;
+	if ((tok = token_from_env(k->env, err)) != NULL || *err != NULL) {
+		*source = k->env;
 		return tok;
 	}
-	xasprintf(err,
-	    "no Slack token: set token_file in the configuration, provide the systemd credential \"%s\", or set %s",
-	    TOKEN_CRED, TOKEN_ENV);
 	return NULL;
 }
 
 /*
- * Find the token.  Returns it (free with token_secret_free) and names its
- * source in *source, or returns NULL with *err set.  $SLACK_API_TOKEN is
- * gone from the environment afterwards either way.
+ * Find the bot token.  Returns it (free with token_secret_free) and names
+ * its source in *source, or returns NULL with *err set.  $SLACK_API_TOKEN
+ * is gone from the environment afterwards either way.
  */
 char *
 token_load(const struct config *conf, const char **source, char **err)
 {
 	char *tok;
 
-	tok = token_find(conf, source, err);
-	token_forget_env();
+	tok = token_find(&token_kinds[0], conf, source, err);
+	token_forget_env(TOKEN_ENV);
+	if (tok == NULL && *err == NULL)
+		xasprintf(err,
+		    "no Slack token: set token_file in the configuration, provide the systemd credential \"%s\", or set %s",
+		    TOKEN_CRED, TOKEN_ENV);
+	return tok;
+}
+
+/*
+ * Find the app-level token (Socket Mode), which is optional: NULL with
+ * *err NULL when none is configured, NULL with *err set when the one
+ * configured is unusable.  $SLACK_APP_TOKEN is gone afterwards.
+ */
+char *
+token_app_load(const struct config *conf, const char **source, char **err)
+{
+	char *tok;
+
+	tok = token_find(&token_kinds[1], conf, source, err);
+	token_forget_env(TOKEN_APP_ENV);
 	return tok;
 }

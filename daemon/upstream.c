@@ -31,6 +31,21 @@
  * callback never sees freed memory; every MAILBOX_SEND taken is answered
  * with WRITTEN or RETURNED, every MAILBOX_API_CALL with an API_RESULT.
  *
+ * Several sessions.  `want` is how many sessions to hold: RTM one, Socket
+ * Mode `connections`.  Each session ends and is replaced on its own; only
+ * one connect call is in flight at a time (a session going live, ending or
+ * failing asks for the next), and all of them pass the same token bucket.
+ * Liveness is per session: the protocol's keepalive (an RTM ping frame, or
+ * a WebSocket PING for Socket Mode) must be answered within pong_timeout;
+ * as a backstop, judged only between keepalives so that the pong rule
+ * speaks first, a session from which nothing at all arrived for twice
+ * ping_interval plus pong_timeout is dead too.  While reading is paused
+ * (the main thread is behind) neither counts, since an answer may be
+ * waiting unread.  A close
+ * handshake gets UPSTREAM_CLOSE_WAIT.
+ * Frames a protocol originates (Socket Mode's acks) are written on their
+ * session ahead of anything else.
+ *
  * Make-before-break.  When Slack asks a live session to go (RTM goodbye),
  * it is retired, not closed: a replacement is made while it keeps
  * forwarding.  Once the replacement has said hello the two overlap and
@@ -38,7 +53,9 @@
  * out, which waits and when the old session is closed, so that clients
  * get every event once and in order.  If no replacement can be made in
  * time, the old session ends as it would have and the usual reconnect
- * follows.
+ * follows.  A protocol with no_overlap (Socket Mode, which de-duplicates
+ * by event id itself) skips the overlap: the retired session is closed as
+ * soon as its replacement said hello.
  */
 #include "config.h"
 
@@ -50,9 +67,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "upstream.h"
 
-#define UPSTREAM_CLOSE_WAIT 2000  /* ms for a close handshake */
+#define UPSTREAM_CLOSE_WAIT 1000  /* ms for a close handshake */
 #define UPSTREAM_RATE_WAIT  60000 /* 429 without Retry-After */
 #define UPSTREAM_TX_MAX     (PROTOCOL_RTM_MAX_FRAME + 256)
 #define UPSTREAM_BACKLOG    (4 * 1024 * 1024) /* event bytes not yet taken */
@@ -90,7 +109,13 @@ struct upstream {
 	int slack_waited; /* we waited Slack's Retry-After: no bucket wait */
 	TAILQ_HEAD(upstream_conns, upstream_conn) conns; /* oldest first */
 	int want;                                        /* sessions to hold */
-	int live;                     /* sessions that said hello */
+	int live;                   /* sessions that said hello */
+	uint64_t rate_limited;      /* Slack's app_rate_limited events */
+	struct webcall *ident_call; /* auth.test, for proto->identify */
+	char *ident_team;           /* its answer, as JSON objects */
+	char *ident_self;
+	char *ident_team_name; /* for logs */
+	char *ident_self_name;
 	struct upstream_handover *ho; /* two sessions overlapping */
 
 	/* the Web API */
@@ -130,6 +155,7 @@ static void upstream_handover_gone(struct upstream *, struct upstream_conn *);
 static int upstream_overlap(struct upstream *, struct upstream_conn *,
     const struct jscan *, const char *, size_t);
 static void upstream_wake(void *);
+static void upstream_conns(struct upstream *);
 static int upstream_api(struct upstream *, char **);
 static void upstream_retry(struct upstream *, int64_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
@@ -155,6 +181,8 @@ upstream_flow(struct upstream *up, int on)
 	TAILQ_FOREACH(conn, &up->conns, entry) {
 		if (conn->wsi != NULL)
 			lws_rx_flow_control(conn->wsi, on);
+		if (on && conn->last_rx != 0)
+			conn->last_rx = util_now_ms(); /* silence counts anew */
 	}
 }
 
@@ -209,7 +237,11 @@ upstream_state(struct upstream *up, enum upstream_state st, int64_t retry_in,
 	m->u.state.retry_in = retry_in;
 	if (reason != NULL)
 		m->u.state.reason = xstrdup(reason);
-	if (st == UPSTREAM_CONNECTED && c != NULL) {
+	if (st == UPSTREAM_CONNECTED && up->ident_team != NULL) {
+		m->len =
+		    (size_t)xasprintf(&m->data, "{\"team\":%s,\"self\":%s}",
+		        up->ident_team, up->ident_self);
+	} else if (st == UPSTREAM_CONNECTED && c != NULL) {
 		m->len =
 		    (size_t)xasprintf(&m->data, "{\"team\":%s,\"self\":%s}",
 		        c->connect.team, c->connect.self);
@@ -310,7 +342,7 @@ upstream_again(
 	upstream_retry(up, delay, "%s", reason);
 }
 
-static void
+void
 upstream_fatal(struct upstream *up, const char *error)
 {
 	struct upstream_conn *conn, *next;
@@ -330,6 +362,106 @@ upstream_fatal(struct upstream *up, const char *error)
 	upstream_tell(up, m);
 }
 
+/*
+ * The sessions as the main thread shows them (slackctl status), when a
+ * protocol holds several: {"app_id":…,"connections":[…]}, posted whenever
+ * one changes.
+ */
+static void
+upstream_conns(struct upstream *up)
+{
+	static const char *names[] = { "connecting", "connecting", "hello",
+		"live", "closing" };
+	struct upstream_conn *conn;
+	struct mailbox_msg *m;
+	struct json_object *top, *a, *o;
+	const char *text, *app_id = NULL;
+
+	if (!up->proto->connections || up->stopping)
+		return;
+	top = json_object_new_object();
+	a = json_object_new_array();
+	TAILQ_FOREACH(conn, &up->conns, entry) {
+		if (conn->app_id[0] != '\0')
+			app_id = conn->app_id;
+		o = json_object_new_object();
+		json_object_object_add(o, "session",
+		    json_object_new_int64((int64_t)conn->session));
+		json_object_object_add(o, "state",
+		    json_object_new_string(
+		        conn->retiring && conn->phase == UPSTREAM_CONN_LIVE
+		            ? "retiring"
+		            : names[conn->phase]));
+		if (conn->since != 0)
+			json_object_object_add(o, "connected_since",
+			    json_object_new_double(conn->since));
+		if (conn->host[0] != '\0')
+			json_object_object_add(
+			    o, "host", json_object_new_string(conn->host));
+		if (conn->lifetime > 0)
+			json_object_object_add(o, "approximate_lifetime",
+			    json_object_new_int64(conn->lifetime));
+		json_object_array_add(a, o);
+	}
+	if (app_id != NULL)
+		json_object_object_add(
+		    top, "app_id", json_object_new_string(app_id));
+	json_object_object_add(top, "connections", a);
+	json_object_object_add(top, "app_rate_limited",
+	    json_object_new_int64((int64_t)up->rate_limited));
+	text = json_object_to_json_string_ext(top, JSON_C_TO_STRING_PLAIN);
+	m = mailbox_msg_new(MAILBOX_CONNS);
+	m->len = strlen(text);
+	m->data = xmemdup(text, m->len + 1);
+	json_object_put(top);
+	upstream_tell(up, m);
+}
+
+/*
+ * A frame of the protocol's own (an ack): written before anything else.
+ * -1 if it cannot be: too long, or the session is not up.
+ */
+int
+upstream_conn_write(struct upstream_conn *conn, const char *data, size_t len)
+{
+	struct mailbox_msg *m;
+
+	if (conn->wsi == NULL || len > UPSTREAM_TX_MAX ||
+	    (conn->phase != UPSTREAM_CONN_LIVE &&
+	        conn->phase != UPSTREAM_CONN_HELLO))
+		return -1;
+	m = mailbox_msg_new(MAILBOX_SEND);
+	m->data = xmemdup(data, len);
+	m->len = len;
+	STAILQ_INSERT_TAIL(&conn->pwrites, m, entry);
+	lws_callback_on_writable(conn->wsi);
+	return 0;
+}
+
+/* Live session number session, else the newest live one, or NULL. */
+struct upstream_conn *
+upstream_conn_live(struct upstream *up, uint64_t session)
+{
+	struct upstream_conn *conn, *any = NULL;
+
+	TAILQ_FOREACH(conn, &up->conns, entry) {
+		if (conn->phase != UPSTREAM_CONN_LIVE)
+			continue;
+		if (conn->session == session)
+			return conn;
+		any = conn;
+	}
+	return any;
+}
+
+/* Slack said the app is over its event rate limit: count it, show it. */
+void
+upstream_rate_limited(struct upstream *up)
+{
+	up->rate_limited++;
+	upstream_conns(up);
+}
+
 /* ---- sessions ---------------------------------------------------------- */
 
 static struct upstream_conn *
@@ -341,6 +473,7 @@ upstream_conn_new(struct upstream *up)
 	conn->up = up;
 	conn->phase = UPSTREAM_CONN_API;
 	STAILQ_INIT(&conn->writes);
+	STAILQ_INIT(&conn->pwrites);
 	TAILQ_INSERT_TAIL(&up->conns, conn, entry);
 	return conn;
 }
@@ -352,6 +485,12 @@ upstream_conn_new(struct upstream *up)
 static void
 upstream_conn_free(struct upstream_conn *conn)
 {
+	struct mailbox_msg *m;
+
+	while ((m = STAILQ_FIRST(&conn->pwrites)) != NULL) {
+		STAILQ_REMOVE_HEAD(&conn->pwrites, entry);
+		mailbox_msg_free(m);
+	}
 	TAILQ_REMOVE(&conn->up->conns, conn, entry);
 	lws_sul_cancel(&conn->sul_deadline);
 	lws_sul_cancel(&conn->sul_ping);
@@ -474,6 +613,80 @@ upstream_connect_done(struct webcall *w, void *arg)
 	upstream_conn_failed(conn, limited ? wait : 0, reason);
 }
 
+/*
+ * auth.test's answer (a protocol whose connect call does not say who we
+ * are): the team and the bot user, in rtm.connect's shapes.
+ */
+static void
+upstream_ident_done(struct webcall *w, void *arg)
+{
+	struct upstream *up = arg;
+	struct json_object *o, *team, *self, *v;
+	const char *body, *name, *url;
+	char reason[512], domain[64] = "";
+	size_t len;
+	int64_t wait = webcall_retry_after(w);
+	int http = webcall_status(w);
+
+	up->ident_call = NULL;
+	body = webcall_body(w, &len);
+	o = webcall_error(w) == NULL && body != NULL ? json_tokener_parse(body)
+	                                             : NULL;
+	if (o == NULL || !json_object_object_get_ex(o, "ok", &v)) {
+		snprintf(reason, sizeof reason, "auth.test failed: %s",
+		    webcall_error(w) != NULL ? webcall_error(w)
+		                             : "the answer is not JSON");
+		json_object_put(o);
+		webcall_free(w);
+		upstream_again(
+		    up, http == 429 && wait > 0 ? wait : 0, 0, reason);
+		return;
+	}
+	if (!json_object_get_boolean(v)) {
+		name = json_object_object_get_ex(o, "error", &v)
+		    ? json_object_get_string(v)
+		    : "unknown_error";
+		snprintf(reason, sizeof reason, "%s", name);
+		json_object_put(o);
+		webcall_free(w);
+		if (webapi_permanent_error(reason))
+			upstream_fatal(up, reason);
+		else
+			upstream_again(up, 0, 0, "auth.test failed");
+		return;
+	}
+	team = json_object_new_object();
+	self = json_object_new_object();
+	if (json_object_object_get_ex(o, "team_id", &v))
+		json_object_object_add(team, "id", json_object_get(v));
+	if (json_object_object_get_ex(o, "team", &v)) {
+		json_object_object_add(team, "name", json_object_get(v));
+		free(up->ident_team_name);
+		up->ident_team_name = xstrdup(json_object_get_string(v));
+	}
+	if (json_object_object_get_ex(o, "url", &v) &&
+	    (url = json_object_get_string(v)) != NULL &&
+	    sscanf(url, "https://%63[^.]", domain) == 1)
+		json_object_object_add(
+		    team, "domain", json_object_new_string(domain));
+	if (json_object_object_get_ex(o, "user_id", &v))
+		json_object_object_add(self, "id", json_object_get(v));
+	if (json_object_object_get_ex(o, "user", &v)) {
+		json_object_object_add(self, "name", json_object_get(v));
+		free(up->ident_self_name);
+		up->ident_self_name = xstrdup(json_object_get_string(v));
+	}
+	up->ident_team = xstrdup(
+	    json_object_to_json_string_ext(team, JSON_C_TO_STRING_PLAIN));
+	up->ident_self = xstrdup(
+	    json_object_to_json_string_ext(self, JSON_C_TO_STRING_PLAIN));
+	json_object_put(team);
+	json_object_put(self);
+	json_object_put(o);
+	webcall_free(w);
+	upstream_timer(up, &up->sul_attempt, 0, upstream_attempt);
+}
+
 static void
 upstream_attempt(lws_sorted_usec_list_t *sul)
 {
@@ -489,6 +702,17 @@ upstream_attempt(lws_sorted_usec_list_t *sul)
 		if (conn->phase == UPSTREAM_CONN_API)
 			return; /* one connect call at a time */
 	}
+	if (up->proto->identify && up->ident_team == NULL) {
+		if (up->ident_call != NULL)
+			return;
+		if (up->live == 0)
+			upstream_state(up, UPSTREAM_CONNECTING, 0, NULL);
+		up->ident_call = webcall_new(
+		    "auth.test", NULL, NULL, 0, upstream_ident_done, up);
+		/* It calls back at once on failure. */
+		webcall_start(&up->env, up->ident_call);
+		return;
+	}
 	if (!up->slack_waited &&
 	    !ratelimit_bucket_ready(&up->connect_bucket, upstream_rate(up),
 	        up->p->conf->rtm_connect_burst, util_now_ms(), &wait)) {
@@ -502,8 +726,15 @@ upstream_attempt(lws_sorted_usec_list_t *sul)
 	conn = upstream_conn_new(up);
 	if (up->live == 0)
 		upstream_state(up, UPSTREAM_CONNECTING, 0, NULL);
-	conn->connect_call = webcall_new(up->proto->connect_method, NULL, NULL,
-	    0, upstream_connect_done, conn);
+	if (up->proto->app_token) /* a POST, as apps.connections.open wants */
+		conn->connect_call = webcall_new(up->proto->connect_method,
+		    "application/x-www-form-urlencoded", "", 0,
+		    upstream_connect_done, conn);
+	else
+		conn->connect_call = webcall_new(up->proto->connect_method,
+		    NULL, NULL, 0, upstream_connect_done, conn);
+	if (up->proto->app_token)
+		webcall_use_app_token(conn->connect_call);
 	/* It calls back at once on failure: conn may be gone after this. */
 	webcall_start(&up->env, conn->connect_call);
 }
@@ -694,6 +925,7 @@ upstream_session_end(struct upstream_conn *conn, const char *reason)
 		log_info("upstream: session %llu ended: %s",
 		    (unsigned long long)conn->session, reason);
 	upstream_conn_free(conn);
+	upstream_conns(up);
 	if (TAILQ_EMPTY(&up->conns))
 		up->rx_paused = 0;
 	if (up->stopping && TAILQ_EMPTY(&up->conns))
@@ -747,6 +979,11 @@ upstream_pong_deadline(lws_sorted_usec_list_t *sul)
 
 	if (conn->phase != UPSTREAM_CONN_LIVE || conn->ping_sent == 0)
 		return;
+	if (conn->up->rx_paused) { /* not reading: the answer may be there */
+		upstream_timer(conn->up, &conn->sul_pong,
+		    conn->up->p->conf->pong_timeout, upstream_pong_deadline);
+		return;
+	}
 	upstream_conn_lost(conn, 0, "no pong from Slack within %.1f s",
 	    (double)conn->up->p->conf->pong_timeout / 1000);
 }
@@ -762,6 +999,13 @@ upstream_ping(lws_sorted_usec_list_t *sul)
 		return;
 	upstream_timer(
 	    up, &conn->sul_ping, up->p->conf->ping_interval, upstream_ping);
+	if (conn->last_rx != 0 && !up->rx_paused && conn->ping_sent == 0 &&
+	    util_now_ms() - conn->last_rx >
+	        2 * up->p->conf->ping_interval + up->p->conf->pong_timeout) {
+		upstream_conn_lost(conn, 0, "nothing from Slack for %.1f s",
+		    (double)(util_now_ms() - conn->last_rx) / 1000);
+		return;
+	}
 	if (conn->ping_sent != 0)
 		return; /* still waiting for the last answer: its deadline
 		           stands */
@@ -786,10 +1030,14 @@ upstream_live(struct upstream_conn *conn)
 
 	conn->phase = UPSTREAM_CONN_LIVE;
 	conn->live_at = util_now_ms();
+	conn->since = util_wall();
 	lws_sul_cancel(&conn->sul_deadline);
 	if (up->live++ == 0) {
 		log_info("upstream: connected to %s as %s (session %llu)",
-		    conn->connect.team_name, conn->connect.self_name,
+		    up->ident_team_name != NULL ? up->ident_team_name
+		                                : conn->connect.team_name,
+		    up->ident_self_name != NULL ? up->ident_self_name
+		                                : conn->connect.self_name,
 		    (unsigned long long)conn->session);
 		upstream_state(up, UPSTREAM_CONNECTED, 0, NULL);
 	}
@@ -798,10 +1046,22 @@ upstream_live(struct upstream_conn *conn)
 	TAILQ_FOREACH(old, &up->conns, entry) {
 		if (old != conn && old->retiring &&
 		    old->phase == UPSTREAM_CONN_LIVE) {
-			upstream_handover_attach(old, conn);
+			if (!up->proto->no_overlap) {
+				upstream_handover_attach(old, conn);
+				break;
+			}
+			log_info("upstream: session %llu replaces session %llu",
+			    (unsigned long long)conn->session,
+			    (unsigned long long)old->session);
+			upstream_conn_lost(old, 1, "%s; replaced",
+			    old->end_reason != NULL ? old->end_reason
+			                            : "retired");
 			break;
 		}
 	}
+	upstream_conns(up);
+	if (upstream_active(up) < up->want) /* the others, one at a time */
+		upstream_again(up, 0, 1, "making the next connection");
 }
 
 /* The protocol saw the answer to the outstanding keepalive. */
@@ -1098,7 +1358,9 @@ upstream_conn_retire(struct upstream_conn *conn, const char *fmt, ...)
 	log_info(
 	    "upstream: %s; making the next session before closing this one",
 	    reason);
-	upstream_handover(conn); /* what it forwards from now on is noted */
+	if (!up->proto->no_overlap)
+		upstream_handover(conn); /* what it forwards is noted */
+	upstream_conns(up);
 	upstream_timer(up, &conn->sul_deadline,
 	    cf->connect_timeout * 2 + cf->hello_timeout, upstream_ws_deadline);
 	upstream_again(up, 0, 1, reason);
@@ -1150,6 +1412,7 @@ upstream_receive(
 {
 	size_t max = conn->up->p->conf->max_event;
 
+	conn->last_rx = util_now_ms();
 	if (lws_is_first_fragment(wsi)) {
 		conn->rx_len = 0;
 		conn->rx_over = 0;
@@ -1197,9 +1460,30 @@ upstream_writeable(struct upstream_conn *conn, struct lws *wsi)
 		    (unsigned char *)why, strlen(why));
 		return -1;
 	}
-	if (conn->phase != UPSTREAM_CONN_LIVE)
+	if (conn->phase != UPSTREAM_CONN_LIVE &&
+	    conn->phase != UPSTREAM_CONN_HELLO)
 		return 0;
-	if (conn->ping_unwritten) {
+	while ((m = STAILQ_FIRST(&conn->pwrites)) != NULL &&
+	    !lws_send_pipe_choked(wsi)) {
+		STAILQ_REMOVE_HEAD(&conn->pwrites, entry);
+		memcpy(p, m->data, m->len);
+		len = m->len;
+		mailbox_msg_free(m);
+		if (lws_write(wsi, p, len, LWS_WRITE_TEXT) < (int)len)
+			return -1;
+	}
+	if (!STAILQ_EMPTY(&conn->pwrites) ||
+	    conn->phase != UPSTREAM_CONN_LIVE) {
+		if (!STAILQ_EMPTY(&conn->pwrites))
+			lws_callback_on_writable(wsi);
+		return 0;
+	}
+	if (conn->ping_unwritten && conn->ping_len == 0) {
+		conn->ping_unwritten = 0;
+		memcpy(p, "slackd", 6);
+		if (lws_write(wsi, p, 6, LWS_WRITE_PING) < 6)
+			return -1;
+	} else if (conn->ping_unwritten) {
 		conn->ping_unwritten = 0;
 		memcpy(p, conn->ping_frame, conn->ping_len);
 		if (lws_write(wsi, p, conn->ping_len, LWS_WRITE_TEXT) <
@@ -1289,6 +1573,11 @@ upstream_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return 0;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
 		return upstream_receive(conn, wsi, in, len);
+	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+		conn->last_rx = util_now_ms();
+		if (conn->ping_sent != 0 && conn->ping_len == 0)
+			upstream_pong(conn);
+		return 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return upstream_writeable(conn, wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
@@ -1317,6 +1606,8 @@ upstream_stop(struct upstream *up)
 		return;
 	up->stopping = 1;
 	upstream_state(up, UPSTREAM_STOPPING, 0, NULL);
+	webcall_free(up->ident_call);
+	up->ident_call = NULL;
 	lws_sul_cancel(&up->sul_attempt);
 	upstream_api_flush(up, "slackd is stopping");
 	TAILQ_FOREACH_SAFE(conn, &up->conns, entry, next) {
@@ -1352,7 +1643,9 @@ upstream_reconfigure(struct upstream *up, struct upstream_params *np)
 	char *err = NULL;
 
 	again = strcmp(np->conf->api_url, up->p->conf->api_url) != 0 ||
-	    strcmp(np->token, up->p->token) != 0;
+	    strcmp(np->token, up->p->token) != 0 ||
+	    (np->app_token != NULL && up->p->app_token != NULL &&
+	        strcmp(np->app_token, up->p->app_token) != 0);
 	upstream_params_free(up->p);
 	up->p = np;
 	up->backoff.min = np->conf->reconnect_min;
@@ -1369,7 +1662,7 @@ upstream_reconfigure(struct upstream *up, struct upstream_params *np)
 	}
 	if (!again || up->stopping || up->phase == UPSTREAM_PHASE_FAILED)
 		return;
-	log_info("upstream: token or api_url changed; reconnecting");
+	log_info("upstream: a token or api_url changed; reconnecting");
 	backoff_reset(&up->backoff);
 	TAILQ_FOREACH_SAFE(conn, &up->conns, entry, next) {
 		if (conn->phase == UPSTREAM_CONN_API) {
@@ -1440,6 +1733,12 @@ upstream_drain(struct upstream *up)
 			upstream_reconfigure(up, m->u.config.params);
 			m->u.config.params = NULL;
 			mailbox_msg_free(m);
+			break;
+		case MAILBOX_ACK:
+			if (up->proto->ack != NULL && !up->stopping)
+				up->proto->ack(up, m);
+			else
+				mailbox_msg_free(m);
 			break;
 		case MAILBOX_WEDGE:
 			mailbox_msg_free(m);
@@ -1528,6 +1827,8 @@ upstream_wind_down(struct upstream *up)
 	up->alive = 0;
 	pthread_mutex_unlock(&up->lock);
 	mailbox_take(&up->inbox, &list);
+	webcall_free(up->ident_call);
+	up->ident_call = NULL;
 	upstream_handover_free(up);
 	while ((conn = TAILQ_FIRST(&up->conns)) != NULL) {
 		STAILQ_CONCAT(&list, &conn->writes);
@@ -1543,6 +1844,8 @@ upstream_wind_down(struct upstream *up)
 			mailbox_msg_free(m);
 	}
 	upstream_api_flush(up, "slackd is stopping");
+	if (up->proto->done != NULL)
+		up->proto->done();
 	lws_context_destroy(up->ctx);
 	up->ctx = NULL;
 	webcall_q_free(up->calls);
@@ -1573,13 +1876,16 @@ upstream_main(void *arg)
 
 /* The settings the thread runs with, copied: the thread owns them. */
 struct upstream_params *
-upstream_params_new(const struct config *conf, const char *token, int lll)
+upstream_params_new(const struct config *conf, const char *token,
+    const char *app_token, int lll)
 {
 	struct upstream_params *p;
 
 	p = xcalloc(1, sizeof *p);
 	p->conf = config_dup(conf);
 	p->token = token_secret_dup(token);
+	if (app_token != NULL)
+		p->app_token = token_secret_dup(app_token);
 	p->lws_log_level = lll;
 	return p;
 }
@@ -1592,12 +1898,17 @@ upstream_params_free(struct upstream_params *p)
 	config_free(p->conf);
 	free(p->conf);
 	token_secret_free(p->token);
+	token_secret_free(p->app_token);
 	free(p);
 }
 
 static void
 upstream_free(struct upstream *up)
 {
+	free(up->ident_team);
+	free(up->ident_self);
+	free(up->ident_team_name);
+	free(up->ident_self_name);
 	upstream_params_free(up->p);
 	webapi_url_free(&up->api);
 	free(up->start_error);
@@ -1638,8 +1949,8 @@ upstream_start(struct upstream_params *p, struct mailbox *out, char **err)
 
 	up = xcalloc(1, sizeof *up);
 	up->p = p;
-	up->proto = &upstream_rtm;
-	up->want = 1;
+	up->proto = p->app_token != NULL ? &upstream_socket : &upstream_rtm;
+	up->want = up->proto->connections ? p->conf->connections : 1;
 	up->out = out;
 	TAILQ_INIT(&up->conns);
 	STAILQ_INIT(&up->batch);

@@ -21,11 +21,12 @@
 struct upstream_params {
 	struct config *conf; /* a copy of its own (config_dup) */
 	char *token;         /* a secret: token_secret_dup/free */
+	char *app_token;     /* Socket Mode's, likewise; NULL: RTM */
 	int lws_log_level;
 };
 struct upstream;
 struct upstream_params *upstream_params_new(
-    const struct config *, const char *, int);
+    const struct config *, const char *, const char *, int);
 void upstream_params_free(struct upstream_params *);
 struct upstream *upstream_start(
     struct upstream_params *, struct mailbox *, char **);
@@ -33,10 +34,11 @@ void upstream_post(struct upstream *, struct mailbox_msg *);
 void upstream_join(struct upstream *);
 
 /*
- * One WebSocket session with Slack, from its connect call (rtm.connect)
- * to its close.  The manager owns it (there may be several at once: a
- * session being replaced and its replacement); a protocol
- * (upstream_rtm.c) reads its frames and keeps its own per-session state
+ * One WebSocket session with Slack, from its connect call (rtm.connect,
+ * apps.connections.open) to its close.  The manager owns it (there may be
+ * several at once: a session being replaced and its replacement, or the
+ * connections Socket Mode holds); a protocol (upstream_rtm.c,
+ * upstream_socket.c) reads its frames and keeps its own per-session state
  * in `proto`.
  */
 enum upstream_conn_phase {
@@ -64,7 +66,13 @@ struct upstream_conn {
 	size_t rx_len;
 	int rx_over;
 	int rx_binary;
-	struct mailbox_list writes; /* MAILBOX_SEND frames to write */
+	struct mailbox_list writes;  /* MAILBOX_SEND frames to write */
+	struct mailbox_list pwrites; /* the protocol's frames: first */
+	int64_t last_rx;             /* ms, anything from Slack */
+	double since;                /* wall clock, at hello */
+	char host[64];               /* Slack's name for the server, or "" */
+	char app_id[32];             /* the app Slack says it serves, or "" */
+	int64_t lifetime;            /* s Slack expects it to last, or 0 */
 
 	int close_code;
 	int peer_close_code;
@@ -75,7 +83,7 @@ struct upstream_conn {
 	int64_t ping_sent_us; /* for the round trip */
 	int ping_unwritten;
 	char ping_frame[64]; /* the protocol's keepalive, to write */
-	size_t ping_len;
+	size_t ping_len;     /* 0: a WebSocket PING */
 
 	lws_sorted_usec_list_t sul_deadline; /* connect, hello, close */
 	lws_sorted_usec_list_t sul_ping;
@@ -88,16 +96,29 @@ struct upstream_conn {
 	} proto;
 };
 
-/* What makes one upstream protocol (RTM today). */
+/* What makes one upstream protocol (RTM, Socket Mode). */
 struct upstream_proto {
 	const char *name;           /* for logs and status */
 	const char *connect_method; /* Web API method giving the wss:// URL */
+	int app_token;              /* the connect call uses the app token */
+	int identify;    /* the connect call says not who we are: auth.test */
+	int connections; /* hold conf->connections sessions, not one */
+	/*
+	 * Make-before-break without overlap: a retired session is closed
+	 * as soon as a replacement said hello (the protocol de-duplicates).
+	 */
+	int no_overlap;
 	/* One whole text frame of a session in HELLO or LIVE. */
 	void (*frame)(struct upstream_conn *, char *, size_t);
-	/* Compose the next keepalive in buf; its length. */
+	/* Compose the next keepalive in buf; its length, 0: WebSocket PING. */
 	size_t (*ping)(struct upstream_conn *, char *, size_t);
+	/* MAILBOX_ACK from the main thread (taken), or NULL. */
+	void (*ack)(struct upstream *, struct mailbox_msg *);
+	/* The thread ends: free the protocol's state, or NULL. */
+	void (*done)(void);
 };
 extern const struct upstream_proto upstream_rtm;
+extern const struct upstream_proto upstream_socket;
 
 /* What a protocol calls back into the manager. */
 void upstream_tell(struct upstream *, struct mailbox_msg *);
@@ -111,6 +132,10 @@ void upstream_conn_lost(struct upstream_conn *, int, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 void upstream_conn_retire(struct upstream_conn *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
+int upstream_conn_write(struct upstream_conn *, const char *, size_t);
+struct upstream_conn *upstream_conn_live(struct upstream *, uint64_t);
+void upstream_fatal(struct upstream *, const char *);
+void upstream_rate_limited(struct upstream *);
 
 /* frame.c: what one RTM frame from Slack means (pure; fuzzed). */
 enum frame_action {
@@ -171,11 +196,12 @@ struct webcall_queue;
 struct webcall_env {
 	struct lws_context *ctx;
 	struct webapi_url *api;           /* where: api_url, parsed */
-	struct upstream_params *const *p; /* the token, connect_timeout */
+	struct upstream_params *const *p; /* the tokens, connect_timeout */
 };
 typedef void (*webcall_cb)(struct webcall *, void *);
 struct webcall *webcall_new(
     const char *, const char *, const char *, size_t, webcall_cb, void *);
+void webcall_use_app_token(struct webcall *);
 void webcall_free(struct webcall *);
 int webcall_start(struct webcall_env *, struct webcall *);
 uint64_t webcall_id(const struct webcall *);

@@ -2,7 +2,8 @@
  * Web API calls over HTTPS, on the upstream thread: one libwebsockets HTTP
  * client connection per call, the token in the Authorization header, an
  * optional body (form or JSON), a deadline, the answer collected under a
- * cap.  rtm.connect goes through here, and so do the calls the main thread
+ * cap.  rtm.connect and apps.connections.open (with the app-level token)
+ * go through here, and so do the calls the main thread
  * asks for (names, chat.postMessage, slackd.api), which wait in a queue
  * that keeps each method within Slack's rate-limit tier and honours
  * Retry-After.
@@ -51,6 +52,7 @@ struct webcall {
 	int attempts;
 	int rate_limited; /* 429s so far */
 	int sent;         /* the request may have reached Slack */
+	int app;          /* Authorization: the app-level token */
 	int64_t not_before;
 	lws_sorted_usec_list_t sul_deadline;
 };
@@ -115,6 +117,13 @@ webcall_new(const char *method, const char *ctype, const char *body, size_t len,
 	w->cb = cb;
 	w->arg = arg;
 	return w;
+}
+
+/* Authorize with the app-level token (apps.connections.open). */
+void
+webcall_use_app_token(struct webcall *w)
+{
+	w->app = 1;
 }
 
 void
@@ -297,7 +306,9 @@ webcall_headers(struct webcall *w, struct lws *wsi, void *in, size_t len)
 	char auth[600], clen[32];
 	int n, rc = 0;
 
-	n = snprintf(auth, sizeof auth, "Bearer %s", (*w->env->p)->token);
+	n = snprintf(auth, sizeof auth, "Bearer %s",
+	    w->app && (*w->env->p)->app_token != NULL ? (*w->env->p)->app_token
+	                                              : (*w->env->p)->token);
 	if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
 	        (unsigned char *)auth, n, p, end) ||
 	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_USER_AGENT,

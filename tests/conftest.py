@@ -33,6 +33,8 @@ SLACKCTL = os.environ.get("SLACKCTL", os.path.abspath("slackctl"))
 # Looks like a bot token, is not one.  The suite fails if this string shows up
 # in any log, reply or slackctl output.
 TOKEN = "xoxb-test-Zq7Kx2SECRETvalue"
+# Socket Mode's app-level token, likewise never to be seen.
+APP_TOKEN = "xapp-1-A0FAKE-test-Pw4SECRETapp"
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "Sanitizer:DEADLYSIGNAL",
@@ -197,10 +199,12 @@ class Client:
 class Daemon:
     """One slackd process on a private socket."""
 
-    def __init__(self, tmp, fake, token=TOKEN, **conf):
+    def __init__(self, tmp, fake, token=TOKEN, app_token=None, **conf):
         self.tmp = str(tmp)
         self.fake = fake
         self.token = token
+        self.app_token = app_token
+        self.app_token_path = os.path.join(self.tmp, "app.token")
         self.sock = os.path.join(self.tmp, "slackd.sock")
         self.conf_path = os.path.join(self.tmp, "slackd.conf")
         self.token_path = os.path.join(self.tmp, "token")
@@ -208,13 +212,15 @@ class Daemon:
         self.proc = None
         self.clients = []
         self.outputs = []      # everything slackctl printed
-        self.secrets = [TOKEN]  # must appear in nothing slackd wrote
+        self.secrets = [TOKEN, APP_TOKEN]  # in nothing slackd wrote
         self.expected_exit = 0
         self.settings = dict(FAST)
         if fake is not None:
             self.settings["api_url"] = fake.api_url
         self.settings["socket"] = self.sock
         self.settings["token_file"] = self.token_path
+        if app_token is not None:
+            self.settings["app_token_file"] = self.app_token_path
         self.settings.update({k: None if v is None else str(v)
                               for k, v in conf.items()})
 
@@ -226,6 +232,12 @@ class Daemon:
         if self.token is not None and not os.path.exists(self.token_path):
             fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT, 0o600)
             os.write(fd, (self.token + "\n").encode())
+            os.close(fd)
+        if self.app_token is not None and \
+                not os.path.exists(self.app_token_path):
+            fd = os.open(self.app_token_path, os.O_WRONLY | os.O_CREAT,
+                         0o600)
+            os.write(fd, (self.app_token + "\n").encode())
             os.close(fd)
 
     def rewrite_config(self, **changes):
@@ -242,6 +254,7 @@ class Daemon:
         self.write_config()
         e = dict(os.environ)
         e.pop("SLACK_API_TOKEN", None)
+        e.pop("SLACK_APP_TOKEN", None)
         e.pop("CREDENTIALS_DIRECTORY", None)
         e.pop("JOURNAL_STREAM", None)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -520,12 +533,14 @@ def pytest_sessionfinish(session, exitstatus):
     leaks = []
     for root, dirs, files in os.walk(str(base)):
         for name in files:
-            if name in ("token", "slack-token") or name.endswith(".token"):
+            if name in ("token", "slack-token", "slack-app-token") or \
+                    name.endswith(".token"):
                 continue
             path = os.path.join(root, name)
             try:
                 with open(path, "rb") as f:
-                    if TOKEN.encode() in f.read():
+                    data = f.read()
+                    if TOKEN.encode() in data or APP_TOKEN.encode() in data:
                         leaks.append(path)
             except OSError:
                 pass
@@ -533,6 +548,39 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
         sys.stderr.write("\nTOKEN LEAK: the test token is in:\n  %s\n"
                          % "\n  ".join(leaks))
+
+
+@pytest.fixture
+def sm_fake():
+    """A fake Slack for Socket Mode (it serves RTM too)."""
+    f = FakeSlack(token=TOKEN, app_token=APP_TOKEN)
+    f.sm_retry_after = 1.5
+    f.sm_ping_interval = 1.0
+    f.start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def sm_daemon_factory(tmp_path, sm_fake):
+    """Daemons in Socket Mode against sm_fake (the app token in a file)."""
+    made = []
+
+    def make(fake_=sm_fake, **conf):
+        conf.setdefault("app_token", APP_TOKEN)
+        d = Daemon(tmp_path / ("sm%d" % len(made)), fake_, **conf)
+        os.makedirs(d.tmp, exist_ok=True)
+        made.append(d)
+        return d
+    yield make
+    errors = []
+    for d in made:
+        try:
+            d.finish()
+        except AssertionError as e:
+            errors.append(str(e))
+    if errors:
+        pytest.fail("\n".join(errors))
 
 
 @pytest.fixture

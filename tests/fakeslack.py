@@ -57,6 +57,28 @@ the same FIFO as queue_api_response (so that e.g. only page 2 gets a 429),
 and ``set_tier_limit(method, per_minute)`` answers 429 + Retry-After once a
 method was called more than per_minute times in a sliding 60 s window.
 
+Socket Mode
+-----------
+``apps.connections.open`` (POST, ``Authorization: Bearer <app token>``,
+default ``DEFAULT_APP_TOKEN``; the bot token there is
+``not_allowed_token_type``) issues a single-use
+``ws://host:port/link/?ticket=<id>&app_id=A0FAKE``.  Such a session is a
+Socket Mode one (``Session.socket``): its hello carries num_connections,
+connection_info and debug_info; the fake sends WebSocket PINGs every
+``sm_ping_interval`` seconds; every event given to ``emit``/``emit_many``/
+``broadcast``, the workspace events and the echo of chat.postMessage become
+``events_api`` envelopes, each delivered to ONE open Socket Mode session
+(round robin).  Acks (``{"envelope_id":…}``) are recorded with their delay
+after the envelope was written (``sm_late_acks(limit)``); an envelope not
+acked within ``sm_retry_after`` seconds is sent again with retry_attempt+1
+and retry_reason "timeout" on another open session if there is one (up to
+3 retries).  ``sm_disconnect(reason)`` sends a disconnect (warning,
+refresh_requested, link_disabled, too_many_websockets, anything);
+``sm_slash_command``/``sm_interactive`` send envelopes that accept a
+response payload.  More than 10 open sessions: the new one gets
+disconnect too_many_websockets.  Faults (drop, stall, refuse_upgrade) work
+as for RTM.
+
 Run ``/usr/bin/python3 tests/fakeslack.py --help`` for the command line
 (foreground server, optionally with a demo stream of events).
 """
@@ -92,9 +114,12 @@ import websockets.exceptions
 from websockets.frames import OP_BINARY, OP_PING, OP_TEXT, Frame
 from websockets.legacy.server import WebSocketServerProtocol
 
-__all__ = ["FakeSlack", "Session", "RawText"]
+__all__ = ["FakeSlack", "Session", "RawText", "DEFAULT_APP_TOKEN"]
 
 DEFAULT_TOKEN = "xoxb-fake-0000"
+DEFAULT_APP_TOKEN = "xapp-1-A0FAKE-0000-fakeapptoken"
+DEFAULT_APP_ID = "A0FAKE"
+_SM_MAX_CONNECTIONS = 10
 DEFAULT_TEAM = {"id": "T0FAKE", "name": "Fake Workspace", "domain": "fake"}
 DEFAULT_SELF = {"id": "U0BOT", "name": "slackd-bot"}
 # What the default token is granted (X-OAuth-Scopes): all slackd needs.
@@ -438,6 +463,8 @@ class Session:
         self.close_code_sent = None
         self.close_code_received = None
         self.hello_expected = True
+        self.socket = False           # a Socket Mode session
+        self.sm_host = None
         self.hello_sent = False
         self.ws_pings = 0
         self.stall_mode = None
@@ -552,9 +579,21 @@ class FakeSlack:
     """
 
     def __init__(self, token=DEFAULT_TOKEN, certfile=None, keyfile=None,
-                 team=None, self_user=None, log=None):
+                 team=None, self_user=None, log=None,
+                 app_token=DEFAULT_APP_TOKEN):
         self._lock = threading.RLock()
         self._token = token
+        self.app_token = app_token
+        # Socket Mode
+        self._sm_sids = set()
+        self._sm_envelopes = {}      # envelope_id -> record (see sm_envelopes)
+        self._sm_order = []
+        self._sm_seq = 0
+        self._sm_rr = 0
+        self._sm_app_error = None    # apps.connections.open answers this
+        self.sm_retry_after = 3.0
+        self.sm_max_retries = 3
+        self.sm_ping_interval = 5.0
         self.certfile = certfile
         self.keyfile = keyfile
         self.tls = certfile is not None
@@ -1142,6 +1181,9 @@ class FakeSlack:
                 obj = {"ok": False, "error": param_error}
             elif _norm_method(method) == "rtm.connect":
                 obj = self._rtm_connect(headers)
+            elif method == "apps.connections.open":
+                compact = True
+                obj = self._apps_connections_open(headers, verb)
             else:
                 obj = self._auth_error(headers)
                 compact = True
@@ -1535,6 +1577,7 @@ class FakeSlack:
     # ------------------------------------------------------------------
     _API_HANDLERS = {
         "rtm.connect": "_rtm_connect",   # called with the headers
+        "apps.connections.open": "_apps_connections_open",  # likewise
         "auth.test": "_api_auth_test",
         "team.info": "_api_team_info",
         "conversations.list": "_api_conversations_list",
@@ -1708,7 +1751,9 @@ class FakeSlack:
                 if s.open:
                     target = s
                     break
-        if target is not None:
+        if target is not None and target.socket:
+            self._sm_event(event)
+        elif target is not None:
             self._enqueue(target, event)
         return {"ok": True, "channel": cid, "ts": ts, "message": msg}
 
@@ -1927,9 +1972,16 @@ class FakeSlack:
             self._trace("ws %s: refused (503)" % path)
             return (http.HTTPStatus.SERVICE_UNAVAILABLE,
                     [("Content-Type", "text/plain")], b"Service Unavailable\n")
-        m = _RTM_PATH.match(urllib.parse.urlsplit(path).path)
+        split = urllib.parse.urlsplit(path)
+        m = _RTM_PATH.match(split.path)
+        if split.path == "/link/":
+            ticket = urllib.parse.parse_qs(split.query).get("ticket", [None])
+            m = None
+            sm_sid = ticket[0]
+        else:
+            sm_sid = None
         with self._lock:
-            sid = m.group(1) if m else None
+            sid = m.group(1) if m else sm_sid
             if sid is None or self._sids.get(sid) != "issued":
                 rec["result"] = "forbidden"
             else:
@@ -1947,13 +1999,25 @@ class FakeSlack:
         with self._lock:
             sess = Session(self, len(self._sessions) + 1, ws, ws.sid, ws.path,
                            headers)
+            sess.socket = ws.sid in self._sm_sids
+            sess.sm_host = "applink-fake-%d" % sess.index
+            too_many = sess.socket and sum(
+                1 for s in self._sessions
+                if s.open and s.socket) >= _SM_MAX_CONNECTIONS
             self._sessions.append(sess)
             hello, delay = self._hello, self._hello_delay
-            sess.hello_expected = hello
+            sess.hello_expected = hello and not too_many
         ws.session = sess
         self._trace("ws session #%d connected (sid %s)" % (sess.index, sess.sid))
         sess._writer_task = asyncio.ensure_future(self._ws_writer(sess))
-        if hello:
+        if sess.socket:
+            asyncio.ensure_future(self._sm_pinger(sess))
+        if too_many:
+            self._enqueue(sess, {"type": "disconnect",
+                                 "reason": "too_many_websockets",
+                                 "debug_info": {"host": sess.sm_host}})
+            self._enqueue_close(sess, 1000, "", None)
+        elif hello:
             if delay > 0:
                 self._loop.call_later(delay, self._send_hello, sess)
             else:
@@ -1970,8 +2034,18 @@ class FakeSlack:
             sess._queue.put_nowait((_STOP,))
 
     def _send_hello(self, sess):
-        if sess.open:
-            self._enqueue(sess, {"type": "hello"}, hello=True)
+        if not sess.open:
+            return
+        if sess.socket:
+            with self._lock:
+                n = sum(1 for s in self._sessions if s.open and s.socket)
+            self._enqueue(sess, {
+                "type": "hello", "num_connections": n,
+                "debug_info": {"host": sess.sm_host, "build_number": 1,
+                               "approximate_connection_time": 18060},
+                "connection_info": {"app_id": DEFAULT_APP_ID}}, hello=True)
+            return
+        self._enqueue(sess, {"type": "hello"}, hello=True)
 
     def _mark_closed(self, sess):
         ws = sess._ws
@@ -2010,6 +2084,9 @@ class FakeSlack:
             sess._received.append((time.monotonic(), obj))
             hold = self._hold_acks
             delay = self._ack_delay
+        if sess.socket:
+            self._sm_frame(sess, obj)
+            return
         typ = obj.get("type")
         mid = obj.get("id")
         if typ == "ping":
@@ -2193,6 +2270,10 @@ class FakeSlack:
         sess = self._target(session)
         self._record_history(event)
         done = concurrent.futures.Future()
+        if sess.socket and self._sm_wraps(event):
+            self._loop.call_soon_threadsafe(
+                self._sm_event, event, session, done)
+            return self._wait(done, wait, timeout, "emit")
         self._loop.call_soon_threadsafe(self._enqueue, sess, event, done)
         return self._wait(done, wait, timeout, "emit")
 
@@ -2201,6 +2282,21 @@ class FakeSlack:
         thread, then queued in one go).  Returns like emit()."""
         self._require_running()
         sess = self._target(session)
+        if sess.socket:
+            events = list(events)
+            done = concurrent.futures.Future()
+
+            def deliver_all():
+                for i, ev in enumerate(events):
+                    last = done if i == len(events) - 1 else None
+                    if self._sm_wraps(ev):
+                        self._sm_event(ev, session, last)
+                    else:
+                        self._enqueue(sess, ev, last)
+                if not events:
+                    _resolve(done, True)
+            self._loop.call_soon_threadsafe(deliver_all)
+            return self._wait(done, wait, timeout, "emit_many")
         items = []
         for ev in events:
             if isinstance(ev, RawText):
@@ -2228,7 +2324,11 @@ class FakeSlack:
         return self._wait(done, wait, timeout, "emit_many")
 
     def broadcast(self, event):
-        """Send one frame to every open session (no waiting)."""
+        """Send one frame to every open session (no waiting); under Socket
+        Mode one envelope, to one session."""
+        if any(s.socket for s in self.open_sessions):
+            self.emit(event, wait=False)
+            return
         for s in self.open_sessions:
             self.emit(event, session=s, wait=False)
 
@@ -2335,6 +2435,236 @@ class FakeSlack:
             return
 
     # ------------------------------------------------------------------
+    # Socket Mode
+    # ------------------------------------------------------------------
+    def _apps_connections_open(self, headers, verb="POST"):
+        auth = headers.get("authorization")
+        with self._lock:
+            if verb != "POST":
+                return {"ok": False, "error": "invalid_arguments"}
+            if auth is None:
+                return {"ok": False, "error": "not_authed"}
+            if auth == "Bearer " + self._token or \
+                    (auth.startswith("Bearer xox")):
+                return {"ok": False, "error": "not_allowed_token_type"}
+            if auth != "Bearer " + self.app_token:
+                return {"ok": False, "error": "invalid_auth"}
+            if self._sm_app_error is not None:
+                return {"ok": False, "error": self._sm_app_error}
+            sid = secrets.token_urlsafe(16)
+            self._sids[sid] = "issued"
+            self._sm_sids.add(sid)
+        base = "%s://%s:%d/link/" % ("wss" if self.tls else "ws", self.host,
+                                     self._ws_port)
+        return {"ok": True, "url": "%s?ticket=%s&app_id=%s"
+                % (base, sid, DEFAULT_APP_ID)}
+
+    def set_app_error(self, error):
+        """apps.connections.open answers {"ok":false,"error":error} (None:
+        normally again)."""
+        with self._lock:
+            self._sm_app_error = error
+
+    @staticmethod
+    def _sm_wraps(event):
+        return isinstance(event, dict) and "envelope_id" not in event and \
+            event.get("type") not in ("hello", "disconnect")
+
+    def _sm_open(self, exclude=None):
+        with self._lock:
+            live = [s for s in self._sessions
+                    if s.open and s.socket and s.hello_sent]
+        other = [s for s in live if s is not exclude]
+        return other or live
+
+    def _sm_new(self, kind, payload, accepts=False):
+        with self._lock:
+            self._sm_seq += 1
+            eid = "env-%06d-%s" % (self._sm_seq, secrets.token_hex(4))
+            rec = {"envelope_id": eid, "type": kind, "payload": payload,
+                   "accepts_response_payload": accepts, "attempt": 0,
+                   "deliveries": [], "acks": []}
+            self._sm_envelopes[eid] = rec
+            self._sm_order.append(eid)
+        return rec
+
+    def _sm_event(self, event, session=None, done=None):
+        """Wrap event in an events_api envelope and deliver it (loop)."""
+        with self._lock:
+            n = self._sm_seq + 1
+        payload = {"token": "verification-token-unused",
+                   "team_id": self.team["id"], "api_app_id": DEFAULT_APP_ID,
+                   "event": event, "type": "event_callback",
+                   "event_id": "Ev%08dFAKE" % n,
+                   "event_time": int(time.time()),
+                   "authorizations": [{"team_id": self.team["id"],
+                                       "user_id": self.self_user["id"],
+                                       "is_bot": True}],
+                   "is_ext_shared_channel": False,
+                   "event_context": "4-fake-%d" % n}
+        if isinstance(event, dict) and event.get("type") == "app_rate_limited":
+            payload = dict(event, api_app_id=DEFAULT_APP_ID,
+                           team_id=self.team["id"])
+        rec = self._sm_new("events_api", payload)
+        self._sm_deliver(rec, session, done)
+        return rec["envelope_id"]
+
+    def _sm_deliver(self, rec, session=None, done=None, exclude=None):
+        """Send rec's envelope to one open session (loop thread)."""
+        if session is not None and session.open:
+            targets = [session]
+        else:
+            targets = self._sm_open(exclude)
+        if not targets:
+            _resolve(done, False)
+            self._loop.call_later(self.sm_retry_after, self._sm_check,
+                                  rec["envelope_id"], rec["attempt"])
+            return
+        with self._lock:
+            self._sm_rr += 1
+            sess = targets[self._sm_rr % len(targets)]
+        env = {"envelope_id": rec["envelope_id"], "payload": rec["payload"],
+               "type": rec["type"],
+               "accepts_response_payload": rec["accepts_response_payload"]}
+        if rec["attempt"] > 0:
+            env["retry_attempt"] = rec["attempt"]
+            env["retry_reason"] = "timeout"
+        else:
+            env["retry_attempt"] = 0
+            env["retry_reason"] = ""
+        delivery = {"session": sess.index, "attempt": rec["attempt"],
+                    "t": None}
+        with self._lock:
+            rec["deliveries"].append(delivery)
+        written = concurrent.futures.Future()
+
+        def on_written(f):
+            with self._lock:
+                delivery["t"] = time.monotonic()
+            _resolve(done, f.result())
+        written.add_done_callback(on_written)
+        self._enqueue(sess, env, written)
+        self._loop.call_later(self.sm_retry_after, self._sm_check,
+                              rec["envelope_id"], rec["attempt"])
+
+    def _sm_check(self, eid, attempt):
+        with self._lock:
+            rec = self._sm_envelopes.get(eid)
+            if rec is None or rec["acks"] or rec["attempt"] != attempt:
+                return
+            if rec["attempt"] >= self.sm_max_retries:
+                rec["gave_up"] = True
+                return
+            rec["attempt"] += 1
+            last = rec["deliveries"][-1]["session"] if rec["deliveries"] \
+                else None
+            exclude = None
+            for s in self._sessions:
+                if s.index == last:
+                    exclude = s
+        self._trace("sm: retrying %s (attempt %d)" % (eid, rec["attempt"]))
+        self._sm_deliver(rec, exclude=exclude)
+
+    def _sm_frame(self, sess, obj):
+        eid = obj.get("envelope_id")
+        if eid is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            rec = self._sm_envelopes.get(eid)
+            if rec is None:
+                return
+            sent = [d["t"] for d in rec["deliveries"]
+                    if d["session"] == sess.index and d["t"] is not None]
+            delay = now - sent[-1] if sent else None
+            rec["acks"].append({"t": now, "session": sess.index,
+                                "payload": obj.get("payload"),
+                                "delay": delay})
+
+    async def _sm_pinger(self, sess):
+        """Slack's WebSocket PINGs, every sm_ping_interval seconds."""
+        try:
+            while sess.open:
+                await asyncio.sleep(self.sm_ping_interval)
+                if not sess.open or sess.stall_mode is not None:
+                    continue
+                try:
+                    await sess._ws.ping(
+                        ("Ping from %s" % sess.sm_host).encode())
+                except Exception:
+                    return
+        except asyncio.CancelledError:
+            pass
+
+    def sm_envelopes(self, type=None):
+        """Copies of the envelope records, oldest first: envelope_id, type,
+        payload, attempt, deliveries [{session, attempt, t}], acks [{t,
+        session, payload, delay}]."""
+        with self._lock:
+            return [copy.deepcopy(self._sm_envelopes[e])
+                    for e in self._sm_order
+                    if type is None or self._sm_envelopes[e]["type"] == type]
+
+    def sm_unacked(self):
+        return [r for r in self.sm_envelopes() if not r["acks"]]
+
+    def sm_late_acks(self, limit=0.1):
+        """Acks that came more than limit seconds after their envelope
+        was written to that session."""
+        late = []
+        for r in self.sm_envelopes():
+            for a in r["acks"]:
+                if a["delay"] is not None and a["delay"] > limit:
+                    late.append((r["envelope_id"], a["delay"]))
+        return late
+
+    def sm_disconnect(self, reason, session=None, close_after=None,
+                      wait=True):
+        """Send {"type":"disconnect","reason":reason}; close with 1000
+        after close_after seconds (None: leave it open)."""
+        sess = self._target(session)
+        r = self.emit({"type": "disconnect", "reason": reason,
+                       "debug_info": {"host": sess.sm_host}},
+                      session=sess, wait=wait)
+        if close_after is not None:
+            def later():
+                self._loop.call_later(close_after, self._enqueue_close,
+                                      sess, 1000, "", None)
+            self._loop.call_soon_threadsafe(later)
+        return r
+
+    def _sm_request(self, kind, payload, accepts, session):
+        self._require_running()
+        rec = self._sm_new(kind, payload, accepts)
+        done = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._sm_deliver, rec, session, done)
+        self._wait(done, True, 10, kind)
+        return rec["envelope_id"]
+
+    def sm_slash_command(self, command="/deploy", text="", accepts=True,
+                         session=None):
+        """Send a slash_commands envelope; returns its envelope_id."""
+        payload = {"token": "unused", "team_id": self.team["id"],
+                   "team_domain": self.team.get("domain", "fake"),
+                   "channel_id": "C0GENERAL", "channel_name": "general",
+                   "user_id": "U0ALICE", "user_name": "alice",
+                   "command": command, "text": text,
+                   "api_app_id": DEFAULT_APP_ID,
+                   "response_url": "https://hooks.invalid/commands/1",
+                   "trigger_id": "1.2.fake"}
+        return self._sm_request("slash_commands", payload, accepts, session)
+
+    def sm_interactive(self, payload=None, accepts=True, session=None):
+        payload = payload or {"type": "block_actions",
+                              "user": {"id": "U0ALICE"},
+                              "api_app_id": DEFAULT_APP_ID,
+                              "actions": [{"action_id": "ok"}]}
+        return self._sm_request("interactive", payload, accepts, session)
+
+    def sm_sessions(self):
+        return [s for s in self.sessions if s.socket]
+
+    # ------------------------------------------------------------------
     # waiting helpers
     # ------------------------------------------------------------------
     def wait_for(self, predicate, timeout=10, interval=0.02, message=None):
@@ -2399,6 +2729,8 @@ class FakeSlack:
                 await asyncio.sleep(interval)
                 with self._lock:
                     targets = [s for s in self._sessions if s.open]
+                socket_mode = [s for s in targets if s.socket]
+                targets = [s for s in targets if not s.socket]
                 if i % 3 == 1:
                     typing = {"type": "user_typing", "channel": "C0GENERAL",
                               "user": "U0ALICE"}
@@ -2410,6 +2742,8 @@ class FakeSlack:
                       "ts": self.next_ts(), "team": self.team["id"]}
                 for s in targets:
                     self._enqueue(s, ev)
+                if socket_mode:       # one envelope, to one connection
+                    self._sm_event(dict(ev, channel_type="channel"))
                 i += 1
         except asyncio.CancelledError:
             pass
@@ -2484,11 +2818,17 @@ def _describe(predicate):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        description="Fake Slack Web API + RTM WebSocket server.")
+        description="Fake Slack Web API + RTM and Socket Mode WebSocket "
+        "server.")
     ap.add_argument("--token",
                     default=os.environ.get("FAKESLACK_TOKEN", DEFAULT_TOKEN),
                     help="accepted bot token (default $FAKESLACK_TOKEN or %s)"
                     % DEFAULT_TOKEN)
+    ap.add_argument("--app-token",
+                    default=os.environ.get("FAKESLACK_APP_TOKEN",
+                                           DEFAULT_APP_TOKEN),
+                    help="accepted Socket Mode app-level token (default "
+                    "$FAKESLACK_APP_TOKEN or %s)" % DEFAULT_APP_TOKEN)
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
                     help="serve https/wss with this certificate and key")
     ap.add_argument("--demo", action="store_true",
@@ -2504,7 +2844,8 @@ def main(argv=None):
 
     cert, key = args.tls if args.tls else (None, None)
     fake = FakeSlack(token=args.token, certfile=cert, keyfile=key,
-                     log=None if args.quiet else log)
+                     log=None if args.quiet else log,
+                     app_token=args.app_token)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

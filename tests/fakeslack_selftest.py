@@ -931,6 +931,144 @@ def run_workspace_suite():
 
 
 # --------------------------------------------------------------------------
+# Socket Mode
+# --------------------------------------------------------------------------
+
+APP = "xapp-selftest-5678"
+
+
+async def sm_open(api, cafile=None):
+    status, _, body = api.call("apps.connections.open", token=APP, post=True)
+    assert status == 200 and body["ok"], body
+    ws = await ws_connect(body["url"], cafile)
+    hello = await recv_json(ws)
+    return ws, hello
+
+
+async def scenario_socket_mode(fake, api):
+    print("[socket mode]")
+    _, _, b = api.call("apps.connections.open", token=APP)
+    check(b == {"ok": False, "error": "invalid_arguments"}, "GET refused")
+    _, _, b = api.call("apps.connections.open", token=TOKEN, post=True)
+    check(b["error"] == "not_allowed_token_type", "bot token refused")
+    _, _, b = api.call("apps.connections.open", token="xapp-wrong",
+                       post=True)
+    check(b["error"] == "invalid_auth", "wrong app token refused")
+    _, _, b = api.call("apps.connections.open", token=None, post=True)
+    check(b["error"] == "not_authed", "no token: not_authed")
+    status, _, b = api.call("apps.connections.open", token=APP, post=True)
+    check("/link/?ticket=" in b["url"] and "app_id=A0FAKE" in b["url"],
+          "a wss-style link URL")
+    ws1 = await ws_connect(b["url"], None)
+    hello = await recv_json(ws1)
+    check(hello["type"] == "hello" and hello["num_connections"] == 1 and
+          hello["connection_info"]["app_id"] == "A0FAKE" and
+          hello["debug_info"]["host"].startswith("applink-"),
+          "hello with num_connections, connection_info, debug_info")
+    try:
+        await ws_connect(b["url"], None)
+        check(False, "a used ticket is refused")
+    except websockets.exceptions.InvalidStatusCode as e:
+        check(e.status_code == 403, "a used ticket is refused (403)")
+    ws2, hello2 = await sm_open(api)
+    check(hello2["num_connections"] == 2, "second hello counts 2")
+    # events: each to one connection, in envelopes
+    await off(fake.emit_many, [{"type": "message", "text": "e%d" % i}
+                               for i in range(10)])
+    got = {1: [], 2: []}
+    for n, ws in ((1, ws1), (2, ws2)):
+        while True:
+            try:
+                env = await recv_json(ws, 0.5)
+            except asyncio.TimeoutError:
+                break
+            got[n].append(env)
+            await ws.send(json.dumps({"envelope_id": env["envelope_id"]}))
+    envs = got[1] + got[2]
+    check(len(envs) == 10 and got[1] and got[2],
+          "10 envelopes, spread over both connections")
+    check(all(e["type"] == "events_api" and
+              e["payload"]["type"] == "event_callback" and
+              e["payload"]["event_id"] and e["retry_attempt"] == 0
+              for e in envs), "events_api envelopes with event_id")
+    check(sorted(e["payload"]["event"]["text"] for e in envs) ==
+          sorted("e%d" % i for i in range(10)), "the events inside")
+    await asyncio.sleep(0.2)
+    check(not fake.sm_unacked(), "acks recorded")
+    check(all(a["delay"] is not None and a["delay"] >= 0
+              for r in fake.sm_envelopes() for a in r["acks"]),
+          "with their delay after the envelope was written")
+    check(len(fake.sm_late_acks(0.0)) == 10 and
+          not fake.sm_late_acks(10), "sm_late_acks(limit) filters on it")
+    # an unacked envelope is retried on the other connection
+    fake.sm_retry_after = 0.3
+    await off(fake.emit, {"type": "message", "text": "retry me"},
+              fake.sm_sessions()[0])
+    first = await recv_json(ws1)
+    check(first["payload"]["event"]["text"] == "retry me", "delivered")
+    again = await recv_json(ws2, 2)
+    check(again["envelope_id"] == first["envelope_id"] and
+          again["retry_attempt"] == 1 and again["retry_reason"] == "timeout",
+          "retried on the other connection with retry_attempt 1")
+    await ws2.send(json.dumps({"envelope_id": again["envelope_id"]}))
+    await asyncio.sleep(0.1)
+    rec = [r for r in fake.sm_envelopes()
+           if r["envelope_id"] == first["envelope_id"]][0]
+    check(len(rec["deliveries"]) == 2 and len(rec["acks"]) == 1 and
+          rec["acks"][0]["session"] == fake.sm_sessions()[1].index,
+          "its record: two deliveries, one ack")
+    # slash command with a response payload
+    eid = await off(fake.sm_slash_command, "/x", "y", True,
+                    fake.sm_sessions()[1])
+    env = await recv_json(ws2)
+    check(env["type"] == "slash_commands" and env["envelope_id"] == eid and
+          env["accepts_response_payload"] is True and
+          env["payload"]["command"] == "/x", "slash_commands envelope")
+    await ws2.send(json.dumps({"envelope_id": eid,
+                               "payload": {"text": "ok"}}))
+    await asyncio.sleep(0.1)
+    rec = fake.sm_envelopes("slash_commands")[-1]
+    check(rec["acks"][0]["payload"] == {"text": "ok"}, "ack payload kept")
+    # disconnect
+    await off(fake.sm_disconnect, "warning", fake.sm_sessions()[0], 0.2)
+    d = await recv_json(ws1)
+    check(d["type"] == "disconnect" and d["reason"] == "warning",
+          "disconnect warning")
+    await asyncio.sleep(0.5)
+    check(not fake.sm_sessions()[0].open, "closed after close_after")
+    # WebSocket PINGs from the fake
+    fake.sm_ping_interval = 0.2
+    ws3, _ = await sm_open(api)
+    t = time.monotonic()
+    while time.monotonic() - t < 0.8:   # the client answers while reading
+        try:
+            await asyncio.wait_for(ws3.recv(), 0.1)
+        except asyncio.TimeoutError:
+            pass
+    check(ws3.open, "the fake sends WebSocket PINGs; the connection stays")
+    # at most 10: the eleventh gets too_many_websockets
+    extra = []
+    while len([s for s in fake.sm_sessions() if s.open]) < 10:
+        extra.append((await sm_open(api))[0])
+    status, _, b = api.call("apps.connections.open", token=APP, post=True)
+    ws11 = await ws_connect(b["url"], None)
+    m = await recv_json(ws11)
+    check(m == {"type": "disconnect", "reason": "too_many_websockets",
+                "debug_info": {"host": m["debug_info"]["host"]}},
+          "the 11th connection: disconnect too_many_websockets")
+    for w in [ws1, ws2, ws3, ws11] + extra:
+        await w.close()
+
+
+def run_socket_mode_suite():
+    fake = FakeSlack(token=TOKEN, app_token=APP).start()
+    try:
+        asyncio.run(scenario_socket_mode(fake, Api(fake)))
+    finally:
+        fake.stop()
+
+
+# --------------------------------------------------------------------------
 # the tests pytest collects (make check), and main() for a run by hand
 # --------------------------------------------------------------------------
 
@@ -947,10 +1085,15 @@ def test_tls(tmp_path):
     run_suite("tls", cafile=ca, certfile=cert, keyfile=key)
 
 
+def test_socket_mode():
+    run_socket_mode_suite()
+
+
 def main():
     t0 = time.monotonic()
     run_suite("plain")
     run_workspace_suite()
+    run_socket_mode_suite()
     with tempfile.TemporaryDirectory() as d:
         ca, cert, key = make_certs(d)
         run_suite("tls", cafile=ca, certfile=cert, keyfile=key)

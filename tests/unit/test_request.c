@@ -513,9 +513,15 @@ test_fields(void)
 	fails("{\"id\":6,\"type\":\"bogus\"}", PROTOCOL_E_UNKNOWN_TYPE,
 	    "unknown type \"bogus\" (slackd handles message, typing, ping, " PROTOCOL_SUBSCRIBE
 	    ", " PROTOCOL_STATUS ", " PROTOCOL_POST ", " PROTOCOL_API
-	    ", " PROTOCOL_NAMES ")",
+	    ", " PROTOCOL_NAMES ", " PROTOCOL_ACK ")",
 	    INT_ID, 6,
 	    "the unknown-type error lists the types clients may send");
+	fails("{\"id\":7,\"type\":\"slackd.ack\"}", PROTOCOL_E_BAD_REQUEST,
+	    "needs the \"envelope_id\"", INT_ID, 7, "slackd.ack without an id");
+	fails("{\"id\":7,\"type\":\"slackd.ack\",\"envelope_id\":\"e\","
+	      "\"payload\":[1]}",
+	    PROTOCOL_E_BAD_REQUEST, "\"payload\" must be an object", INT_ID, 7,
+	    "slackd.ack with a payload that is not an object");
 	{
 		struct request r;
 		struct request_error e;

@@ -31,6 +31,7 @@ SOCK2 = "/run/slackd/second.sock"
 TOKEN = "xoxb-vmtest-" + secrets.token_hex(16)
 TOKEN2 = "xoxb-vmtest-second-" + secrets.token_hex(16)
 WRONG = "xoxb-vmtest-wrong-" + secrets.token_hex(16)
+APP = "xapp-vmtest-" + secrets.token_hex(16)
 SLOW = 60                                 # s: TCG is slow
 
 
@@ -151,7 +152,7 @@ def diagnose():
             out = run(*argv, timeout=30).stdout
         except Exception as e:
             out = str(e)
-        for secret in (TOKEN, TOKEN2, WRONG):
+        for secret in (TOKEN, TOKEN2, WRONG, APP):
             out = out.replace(secret, "<token>")
         for line in out.splitlines():
             say("VMTEST diag " + line)
@@ -166,7 +167,7 @@ def check(name):
                 RESULTS.append(True)
             except Exception as e:           # report and go on
                 why = (str(e) or type(e).__name__).replace("\n", " | ")
-                for secret in (TOKEN, TOKEN2, WRONG):
+                for secret in (TOKEN, TOKEN2, WRONG, APP):
                     why = why.replace(secret, "<token>")
                 say("VMTEST not ok %s: %s" % (name, why[:600]))
                 traceback.print_exc(file=sys.stderr)
@@ -365,6 +366,31 @@ def invalid_token(ctx):
         write("/etc/slackd/token", TOKEN + "\n", 0o600)
 
 
+@check("app-token-credential")
+def app_token_credential(ctx):
+    """The units run with and without the optional app-token file: with it
+    Socket Mode (the token through the credential), without it RTM."""
+    ctx["fake"].app_token = APP
+    write("/etc/slackd/app-token", APP + "\n", 0o600)
+    try:
+        run("systemctl", "restart", "slackd.service", check=True)
+        c = Client(SOCK)
+        c.connected()
+        assert c.hello.get("upstream") == "socket", c.hello
+        event_reaches(ctx["fake"], c, "through Socket Mode")
+        c.close()
+    finally:
+        os.unlink("/etc/slackd/app-token")
+    run("systemctl", "restart", "slackd.service", check=True)
+    c = Client(SOCK)
+    c.connected()
+    assert c.hello.get("upstream") == "rtm", c.hello
+    c.close()
+    out = run("journalctl", "-b", "--no-pager", "-u", "slackd").stdout
+    assert APP not in out, "the app-level token is in the journal"
+    return "socket with the file, rtm without"
+
+
 @check("journal-priorities")
 def journal_priorities(ctx):
     out = run("journalctl", "-u", "slackd", "-p", "warning", "-o", "json",
@@ -396,7 +422,7 @@ def token_not_in_journal(ctx):
                          timeout=120).stdout
     assert len(out) > 10000, "the journal is nearly empty"
     for name, secret in (("token", TOKEN), ("second token", TOKEN2),
-                         ("wrong token", WRONG)):
+                         ("wrong token", WRONG), ("app-level token", APP)):
         assert secret.encode() not in out, "the %s is in the journal" % name
     run("systemctl", "reset-failed", "slackd.service", check=True)
     return "%d bytes of journal searched" % len(out)
@@ -576,7 +602,7 @@ def main():
     ctx = {}
     for fn in (setup, activation, status_text, group_member_sends,
                outsider_refused, reload_keeps_clients, watchdog_restarts,
-               invalid_token, journal_priorities, token_not_in_journal,
+               invalid_token, app_token_credential, journal_priorities, token_not_in_journal,
                template_instance, stop_clean, socket_removed,
                remove_keeps_config, purge_removes_all, reinstall,
                upgrade_restarts):
