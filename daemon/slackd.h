@@ -125,6 +125,18 @@ struct config {
 	char *state_dir;       /* names.json; NULL: nowhere */
 	int64_t names_max_age; /* a saved cache older than this is reloaded */
 	char *api_allow;       /* methods slackd.api may call */
+
+	char *nats_url; /* NULL: no NATS at all */
+	char *nats_creds_file;
+	char *nats_nkey_file;
+	char *nats_user;
+	char *nats_password_file;
+	char *nats_ca_file;
+	char *nats_prefix; /* NULL: slack.<team_id> */
+	char *nats_stream; /* NULL: SLACK_<team_id> */
+	int64_t nats_max_age;
+	size_t nats_max_bytes;
+	size_t nats_backlog; /* unacknowledged events kept, bytes */
 };
 enum config_type {
 	CONFIG_STRING,
@@ -169,6 +181,7 @@ int config_allowed(const struct config *, uid_t, const gid_t *, size_t);
 int config_api_allowed(const struct config *, const char *);
 int config_parse_duration(const char *, int64_t *);
 int config_parse_size(const char *, size_t *);
+int config_nats_subject_ok(const char *);
 
 /* token.c */
 #define TOKEN_ENV "SLACK_API_TOKEN" /* also the source's name */
