@@ -1469,6 +1469,33 @@ slackctl_who(struct json_object *o, const char *key, char *buf, size_t len)
 	    id != NULL ? id : "?");
 }
 
+/* The NATS link (nats_url), from slackd.status's "nats". */
+static void
+slackctl_print_nats(struct json_object *n)
+{
+	const char *server = protocol_json_str(n, "server");
+	const char *err = protocol_json_str(n, "last_error");
+	char when[64];
+	time_t t;
+
+	printf("nats:       %s%s%s, stream %s\n", protocol_json_str(n, "state"),
+	    server != NULL ? " to " : "", server != NULL ? server : "",
+	    protocol_json_str(n, "stream") != NULL
+	        ? protocol_json_str(n, "stream")
+	        : "(not yet known)");
+	printf(
+	    "            %.0f published, %.0f pending acks, %.0f kept (%.0f bytes), %.0f gaps (%.0f events lost), %.0f requests\n",
+	    slackctl_num(n, "published"), slackctl_num(n, "pending_acks"),
+	    slackctl_num(n, "backlog"), slackctl_num(n, "backlog_bytes"),
+	    slackctl_num(n, "gaps"), slackctl_num(n, "events_lost"),
+	    slackctl_num(n, "requests"));
+	if (err != NULL) {
+		t = (time_t)slackctl_num(n, "last_error_at");
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&t));
+		printf("            last error %s: %s\n", when, err);
+	}
+}
+
 static void
 slackctl_print_status(struct json_object *o)
 {
@@ -1522,6 +1549,8 @@ slackctl_print_status(struct json_object *o)
 		printf("            last dropped %s: %s\n", when,
 		    protocol_json_str(d, "why"));
 	}
+	if (json_object_object_get_ex(o, "nats", &d) && d != NULL)
+		slackctl_print_nats(d);
 }
 
 static int

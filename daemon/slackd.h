@@ -432,6 +432,10 @@ int client_room(struct client *, size_t, int64_t);
 int client_queue(struct client *, const char *, size_t);
 int client_queue_ref(struct client *, const char *, size_t,
     void (*)(const void *, size_t, void *), void *);
+/* A client without a socket (NATS requests): lines go to a function. */
+struct client *client_virtual(void (*)(void *, const char *, size_t), void *);
+void client_virtual_request(struct client *, const char *, size_t);
+void client_virtual_free(struct client *);
 
 /*
  * request.c: parsing and checking one request line.  A new request type is
@@ -578,6 +582,13 @@ void notify_reloading(void);
 void notify_stopping(void);
 void notify_state(void);
 void notify_probe_back(void);
+
+/* nats.c: events to JetStream, requests over NATS (nats_url). */
+int nats_check(const struct config *, char **);
+void nats_init(void);
+void nats_team(const char *);
+struct json_object *nats_status(void);
+void nats_shutdown(void);
 
 /* slackd.c */
 extern struct event_base *slackd_base;

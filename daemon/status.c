@@ -252,5 +252,7 @@ status_full(void)
 	}
 	status_add_count(o, "messages_sent", os.sent);
 	status_add_count(o, "messages_failed", os.failed);
+	if ((d = nats_status()) != NULL)
+		json_object_object_add(o, "nats", d);
 	return o;
 }
