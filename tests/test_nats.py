@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import SCALE, wait_until
+from conftest import SCALE, SLACKCTL, wait_until
 
 NATS_SERVER = shutil.which("nats-server") or (
     "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server")
@@ -504,6 +504,20 @@ def test_credentials_checked_and_never_shown(daemon_factory, fake, tmp_path):
         assert d.wait_exit() == 78
         assert "nats_password_file %s is accessible by group or others" \
             % pw in d.log_text()
+        # an NKey file without its public key is refused at start too
+        nk = os.path.join(str(tmp_path), "nats.nk")
+        fd = os.open(nk, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"SUAKEXAMPLESEEDQ9SECRETSEED\n")
+        os.close(fd)
+        d.secrets.append("SUAKEXAMPLESEEDQ9SECRETSEED")
+        d.settings.update(nats_user=None, nats_password_file=None,
+                          nats_nkey_file=nk)
+        d.start(wait=None)
+        assert d.wait_exit() == 78
+        assert "nats_nkey_file %s must hold a user seed (SU...) and its " \
+            "public key (U...)" % nk in d.log_text()
+        d.settings.update(nats_user="slackd", nats_password_file=pw,
+                          nats_nkey_file=None)
         os.chmod(pw, 0o600)
         d.expected_exit = 0
         d.start()
@@ -525,3 +539,109 @@ def test_credentials_checked_and_never_shown(daemon_factory, fake, tmp_path):
             what="NATS's refusal in slackctl status")
     finally:
         server.stop()
+
+
+def ctl_nats(d, server, *args, prefix=PREFIX, env=None, timeout=30,
+             stdin=None):
+    """slackctl over NATS, from a "host" without slackd's socket."""
+    e = dict(os.environ)
+    for k in ("SLACKD_SOCKET", "SLACKD_NATS", "SLACKD_NATS_PREFIX"):
+        e.pop(k, None)
+    e["XDG_RUNTIME_DIR"] = "/nonexistent"
+    if env:
+        e.update(env)
+    cmd = [SLACKCTL, "--nats", server.url]
+    if prefix is not None:
+        cmd += ["--nats-prefix", prefix]
+    p = subprocess.run(cmd + list(args), capture_output=True, text=True,
+                       timeout=timeout, env=e, input=stdin)
+    d.outputs += [p.stdout, p.stderr]
+    return p
+
+
+def test_slackctl_over_nats_send_status(daemon_factory, fake, nats):
+    d = nats_daemon(daemon_factory, nats).start()
+    d.wait_log("requests on " + PREFIX + ".request")
+    p = ctl_nats(d, nats, "status")
+    assert p.returncode == 0, p.stderr
+    assert "state:      connected to Fake Workspace (T0FAKE)" in p.stdout
+    assert "nats:       connected to " + nats.url in p.stdout
+    p = ctl_nats(d, nats, "status", "--json")
+    st = json.loads(p.stdout)
+    assert st["type"] == "slackd.status" and st["reply_to"] == 1
+    p = ctl_nats(d, nats, "send", "C024BE91L", "over", "NATS")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip()  # Slack's ts
+    assert fake.session.frames("message")[-1]["text"] == "over NATS"
+    p = ctl_nats(d, nats, "send", "C024BE91L", stdin="from stdin\n")
+    assert p.returncode == 0, p.stderr
+    assert fake.session.frames("message")[-1]["text"] == "from stdin"
+    # SLACKD_NATS and SLACKD_NATS_PREFIX do the same
+    e = dict(os.environ, SLACKD_NATS=nats.url, SLACKD_NATS_PREFIX=PREFIX,
+             XDG_RUNTIME_DIR="/nonexistent")
+    e.pop("SLACKD_SOCKET", None)
+    p = subprocess.run([SLACKCTL, "status", "--json"], capture_output=True,
+                       text=True, timeout=30, env=e)
+    assert p.returncode == 0 and json.loads(p.stdout)["ok"] is True
+    d.outputs += [p.stdout, p.stderr]
+
+
+def test_slackctl_over_nats_errors(daemon_factory, fake, nats):
+    d = nats_daemon(daemon_factory, nats).start()
+    d.wait_log("requests on " + PREFIX + ".request")
+    p = ctl_nats(d, nats, "status", prefix="slack.TNOBODY")
+    assert p.returncode == 3
+    assert "no slackd answers on slack.TNOBODY.request at %s" % nats.url \
+        in p.stderr
+    p = ctl_nats(d, nats, "status", prefix=None)
+    assert p.returncode == 2 and "--nats needs --nats-prefix" in p.stderr
+    port = free_port()
+    p = subprocess.run([SLACKCTL, "--nats", "nats://127.0.0.1:%d" % port,
+                        "--nats-prefix", PREFIX, "status"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 3
+    assert "cannot connect to NATS at nats://127.0.0.1:%d" % port in p.stderr
+    p = ctl_nats(d, nats, "listen", "--since", "yesterday")
+    assert p.returncode == 1 and "--since yesterday: not a stream" in p.stderr
+    p = d.ctl("listen", "--since", "5")
+    assert p.returncode == 2 and "--since needs --nats" in p.stderr
+
+
+def test_slackctl_listen_over_nats(daemon_factory, fake, nats):
+    d = nats_daemon(daemon_factory, nats).start()
+    d.wait_log("NATS: publishing to the stream")
+    nc = NatsClient(nats.url)
+    fake.emit_many([message(i) for i in range(1, 6)])
+    wait_stream(nc, 6)
+    stored = nc.stream_all(STREAM)
+    # --since a stream sequence: from the third message on, then live
+    e = dict(os.environ, XDG_RUNTIME_DIR="/nonexistent")
+    e.pop("SLACKD_SOCKET", None)
+    p = subprocess.Popen(
+        [SLACKCTL, "--nats", nats.url, "--nats-prefix", PREFIX, "listen",
+         "--since", "4", "-t", "message"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    try:
+        got = [p.stdout.readline() for _ in range(3)]
+        assert got == [data.decode() for _, _, data in stored[3:6]], got
+        fake.emit({"type": "user_typing", "channel": "C1", "user": "U1"})
+        fake.emit(message(6))
+        line = p.stdout.readline()
+        assert json.loads(line)["text"] == "hello 6"
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=10)
+        d.outputs += [out, err]
+    # --since an age: everything of the last hour
+    p = subprocess.Popen(
+        [SLACKCTL, "--nats", nats.url, "--nats-prefix", PREFIX, "listen",
+         "--since", "1h"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    try:
+        first = json.loads(p.stdout.readline())
+        assert first["type"] == "hello"
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=10)
+        d.outputs += [out, err]
+    nc.close()
