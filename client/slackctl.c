@@ -197,7 +197,7 @@ slackctl_connect_nats(struct slackctl_conn *c)
 		slackctl_die(SLACKCTL_USAGE,
 		    "--nats needs --nats-prefix (or SLACKD_NATS_PREFIX): slackd's nats_prefix, slack.TEAM_ID unless its configuration says otherwise");
 	c->fd = -1;
-	c->path = slackctl_nats_url;
+	c->path = slackctl_nats_public_url(slackctl_nats_url);
 	c->nats = slackctl_nats_open(slackctl_nats_url, slackctl_nats_prefix,
 	    slackctl_nats_creds, slackctl_nats_ca, &err);
 	if (c->nats == NULL)
@@ -281,7 +281,11 @@ slackctl_line_nats(struct slackctl_conn *c, int timeout_ms, int *timed_out)
 	char *line;
 	int status;
 
-	if ((line = slackctl_nats_line(c->nats, timeout_ms, &status)) != NULL)
+	line = slackctl_nats_line(c->nats, timeout_ms, &status);
+	if (status == SLACKCTL_NATS_DENIED)
+		slackctl_die(
+		    SLACKCTL_FAILED, "NATS at %s refused: %s", c->path, line);
+	if (line != NULL)
 		return line;
 	if (status == SLACKCTL_NATS_NORESP)
 		slackctl_die(SLACKCTL_UNREACHABLE,
@@ -1498,7 +1502,10 @@ slackctl_listen(struct slackctl_args *a)
 		    "listen: --since needs --nats (it counts in the JetStream stream)");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	slackctl_connect(&c);
-	slackctl_hello(&c);
+	/* Over NATS, reading the stream needs no request (nor its permission).
+	 */
+	if (c.nats == NULL || filter.named || filter.textual)
+		slackctl_hello(&c);
 	if (c.nats != NULL)
 		slackctl_listen_follow(&c, slackctl_value(a, 'S'));
 	if (filter.channels != NULL)

@@ -24,7 +24,7 @@
 
 struct slackctl_nats_line {
 	struct slackctl_nats_line *next;
-	int noresp; /* "no responders": nobody subscribes to requests */
+	int status; /* 0, or SLACKCTL_NATS_NORESP / _DENIED (text: why) */
 	char *text;
 };
 
@@ -46,7 +46,7 @@ struct slackctl_nats {
 
 static void
 slackctl_nats_push(
-    struct slackctl_nats *n, const char *data, int len, int noresp)
+    struct slackctl_nats *n, const char *data, int len, int status)
 {
 	struct slackctl_nats_line *l;
 
@@ -59,7 +59,7 @@ slackctl_nats_push(
 	while (
 	    len > 0 && (l->text[len - 1] == '\n' || l->text[len - 1] == '\r'))
 		l->text[--len] = '\0';
-	l->noresp = noresp;
+	l->status = status;
 	pthread_mutex_lock(&n->lock);
 	if (n->tail != NULL)
 		n->tail->next = l;
@@ -76,8 +76,22 @@ slackctl_nats_msg_cb(
     natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
 	slackctl_nats_push(arg, natsMsg_GetData(msg),
-	    natsMsg_GetDataLength(msg), natsMsg_IsNoResponders(msg));
+	    natsMsg_GetDataLength(msg),
+	    natsMsg_IsNoResponders(msg) ? SLACKCTL_NATS_NORESP : 0);
 	natsMsg_Destroy(msg);
+}
+
+/* The server refused something (a permission): a line that says so. */
+static void
+slackctl_nats_error_cb(
+    natsConnection *nc, natsSubscription *sub, natsStatus s, void *arg)
+{
+	const char *txt = NULL;
+
+	if (natsConnection_GetLastError(nc, &txt) == NATS_OK || txt == NULL ||
+	    *txt == '\0')
+		txt = natsStatus_GetText(s);
+	slackctl_nats_push(arg, txt, (int)strlen(txt), SLACKCTL_NATS_DENIED);
 }
 
 static void
@@ -89,6 +103,44 @@ slackctl_nats_closed_cb(natsConnection *nc, void *arg)
 	n->closed = 1;
 	pthread_cond_signal(&n->cond);
 	pthread_mutex_unlock(&n->lock);
+}
+
+/* cnats's last error without its "(file.c:123): " prefix. */
+static const char *
+slackctl_nats_why(natsStatus s)
+{
+	const char *txt = nats_GetLastError(NULL), *p;
+
+	if (txt == NULL || *txt == '\0')
+		return natsStatus_GetText(s);
+	if (*txt == '(' && (p = strstr(txt, "): ")) != NULL)
+		txt = p + 3;
+	return txt;
+}
+
+/*
+ * The URL as it may be shown: the user and password in
+ * nats://alice:secret@host:4222 are shown as three stars.
+ */
+char *
+slackctl_nats_public_url(const char *url)
+{
+	const char *host = strstr(url, "://"), *at = NULL, *p, *end;
+	char *out;
+
+	if (host == NULL)
+		return strdup(url);
+	host += 3;
+	end = host + strcspn(host, "/,");
+	for (p = host; p < end; p++) {
+		if (*p == '@')
+			at = p; /* the last @ before the host */
+	}
+	if (at == NULL)
+		return strdup(url);
+	if (asprintf(&out, "%.*s***%s", (int)(host - url), url, at) == -1)
+		abort();
+	return out;
 }
 
 static char *
@@ -113,7 +165,7 @@ slackctl_nats_open(const char *url, const char *prefix, const char *creds,
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->cond, NULL);
 	n->prefix = strdup(prefix);
-	n->url = strdup(url);
+	n->url = slackctl_nats_public_url(url);
 	s = natsOptions_Create(&n->opts);
 	if (s == NATS_OK)
 		s = natsOptions_SetURL(n->opts, url);
@@ -122,6 +174,9 @@ slackctl_nats_open(const char *url, const char *prefix, const char *creds,
 	if (s == NATS_OK)
 		s = natsOptions_SetClosedCB(
 		    n->opts, slackctl_nats_closed_cb, n);
+	if (s == NATS_OK)
+		s = natsOptions_SetErrorHandler(
+		    n->opts, slackctl_nats_error_cb, n);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(n->opts, 5);
 	if (s == NATS_OK && strncmp(url, "tls://", 6) == 0)
@@ -137,12 +192,8 @@ slackctl_nats_open(const char *url, const char *prefix, const char *creds,
 		return NULL;
 	}
 	if ((s = natsConnection_Connect(&n->nc, n->opts)) != NATS_OK) {
-		const char *txt = nats_GetLastError(NULL);
-
-		if (asprintf(err, "cannot connect to NATS at %s: %s", url,
-		        txt != NULL && *txt != '\0'
-		            ? txt
-		            : natsStatus_GetText(s)) == -1)
+		if (asprintf(err, "cannot connect to NATS at %s: %s", n->url,
+		        slackctl_nats_why(s)) == -1)
 			abort();
 		slackctl_nats_close(n);
 		return NULL;
@@ -249,12 +300,8 @@ slackctl_nats_follow(struct slackctl_nats *n, const char *since, char **err)
 	s = js_Subscribe(&n->events, n->js, subject, slackctl_nats_msg_cb, n,
 	    NULL, &so, &jerr);
 	if (s != NATS_OK) {
-		const char *txt = nats_GetLastError(NULL);
-
 		if (asprintf(err, "following %s: %s", subject,
-		        txt != NULL && *txt != '\0'
-		            ? txt
-		            : natsStatus_GetText(s)) == -1)
+		        slackctl_nats_why(s)) == -1)
 			abort();
 		free(subject);
 		return -1;
@@ -267,7 +314,8 @@ slackctl_nats_follow(struct slackctl_nats *n, const char *since, char **err)
  * The next line (a reply or an event; the caller frees it), or NULL with
  * *status SLACKCTL_NATS_TIMEOUT after timeout_ms (-1: no limit),
  * SLACKCTL_NATS_NORESP if no slackd answers requests, SLACKCTL_NATS_CLOSED
- * if the connection is gone.
+ * if the connection is gone; with SLACKCTL_NATS_DENIED the line is the
+ * server's error (such as a permissions violation).
  */
 char *
 slackctl_nats_line(struct slackctl_nats *n, int timeout_ms, int *status)
@@ -306,11 +354,11 @@ slackctl_nats_line(struct slackctl_nats *n, int timeout_ms, int *status)
 	if (l == NULL)
 		return NULL;
 	text = l->text;
-	if (l->noresp) {
-		*status = SLACKCTL_NATS_NORESP;
+	if (l->status == SLACKCTL_NATS_NORESP) {
 		free(text);
 		text = NULL;
 	}
+	*status = l->status;
 	free(l);
 	return text;
 }

@@ -218,7 +218,13 @@ static void
 nats_error_cb(
     natsConnection *nc, natsSubscription *sub, natsStatus s, void *arg)
 {
-	nats_post_error("NATS", s);
+	const char *txt = NULL;
+
+	if (natsConnection_GetLastError(nc, &txt) != NATS_OK && txt != NULL &&
+	    *txt != '\0')
+		nats_post(NATS_NOTE_ERROR, 0, txt, NULL, 0);
+	else
+		nats_post_error("the server says", s);
 }
 
 static void
@@ -956,6 +962,33 @@ nats_request(const char *reply, const char *data, size_t len)
 
 /* ---- the main thread's side ------------------------------------------- */
 
+/*
+ * The URL of the server connected to, as it may be shown: a user and a
+ * password in nats_url (nats://user:password@host) become three stars.
+ */
+static int
+nats_server(char *url, size_t len)
+{
+	char *host, *at = NULL, *p;
+
+	if (natsConnection_GetConnectedUrl(nats_nc, url, len) != NATS_OK)
+		return -1;
+	if ((host = strstr(url, "://")) == NULL)
+		return 0;
+	host += 3;
+	for (p = host; *p != '\0' && *p != '/'; p++) {
+		if (*p == '@')
+			at = p;
+	}
+	if (at != NULL && strlen(url) + 3 >= len)
+		snprintf(url, len, "(a URL with a password, too long to show)");
+	else if (at != NULL) {
+		memmove(host + 3, at, strlen(at) + 1);
+		memcpy(host, "***", 3);
+	}
+	return 0;
+}
+
 static void
 nats_note(struct nats_note *n)
 {
@@ -963,11 +996,9 @@ nats_note(struct nats_note *n)
 
 	switch (n->type) {
 	case NATS_NOTE_UP:
-		if (!nats_ready ||
-		    natsConnection_GetConnectedUrl(nats_nc, url, sizeof url) !=
-		        NATS_OK)
-			snprintf(url, sizeof url, "NATS");
-		log_info("NATS: connected to %s", url);
+		/* The first time, NATS_NOTE_READY says it. */
+		if (nats_ready && nats_server(url, sizeof url) == 0)
+			log_info("NATS: connected to %s", url);
 		nats_state = NATS_CONNECTED;
 		nats_rewind();
 		nats_pump();
@@ -985,9 +1016,11 @@ nats_note(struct nats_note *n)
 		if (natsConnection_Status(nats_nc) ==
 		    NATS_CONN_STATUS_CONNECTED)
 			nats_state = NATS_CONNECTED;
+		if (nats_server(url, sizeof url) != 0)
+			snprintf(url, sizeof url, "NATS");
 		log_info(
-		    "NATS: publishing to the stream %s as %s.event.>, requests on %s.request",
-		    nats_stream, nats_prefix, nats_prefix);
+		    "NATS: connected to %s; publishing to the stream %s as %s.event.>, requests on %s.request",
+		    url, nats_stream, nats_prefix, nats_prefix);
 		nats_pump();
 		break;
 	case NATS_NOTE_ERROR:
@@ -1105,7 +1138,7 @@ nats_status(void)
 	json_object_object_add(
 	    o, "state", json_object_new_string(nats_state_names[nats_state]));
 	if (nats_state == NATS_CONNECTED && nats_ready &&
-	    natsConnection_GetConnectedUrl(nats_nc, url, sizeof url) == NATS_OK)
+	    nats_server(url, sizeof url) == 0)
 		json_object_object_add(
 		    o, "server", json_object_new_string(url));
 	else

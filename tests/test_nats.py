@@ -269,7 +269,7 @@ def wait_stream(nc, n, timeout=15, stream=STREAM):
 
 def test_events_in_stream_byte_identical(daemon_factory, fake, nats):
     d = nats_daemon(daemon_factory, nats).start()
-    d.wait_log("NATS: publishing to the stream " + STREAM)
+    d.wait_log("publishing to the stream " + STREAM)
     c = d.client()
     nc = NatsClient(nats.url)
     live = NatsClient(nats.url)
@@ -344,7 +344,7 @@ def test_existing_stream_used_as_it_is(daemon_factory, fake, nats):
     assert "error" not in json.loads(body), body
     d = nats_daemon(daemon_factory, nats, nats_prefix="ops.slack",
                     nats_stream="MINE").start()
-    d.wait_log("NATS: publishing to the stream MINE as ops.slack.event")
+    d.wait_log("publishing to the stream MINE as ops.slack.event")
     fake.emit(message(1))
     wait_stream(nc, 2, stream="MINE")
     subj, _, data = nc.stream_msg("MINE", 2)
@@ -400,7 +400,7 @@ def test_request_reply_status_and_send(daemon_factory, fake, nats):
 
 def test_nats_restart_publishes_everything_once(daemon_factory, fake, nats):
     d = nats_daemon(daemon_factory, nats).start()
-    d.wait_log("NATS: publishing to the stream")
+    d.wait_log("publishing to the stream")
     nc = NatsClient(nats.url)
     fake.emit_many([message(i) for i in range(1, 51)])
     wait_stream(nc, 51)
@@ -429,7 +429,7 @@ def test_nats_restart_publishes_everything_once(daemon_factory, fake, nats):
 
 def test_nats_down_overflow_one_gap(daemon_factory, fake, nats):
     d = nats_daemon(daemon_factory, nats, nats_backlog="16K").start()
-    d.wait_log("NATS: publishing to the stream")
+    d.wait_log("publishing to the stream")
     nc = NatsClient(nats.url)
     fake.emit_many([message(i) for i in range(1, 11)])
     wait_stream(nc, 11)
@@ -521,7 +521,7 @@ def test_credentials_checked_and_never_shown(daemon_factory, fake, tmp_path):
         os.chmod(pw, 0o600)
         d.expected_exit = 0
         d.start()
-        d.wait_log("NATS: publishing to the stream")
+        d.wait_log("publishing to the stream")
         fake.emit(message(1))
         nc = NatsClient(server.url, "reader", "reader-pw")
         wait_stream(nc, 2)
@@ -529,6 +529,26 @@ def test_credentials_checked_and_never_shown(daemon_factory, fake, tmp_path):
         assert out.returncode == 0
         assert PASSWORD not in json.dumps(d.status())
         nc.close()
+        # a password in nats_url is never shown either
+        d.stop()
+        d.settings.update(nats_user=None, nats_password_file=None,
+                          nats_url="nats://slackd:%s@127.0.0.1:%d" % (
+                              PASSWORD, server.port))
+        d.start()
+        d.wait_log("publishing to the stream")
+        wait_until(lambda: d.status()["nats"]["state"] == "connected", 10,
+                   what="connected")
+        assert d.status()["nats"]["server"] == \
+            "nats://***@127.0.0.1:%d" % server.port
+        assert "NATS: connected to nats://***@127.0.0.1:%d; publishing" \
+            % server.port in d.log_text()
+        p = ctl_nats(d, server, "status", url="nats://slackd:%s@127.0.0.1:1"
+                     % PASSWORD)
+        assert p.returncode == 3
+        assert "cannot connect to NATS at nats://***@127.0.0.1:1: " \
+            in p.stderr
+        d.settings.update(nats_user="slackd", nats_password_file=pw,
+                          nats_url=server.url)
         # a wrong password: slackd says NATS refused, never the password
         with open(pw, "w") as f:
             f.write("wrong-" + PASSWORD + "\n")
@@ -542,7 +562,7 @@ def test_credentials_checked_and_never_shown(daemon_factory, fake, tmp_path):
 
 
 def ctl_nats(d, server, *args, prefix=PREFIX, env=None, timeout=30,
-             stdin=None):
+             stdin=None, url=None):
     """slackctl over NATS, from a "host" without slackd's socket."""
     e = dict(os.environ)
     for k in ("SLACKD_SOCKET", "SLACKD_NATS", "SLACKD_NATS_PREFIX"):
@@ -550,7 +570,7 @@ def ctl_nats(d, server, *args, prefix=PREFIX, env=None, timeout=30,
     e["XDG_RUNTIME_DIR"] = "/nonexistent"
     if env:
         e.update(env)
-    cmd = [SLACKCTL, "--nats", server.url]
+    cmd = [SLACKCTL, "--nats", url or server.url]
     if prefix is not None:
         cmd += ["--nats-prefix", prefix]
     p = subprocess.run(cmd + list(args), capture_output=True, text=True,
@@ -609,7 +629,7 @@ def test_slackctl_over_nats_errors(daemon_factory, fake, nats):
 
 def test_slackctl_listen_over_nats(daemon_factory, fake, nats):
     d = nats_daemon(daemon_factory, nats).start()
-    d.wait_log("NATS: publishing to the stream")
+    d.wait_log("publishing to the stream")
     nc = NatsClient(nats.url)
     fake.emit_many([message(i) for i in range(1, 6)])
     wait_stream(nc, 6)
@@ -645,3 +665,81 @@ def test_slackctl_listen_over_nats(daemon_factory, fake, nats):
         out, err = p.communicate(timeout=10)
         d.outputs += [out, err]
     nc.close()
+
+
+# The subject permissions README.md ("More than one host") documents, for
+# the team T0FAKE.
+PERMISSIONS = {
+    "slackd": {
+        "publish": [PREFIX + ".event.>",
+                    "$JS.API.STREAM.INFO." + STREAM,
+                    "$JS.API.STREAM.CREATE." + STREAM, "_INBOX.>"],
+        "subscribe": [PREFIX + ".request", "_INBOX.>"]},
+    "reader": {
+        "publish": ["$JS.API.STREAM.NAMES",
+                    "$JS.API.CONSUMER.CREATE." + STREAM,
+                    "$JS.API.CONSUMER.DELETE." + STREAM + ".>",
+                    "$JS.FC." + STREAM + ".>"],
+        "subscribe": ["_INBOX.>"]},
+    "sender": {
+        "publish": [PREFIX + ".request"],
+        "subscribe": ["_INBOX.>"]},
+}
+
+
+def test_documented_permissions(daemon_factory, fake, tmp_path):
+    users = [{"user": u, "password": u + "-pw", "permissions": p}
+             for u, p in PERMISSIONS.items()]
+    users.append({"user": "admin", "password": "admin-pw"})
+    server = NatsServer(tmp_path / "perm", users=users).start()
+    try:
+        pw = os.path.join(str(tmp_path), "nats.pw")
+        fd = os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"slackd-pw\n")
+        os.close(fd)
+        d = nats_daemon(daemon_factory, server, nats_user="slackd",
+                        nats_password_file=pw).start()
+        d.wait_log("publishing to the stream " + STREAM)
+        fake.emit(message(1))
+        nc = NatsClient(server.url, "admin", "admin-pw")
+        wait_stream(nc, 2)
+        wait_until(lambda: d.status()["nats"]["backlog"] == 0, 10,
+                   what="the acks")
+        assert d.status()["nats"]["last_error"] is None
+        url = "nats://%s:%s@127.0.0.1:%d"
+        e = dict(os.environ, XDG_RUNTIME_DIR="/nonexistent")
+        e.pop("SLACKD_SOCKET", None)
+
+        def ctl(user, *args):
+            p = subprocess.run(
+                [SLACKCTL, "--nats", url % (user, user + "-pw", server.port),
+                 "--nats-prefix", PREFIX] + list(args),
+                capture_output=True, text=True, timeout=30, env=e)
+            d.outputs += [p.stdout, p.stderr]
+            return p
+        # the reader reads the stream, and may not send
+        lp = subprocess.Popen(
+            [SLACKCTL, "--nats", url % ("reader", "reader-pw", server.port),
+             "--nats-prefix", PREFIX, "listen", "--since", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+        try:
+            assert json.loads(lp.stdout.readline())["type"] == "hello"
+            assert json.loads(lp.stdout.readline())["text"] == "hello 1"
+        finally:
+            lp.terminate()
+            out, err = lp.communicate(timeout=10)
+            d.outputs += [out, err]
+        p = ctl("reader", "send", "C024BE91L", "not allowed")
+        assert p.returncode == 1
+        assert "refused: " in p.stderr and "Permissions Violation" in p.stderr
+        # the sender sends (and sees the status), and may not read the stream
+        p = ctl("sender", "send", "C024BE91L", "allowed")
+        assert p.returncode == 0, p.stderr
+        assert fake.session.frames("message")[-1]["text"] == "allowed"
+        p = ctl("sender", "listen")
+        assert p.returncode == 1, p.stderr
+        assert "Permissions Violation" in p.stderr or \
+            "listen: following %s.event.>: " % PREFIX in p.stderr, p.stderr
+        nc.close()
+    finally:
+        server.stop()
