@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -112,6 +113,7 @@ class NatsClient:
     def __init__(self, url, user=None, password=None):
         host, port = url.split("//")[1].split(":")
         self.sock = socket.create_connection((host, int(port)), 5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.sid = 0
         self.inbox_n = 0
@@ -424,6 +426,49 @@ def test_nats_restart_publishes_everything_once(daemon_factory, fake, nats):
     texts = [json.loads(data)["text"] for _, _, data in stored[1:]]
     assert texts == ["hello %d" % i for i in range(1, 201)], texts
     assert d.status()["nats"]["gaps"] == 0
+    nc.close()
+
+
+def test_nats_restarted_while_events_flow(daemon_factory, fake, nats):
+    """Events keep coming, one every few milliseconds, while NATS is
+    stopped (some of them in flight) and started again: every one is in
+    the stream once, in order."""
+    d = nats_daemon(daemon_factory, nats).start()
+    d.wait_log("publishing to the stream")
+    total = 600
+    done = threading.Event()
+
+    def flow():
+        for i in range(1, total + 1):
+            fake.emit(message(i), wait=False)
+            time.sleep(0.004)
+        done.set()
+    t = threading.Thread(target=flow)
+    t.start()
+    try:
+        wait_until(lambda: d.status()["nats"]["published"] >= 100, 10,
+                   what="some events published")
+        nats.stop()
+        time.sleep(0.8)
+        nats.start()
+    finally:
+        t.join(60)
+    assert done.is_set()
+    wait_until(lambda: d.status()["events_received"] >= total + 1, 20,
+               what="every event reaches slackd")
+    nc = NatsClient(nats.url)
+    wait_stream(nc, total + 1, timeout=30)
+    wait_until(lambda: d.status()["nats"]["backlog"] == 0, 15,
+               what="the backlog emptied")
+    time.sleep(1)
+    stored = nc.stream_all(STREAM)
+    texts = [json.loads(data)["text"] for _, _, data in stored[1:]]
+    assert texts == ["hello %d" % i for i in range(1, total + 1)], \
+        [t for t in texts if t != "hello %d" % (texts.index(t) + 1)][:5]
+    seqs = [int(h["Slackd-Seq"]) for _, h, _ in stored]
+    assert seqs == list(range(1, total + 2))
+    n = d.status()["nats"]
+    assert n["gaps"] == 0 and n["last_error"]
     nc.close()
 
 
