@@ -148,6 +148,8 @@ static struct nats_notes nats_inbox = /* under nats_lock */
     STAILQ_HEAD_INITIALIZER(nats_inbox);
 static struct event *nats_wake_ev;
 static struct event *nats_reap_ev;
+static struct event *nats_retry_ev;
+static int nats_holding; /* nats_retry_ev armed: no publishing until then */
 
 static struct nats_list nats_queue = TAILQ_HEAD_INITIALIZER(nats_queue);
 static size_t nats_bytes; /* in nats_queue */
@@ -165,6 +167,7 @@ static double nats_last_error_at;
 static struct nats_reqs nats_reqs = TAILQ_HEAD_INITIALIZER(nats_reqs);
 
 static void nats_start(void);
+static void nats_hold(void);
 
 /* ---- notes from cnats's threads --------------------------------------- */
 
@@ -809,14 +812,36 @@ nats_pump(void)
 {
 	struct nats_entry *e;
 
-	if (nats_state != NATS_CONNECTED || !nats_ready)
+	if (nats_state != NATS_CONNECTED || !nats_ready || nats_holding)
 		return;
 	TAILQ_FOREACH(e, &nats_queue, entry) {
 		if (nats_inflight >= NATS_WINDOW)
 			return;
-		if (!e->pending && nats_publish(e) != 0)
+		if (!e->pending && nats_publish(e) != 0) {
+			nats_hold();
 			return;
+		}
 	}
+}
+
+static void
+nats_retry_cb(evutil_socket_t fd, short events, void *arg)
+{
+	nats_holding = 0;
+	nats_pump();
+}
+
+/* Something failed: publish again in NATS_RETRY_WAIT, not at once. */
+static void
+nats_hold(void)
+{
+	struct timeval tv = { NATS_RETRY_WAIT / 1000,
+		(NATS_RETRY_WAIT % 1000) * 1000 };
+
+	if (nats_holding)
+		return;
+	nats_holding = 1;
+	evtimer_add(nats_retry_ev, &tv);
 }
 
 static void
@@ -831,9 +856,10 @@ nats_acked(const char *id, int ok, int duplicate, const char *why)
 	if (e == NULL)
 		return; /* a late answer to an earlier try */
 	if (!ok) {
-		/* Try again from the oldest, in order. */
+		/* Try again from the oldest, in order, after a while. */
 		nats_error("%s", why);
 		nats_rewind();
+		nats_hold();
 		return;
 	}
 	nats_published++;
@@ -1094,6 +1120,7 @@ nats_init(void)
 	nats_wake_ev =
 	    event_new(slackd_base, -1, EV_PERSIST, nats_wake_cb, NULL);
 	nats_reap_ev = event_new(slackd_base, -1, 0, nats_reap_cb, NULL);
+	nats_retry_ev = evtimer_new(slackd_base, nats_retry_cb, NULL);
 	hub_consume(nats_event);
 	nats_state = NATS_WAIT_TEAM;
 	if (slackd_conf->nats_prefix != NULL &&
@@ -1218,6 +1245,8 @@ nats_shutdown(void)
 		nats_remove(e);
 	event_free(nats_wake_ev);
 	event_free(nats_reap_ev);
+	event_free(nats_retry_ev);
+	nats_holding = 0;
 	token_secret_free(nats_seed);
 	nats_seed = NULL;
 	free(nats_prefix);

@@ -34,6 +34,7 @@ TEAM = "T0FAKE"
 PREFIX = "slack." + TEAM
 STREAM = "SLACK_" + TEAM
 PASSWORD = "nats-pw-Q9SECRETvalue"
+WAIT = 20 * SCALE  # s: generous, for a loaded machine
 
 
 def free_port():
@@ -323,8 +324,8 @@ def test_events_in_stream_byte_identical(daemon_factory, fake, nats):
     n = st["nats"]
     assert n["state"] == "connected" and n["server"] == nats.url
     assert n["stream"] == STREAM and n["prefix"] == PREFIX
-    wait_until(lambda: d.status()["nats"]["published"] == len(events) + 1, 5,
-               what="all acks")
+    wait_until(lambda: d.status()["nats"]["published"] == len(events) + 1,
+               WAIT, what="all acks")
     n = d.status()["nats"]
     assert n["pending_acks"] == 0 and n["backlog"] == 0
     assert n["gaps"] == 0 and n["last_error"] is None
@@ -409,17 +410,17 @@ def test_nats_restart_publishes_everything_once(daemon_factory, fake, nats):
     nc.close()
     nats.stop()
     fake.emit_many([message(i) for i in range(51, 151)])
-    wait_until(lambda: d.status()["nats"]["state"] == "disconnected", 10,
+    wait_until(lambda: d.status()["nats"]["state"] == "disconnected", WAIT,
                what="slackd to see NATS gone")
     fake.emit_many([message(i) for i in range(151, 201)])
-    wait_until(lambda: d.status()["events_received"] >= 200, 10,
+    wait_until(lambda: d.status()["events_received"] >= 200, WAIT,
                what="the events reach slackd")
     n = d.status()["nats"]
     assert n["backlog"] >= 100 and n["last_error"]
     nats.start()
     nc = NatsClient(nats.url)
     wait_stream(nc, 201, timeout=30)
-    wait_until(lambda: d.status()["nats"]["backlog"] == 0, 10,
+    wait_until(lambda: d.status()["nats"]["backlog"] == 0, WAIT,
                what="the backlog emptied")
     time.sleep(1)
     stored = nc.stream_all(STREAM)
@@ -446,7 +447,7 @@ def test_nats_restarted_while_events_flow(daemon_factory, fake, nats):
     t = threading.Thread(target=flow)
     t.start()
     try:
-        wait_until(lambda: d.status()["nats"]["published"] >= 100, 10,
+        wait_until(lambda: d.status()["nats"]["published"] >= 100, WAIT,
                    what="some events published")
         nats.stop()
         time.sleep(0.8)
@@ -454,11 +455,11 @@ def test_nats_restarted_while_events_flow(daemon_factory, fake, nats):
     finally:
         t.join(60)
     assert done.is_set()
-    wait_until(lambda: d.status()["events_received"] >= total + 1, 20,
+    wait_until(lambda: d.status()["events_received"] >= total + 1, WAIT,
                what="every event reaches slackd")
     nc = NatsClient(nats.url)
     wait_stream(nc, total + 1, timeout=30)
-    wait_until(lambda: d.status()["nats"]["backlog"] == 0, 15,
+    wait_until(lambda: d.status()["nats"]["backlog"] == 0, WAIT,
                what="the backlog emptied")
     time.sleep(1)
     stored = nc.stream_all(STREAM)
@@ -480,12 +481,12 @@ def test_nats_down_overflow_one_gap(daemon_factory, fake, nats):
     wait_stream(nc, 11)
     nc.close()
     nats.stop()
-    wait_until(lambda: d.status()["nats"]["state"] == "disconnected", 10,
+    wait_until(lambda: d.status()["nats"]["state"] == "disconnected", WAIT,
                what="slackd to see NATS gone")
     pad = "x" * 400
     fake.emit_many([message(i, text="%d %s" % (i, pad))
                     for i in range(11, 211)])
-    wait_until(lambda: d.status()["events_received"] >= 210, 10,
+    wait_until(lambda: d.status()["events_received"] >= 210, WAIT,
                what="the events reach slackd")
     n = d.status()["nats"]
     assert n["gaps"] == 1 and n["events_lost"] > 0
@@ -493,7 +494,7 @@ def test_nats_down_overflow_one_gap(daemon_factory, fake, nats):
     lost = n["events_lost"]
     nats.start()
     nc = NatsClient(nats.url)
-    wait_until(lambda: d.status()["nats"]["backlog"] == 0, 30,
+    wait_until(lambda: d.status()["nats"]["backlog"] == 0, 2 * WAIT,
                what="the backlog emptied")
     stored = nc.stream_all(STREAM)
     bodies = [json.loads(data) for _, _, data in stored[1:]]
@@ -581,7 +582,7 @@ def test_credentials_checked_and_never_shown(daemon_factory, fake, tmp_path):
                               PASSWORD, server.port))
         d.start()
         d.wait_log("publishing to the stream")
-        wait_until(lambda: d.status()["nats"]["state"] == "connected", 10,
+        wait_until(lambda: d.status()["nats"]["state"] == "connected", WAIT,
                    what="connected")
         assert d.status()["nats"]["server"] == \
             "nats://***@127.0.0.1:%d" % server.port
@@ -600,7 +601,7 @@ def test_credentials_checked_and_never_shown(daemon_factory, fake, tmp_path):
         d.stop()
         d.start()
         wait_until(lambda: "Authorization Violation" in (
-            d.status()["nats"]["last_error"] or ""), 10,
+            d.status()["nats"]["last_error"] or ""), WAIT,
             what="NATS's refusal in slackctl status")
     finally:
         server.stop()
@@ -748,7 +749,7 @@ def test_documented_permissions(daemon_factory, fake, tmp_path):
         fake.emit(message(1))
         nc = NatsClient(server.url, "admin", "admin-pw")
         wait_stream(nc, 2)
-        wait_until(lambda: d.status()["nats"]["backlog"] == 0, 10,
+        wait_until(lambda: d.status()["nats"]["backlog"] == 0, WAIT,
                    what="the acks")
         assert d.status()["nats"]["last_error"] is None
         url = "nats://%s:%s@127.0.0.1:%d"
