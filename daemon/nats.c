@@ -152,6 +152,12 @@ static struct event *nats_retry_ev;
 static int nats_holding; /* nats_retry_ev armed: no publishing until then */
 
 static struct nats_list nats_queue = TAILQ_HEAD_INITIALIZER(nats_queue);
+/*
+ * Where nats_pump() goes on: the first entry not handed over (NULL: past
+ * the tail), while nats_cursor_ok; else it starts from the head.
+ */
+static struct nats_entry *nats_cursor;
+static int nats_cursor_ok;
 static size_t nats_bytes; /* in nats_queue */
 static u_int nats_entries;
 static u_int nats_inflight;
@@ -681,6 +687,8 @@ nats_entry_size(const struct nats_entry *e)
 static void
 nats_remove(struct nats_entry *e)
 {
+	if (e == nats_cursor)
+		nats_cursor = TAILQ_NEXT(e, entry);
 	if (e->pending)
 		nats_inflight--;
 	TAILQ_REMOVE(&nats_queue, e, entry);
@@ -698,6 +706,7 @@ nats_rewind(void)
 	TAILQ_FOREACH(e, &nats_queue, entry)
 		e->pending = 0;
 	nats_inflight = 0;
+	nats_cursor_ok = 0;
 }
 
 /*
@@ -727,6 +736,7 @@ nats_trim(void)
 			g->suffix = xstrdup("event.slackd_gap");
 			g->first = e->seq;
 			TAILQ_INSERT_HEAD(&nats_queue, g, entry);
+			nats_cursor_ok = 0;
 			nats_bytes += nats_entry_size(g);
 			nats_entries++;
 			nats_gaps++;
@@ -814,14 +824,17 @@ nats_pump(void)
 
 	if (nats_state != NATS_CONNECTED || !nats_ready || nats_holding)
 		return;
-	TAILQ_FOREACH(e, &nats_queue, entry) {
+	e = nats_cursor_ok ? nats_cursor : TAILQ_FIRST(&nats_queue);
+	for (; e != NULL; e = TAILQ_NEXT(e, entry)) {
 		if (nats_inflight >= NATS_WINDOW)
-			return;
+			break;
 		if (!e->pending && nats_publish(e) != 0) {
 			nats_hold();
-			return;
+			break;
 		}
 	}
+	nats_cursor = e;
+	nats_cursor_ok = 1;
 }
 
 static void
@@ -900,6 +913,8 @@ nats_event(const char *type, const char *line, size_t len)
 	for (i = 0; i < sizeof md; i++)
 		snprintf(e->msgid + 2 * i, 3, "%02x", md[i]);
 	TAILQ_INSERT_TAIL(&nats_queue, e, entry);
+	if (nats_cursor_ok && nats_cursor == NULL)
+		nats_cursor = e;
 	nats_bytes += nats_entry_size(e);
 	nats_entries++;
 	nats_trim();
