@@ -1216,7 +1216,7 @@ nats_status(void)
 
 /*
  * Stop: close the connection (events not acknowledged yet are lost with
- * the process) and free everything, the library's threads included.
+ * the process) and free what is ours.
  */
 void
 nats_shutdown(void)
@@ -1252,7 +1252,11 @@ nats_shutdown(void)
 	nats_js = NULL;
 	nats_nc = NULL;
 	nats_opts = NULL;
-	nats_Close();
+	/*
+	 * Not nats_Close(): after a tls:// connection it cleans up OpenSSL's
+	 * state, which libwebsockets and OPENSSL_cleanup() at exit still use
+	 * (a crash at exit).  Its threads and memory go with the process.
+	 */
 	nats_notes(0); /* what the threads said last */
 	while ((r = TAILQ_FIRST(&nats_reqs)) != NULL)
 		nats_req_free(r);

@@ -49,7 +49,7 @@ class NatsServer:
     """One nats-server with JetStream on a loopback port; restartable with
     its store kept."""
 
-    def __init__(self, tmp, users=None):
+    def __init__(self, tmp, users=None, tls=None):
         self.tmp = str(tmp)
         os.makedirs(self.tmp, exist_ok=True)
         self.port = free_port()
@@ -61,6 +61,9 @@ class NatsServer:
         with open(self.conf, "w") as f:
             f.write("listen: 127.0.0.1:%d\n" % self.port)
             f.write("jetstream { store_dir: %s }\n" % json.dumps(self.store))
+            if tls:
+                f.write("tls { cert_file: %s, key_file: %s }\n" % (
+                    json.dumps(tls["cert"]), json.dumps(tls["key"])))
             if users:
                 f.write("authorization { users: [\n")
                 for u in users:
@@ -70,6 +73,10 @@ class NatsServer:
     @property
     def url(self):
         return "nats://127.0.0.1:%d" % self.port
+
+    @property
+    def tls_url(self):
+        return "tls://127.0.0.1:%d" % self.port
 
     def start(self):
         self.log = open(self.log_path, "ab")
@@ -787,5 +794,35 @@ def test_documented_permissions(daemon_factory, fake, tmp_path):
         assert "Permissions Violation" in p.stderr or \
             "listen: following %s.event.>: " % PREFIX in p.stderr, p.stderr
         nc.close()
+    finally:
+        server.stop()
+
+
+def test_tls_with_a_private_ca(daemon_factory, fake, tmp_path, pki):
+    server = NatsServer(tmp_path / "tls", tls=pki).start()
+    try:
+        d = nats_daemon(daemon_factory, server, nats_url=server.tls_url,
+                        nats_ca_file=pki["ca"]).start()
+        d.wait_log("publishing to the stream")
+        fake.emit(message(1))
+        wait_until(lambda: d.status()["nats"]["published"] >= 2, WAIT,
+                   what="events acknowledged over TLS")
+        assert d.status()["nats"]["server"] == server.tls_url
+        p = ctl_nats(d, server, "status", "--json", url=server.tls_url,
+                     env={"SLACKD_NATS_CA": pki["ca"]})
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["nats"]["stream"] == STREAM
+        # a CA that did not sign the server's certificate: refused, said
+        d2 = nats_daemon(daemon_factory, server, nats_url=server.tls_url,
+                         nats_ca_file=pki["otherca"])
+        d2.start()
+        wait_until(lambda: d2.status()["nats"]["last_error"], WAIT,
+                   what="the TLS refusal")
+        n = d2.status()["nats"]
+        assert n["state"] != "connected" and "cannot connect" in \
+            n["last_error"], n
+        p = ctl_nats(d, server, "status", url=server.tls_url,
+                     env={"SLACKD_NATS_CA": pki["otherca"]})
+        assert p.returncode == 3 and "cannot connect to NATS at" in p.stderr
     finally:
         server.stop()
