@@ -649,6 +649,14 @@ def test_slackctl_over_nats_send_status(daemon_factory, fake, nats):
     p = ctl_nats(d, nats, "send", "C024BE91L", stdin="from stdin\n")
     assert p.returncode == 0, p.stderr
     assert fake.session.frames("message")[-1]["text"] == "from stdin"
+    # channels and users come the same way (slackd.names requests)
+    p = ctl_nats(d, nats, "channels", "--json")
+    assert p.returncode == 0, p.stderr
+    local = d.ctl("channels", "--json")
+    assert local.returncode == 0 and json.loads(p.stdout) == \
+        json.loads(local.stdout)
+    p = ctl_nats(d, nats, "users")
+    assert p.returncode == 0 and p.stdout == d.ctl("users").stdout
     # SLACKD_NATS and SLACKD_NATS_PREFIX do the same
     e = dict(os.environ, SLACKD_NATS=nats.url, SLACKD_NATS_PREFIX=PREFIX,
              XDG_RUNTIME_DIR="/nonexistent")
