@@ -43,6 +43,7 @@
 #include <json-c/json.h>
 
 #include "protocol.h"
+#include "slackctl_nats.h"
 
 /* Exit statuses (slackctl(1)). */
 #define SLACKCTL_OK          0
@@ -66,6 +67,7 @@ struct slackctl_conn {
 	char state[32];   /* of the connection to Slack, as slackd said */
 	char reason[256]; /* why, if slackd said */
 	char seq[64];     /* hello's cursor of the newest event */
+	struct slackctl_nats *nats; /* --nats: lines over NATS, fd is -1 */
 };
 
 /*
@@ -99,6 +101,11 @@ struct slackctl_cmd {
 };
 
 static const char *slackctl_socket;
+/* --nats URL and its companions (or $SLACKD_NATS, $SLACKD_NATS_PREFIX, …) */
+static const char *slackctl_nats_url;
+static const char *slackctl_nats_prefix;
+static const char *slackctl_nats_creds;
+static const char *slackctl_nats_ca;
 
 static void slackctl_die(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
@@ -183,12 +190,33 @@ slackctl_path(void)
 	return def;
 }
 
+/* --nats: the same conversation, over NATS (slackctl_nats.c). */
+static void
+slackctl_connect_nats(struct slackctl_conn *c)
+{
+	char *err = NULL;
+
+	if (slackctl_nats_prefix == NULL)
+		slackctl_die(SLACKCTL_USAGE,
+		    "--nats needs --nats-prefix (or SLACKD_NATS_PREFIX): slackd's nats_prefix, slack.TEAM_ID unless its configuration says otherwise");
+	c->fd = -1;
+	c->path = slackctl_nats_public_url(slackctl_nats_url);
+	c->nats = slackctl_nats_open(slackctl_nats_url, slackctl_nats_prefix,
+	    slackctl_nats_creds, slackctl_nats_ca, &err);
+	if (c->nats == NULL)
+		slackctl_die(SLACKCTL_UNREACHABLE, "%s", err);
+}
+
 static void
 slackctl_connect(struct slackctl_conn *c)
 {
 	struct sockaddr_un sun;
 
 	memset(c, 0, sizeof *c);
+	if (slackctl_nats_url != NULL) {
+		slackctl_connect_nats(c);
+		return;
+	}
 	c->path = slackctl_path();
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
@@ -227,6 +255,12 @@ slackctl_write(struct slackctl_conn *c, struct json_object *o)
 
 	s = json_object_to_json_string_length(
 	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	if (c->nats != NULL) {
+		if (slackctl_nats_request(c->nats, s, len) != 0)
+			slackctl_die(SLACKCTL_LOST,
+			    "lost the connection to NATS at %s", c->path);
+		return;
+	}
 	line = slackctl_alloc(NULL, len + 1);
 	memcpy(line, s, len);
 	line[len++] = '\n';
@@ -243,6 +277,28 @@ slackctl_write(struct slackctl_conn *c, struct json_object *o)
 	free(line);
 }
 
+/* slackctl_line() over NATS. */
+static char *
+slackctl_line_nats(struct slackctl_conn *c, int timeout_ms, int *timed_out)
+{
+	char *line;
+	int status;
+
+	line = slackctl_nats_line(c->nats, timeout_ms, &status);
+	if (status == SLACKCTL_NATS_DENIED)
+		slackctl_die(
+		    SLACKCTL_FAILED, "NATS at %s refused: %s", c->path, line);
+	if (line != NULL)
+		return line;
+	if (status == SLACKCTL_NATS_NORESP)
+		slackctl_die(SLACKCTL_UNREACHABLE,
+		    "no slackd answers on %s.request at %s (is nats_url set there, and is that its nats_prefix?)",
+		    slackctl_nats_prefix, c->path);
+	if (status == SLACKCTL_NATS_TIMEOUT)
+		*timed_out = 1;
+	return NULL;
+}
+
 /*
  * The next line from slackd (NUL-terminated, owned by c until the next
  * call), or NULL at end of file or after timeout_ms (-1: no limit).
@@ -257,6 +313,8 @@ slackctl_line(struct slackctl_conn *c, int timeout_ms, int *timed_out)
 	int rc;
 
 	*timed_out = 0;
+	if (c->nats != NULL)
+		return slackctl_line_nats(c, timeout_ms, timed_out);
 	for (;;) {
 		if (c->len > 0 && (nl = memchr(c->buf, '\n', c->len)) != NULL) {
 			used = (size_t)(nl - c->buf) + 1;
@@ -335,6 +393,14 @@ slackctl_hello(struct slackctl_conn *c)
 	char *line;
 	int to, proto;
 
+	if (c->nats != NULL) {
+		/* No greeting over NATS: a status request stands for it. */
+		o = json_object_new_object();
+		json_object_object_add(
+		    o, "type", json_object_new_string(PROTOCOL_STATUS));
+		slackctl_write(c, o);
+		json_object_put(o);
+	}
 	if ((line = slackctl_line(c, 10000, &to)) == NULL)
 		slackctl_die(to ? SLACKCTL_LOST : SLACKCTL_UNREACHABLE,
 		    "%s: no greeting from slackd%s", c->path,
@@ -352,7 +418,9 @@ slackctl_hello(struct slackctl_conn *c)
 		slackctl_die(
 		    SLACKCTL_UNREACHABLE, "slackd refused us: %s", msg);
 	}
-	if (o == NULL || !slackctl_is_type(o, PROTOCOL_HELLO))
+	if (o == NULL ||
+	    !slackctl_is_type(
+	        o, c->nats != NULL ? PROTOCOL_STATUS : PROTOCOL_HELLO))
 		slackctl_die(SLACKCTL_UNREACHABLE,
 		    "%s does not look like slackd (first line: %.80s)", c->path,
 		    line);
@@ -1496,22 +1564,29 @@ slackctl_tell_gap(struct json_object *o)
 {
 	const char *reason = protocol_json_str(o, "reason");
 	const char *since = protocol_json_str(o, "since");
+	const char *why = protocol_json_str(o, "why");
 	struct json_object *v;
 
-	if (reason != NULL && strcmp(reason, "restart") == 0)
+	if (reason != NULL && strcmp(reason, "restart") == 0 && since != NULL)
 		fprintf(stderr,
 		    "slackctl: slackd has restarted since %s: the events after it are lost; continuing with the events of its new run\n",
-		    since != NULL ? since : "the cursor");
-	else
+		    since);
+	else if (reason != NULL && strcmp(reason, "expired") == 0)
 		fprintf(stderr,
 		    "slackctl: slackd no longer holds %lld events after %s (replay_bytes, replay_age); continuing with the oldest it has\n",
 		    json_object_object_get_ex(o, "missed", &v)
 		        ? (long long)json_object_get_int64(v)
 		        : -1LL,
 		    since != NULL ? since : "the cursor");
+	else /* backfill's and the NATS publisher's say why themselves */
+		fprintf(stderr, "slackctl: slackd.gap (%s): %s\n",
+		    reason != NULL ? reason : "?",
+		    why != NULL ? why : "events were lost");
 }
 
 /* A slackd.* message: tell about states and errors.  Returns 1: stopping. */
+static double slackctl_num(struct json_object *, const char *);
+
 static int
 slackctl_listen_own(const char *line, struct json_object *o, int all)
 {
@@ -1580,6 +1655,29 @@ slackctl_listen_options(struct slackctl_args *a, struct slackctl_filter *f)
 	}
 }
 
+/* --nats: follow the stream (the filters apply here, not in slackd). */
+static void
+slackctl_listen_follow(struct slackctl_conn *c, const char *since)
+{
+	char *err = NULL;
+
+	if (slackctl_nats_follow(c->nats, since, &err) != 0)
+		slackctl_die(SLACKCTL_FAILED, "listen: %s", err);
+}
+
+/* Over NATS, an event from the stream passes listen's filters here. */
+static int
+slackctl_listen_wanted(struct slackctl_conn *c, const char *line,
+    struct json_object **o, struct slackctl_filter *f)
+{
+	if (c->nats == NULL || (f->types == NULL && f->channels == NULL))
+		return 1;
+	if (*o == NULL && (*o = slackctl_parse(line)) == NULL)
+		return 0;
+	return slackctl_listed(f->types, protocol_json_str(*o, "type")) &&
+	    slackctl_listed(f->channels, protocol_json_str(*o, "channel"));
+}
+
 /* Print events until the connection ends; returns 1 if slackd stopped. */
 static int
 slackctl_listen_loop(struct slackctl_conn *c, struct slackctl_filter *f)
@@ -1597,7 +1695,7 @@ slackctl_listen_loop(struct slackctl_conn *c, struct slackctl_filter *f)
 		t = protocol_json_str(o, "type");
 		if (t != NULL && strncmp(t, "slackd.", 7) == 0)
 			stopping |= slackctl_listen_own(line, o, f->all);
-		else
+		else if (slackctl_listen_wanted(c, line, &o, f))
 			slackctl_print_event(line, o, f);
 		json_object_put(o);
 		free(line);
@@ -1615,9 +1713,20 @@ slackctl_listen(struct slackctl_args *a)
 	int stopping;
 
 	slackctl_listen_options(a, &filter);
+	if (filter.resume != NULL && slackctl_nats_url != NULL)
+		slackctl_die(SLACKCTL_USAGE,
+		    "listen: --resume keeps slackd's cursors, which NATS does not carry: with --nats, use --since WHEN (a stream sequence number, a time or an age)");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	slackctl_connect(&c);
-	slackctl_hello(&c);
+	/* Over NATS, reading the stream needs no request (nor its permission).
+	 */
+	if (c.nats == NULL || filter.named || filter.textual)
+		slackctl_hello(&c);
+	if (c.nats != NULL) {
+		/* --since is the stream's WHEN there, not a slackd cursor. */
+		slackctl_listen_follow(&c, filter.since);
+		filter.since = NULL;
+	}
 	/* A first --resume starts from now, numbered. */
 	if (filter.resume != NULL && filter.since == NULL && c.seq[0] != '\0')
 		filter.since = c.seq;
@@ -1731,6 +1840,33 @@ slackctl_print_socket(struct json_object *o)
 	}
 }
 
+/* The NATS link (nats_url), from slackd.status's "nats". */
+static void
+slackctl_print_nats(struct json_object *n)
+{
+	const char *server = protocol_json_str(n, "server");
+	const char *err = protocol_json_str(n, "last_error");
+	char when[64];
+	time_t t;
+
+	printf("nats:       %s%s%s, stream %s\n", protocol_json_str(n, "state"),
+	    server != NULL ? " to " : "", server != NULL ? server : "",
+	    protocol_json_str(n, "stream") != NULL
+	        ? protocol_json_str(n, "stream")
+	        : "(not yet known)");
+	printf(
+	    "            %.0f published, %.0f pending acks, %.0f kept (%.0f bytes), %.0f gaps (%.0f events lost), %.0f requests\n",
+	    slackctl_num(n, "published"), slackctl_num(n, "pending_acks"),
+	    slackctl_num(n, "backlog"), slackctl_num(n, "backlog_bytes"),
+	    slackctl_num(n, "gaps"), slackctl_num(n, "events_lost"),
+	    slackctl_num(n, "requests"));
+	if (err != NULL) {
+		t = (time_t)slackctl_num(n, "last_error_at");
+		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&t));
+		printf("            last error %s: %s\n", when, err);
+	}
+}
+
 static void
 slackctl_print_status(struct json_object *o)
 {
@@ -1787,6 +1923,8 @@ slackctl_print_status(struct json_object *o)
 	if (protocol_json_str(o, "upstream") != NULL &&
 	    strcmp(protocol_json_str(o, "upstream"), "socket") == 0)
 		slackctl_print_socket(o);
+	if (json_object_object_get_ex(o, "nats", &d) && d != NULL)
+		slackctl_print_nats(d);
 }
 
 static int
@@ -1906,7 +2044,10 @@ static const struct slackctl_cmd slackctl_cmds[] = {
 	        "  -f, --format FORMAT    json (the default), or text: one line\n"
 	        "                         \"time #channel @user: text\" an event\n"
 	        "      --since CURSOR     first the events after CURSOR (an event's\n"
-	        "                         \"slackd_seq\") that slackd still holds\n"
+	        "                         \"slackd_seq\") that slackd still holds; with\n"
+	        "                         --nats: from the stream's sequence number,\n"
+	        "                         a time (2026-01-31T12:00:00Z) or an age\n"
+	        "                         (30m, 2h, 1d) instead of from now\n"
 	        "      --resume FILE      continue after the cursor kept in FILE, and\n"
 	        "                         keep there the cursor of each event printed\n"
 	        "                         (a first run starts from now)\n",
@@ -1980,7 +2121,7 @@ slackctl_usage(FILE *f)
 	const struct slackctl_cmd *cmd;
 
 	fprintf(f,
-	    "usage: slackctl [-s socket] command [options] [--] [operands]\n\ncommands:\n");
+	    "usage: slackctl [-s socket | --nats URL --nats-prefix P] command [options] [--] [operands]\n\ncommands:\n");
 	for (cmd = slackctl_cmds; cmd < slackctl_cmds + SLACKCTL_NCMDS; cmd++) {
 		fprintf(f, "  %s ", cmd->name);
 		slackctl_indented(f, cmd->usage, 0);
@@ -1996,6 +2137,12 @@ slackctl_usage(FILE *f)
 	    "                      $XDG_RUNTIME_DIR/slackd.sock if it exists\n"
 	    "                      and you are not root, else\n"
 	    "                      /run/slackd/slackd.sock)\n"
+	    "  --nats URL          talk to slackd over NATS instead (default\n"
+	    "                      $SLACKD_NATS): nats://host:port or tls://...\n"
+	    "  --nats-prefix P     slackd's nats_prefix, slack.TEAM_ID by default\n"
+	    "                      ($SLACKD_NATS_PREFIX; needed with --nats)\n"
+	    "  --nats-creds FILE   NATS credentials file ($SLACKD_NATS_CREDS)\n"
+	    "  --nats-ca FILE      CA certificates for tls:// ($SLACKD_NATS_CA)\n"
 	    "  -h, --help          print this help; --version the version\n"
 	    "\n"
 	    "exit status: 0 ok, 1 refused by Slack or slackd, 2 usage,\n"
@@ -2136,6 +2283,28 @@ slackctl_parse_args(const struct slackctl_cmd *cmd, int argc, char **argv,
 	return 0;
 }
 
+/* $SLACKD_NATS and its companions; the command line overrides them. */
+static void
+slackctl_nats_env(void)
+{
+	static const struct {
+		const char *name;
+		const char **value;
+	} vars[] = {
+		{ "SLACKD_NATS", &slackctl_nats_url },
+		{ "SLACKD_NATS_PREFIX", &slackctl_nats_prefix },
+		{ "SLACKD_NATS_CREDS", &slackctl_nats_creds },
+		{ "SLACKD_NATS_CA", &slackctl_nats_ca },
+	};
+	const char *v;
+	size_t i;
+
+	for (i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+		if ((v = getenv(vars[i].name)) != NULL && *v != '\0')
+			*vars[i].value = v;
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2143,6 +2312,10 @@ main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "nats", required_argument, NULL, 'N' },
+		{ "nats-prefix", required_argument, NULL, 'P' },
+		{ "nats-creds", required_argument, NULL, 'C' },
+		{ "nats-ca", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct slackctl_args a; /* static: reachable at exit */
@@ -2150,10 +2323,23 @@ main(int argc, char **argv)
 	int ch, rc;
 
 	signal(SIGPIPE, SIG_IGN);
+	slackctl_nats_env();
 	while ((ch = getopt_long(argc, argv, "+hs:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			slackctl_socket = optarg;
+			break;
+		case 'N':
+			slackctl_nats_url = *optarg != '\0' ? optarg : NULL;
+			break;
+		case 'P':
+			slackctl_nats_prefix = optarg;
+			break;
+		case 'C':
+			slackctl_nats_creds = optarg;
+			break;
+		case 'A':
+			slackctl_nats_ca = optarg;
 			break;
 		case 'h':
 			slackctl_usage(stdout);

@@ -72,6 +72,10 @@ struct client {
 
 	int64_t soft_since; /* over client_buffer_soft since, or 0 */
 	uint64_t next;      /* CLIENT_CATCHUP: the next seq to replay */
+
+	/* A virtual client (client_virtual()): no socket, lines to sink. */
+	void (*sink)(void *, const char *, size_t);
+	void *sink_arg;
 };
 TAILQ_HEAD(client_list, client);
 
@@ -238,6 +242,10 @@ client_send(struct client *c, const char *line, size_t len)
 {
 	struct evbuffer *out;
 
+	if (c->sink != NULL) {
+		c->sink(c->sink_arg, line, len);
+		return;
+	}
 	if (c->flags & (CLIENT_DEAD | CLIENT_DROPPED))
 		return;
 	out = bufferevent_get_output(c->bev);
@@ -916,6 +924,42 @@ client_free_all(void)
 		event_free(client_pusher);
 		client_reaper = client_pusher = NULL;
 	}
+}
+
+/* ---- clients without a socket ------------------------------------------ */
+
+/*
+ * A client for requests that come another way (NATS, nats.c): every line
+ * it is sent goes to sink(arg, line, len).  It is on no list, so it gets
+ * no events and is not counted; the caller frees it.
+ */
+struct client *
+client_virtual(void (*sink)(void *, const char *, size_t), void *arg)
+{
+	struct client *c;
+
+	c = xcalloc(1, sizeof *c);
+	c->id = ++client_next_id;
+	c->fd = -1;
+	c->all_types = c->all_channels = 1;
+	c->sink = sink;
+	c->sink_arg = arg;
+	return c;
+}
+
+void
+client_virtual_request(struct client *c, const char *line, size_t len)
+{
+	client_request(c, line, len);
+}
+
+void
+client_virtual_free(struct client *c)
+{
+	outbox_detach(c);
+	client_list_free(&c->types, &c->ntypes);
+	client_list_free(&c->channels, &c->nchannels);
+	free(c);
 }
 
 /* ---- what the hub uses to fan events out ------------------------------ */

@@ -284,6 +284,67 @@ const struct config_option config_options[] = {
 	    .def = 3600 * SEC,
 	    .min = 1 * SEC,
 	    .max = 7 * 86400 * SEC },
+	{ .name = "nats_url",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(nats_url),
+	    .flags = CONFIG_RESTART,
+	    .hint = "nats:// or tls:// URLs, separated by commas" },
+	{ .name = "nats_creds_file",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(nats_creds_file),
+	    .flags = CONFIG_RESTART,
+	    .hint = "a path" },
+	{ .name = "nats_nkey_file",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(nats_nkey_file),
+	    .flags = CONFIG_RESTART,
+	    .hint = "a path" },
+	{ .name = "nats_user",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(nats_user),
+	    .flags = CONFIG_RESTART,
+	    .hint = "a user name" },
+	{ .name = "nats_password_file",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(nats_password_file),
+	    .flags = CONFIG_RESTART,
+	    .hint = "a path" },
+	{ .name = "nats_ca_file",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(nats_ca_file),
+	    .flags = CONFIG_RESTART,
+	    .hint = "a path" },
+	{ .name = "nats_prefix",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(nats_prefix),
+	    .flags = CONFIG_RESTART,
+	    .hint = "a NATS subject without wildcards" },
+	{ .name = "nats_stream",
+	    .type = CONFIG_STRING,
+	    .offset = OFF(nats_stream),
+	    .flags = CONFIG_RESTART,
+	    .hint = "a JetStream stream name" },
+	{ .name = "nats_max_age",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(nats_max_age),
+	    .def = 7 * 86400 * SEC,
+	    .min = 60 * SEC,
+	    .max = 3650 * 86400 * SEC,
+	    .flags = CONFIG_RESTART },
+	{ .name = "nats_max_bytes",
+	    .type = CONFIG_SIZE,
+	    .offset = OFF(nats_max_bytes),
+	    .def = 1024 * MIB,
+	    .min = 1 * MIB,
+	    .max = 1024 * 1024 * MIB,
+	    .flags = CONFIG_RESTART },
+	{ .name = "nats_backlog",
+	    .type = CONFIG_SIZE,
+	    .offset = OFF(nats_backlog),
+	    .def = 64 * MIB,
+	    .min = 16384,
+	    .max = 4096 * MIB,
+	    .flags = CONFIG_RESTART },
 	{ .name = NULL },
 };
 #undef OFF
@@ -509,7 +570,8 @@ config_error(struct config_parser *p, const char *fmt, ...)
 	free(line);
 }
 
-/* A number with an optional unit: ms, s, m, h.  Plain numbers are seconds. */
+/* A number with an optional unit: ms, s, m, h, d.  Plain numbers are seconds.
+ */
 int
 config_parse_duration(const char *s, int64_t *ms)
 {
@@ -535,6 +597,8 @@ config_parse_duration(const char *s, int64_t *ms)
 		mult = 60 * 1000;
 	else if (strcmp(end, "h") == 0)
 		mult = 3600 * 1000;
+	else if (strcmp(end, "d") == 0)
+		mult = 86400 * 1000;
 	else
 		return -1;
 	if (v * mult > 1e15)
@@ -894,6 +958,107 @@ config_parse(struct config *conf, const char *name, const char *buf, size_t len,
 }
 
 /* Relations between keys, checked after the whole file is read. */
+/* A subject to publish to: dot-separated tokens, no wildcard, no space. */
+int
+config_nats_subject_ok(const char *s)
+{
+	const char *t;
+
+	if (*s == '\0' || *s == '.' || s[strlen(s) - 1] == '.' ||
+	    strstr(s, "..") != NULL)
+		return 0;
+	for (t = s; *t != '\0'; t++) {
+		if (*t == '*' || *t == '>' || !isgraph((unsigned char)*t))
+			return 0;
+	}
+	return 1;
+}
+
+/* A JetStream stream name: printable, no dot, wildcard or slash. */
+static int
+config_nats_stream_ok(const char *s)
+{
+	const char *t;
+
+	if (*s == '\0' || strlen(s) > 255)
+		return 0;
+	for (t = s; *t != '\0'; t++) {
+		if (strchr(".*>/\\", *t) != NULL || !isgraph((unsigned char)*t))
+			return 0;
+	}
+	return 1;
+}
+
+/* nats_url: nats:// or tls:// URLs with a host, separated by commas. */
+static int
+config_check_nats_url(const char *urls, char **errors)
+{
+	char *copy, *p, *u;
+	int n = 0, rc = 0;
+
+	copy = p = xstrdup(urls);
+	while (rc == 0 && (u = strsep(&p, ",")) != NULL) {
+		u += strspn(u, " \t");
+		u[strcspn(u, " \t")] = '\0';
+		if (*u == '\0')
+			continue;
+		n++;
+		if ((strncmp(u, "nats://", 7) != 0 &&
+		        strncmp(u, "tls://", 6) != 0) ||
+		    strchr(u, ':')[3] == '\0' || strchr(u, ':')[3] == ':') {
+			xasprintf(errors,
+			    "nats_url: \"%s\" is not a nats://host[:port] or tls://host[:port] URL",
+			    u);
+			rc = -1;
+		}
+	}
+	free(copy);
+	if (rc == 0 && n == 0) {
+		xasprintf(errors, "nats_url: no URL given");
+		rc = -1;
+	}
+	return rc;
+}
+
+/* The NATS keys together: one way to log in, names NATS accepts. */
+static int
+config_check_nats(const struct config *conf, char **errors)
+{
+	int ways;
+
+	if (conf->nats_url == NULL)
+		return 0;
+	if (config_check_nats_url(conf->nats_url, errors) != 0)
+		return -1;
+	ways = (conf->nats_creds_file != NULL) +
+	    (conf->nats_nkey_file != NULL) + (conf->nats_user != NULL);
+	if (ways > 1) {
+		xasprintf(errors,
+		    "nats_creds_file, nats_nkey_file and nats_user are different ways to log in to NATS: set one of them");
+		return -1;
+	}
+	if ((conf->nats_user != NULL) != (conf->nats_password_file != NULL)) {
+		xasprintf(errors,
+		    "nats_user and nats_password_file go together: set both or neither");
+		return -1;
+	}
+	if (conf->nats_prefix != NULL &&
+	    !config_nats_subject_ok(conf->nats_prefix)) {
+		xasprintf(errors,
+		    "nats_prefix \"%s\" is not a NATS subject (dot-separated tokens without spaces, * or >)",
+		    conf->nats_prefix);
+		return -1;
+	}
+	if (conf->nats_stream != NULL &&
+	    !config_nats_stream_ok(conf->nats_stream)) {
+		xasprintf(errors,
+		    "nats_stream \"%s\" is not a JetStream stream name (no spaces, dots, *, > or slashes)",
+		    conf->nats_stream);
+		return -1;
+	}
+	return 0;
+}
+
 int
 config_check(const struct config *conf, char **errors)
 {
@@ -919,7 +1084,7 @@ config_check(const struct config *conf, char **errors)
 		    conf->upstream);
 		return -1;
 	}
-	return 0;
+	return config_check_nats(conf, errors);
 }
 
 /* Is a Web API method in api_allow ("users.*" matches users.info)? */

@@ -180,8 +180,10 @@ slackd_state(struct mailbox_msg *m)
 	else if (m->u.state.state == UPSTREAM_RECONNECTING)
 		slackd_ready_report(SLACKD_READY_TRYING, m->u.state.reason);
 	if (m->u.state.state == UPSTREAM_CONNECTED) {
-		if (status_now.team_id != NULL)
+		if (status_now.team_id != NULL) {
 			names_team_is(status_now.team_id);
+			nats_team(status_now.team_id);
+		}
 		/* team_state = yes: not "connected" before the names are in. */
 		status_now.loading = slackd_conf->team_state && names_preload();
 	}
@@ -235,6 +237,7 @@ slackd_stopped(void)
 		slackd_shutdown(SLACKD_EXIT_FAILURE);
 	}
 	outbox_shutdown();
+	nats_shutdown();
 	names_shutdown();
 	backfill_shutdown();
 	api_shutdown();
@@ -933,6 +936,10 @@ slackd_setup(const char **source)
 	if (slackd_doctor) /* the online check loads the token itself */
 		return doctor_run(slackd_conf, slackd_conffile, slackd_verbose);
 
+	if (nats_check(slackd_conf, &errors) != 0) {
+		slackd_errors(log_errx, errors);
+		return slackd_failed(1);
+	}
 	slackd_token = token_load(slackd_conf, source, &errors);
 	if (slackd_token == NULL) {
 		slackd_errors(log_errx, errors);
@@ -1004,6 +1011,7 @@ slackd_run(int fd)
 	outbox_init(slackd_conf);
 	names_init();
 	backfill_init();
+	nats_init();
 	notify_init(slackd_base);
 	slackd_upstream = upstream_start(
 	    slackd_params(slackd_conf, slackd_token), &slackd_mailbox, &errors);

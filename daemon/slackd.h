@@ -139,6 +139,18 @@ struct config {
 	int64_t backfill_window;
 	int backfill_max;
 	int64_t drain_timeout; /* SIGTERM: for queued messages */
+
+	char *nats_url; /* NULL: no NATS at all */
+	char *nats_creds_file;
+	char *nats_nkey_file;
+	char *nats_user;
+	char *nats_password_file;
+	char *nats_ca_file;
+	char *nats_prefix; /* NULL: slack.<team_id> */
+	char *nats_stream; /* NULL: SLACK_<team_id> */
+	int64_t nats_max_age;
+	size_t nats_max_bytes;
+	size_t nats_backlog; /* unacknowledged events kept, bytes */
 };
 enum config_type {
 	CONFIG_STRING,
@@ -184,6 +196,7 @@ int config_allowed(const struct config *, uid_t, const gid_t *, size_t);
 int config_api_allowed(const struct config *, const char *);
 int config_parse_duration(const char *, int64_t *);
 int config_parse_size(const char *, size_t *);
+int config_nats_subject_ok(const char *);
 
 /* token.c */
 #define TOKEN_ENV      "SLACK_API_TOKEN" /* also the source's name */
@@ -493,6 +506,10 @@ int client_room(struct client *, size_t, int64_t);
 int client_queue(struct client *, const char *, size_t);
 int client_queue_ref(struct client *, const char *, size_t,
     void (*)(const void *, size_t, void *), void *);
+/* A client without a socket (NATS requests): lines go to a function. */
+struct client *client_virtual(void (*)(void *, const char *, size_t), void *);
+void client_virtual_request(struct client *, const char *, size_t);
+void client_virtual_free(struct client *);
 
 /*
  * request.c: parsing and checking one request line.  A new request type is
@@ -701,6 +718,13 @@ void notify_reloading(void);
 void notify_stopping(void);
 void notify_state(void);
 void notify_probe_back(void);
+
+/* nats.c: events to JetStream, requests over NATS (nats_url). */
+int nats_check(const struct config *, char **);
+void nats_init(void);
+void nats_team(const char *);
+struct json_object *nats_status(void);
+void nats_shutdown(void);
 
 /* slackd.c */
 extern struct event_base *slackd_base;

@@ -318,5 +318,7 @@ status_full(void)
 	if (status_now.socket_mode)
 		status_add_count(
 		    o, "app_rate_limited", status_now.app_rate_limited);
+	if ((d = nats_status()) != NULL)
+		json_object_object_add(o, "nats", d);
 	return o;
 }

@@ -843,7 +843,8 @@ test_parse_duration(void)
 		{ "10x", -1, 0 },
 		{ "5 s", -1, 0 },
 		{ "5s ", -1, 0 },
-		{ "1d", -1, 0 },
+		{ "1d", 0, 86400000 },
+		{ "1dd", -1, 0 },
 		{ "5S", -1, 0 },
 		{ "1hh", -1, 0 },
 	};
@@ -1429,6 +1430,77 @@ test_friendly(void)
 	}
 }
 
+static void
+test_nats_checks(void)
+{
+	static const struct {
+		const char *text;
+		int n;
+		const char *msg;
+		const char *what;
+	} cases[] = {
+		{ "nats_url = nats://127.0.0.1:4222\n", 0, NULL,
+		    "one nats:// URL" },
+		{ "nats_url = nats://a:4222, tls://b:4222 ,nats://c\n", 0, NULL,
+		    "several URLs, nats:// and tls://" },
+		{ "nats_url = http://a:4222\n", 1,
+		    "nats_url: \"http://a:4222\" is not a nats://host[:port]",
+		    "an http:// URL is refused" },
+		{ "nats_url = nats://\n", 1, "is not a nats://host",
+		    "a URL without a host is refused" },
+		{ "nats_url = ,\n", 1, "nats_url: no URL given",
+		    "nothing but commas is refused" },
+		{ "nats_url = nats://a\nnats_user = u\n", 1,
+		    "nats_user and nats_password_file go together",
+		    "a user without a password file" },
+		{ "nats_url = nats://a\nnats_password_file = /p\n", 1,
+		    "nats_user and nats_password_file go together",
+		    "a password file without a user" },
+		{ "nats_url = nats://a\nnats_user = u\nnats_password_file = /p\n"
+		  "nats_creds_file = /c\n",
+		    1, "are different ways to log in to NATS: set one of them",
+		    "two ways to log in" },
+		{ "nats_url = nats://a\nnats_prefix = slack.*\n", 1,
+		    "nats_prefix \"slack.*\" is not a NATS subject",
+		    "a wildcard in nats_prefix" },
+		{ "nats_url = nats://a\nnats_prefix = slack..x\n", 1,
+		    "is not a NATS subject", "an empty token in nats_prefix" },
+		{ "nats_url = nats://a\nnats_prefix = a.b.c\n", 0, NULL,
+		    "a prefix of three tokens" },
+		{ "nats_url = nats://a\nnats_stream = A.B\n", 1,
+		    "nats_stream \"A.B\" is not a JetStream stream name",
+		    "a dot in nats_stream" },
+		{ "nats_url = nats://a\nnats_stream = SLACK_T1\n", 0, NULL,
+		    "a stream name" },
+		{ "nats_prefix = slack.*\n", 0, NULL,
+		    "without nats_url the NATS keys are not checked" },
+	};
+	struct config c;
+	char *err;
+	size_t i;
+	int n;
+
+	for (i = 0; i < nitems(cases); i++) {
+		n = parse(&c, cases[i].text, &err);
+		if (cases[i].n == 0)
+			ok(n == 0 && err == NULL, "nats: %s", cases[i].what);
+		else
+			ok(n == cases[i].n && contains(err, cases[i].msg),
+			    "nats: %s", cases[i].what);
+		if (err != NULL)
+			printf("#   got \"%s\"\n", err);
+		free(err);
+		config_free(&c);
+	}
+	n = parse(&c, "", &err);
+	ok(n == 0 && c.nats_url == NULL && c.nats_max_age == 7 * 86400000LL &&
+	        c.nats_max_bytes == 1024UL * 1024 * 1024 &&
+	        c.nats_backlog == 64UL * 1024 * 1024,
+	    "nats defaults: no URL, 7 days, 1 GiB, a 64 MiB backlog");
+	free(err);
+	config_free(&c);
+}
+
 int
 main(void)
 {
@@ -1446,6 +1518,7 @@ main(void)
 	test_layout();
 	test_errors();
 	test_cross_checks();
+	test_nats_checks();
 	test_parse_duration();
 	test_parse_size();
 	test_load();

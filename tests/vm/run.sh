@@ -38,7 +38,8 @@ upgrade-restarts"
 # without a network.
 PACKAGES="systemd systemd-sysv udev kmod linux-image-amd64 initramfs-tools
 libevent-2.1-7 libevent-pthreads-2.1-7 libwebsockets17 libjson-c5 libssl3
-libsystemd0 init-system-helpers python3 python3-websockets ca-certificates"
+libsystemd0 libnats3.4 init-system-helpers python3 python3-websockets
+ca-certificates"
 
 skip() {
 	echo "1..0 # SKIP $*"

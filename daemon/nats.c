@@ -1,0 +1,1278 @@
+/*
+ * NATS: every event slackd forwards is also published to a JetStream
+ * stream, and requests in the local socket's JSON are answered on
+ * <prefix>.request (slackd.conf(5), NATS).  Without nats_url nothing here
+ * runs and libnats is never called.
+ *
+ * Threads.  The connection's socket lives on the main thread's libevent
+ * loop (cnats's libevent adapter), but cnats still has threads of its own
+ * (reconnection, timers, delivery of publish acks and of subscribed
+ * messages).  Their callbacks only queue a note under nats_lock and wake
+ * the main thread, which does everything else, as with the upstream
+ * thread's mailbox.  The calls that wait for a server's answer
+ * (connecting, looking the stream up or adding it) run on a setup thread
+ * of their own: on the main thread they would wait for a reply that only
+ * the main loop can read.
+ *
+ * Events.  Each event becomes an entry at the tail of nats_queue, in hub
+ * order, and stays there until JetStream acknowledges it.  Entries are
+ * handed to js_PublishMsgAsync oldest first, at most NATS_WINDOW at a
+ * time; the rest wait.  When the connection drops, or a
+ * publish is not acknowledged in time, every entry goes back to waiting
+ * and is published again, in order, once NATS is back: Nats-Msg-Id (a hash
+ * of the bytes) lets JetStream drop what it already had, within the
+ * stream's duplicate window.  The queue holds at most nats_backlog bytes;
+ * past that the oldest events are dropped and one gap entry at the head
+ * says which sequence numbers were lost, published as a slackd.gap record.
+ * Local clients never wait for any of this: the hub hands an event over
+ * and goes on.
+ *
+ * Requests.  Each NATS request is run by a client of its own without a
+ * socket (client_virtual()): the first line that client is sent is the
+ * reply.  A request without an id is given one, and the reply_to it brings
+ * back is removed again, so the reply is what a local client would get;
+ * only a reply is needed even where a local client would get none.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <json-c/json.h>
+#include <nats/nats.h>
+#include <openssl/sha.h>
+
+/* The adapter is a header of function definitions without prototypes. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#pragma GCC diagnostic ignored "-Wshadow"
+#include <nats/adapters/libevent.h>
+#pragma GCC diagnostic pop
+
+#include "slackd.h"
+
+#define NATS_WINDOW     256  /* publishes waiting for their ack, at most */
+#define NATS_ACK_WAIT   5000 /* ms before a publish counts as lost */
+#define NATS_JS_WAIT    5000 /* ms for a JetStream API call */
+#define NATS_RETRY_WAIT 1000 /* ms between attempts to set up */
+#define NATS_SECRET_MAX 4000
+
+enum nats_state {
+	NATS_OFF,        /* no nats_url */
+	NATS_WAIT_TEAM,  /* the subjects need the team id */
+	NATS_CONNECTING, /* the setup thread is at work */
+	NATS_CONNECTED,
+	NATS_DISCONNECTED,
+};
+static const char *nats_state_names[] = {
+	[NATS_OFF] = "off",
+	[NATS_WAIT_TEAM] = "waiting for the Slack workspace",
+	[NATS_CONNECTING] = "connecting",
+	[NATS_CONNECTED] = "connected",
+	[NATS_DISCONNECTED] = "disconnected",
+};
+
+/* An event (or a gap record) waiting for JetStream's ack. */
+struct nats_entry {
+	TAILQ_ENTRY(nats_entry) entry;
+	uint64_t seq; /* Slackd-Seq; 0 for a gap */
+	int pending;  /* handed to js_PublishMsgAsync, no ack yet */
+	int tried;    /* handed over at least once */
+	char *suffix; /* the subject after the prefix */
+	char *data;   /* the line, "\n" included */
+	size_t len;
+	char msgid[72]; /* Nats-Msg-Id */
+	uint64_t first; /* gap: the events lost */
+	uint64_t last;
+	uint64_t events;
+};
+TAILQ_HEAD(nats_list, nats_entry);
+
+/* What a cnats thread tells the main thread. */
+enum nats_note_type {
+	NATS_NOTE_UP,      /* connected or reconnected */
+	NATS_NOTE_DOWN,    /* disconnected */
+	NATS_NOTE_READY,   /* the stream is there, requests subscribed */
+	NATS_NOTE_ERROR,   /* text: what went wrong */
+	NATS_NOTE_ACK,     /* text: the Nats-Msg-Id; ok or error */
+	NATS_NOTE_REQUEST, /* text: the reply subject; data: the request */
+};
+struct nats_note {
+	STAILQ_ENTRY(nats_note) entry;
+	enum nats_note_type type;
+	int ok; /* ACK: 1, or 2 for a duplicate; 0: data says why not */
+	char *text;
+	char *data;
+	size_t len;
+};
+STAILQ_HEAD(nats_notes, nats_note);
+
+/* A request from NATS being answered. */
+struct nats_req {
+	TAILQ_ENTRY(nats_req) entry;
+	struct client *client; /* virtual: no socket */
+	char *reply;           /* the subject to answer on */
+	int added_id;          /* the id is ours: take reply_to out again */
+	int done;
+};
+TAILQ_HEAD(nats_reqs, nats_req);
+
+static enum nats_state nats_state = NATS_OFF;
+static char *nats_prefix;
+static char *nats_stream;
+static natsOptions *nats_opts;
+/*
+ * The setup thread makes these; the main thread uses them once it has
+ * read NATS_NOTE_READY (nats_ready), except nats_shutdown(), which closes
+ * nats_nc under nats_lock to end the thread's waits.
+ */
+static natsConnection *nats_nc;
+static jsCtx *nats_js;
+static natsSubscription *nats_sub;
+static char *nats_seed; /* nats_nkey_file's seed, in a locked page */
+
+static pthread_t nats_setup_thread;
+static int nats_setup_running;
+static pthread_mutex_t nats_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t nats_cond = PTHREAD_COND_INITIALIZER;
+static int nats_stop;                 /* under nats_lock */
+static struct nats_notes nats_inbox = /* under nats_lock */
+    STAILQ_HEAD_INITIALIZER(nats_inbox);
+static struct event *nats_wake_ev;
+static struct event *nats_reap_ev;
+static struct event *nats_retry_ev;
+static int nats_holding; /* nats_retry_ev armed: no publishing until then */
+
+static struct nats_list nats_queue = TAILQ_HEAD_INITIALIZER(nats_queue);
+/*
+ * Where nats_pump() goes on: the first entry not handed over (NULL: past
+ * the tail), while nats_cursor_ok; else it starts from the head.
+ */
+static struct nats_entry *nats_cursor;
+static int nats_cursor_ok;
+static size_t nats_bytes; /* in nats_queue */
+static u_int nats_entries;
+static u_int nats_inflight;
+static int nats_ready;          /* the stream is known to be there */
+static uint64_t nats_published; /* acknowledged */
+static uint64_t nats_duplicates;
+static uint64_t nats_gaps;
+static uint64_t nats_lost;
+static uint64_t nats_requests;
+static char *nats_last_error;
+static double nats_last_error_at;
+static struct nats_reqs nats_reqs = TAILQ_HEAD_INITIALIZER(nats_reqs);
+
+static void nats_start(void);
+static void nats_hold(void);
+
+/* ---- notes from cnats's threads --------------------------------------- */
+
+static void
+nats_post(enum nats_note_type type, int ok, const char *text, const char *data,
+    size_t len)
+{
+	struct nats_note *n;
+
+	n = xcalloc(1, sizeof *n);
+	n->type = type;
+	n->ok = ok;
+	n->text = text != NULL ? xstrdup(text) : NULL;
+	if (data != NULL) {
+		n->data = xmalloc(len + 1);
+		memcpy(n->data, data, len);
+		n->data[len] = '\0';
+		n->len = len;
+	}
+	pthread_mutex_lock(&nats_lock);
+	STAILQ_INSERT_TAIL(&nats_inbox, n, entry);
+	pthread_mutex_unlock(&nats_lock);
+	event_active(nats_wake_ev, EV_READ, 0);
+}
+
+static void
+nats_post_error(const char *what, natsStatus s)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof buf, "%s: %s", what, natsStatus_GetText(s));
+	nats_post(NATS_NOTE_ERROR, 0, buf, NULL, 0);
+}
+
+static void
+nats_up_cb(natsConnection *nc, void *arg)
+{
+	pthread_mutex_lock(&nats_lock);
+	pthread_cond_broadcast(&nats_cond);
+	pthread_mutex_unlock(&nats_lock);
+	nats_post(NATS_NOTE_UP, 1, NULL, NULL, 0);
+}
+
+static void
+nats_down_cb(natsConnection *nc, void *arg)
+{
+	nats_post(NATS_NOTE_DOWN, 0, NULL, NULL, 0);
+}
+
+static void
+nats_error_cb(
+    natsConnection *nc, natsSubscription *sub, natsStatus s, void *arg)
+{
+	const char *txt = NULL;
+
+	if (natsConnection_GetLastError(nc, &txt) != NATS_OK && txt != NULL &&
+	    *txt != '\0')
+		nats_post(NATS_NOTE_ERROR, 0, txt, NULL, 0);
+	else
+		nats_post_error("the server says", s);
+}
+
+static void
+nats_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *arg)
+{
+	const char *id = NULL;
+	char buf[512];
+
+	if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK)
+		id = NULL;
+	if (pa != NULL)
+		nats_post(NATS_NOTE_ACK, pa->Duplicate ? 2 : 1, id, NULL, 0);
+	else {
+		snprintf(buf, sizeof buf, "publish not acknowledged: %s%s%s",
+		    natsStatus_GetText(pae != NULL ? pae->Err : NATS_ERR),
+		    pae != NULL && pae->ErrText != NULL ? ": " : "",
+		    pae != NULL && pae->ErrText != NULL ? pae->ErrText : "");
+		nats_post(NATS_NOTE_ACK, 0, id, buf, strlen(buf));
+	}
+	natsMsg_Destroy(msg);
+}
+
+static void
+nats_request_cb(
+    natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+	const char *reply = natsMsg_GetReply(msg);
+
+	if (reply != NULL && *reply != '\0')
+		nats_post(NATS_NOTE_REQUEST, 1, reply, natsMsg_GetData(msg),
+		    (size_t)natsMsg_GetDataLength(msg));
+	natsMsg_Destroy(msg);
+}
+
+/* nats_nkey_file: sign the server's nonce with the seed. */
+static natsStatus
+nats_sign_cb(
+    char **err, unsigned char **sig, int *siglen, const char *nonce, void *arg)
+{
+	return nats_Sign(nats_seed, nonce, sig, siglen);
+}
+
+/* ---- setting up, on a thread of its own ------------------------------- */
+
+static int
+nats_stopping(void)
+{
+	int stop;
+
+	pthread_mutex_lock(&nats_lock);
+	stop = nats_stop;
+	pthread_mutex_unlock(&nats_lock);
+	return stop;
+}
+
+/* Wait ms, or less if told to stop or that the connection is up. */
+static void
+nats_nap(int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&nats_lock);
+	if (!nats_stop)
+		pthread_cond_timedwait(&nats_cond, &nats_lock, &ts);
+	pthread_mutex_unlock(&nats_lock);
+}
+
+/* The stream: used as it is if there is one, else made. */
+static natsStatus
+nats_ensure_stream(void)
+{
+	jsStreamInfo *si = NULL;
+	jsStreamConfig cfg;
+	jsErrCode jerr = 0;
+	const char *subjects[1];
+	char *subject, buf[512];
+	natsStatus s;
+
+	s = js_GetStreamInfo(&si, nats_js, nats_stream, NULL, &jerr);
+	if (s == NATS_OK) {
+		jsStreamInfo_Destroy(si);
+		return NATS_OK;
+	}
+	if (s != NATS_NOT_FOUND) {
+		nats_post_error("looking up the stream", s);
+		return s;
+	}
+	xasprintf(&subject, "%s.event.>", nats_prefix);
+	subjects[0] = subject;
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = nats_stream;
+	cfg.Subjects = subjects;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.MaxAge = slackd_conf->nats_max_age * 1000000;
+	cfg.MaxBytes = (int64_t)slackd_conf->nats_max_bytes;
+	s = js_AddStream(&si, nats_js, &cfg, NULL, &jerr);
+	free(subject);
+	if (s != NATS_OK) {
+		snprintf(buf, sizeof buf, "creating the stream %s: %s (%s)",
+		    nats_stream, natsStatus_GetText(s),
+		    nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL)
+		                                    : "no detail");
+		nats_post(NATS_NOTE_ERROR, 0, buf, NULL, 0);
+		return s;
+	}
+	jsStreamInfo_Destroy(si);
+	log_info("NATS: created the stream %s for %s.event.>", nats_stream,
+	    nats_prefix);
+	return NATS_OK;
+}
+
+/* While not connected: why not, once per new reason. */
+static void
+nats_setup_why(void)
+{
+	static char last[320];
+	const char *txt = NULL;
+	char buf[320];
+	natsStatus s;
+
+	s = natsConnection_GetLastError(nats_nc, &txt);
+	if (s == NATS_OK)
+		return;
+	snprintf(buf, sizeof buf, "cannot connect: %s",
+	    txt != NULL && *txt != '\0' ? txt : natsStatus_GetText(s));
+	if (strcmp(buf, last) == 0)
+		return;
+	snprintf(last, sizeof last, "%s", buf);
+	nats_post(NATS_NOTE_ERROR, 0, buf, NULL, 0);
+}
+
+/*
+ * Connect (cnats goes on trying by itself), then make sure of the stream
+ * and subscribe to requests, trying again until it works or slackd stops.
+ */
+static void *
+nats_setup(void *arg)
+{
+	natsConnection *nc = NULL;
+	jsOptions jo;
+	char *subject;
+	natsStatus s;
+
+	s = natsConnection_Connect(&nc, nats_opts);
+	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+		nats_post_error("connecting", s);
+		return NULL;
+	}
+	pthread_mutex_lock(&nats_lock); /* for nats_shutdown() */
+	nats_nc = nc;
+	pthread_mutex_unlock(&nats_lock);
+	jsOptions_Init(&jo);
+	jo.Wait = NATS_JS_WAIT;
+	jo.PublishAsync.AckHandler = nats_ack_cb;
+	jo.PublishAsync.MaxPending = 1000000; /* never stall: NATS_WINDOW */
+	s = natsConnection_JetStream(&nats_js, nats_nc, &jo);
+	if (s != NATS_OK) {
+		nats_post_error("JetStream", s);
+		return NULL;
+	}
+	while (!nats_stopping()) {
+		if (natsConnection_Status(nats_nc) !=
+		    NATS_CONN_STATUS_CONNECTED) {
+			nats_setup_why();
+			nats_nap(NATS_RETRY_WAIT);
+			continue;
+		}
+		if (nats_ensure_stream() == NATS_OK)
+			break;
+		nats_nap(NATS_RETRY_WAIT);
+	}
+	if (nats_stopping())
+		return NULL;
+	xasprintf(&subject, "%s.request", nats_prefix);
+	s = natsConnection_QueueSubscribe(
+	    &nats_sub, nats_nc, subject, "slackd", nats_request_cb, NULL);
+	free(subject);
+	if (s != NATS_OK)
+		nats_post_error("subscribing to requests", s);
+	nats_post(NATS_NOTE_READY, 1, NULL, NULL, 0);
+	return NULL;
+}
+
+/* ---- credentials ------------------------------------------------------ */
+
+/*
+ * A secret file, checked as token_file is: a regular file owned by us or
+ * root that group and others cannot access.  Returns its contents (in a
+ * locked page, trailing white space removed) or NULL with *err set.
+ */
+static char *
+nats_secret_file(const char *key, const char *path, char **err)
+{
+	char buf[NATS_SECRET_MAX + 1], *secret;
+	struct stat sb;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		xasprintf(
+		    err, "cannot open %s %s: %s", key, path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
+		xasprintf(err, "%s %s is not a regular file", key, path);
+		close(fd);
+		return NULL;
+	}
+	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+		xasprintf(err,
+		    "%s %s is accessible by group or others (mode %04o); refusing it: chmod 600 %s",
+		    key, path, (unsigned)(sb.st_mode & 07777), path);
+		close(fd);
+		return NULL;
+	}
+	if (sb.st_uid != geteuid() && sb.st_uid != 0) {
+		xasprintf(err,
+		    "%s %s is owned by uid %u, not by us (uid %u) or root; refusing it",
+		    key, path, (unsigned)sb.st_uid, (unsigned)geteuid());
+		close(fd);
+		return NULL;
+	}
+	while (len < sizeof buf - 1) {
+		n = read(fd, buf + len, sizeof buf - 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	while (len > 0 &&
+	    (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+	        buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		buf[--len] = '\0';
+	if (len == 0) {
+		xasprintf(err, "%s %s is empty", key, path);
+		return NULL;
+	}
+	secret = token_secret_dup(buf);
+	util_wipe(buf, sizeof buf);
+	return secret;
+}
+
+/* The seed and public key from an nk -gen user -pubout file. */
+static int
+nats_nkey(const char *path, char **pub, char **err)
+{
+	char *all, *p, *line, *seed = NULL;
+
+	*pub = NULL;
+	if ((all = nats_secret_file("nats_nkey_file", path, err)) == NULL)
+		return -1;
+	for (p = all; (line = strsep(&p, "\r\n")) != NULL;) {
+		line += strspn(line, " \t");
+		line[strcspn(line, " \t")] = '\0';
+		if (line[0] == 'S' && line[1] == 'U' && seed == NULL)
+			seed = line;
+		else if (line[0] == 'U' && *pub == NULL)
+			*pub = xstrdup(line);
+	}
+	if (seed == NULL || *pub == NULL) {
+		xasprintf(err,
+		    "nats_nkey_file %s must hold a user seed (SU...) and its public key (U...) on lines of their own, as \"nk -gen user -pubout\" writes them",
+		    path);
+		free(*pub);
+		*pub = NULL;
+		token_secret_free(all);
+		return -1;
+	}
+	nats_seed = token_secret_dup(seed);
+	token_secret_free(all);
+	return 0;
+}
+
+/*
+ * Check the NATS settings that need the file system (the secret files,
+ * the CA file) before anything starts.  Returns 0, or -1 with *err set.
+ */
+int
+nats_check(const struct config *conf, char **err)
+{
+	char *secret, *pub = NULL;
+
+	if (conf->nats_url == NULL)
+		return 0;
+	if (conf->nats_creds_file != NULL) {
+		if ((secret = nats_secret_file("nats_creds_file",
+		         conf->nats_creds_file, err)) == NULL)
+			return -1;
+		token_secret_free(secret);
+	}
+	if (conf->nats_password_file != NULL) {
+		if ((secret = nats_secret_file("nats_password_file",
+		         conf->nats_password_file, err)) == NULL)
+			return -1;
+		token_secret_free(secret);
+	}
+	if (conf->nats_nkey_file != NULL) {
+		if (nats_nkey(conf->nats_nkey_file, &pub, err) != 0)
+			return -1;
+		free(pub);
+		token_secret_free(nats_seed);
+		nats_seed = NULL;
+	}
+	if (conf->nats_ca_file != NULL &&
+	    access(conf->nats_ca_file, R_OK) == -1) {
+		xasprintf(err, "nats_ca_file %s: %s", conf->nats_ca_file,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The connection's options from the configuration. */
+static int
+nats_options(const struct config *conf, char **err)
+{
+	const char *servers[64];
+	char *urls, *p, *u, *secret, *pub;
+	natsOptions *o;
+	natsStatus s;
+	int n = 0, tls = 0;
+
+	if (natsOptions_Create(&o) != NATS_OK)
+		fatalx("natsOptions_Create");
+	urls = p = xstrdup(conf->nats_url);
+	while ((u = strsep(&p, ",")) != NULL && n < (int)nitems(servers)) {
+		u += strspn(u, " \t");
+		u[strcspn(u, " \t")] = '\0';
+		if (*u == '\0')
+			continue;
+		if (strncmp(u, "tls://", 6) == 0)
+			tls = 1;
+		servers[n++] = u;
+	}
+	s = natsOptions_SetServers(o, servers, n);
+	free(urls);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(o, "slackd");
+	if (s == NATS_OK)
+		s = natsOptions_SetEventLoop(o, slackd_base,
+		    natsLibevent_Attach, natsLibevent_Read, natsLibevent_Write,
+		    natsLibevent_Detach);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(o, 500);
+	if (s == NATS_OK)
+		s = natsOptions_SetRetryOnFailedConnect(
+		    o, true, nats_up_cb, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(o, nats_up_cb, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(o, nats_down_cb, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetErrorHandler(o, nats_error_cb, NULL);
+	if (s == NATS_OK && tls)
+		s = natsOptions_SetSecure(o, true);
+	if (s == NATS_OK && conf->nats_ca_file != NULL)
+		s = natsOptions_LoadCATrustedCertificates(
+		    o, conf->nats_ca_file);
+	if (s == NATS_OK && conf->nats_creds_file != NULL)
+		s = natsOptions_SetUserCredentialsFromFiles(
+		    o, conf->nats_creds_file, NULL);
+	if (s == NATS_OK && conf->nats_user != NULL) {
+		secret = nats_secret_file(
+		    "nats_password_file", conf->nats_password_file, err);
+		if (secret == NULL) {
+			natsOptions_Destroy(o);
+			return -1;
+		}
+		s = natsOptions_SetUserInfo(o, conf->nats_user, secret);
+		token_secret_free(secret);
+	}
+	if (s == NATS_OK && conf->nats_nkey_file != NULL) {
+		if (nats_nkey(conf->nats_nkey_file, &pub, err) != 0) {
+			natsOptions_Destroy(o);
+			return -1;
+		}
+		s = natsOptions_SetNKey(o, pub, nats_sign_cb, NULL);
+		free(pub);
+	}
+	if (s != NATS_OK) {
+		xasprintf(err, "NATS options: %s", natsStatus_GetText(s));
+		natsOptions_Destroy(o);
+		return -1;
+	}
+	nats_opts = o;
+	return 0;
+}
+
+/* ---- events to JetStream ---------------------------------------------- */
+
+static void nats_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* Keep (and log) the latest thing that went wrong, for slackctl status. */
+static void
+nats_error(const char *fmt, ...)
+{
+	va_list ap;
+	char *why;
+
+	va_start(ap, fmt);
+	if (vasprintf(&why, fmt, ap) == -1)
+		fatal("vasprintf");
+	va_end(ap);
+	if (nats_last_error == NULL || strcmp(nats_last_error, why) != 0)
+		log_warnx("NATS: %s", why);
+	free(nats_last_error);
+	nats_last_error = why;
+	nats_last_error_at = util_wall();
+}
+
+/* Make s usable as one subject token: no dot, space, * or >. */
+static void
+nats_token(char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '.' || *s == '*' || *s == '>' ||
+		    !isgraph((unsigned char)*s))
+			*s = '_';
+	}
+}
+
+static void
+nats_entry_free(struct nats_entry *e)
+{
+	free(e->suffix);
+	free(e->data);
+	free(e);
+}
+
+static size_t
+nats_entry_size(const struct nats_entry *e)
+{
+	return sizeof *e + e->len + strlen(e->suffix);
+}
+
+static void
+nats_remove(struct nats_entry *e)
+{
+	if (e == nats_cursor)
+		nats_cursor = TAILQ_NEXT(e, entry);
+	if (e->pending)
+		nats_inflight--;
+	TAILQ_REMOVE(&nats_queue, e, entry);
+	nats_bytes -= nats_entry_size(e);
+	nats_entries--;
+	nats_entry_free(e);
+}
+
+/* Everything goes back to waiting: published again from the oldest. */
+static void
+nats_rewind(void)
+{
+	struct nats_entry *e;
+
+	TAILQ_FOREACH(e, &nats_queue, entry)
+		e->pending = 0;
+	nats_inflight = 0;
+	nats_cursor_ok = 0;
+}
+
+/*
+ * Over nats_backlog: drop the oldest events; the gap entry at the head
+ * (one not published yet, else a new one) says which were lost.
+ */
+static void
+nats_trim(void)
+{
+	struct nats_entry *e, *g;
+	int logged = 0;
+
+	while (nats_bytes > slackd_conf->nats_backlog) {
+		TAILQ_FOREACH(e, &nats_queue, entry) {
+			if (e->seq != 0)
+				break;
+		}
+		if (e == NULL)
+			return;
+		if (!logged++)
+			nats_error(
+			    "nats_backlog (%zu bytes) is full: dropping the oldest events JetStream has not acknowledged (a slackd.gap record says which)",
+			    slackd_conf->nats_backlog);
+		g = TAILQ_FIRST(&nats_queue);
+		if (g->seq != 0 || g->tried) {
+			g = xcalloc(1, sizeof *g);
+			g->suffix = xstrdup("event.slackd_gap");
+			g->first = e->seq;
+			TAILQ_INSERT_HEAD(&nats_queue, g, entry);
+			nats_cursor_ok = 0;
+			nats_bytes += nats_entry_size(g);
+			nats_entries++;
+			nats_gaps++;
+		}
+		g->last = e->seq;
+		g->events++;
+		nats_lost++;
+		nats_remove(e);
+	}
+}
+
+/* A gap's record, made when it is first published (its range is final). */
+static void
+nats_gap_record(struct nats_entry *g)
+{
+	struct json_object *o;
+	const char *s;
+	size_t len;
+
+	o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string("slackd.gap"));
+	json_object_object_add(
+	    o, "first_seq", json_object_new_int64((int64_t)g->first));
+	json_object_object_add(
+	    o, "last_seq", json_object_new_int64((int64_t)g->last));
+	json_object_object_add(
+	    o, "events", json_object_new_int64((int64_t)g->events));
+	json_object_object_add(
+	    o, "missed", json_object_new_int64((int64_t)g->events));
+	/* As every slackd.gap: a reason word, and why for a person. */
+	json_object_object_add(
+	    o, "reason", json_object_new_string("nats_backlog"));
+	json_object_object_add(o, "why",
+	    json_object_new_string(
+	        "nats_backlog was full while JetStream did not acknowledge these events; they may or may not be in the stream"));
+	s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	nats_bytes -= nats_entry_size(g);
+	free(g->data);
+	g->data = xmalloc(len + 2);
+	memcpy(g->data, s, len);
+	g->data[len] = '\n';
+	g->data[len + 1] = '\0';
+	g->len = len + 1;
+	nats_bytes += nats_entry_size(g);
+	snprintf(g->msgid, sizeof g->msgid, "slackd.gap-%llu-%llu",
+	    (unsigned long long)g->first, (unsigned long long)g->last);
+	json_object_put(o);
+}
+
+/* Hand e to cnats.  -1: it did not take it (the error is kept). */
+static int
+nats_publish(struct nats_entry *e)
+{
+	natsMsg *m = NULL;
+	jsPubOptions po;
+	natsStatus s;
+	char *subject, seq[32];
+
+	if (e->seq == 0 && !e->tried)
+		nats_gap_record(e);
+	xasprintf(&subject, "%s.%s", nats_prefix, e->suffix);
+	s = natsMsg_Create(&m, subject, NULL, e->data, (int)e->len);
+	free(subject);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", e->msgid);
+	if (s == NATS_OK && e->seq != 0) {
+		snprintf(seq, sizeof seq, "%llu", (unsigned long long)e->seq);
+		s = natsMsgHeader_Set(m, "Slackd-Seq", seq);
+	}
+	jsPubOptions_Init(&po);
+	po.MaxWait = NATS_ACK_WAIT;
+	if (s == NATS_OK)
+		s = js_PublishMsgAsync(nats_js, &m, &po);
+	natsMsg_Destroy(m);
+	if (s != NATS_OK) {
+		nats_error("publishing: %s", natsStatus_GetText(s));
+		return -1;
+	}
+	e->pending = e->tried = 1;
+	nats_inflight++;
+	return 0;
+}
+
+/* Publish what waits, oldest first, while the window has room. */
+static void
+nats_pump(void)
+{
+	struct nats_entry *e;
+
+	if (nats_state != NATS_CONNECTED || !nats_ready || nats_holding)
+		return;
+	e = nats_cursor_ok ? nats_cursor : TAILQ_FIRST(&nats_queue);
+	for (; e != NULL; e = TAILQ_NEXT(e, entry)) {
+		if (nats_inflight >= NATS_WINDOW)
+			break;
+		if (!e->pending && nats_publish(e) != 0) {
+			nats_hold();
+			break;
+		}
+	}
+	nats_cursor = e;
+	nats_cursor_ok = 1;
+}
+
+static void
+nats_retry_cb(evutil_socket_t fd, short events, void *arg)
+{
+	nats_holding = 0;
+	nats_pump();
+}
+
+/* Something failed: publish again in NATS_RETRY_WAIT, not at once. */
+static void
+nats_hold(void)
+{
+	struct timeval tv = { NATS_RETRY_WAIT / 1000,
+		(NATS_RETRY_WAIT % 1000) * 1000 };
+
+	if (nats_holding)
+		return;
+	nats_holding = 1;
+	evtimer_add(nats_retry_ev, &tv);
+}
+
+static void
+nats_acked(const char *id, int ok, int duplicate, const char *why)
+{
+	struct nats_entry *e;
+
+	TAILQ_FOREACH(e, &nats_queue, entry) {
+		if (id != NULL && strcmp(e->msgid, id) == 0)
+			break;
+	}
+	if (e == NULL)
+		return; /* a late answer to an earlier try */
+	if (!ok) {
+		/* Try again from the oldest, in order, after a while. */
+		nats_error("%s", why);
+		nats_rewind();
+		nats_hold();
+		return;
+	}
+	nats_published++;
+	if (duplicate)
+		nats_duplicates++;
+	nats_remove(e);
+}
+
+/*
+ * The hub's consumer: every event, on the main thread, before the
+ * clients get it.  Copies the line and returns.
+ */
+static void
+nats_event(const struct hub_event *ev)
+{
+	const char *line = ev->line;
+	size_t len = ev->len;
+	struct nats_entry *e;
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	char t[JSCAN_FIELD], c[JSCAN_FIELD];
+	size_t i;
+
+	snprintf(t, sizeof t, "%s", *ev->type != '\0' ? ev->type : "_");
+	snprintf(c, sizeof c, "%s", ev->channel != NULL ? ev->channel : "");
+	nats_token(t);
+	nats_token(c);
+	e = xcalloc(1, sizeof *e);
+	e->seq = ev->seq; /* the daemon's, as local clients see it */
+	if (*c != '\0')
+		xasprintf(&e->suffix, "event.%s.%s", t, c);
+	else
+		xasprintf(&e->suffix, "event.%s", t);
+	e->data = xmemdup(line, len);
+	e->len = len;
+	SHA256((const unsigned char *)line, len, md);
+	for (i = 0; i < sizeof md; i++)
+		snprintf(e->msgid + 2 * i, 3, "%02x", md[i]);
+	TAILQ_INSERT_TAIL(&nats_queue, e, entry);
+	if (nats_cursor_ok && nats_cursor == NULL)
+		nats_cursor = e;
+	nats_bytes += nats_entry_size(e);
+	nats_entries++;
+	nats_trim();
+	nats_pump();
+}
+
+/* ---- requests --------------------------------------------------------- */
+
+static void
+nats_req_free(struct nats_req *r)
+{
+	TAILQ_REMOVE(&nats_reqs, r, entry);
+	client_virtual_free(r->client);
+	free(r->reply);
+	free(r);
+}
+
+static void
+nats_reap_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct nats_req *r, *next;
+
+	TAILQ_FOREACH_SAFE(r, &nats_reqs, entry, next) {
+		if (r->done)
+			nats_req_free(r);
+	}
+}
+
+/* The first line the request's client is sent: the reply. */
+static void
+nats_reply(void *arg, const char *line, size_t len)
+{
+	struct nats_req *r = arg;
+	struct json_object *o = NULL;
+	natsStatus s;
+
+	if (r->done)
+		return;
+	r->done = 1;
+	event_active(nats_reap_ev, EV_TIMEOUT, 0);
+	if (r->added_id && (o = json_tokener_parse(line)) != NULL &&
+	    json_object_is_type(o, json_type_object)) {
+		json_object_object_del(o, "reply_to");
+		line = json_object_to_json_string_length(o,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+		    &len);
+	}
+	if (nats_nc != NULL &&
+	    (s = natsConnection_Publish(nats_nc, r->reply, line, (int)len)) !=
+	        NATS_OK)
+		nats_error("answering a request: %s", natsStatus_GetText(s));
+	json_object_put(o);
+}
+
+/* A request from NATS: run it as a local client's. */
+static void
+nats_request(const char *reply, const char *data, size_t len)
+{
+	struct json_object *o, *id;
+	struct nats_req *r;
+	const char *line = data;
+
+	nats_requests++;
+	r = xcalloc(1, sizeof *r);
+	r->reply = xstrdup(reply);
+	r->client = client_virtual(nats_reply, r);
+	TAILQ_INSERT_TAIL(&nats_reqs, r, entry);
+	if (len > slackd_conf->max_line) {
+		client_error(r->client, NULL, PROTOCOL_E_LINE_TOO_LONG,
+		    "request of %zu bytes is longer than %zu (max_line)", len,
+		    slackd_conf->max_line);
+		return;
+	}
+	o = json_tokener_parse(data);
+	if (o != NULL && json_object_is_type(o, json_type_object) &&
+	    !json_object_object_get_ex(o, "id", &id)) {
+		json_object_object_add(o, "id", json_object_new_int(1));
+		r->added_id = 1;
+		line = json_object_to_json_string_length(o,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+		    &len);
+	}
+	client_virtual_request(r->client, line, len);
+	json_object_put(o);
+}
+
+/* ---- the main thread's side ------------------------------------------- */
+
+/*
+ * The URL of the server connected to, as it may be shown: a user and a
+ * password in nats_url (nats://user:password@host) become three stars.
+ */
+static int
+nats_server(char *url, size_t len)
+{
+	char *host, *at = NULL, *p;
+
+	if (natsConnection_GetConnectedUrl(nats_nc, url, len) != NATS_OK)
+		return -1;
+	if ((host = strstr(url, "://")) == NULL)
+		return 0;
+	host += 3;
+	for (p = host; *p != '\0' && *p != '/'; p++) {
+		if (*p == '@')
+			at = p;
+	}
+	if (at != NULL && strlen(url) + 3 >= len)
+		snprintf(url, len, "(a URL with a password, too long to show)");
+	else if (at != NULL) {
+		memmove(host + 3, at, strlen(at) + 1);
+		memcpy(host, "***", 3);
+	}
+	return 0;
+}
+
+static void
+nats_note(struct nats_note *n)
+{
+	char url[256];
+
+	switch (n->type) {
+	case NATS_NOTE_UP:
+		/* The first time, NATS_NOTE_READY says it. */
+		if (nats_ready && nats_server(url, sizeof url) == 0)
+			log_info("NATS: connected to %s", url);
+		nats_state = NATS_CONNECTED;
+		nats_rewind();
+		nats_pump();
+		break;
+	case NATS_NOTE_DOWN:
+		if (nats_state == NATS_CONNECTED)
+			nats_error(
+			    "disconnected; %u events kept until it is back",
+			    nats_entries);
+		nats_state = NATS_DISCONNECTED;
+		nats_rewind();
+		break;
+	case NATS_NOTE_READY:
+		nats_ready = 1;
+		if (natsConnection_Status(nats_nc) ==
+		    NATS_CONN_STATUS_CONNECTED)
+			nats_state = NATS_CONNECTED;
+		if (nats_server(url, sizeof url) != 0)
+			snprintf(url, sizeof url, "NATS");
+		log_info(
+		    "NATS: connected to %s; publishing to the stream %s as %s.event.>, requests on %s.request",
+		    url, nats_stream, nats_prefix, nats_prefix);
+		nats_pump();
+		break;
+	case NATS_NOTE_ERROR:
+		nats_error("%s", n->text);
+		break;
+	case NATS_NOTE_ACK:
+		nats_acked(n->text, n->ok != 0, n->ok == 2, n->data);
+		nats_pump();
+		break;
+	case NATS_NOTE_REQUEST:
+		nats_request(n->text, n->data, n->len);
+		break;
+	}
+}
+
+/* Take the notes the threads left; run them unless stopping. */
+static void
+nats_notes(int run)
+{
+	struct nats_notes notes = STAILQ_HEAD_INITIALIZER(notes);
+	struct nats_note *n;
+
+	pthread_mutex_lock(&nats_lock);
+	STAILQ_CONCAT(&notes, &nats_inbox);
+	pthread_mutex_unlock(&nats_lock);
+	while ((n = STAILQ_FIRST(&notes)) != NULL) {
+		STAILQ_REMOVE_HEAD(&notes, entry);
+		if (run)
+			nats_note(n);
+		free(n->text);
+		free(n->data);
+		free(n);
+	}
+}
+
+static void
+nats_wake_cb(evutil_socket_t fd, short events, void *arg)
+{
+	nats_notes(1);
+}
+
+/* Connect, now that the subjects and the stream are known. */
+static void
+nats_start(void)
+{
+	char *err = NULL;
+
+	if (nats_options(slackd_conf, &err) != 0) {
+		nats_error("%s", err);
+		free(err);
+		nats_state = NATS_DISCONNECTED;
+		return;
+	}
+	nats_state = NATS_CONNECTING;
+	if (pthread_create(&nats_setup_thread, NULL, nats_setup, NULL) != 0)
+		fatal("pthread_create");
+	nats_setup_running = 1;
+}
+
+/*
+ * Start with the configuration: events are kept from now on.  The
+ * connection is made at once if the subjects and the stream are named,
+ * else when Slack says which workspace this is (nats_team()).
+ */
+void
+nats_init(void)
+{
+	if (slackd_conf->nats_url == NULL)
+		return;
+	/* slackd already runs libevent with pthreads (natsLibevent_Init). */
+	nats_wake_ev =
+	    event_new(slackd_base, -1, EV_PERSIST, nats_wake_cb, NULL);
+	nats_reap_ev = event_new(slackd_base, -1, 0, nats_reap_cb, NULL);
+	nats_retry_ev = evtimer_new(slackd_base, nats_retry_cb, NULL);
+	hub_consume(nats_event);
+	nats_state = NATS_WAIT_TEAM;
+	if (slackd_conf->nats_prefix != NULL &&
+	    slackd_conf->nats_stream != NULL) {
+		nats_prefix = xstrdup(slackd_conf->nats_prefix);
+		nats_stream = xstrdup(slackd_conf->nats_stream);
+		nats_start();
+	}
+}
+
+/* Slack said which workspace the token is for. */
+void
+nats_team(const char *team_id)
+{
+	char t[JSCAN_FIELD];
+
+	if (nats_state != NATS_WAIT_TEAM || team_id == NULL)
+		return;
+	snprintf(t, sizeof t, "%s", team_id);
+	nats_token(t);
+	if (slackd_conf->nats_prefix != NULL)
+		nats_prefix = xstrdup(slackd_conf->nats_prefix);
+	else
+		xasprintf(&nats_prefix, "slack.%s", t);
+	if (slackd_conf->nats_stream != NULL)
+		nats_stream = xstrdup(slackd_conf->nats_stream);
+	else
+		xasprintf(&nats_stream, "SLACK_%s", t);
+	nats_start();
+}
+
+/* The NATS link for slackd.status, or NULL without nats_url. */
+struct json_object *
+nats_status(void)
+{
+	struct json_object *o;
+	char url[256];
+
+	if (nats_state == NATS_OFF)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(
+	    o, "state", json_object_new_string(nats_state_names[nats_state]));
+	if (nats_state == NATS_CONNECTED && nats_ready &&
+	    nats_server(url, sizeof url) == 0)
+		json_object_object_add(
+		    o, "server", json_object_new_string(url));
+	else
+		json_object_object_add(o, "server", NULL);
+	json_object_object_add(o, "prefix",
+	    nats_prefix != NULL ? json_object_new_string(nats_prefix) : NULL);
+	json_object_object_add(o, "stream",
+	    nats_stream != NULL ? json_object_new_string(nats_stream) : NULL);
+	json_object_object_add(
+	    o, "published", json_object_new_int64((int64_t)nats_published));
+	json_object_object_add(
+	    o, "duplicates", json_object_new_int64((int64_t)nats_duplicates));
+	json_object_object_add(
+	    o, "pending_acks", json_object_new_int64(nats_inflight));
+	json_object_object_add(
+	    o, "backlog", json_object_new_int64(nats_entries));
+	json_object_object_add(
+	    o, "backlog_bytes", json_object_new_int64((int64_t)nats_bytes));
+	json_object_object_add(
+	    o, "gaps", json_object_new_int64((int64_t)nats_gaps));
+	json_object_object_add(
+	    o, "events_lost", json_object_new_int64((int64_t)nats_lost));
+	json_object_object_add(
+	    o, "requests", json_object_new_int64((int64_t)nats_requests));
+	json_object_object_add(o, "last_error",
+	    nats_last_error != NULL ? json_object_new_string(nats_last_error)
+	                            : NULL);
+	json_object_object_add(o, "last_error_at",
+	    nats_last_error != NULL ? json_object_new_double(nats_last_error_at)
+	                            : NULL);
+	return o;
+}
+
+/*
+ * Stop: close the connection (events not acknowledged yet are lost with
+ * the process) and free what is ours.
+ */
+void
+nats_shutdown(void)
+{
+	natsConnection *nc;
+	struct nats_entry *e;
+	struct nats_req *r;
+
+	if (nats_state == NATS_OFF)
+		return;
+	hub_unconsume(nats_event);
+	pthread_mutex_lock(&nats_lock);
+	nats_stop = 1;
+	pthread_cond_broadcast(&nats_cond);
+	pthread_mutex_unlock(&nats_lock);
+	pthread_mutex_lock(&nats_lock);
+	nc = nats_nc; /* the thread never frees it */
+	pthread_mutex_unlock(&nats_lock);
+	if (nc != NULL)
+		natsConnection_Close(nc);
+	if (nats_setup_running)
+		pthread_join(nats_setup_thread, NULL);
+	nats_setup_running = 0;
+	if (nats_entries > 0)
+		log_warnx(
+		    "NATS: %u event%s not acknowledged by JetStream at shutdown",
+		    nats_entries, nats_entries == 1 ? "" : "s");
+	natsSubscription_Destroy(nats_sub);
+	jsCtx_Destroy(nats_js);
+	natsConnection_Destroy(nats_nc);
+	natsOptions_Destroy(nats_opts);
+	nats_sub = NULL;
+	nats_js = NULL;
+	nats_nc = NULL;
+	nats_opts = NULL;
+	/*
+	 * Not nats_Close(): after a tls:// connection it cleans up OpenSSL's
+	 * state, which libwebsockets and OPENSSL_cleanup() at exit still use
+	 * (a crash at exit).  Its threads and memory go with the process.
+	 */
+	nats_notes(0); /* what the threads said last */
+	while ((r = TAILQ_FIRST(&nats_reqs)) != NULL)
+		nats_req_free(r);
+	while ((e = TAILQ_FIRST(&nats_queue)) != NULL)
+		nats_remove(e);
+	event_free(nats_wake_ev);
+	event_free(nats_reap_ev);
+	event_free(nats_retry_ev);
+	nats_holding = 0;
+	token_secret_free(nats_seed);
+	nats_seed = NULL;
+	free(nats_prefix);
+	free(nats_stream);
+	free(nats_last_error);
+	nats_prefix = nats_stream = nats_last_error = NULL;
+	nats_state = NATS_OFF;
+}
