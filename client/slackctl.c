@@ -1623,7 +1623,8 @@ slackctl_listen_options(struct slackctl_args *a, struct slackctl_filter *f)
 	f->all = slackctl_flag(a, 'a');
 	f->named = slackctl_flag(a, 'n');
 	f->since = slackctl_value(a, 'S');
-	if (f->since != NULL && !slackctl_cursor_ok(f->since))
+	if (f->since != NULL && slackctl_nats_url == NULL &&
+	    !slackctl_cursor_ok(f->since))
 		slackctl_die(SLACKCTL_USAGE,
 		    "listen: --since takes a cursor RUN:N, the \"slackd_seq\" of an event (got \"%s\")",
 		    f->since);

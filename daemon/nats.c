@@ -28,8 +28,8 @@
  * and goes on.
  *
  * Requests.  Each NATS request is run by a client of its own without a
- * socket (client_virtual()): the first line that client is sent is the
- * reply.  A request without an id is given one, and the reply_to it brings
+ * socket (client_virtual()): the first line that client is sent, notices
+ * such as slackd.queued aside, is the reply.  A request without an id is given one, and the reply_to it brings
  * back is removed again, so the reply is what a local client would get;
  * only a reply is needed even where a local client would get none.
  */
@@ -58,6 +58,9 @@
 #pragma GCC diagnostic pop
 
 #include "slackd.h"
+
+/* How a notice line starts (outbox.c builds it with "type" first). */
+#define NATS_NOTICE "{\"type\":\"" PROTOCOL_QUEUED "\""
 
 #define NATS_WINDOW     256  /* publishes waiting for their ack, at most */
 #define NATS_ACK_WAIT   5000 /* ms before a publish counts as lost */
@@ -954,6 +957,10 @@ nats_reply(void *arg, const char *line, size_t len)
 	natsStatus s;
 
 	if (r->done)
+		return;
+	/* A notice before the reply (slackd.queued) is not the answer. */
+	if (len > sizeof NATS_NOTICE - 1 &&
+	    memcmp(line, NATS_NOTICE, sizeof NATS_NOTICE - 1) == 0)
 		return;
 	r->done = 1;
 	event_active(nats_reap_ev, EV_TIMEOUT, 0);

@@ -684,8 +684,9 @@ def test_slackctl_over_nats_errors(daemon_factory, fake, nats):
     assert "cannot connect to NATS at nats://127.0.0.1:%d" % port in p.stderr
     p = ctl_nats(d, nats, "listen", "--since", "yesterday")
     assert p.returncode == 1 and "--since yesterday: not a stream" in p.stderr
+    # Without --nats, --since is a slackd cursor, not a stream position.
     p = d.ctl("listen", "--since", "5")
-    assert p.returncode == 2 and "--since needs --nats" in p.stderr
+    assert p.returncode == 2 and "--since takes a cursor RUN:N" in p.stderr
 
 
 def test_slackctl_listen_over_nats(daemon_factory, fake, nats):
