@@ -329,7 +329,7 @@ static void
 slackctl_hello(struct slackctl_conn *c)
 {
 	struct json_object *o, *v;
-	char *line;
+	char *line, why[512];
 	int to, proto;
 
 	if ((line = slackctl_line(c, 10000, &to)) == NULL)
@@ -338,10 +338,18 @@ slackctl_hello(struct slackctl_conn *c)
 		    to ? " within 10 s" : " (connection closed)");
 	o = slackctl_parse(line);
 	if (o != NULL && slackctl_is_type(o, PROTOCOL_ERROR)) {
-		if (json_object_object_get_ex(o, "error", &v))
-			slackctl_die(SLACKCTL_UNREACHABLE,
-			    "slackd refused us: %s",
-			    protocol_json_str(v, "msg"));
+		if (json_object_object_get_ex(o, "error", &v)) {
+			/* Freed first: LeakSanitizer sees what exit() strands.
+			 */
+			snprintf(why, sizeof why, "%s",
+			    protocol_json_str(v, "msg") != NULL
+			        ? protocol_json_str(v, "msg")
+			        : "?");
+			json_object_put(o);
+			free(line);
+			slackctl_die(
+			    SLACKCTL_UNREACHABLE, "slackd refused us: %s", why);
+		}
 	}
 	if (o == NULL || !slackctl_is_type(o, PROTOCOL_HELLO))
 		slackctl_die(SLACKCTL_UNREACHABLE,
