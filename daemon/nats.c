@@ -29,9 +29,10 @@
  *
  * Requests.  Each NATS request is run by a client of its own without a
  * socket (client_virtual()): the first line that client is sent, notices
- * such as slackd.queued aside, is the reply.  A request without an id is given one, and the reply_to it brings
- * back is removed again, so the reply is what a local client would get;
- * only a reply is needed even where a local client would get none.
+ * such as slackd.queued aside, is the reply.  A request without an id is given
+ * one, and the reply_to it brings back is removed again, so the reply is what a
+ * local client would get; only a reply is needed even where a local client
+ * would get none.
  */
 #include "config.h"
 
@@ -437,56 +438,16 @@ nats_setup(void *arg)
 static char *
 nats_secret_file(const char *key, const char *path, char **err)
 {
-	char buf[NATS_SECRET_MAX + 1], *secret;
-	struct stat sb;
-	size_t len = 0;
-	ssize_t n;
-	int fd;
+	char *secret;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
-		xasprintf(
-		    err, "cannot open %s %s: %s", key, path, strerror(errno));
+	if ((secret = token_read_secret(key, path, NATS_SECRET_MAX, err)) ==
+	    NULL)
 		return NULL;
-	}
-	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
-		xasprintf(err, "%s %s is not a regular file", key, path);
-		close(fd);
-		return NULL;
-	}
-	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
-		xasprintf(err,
-		    "%s %s is accessible by group or others (mode %04o); refusing it: chmod 600 %s",
-		    key, path, (unsigned)(sb.st_mode & 07777), path);
-		close(fd);
-		return NULL;
-	}
-	if (sb.st_uid != geteuid() && sb.st_uid != 0) {
-		xasprintf(err,
-		    "%s %s is owned by uid %u, not by us (uid %u) or root; refusing it",
-		    key, path, (unsigned)sb.st_uid, (unsigned)geteuid());
-		close(fd);
-		return NULL;
-	}
-	while (len < sizeof buf - 1) {
-		n = read(fd, buf + len, sizeof buf - 1 - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	while (len > 0 &&
-	    (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
-	        buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-		buf[--len] = '\0';
-	if (len == 0) {
+	if (*secret == '\0') {
+		token_secret_free(secret);
 		xasprintf(err, "%s %s is empty", key, path);
 		return NULL;
 	}
-	secret = token_secret_dup(buf);
-	util_wipe(buf, sizeof buf);
 	return secret;
 }
 

@@ -206,6 +206,7 @@ char *token_load(const struct config *, const char **, char **);
 char *token_app_load(const struct config *, const char **, char **);
 int token_env_only(const struct config *, int);
 char *token_secret_dup(const char *);
+char *token_read_secret(const char *, const char *, size_t, char **);
 void token_secret_free(char *);
 
 /* jscan.c: one pass over an upstream frame, without building objects. */
@@ -537,7 +538,7 @@ struct request {
 	const char *text;
 	const char *thread_ts;
 	int reply_broadcast;
-	int queued_notice; /* message, post: 1 = say when queued */
+	int queued_notice;            /* message, post: 1 = say when queued */
 	struct json_object *types;    /* subscribe: array or NULL */
 	struct json_object *channels; /* subscribe: array or NULL */
 	struct json_object *blocks;   /* post */
@@ -546,9 +547,9 @@ struct request {
 	int unfurl_media;
 	const char *method; /* api */
 	struct json_object *params;
-	int users;         /* names: users, else channels */
-	int seq;           /* subscribe: "seq":true (or "since") */
-	const char *since; /* subscribe: a checked cursor, or NULL */
+	int users;                   /* names: users, else channels */
+	int seq;                     /* subscribe: "seq":true (or "since") */
+	const char *since;           /* subscribe: a checked cursor, or NULL */
 	const char *envelope_id;     /* ack */
 	struct json_object *payload; /* ack: object or NULL */
 };

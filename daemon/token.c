@@ -105,41 +105,48 @@ token_valid(const char *t)
 	return n > 0 && n <= TOKEN_MAX;
 }
 
-static char *
-token_from_file(const char *path, char **err)
+/*
+ * Read a secret from a file only its owner (us, or root) may read: at
+ * most max bytes, trailing white space removed, possibly empty.  Returns
+ * it (free with token_secret_free) or NULL with *err; what names the file
+ * in the messages ("token file", "nats_creds_file").
+ */
+char *
+token_read_secret(const char *what, const char *path, size_t max, char **err)
 {
-	char buf[TOKEN_MAX + 64], *tok;
+	char *buf, *secret;
 	struct stat sb;
 	ssize_t n;
 	size_t len = 0;
 	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
-		xasprintf(err, "cannot open token file %s: %s", path,
-		    strerror(errno));
+		xasprintf(
+		    err, "cannot open %s %s: %s", what, path, strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
-		xasprintf(err, "token file %s is not a regular file", path);
+		xasprintf(err, "%s %s is not a regular file", what, path);
 		close(fd);
 		return NULL;
 	}
 	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
 		xasprintf(err,
-		    "token file %s is accessible by group or others (mode %04o); refusing it: chmod 600 %s",
-		    path, (unsigned)(sb.st_mode & 07777), path);
+		    "%s %s is accessible by group or others (mode %04o); refusing it: chmod 600 %s",
+		    what, path, (unsigned)(sb.st_mode & 07777), path);
 		close(fd);
 		return NULL;
 	}
 	if (sb.st_uid != geteuid() && sb.st_uid != 0) {
 		xasprintf(err,
-		    "token file %s is owned by uid %u, not by us (uid %u) or root; refusing it",
-		    path, (unsigned)sb.st_uid, (unsigned)geteuid());
+		    "%s %s is owned by uid %u, not by us (uid %u) or root; refusing it",
+		    what, path, (unsigned)sb.st_uid, (unsigned)geteuid());
 		close(fd);
 		return NULL;
 	}
-	while (len < sizeof buf - 1) {
-		n = read(fd, buf + len, sizeof buf - 1 - len);
+	buf = xmalloc(max + 1);
+	while (len < max) {
+		n = read(fd, buf + len, max - len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -150,15 +157,27 @@ token_from_file(const char *path, char **err)
 	buf[len] = '\0';
 	while (len > 0 && isspace((unsigned char)buf[len - 1]))
 		buf[--len] = '\0';
-	if (!token_valid(buf)) {
-		util_wipe(buf, sizeof buf);
+	secret = token_secret_dup(buf);
+	util_wipe(buf, max + 1);
+	free(buf);
+	return secret;
+}
+
+static char *
+token_from_file(const char *path, char **err)
+{
+	char *tok;
+
+	if ((tok = token_read_secret(
+	         "token file", path, TOKEN_MAX + 63, err)) == NULL)
+		return NULL;
+	if (!token_valid(tok)) {
+		token_secret_free(tok);
 		xasprintf(err,
 		    "token file %s does not hold a token (expected one line of at most %d printable characters)",
 		    path, TOKEN_MAX);
 		return NULL;
 	}
-	tok = token_secret_dup(buf);
-	util_wipe(buf, sizeof buf);
 	return tok;
 }
 
