@@ -15,6 +15,12 @@ the same events inside events_api envelopes (bench/gen tag "sm") and acks
 each; its receive CPU per event and latency are reported next to RTM's
 (socket_deliver_1_200B, socket_latency_1).
 
+Across an RTM goodbye (bench/goodbye.py), in the same repetition: the
+events a client missed, got twice or out of order at 1,000 and 5,000
+events/s, for slackd as it is (make-before-break) and with the test hook
+that brings back the old behaviour (break-before-make), against
+tests/fakeslack.py, which sends every event to every open session.
+
 Daemon CPU is the sum over its threads of /proc/PID/task/*/schedstat
 (on-CPU ns); /proc/PID/stat utime+stime (10 ms ticks) is recorded next to
 it.  The floors and the readers measure their own CPU with
@@ -39,6 +45,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import goodbye  # noqa: E402  (bench/goodbye.py)
 
 TOKEN = "xoxb-bench-not-a-token"
 APP_TOKEN = "xapp-bench-not-a-token"
@@ -713,6 +722,22 @@ class Bench:
         finally:
             self.mode = "rtm"
             self.write_conf()
+        say("  slackd: goodbye at %s events/s, make-before-break and "
+            "break-before-make" % " and ".join(str(r) for r in
+                                               goodbye.RATES))
+        self.case_goodbye()
+
+    def case_goodbye(self):
+        for rate in goodbye.RATES:
+            for mode in goodbye.MODES:
+                r = goodbye.run_one(self, sys.modules[__name__], rate, mode)
+                self.record("goodbye_%d_%s" % (rate, mode), **r)
+                if mode == "make_before_break" and (
+                        r["missed"] or r["duplicated"] or r["reordered"]):
+                    self.errors.append(
+                        "goodbye at %d/s: missed %d, duplicated %d, "
+                        "reordered %d" % (rate, r["missed"], r["duplicated"],
+                                          r["reordered"]))
 
     # -- the report --
     def s(self, case, key):
@@ -974,6 +999,26 @@ class Bench:
                 "replies / (first write -> last reply); p50/p99 = each "
                 "request's time from its write to its reply (queueing "
                 "included)")
+        for rate in goodbye.RATES:
+            g = {}
+            for mode in goodbye.MODES:
+                c = "goodbye_%d_%s" % (rate, mode)
+                if c not in self.runs:
+                    continue
+                g[mode] = {k: self.s(c, k) for k in (
+                    "missed", "duplicated", "reordered", "delivered",
+                    "state_changes", "sessions", "sent_per_s")}
+            if g:
+                g.update(rate=rate, seconds=goodbye.SECONDS,
+                         events=int(rate * goodbye.SECONDS),
+                         goodbye_at_s=goodbye.GOODBYE_AT,
+                         old_closed_by_fake_after_s=goodbye.CLOSE_AFTER,
+                         what="one RTM goodbye; tests/fakeslack.py sends "
+                              "every event to every open session; one "
+                              "reader counts the events by number; "
+                              "backfill off; break_before_make is the "
+                              "test hook SLACKD_TEST_BREAK_BEFORE_MAKE")
+                C["goodbye_%d" % rate] = g
         R["cases"] = C
         dr = self.runs.get("daemon_run", [])
         R["daemon_runs"] = {
@@ -1105,6 +1150,20 @@ def table(R):
             fmt(c["cpu_us_per_event"]),
             "rtm " + fmt(C.get("latency_1", {}).get("cpu_us_per_event")),
             c["cpu_per_event_vs_rtm"])
+    for rate in goodbye.RATES:
+        g = C.get("goodbye_%d" % rate)
+        if not g:
+            continue
+
+        def mdr(mode):
+            v = g.get(mode)
+            if not v:
+                return "-"
+            return "%s/%s/%s" % (fmt(v["missed"]), fmt(v["duplicated"]),
+                                 fmt(v["reordered"]))
+        row("goodbye at %d/s (%d ev): missed/dup/reord" % (rate, g["events"]),
+            mdr("make_before_break"),
+            "break-before-make " + mdr("break_before_make"))
     m = C.get("memory")
     if m:
         row("RSS idle KiB", fmt(m["idle_rss_kib"]),

@@ -52,6 +52,8 @@ static struct upstream *slackd_upstream;
 int slackd_stopping;
 
 int slackd_test_hooks;
+/* Read by the upstream thread too: set before it starts, never after. */
+int slackd_test_break_first;
 
 static const char *slackd_conffile;
 static const char *slackd_sockopt;
@@ -933,6 +935,12 @@ slackd_setup(const char **source)
 	log_set_level(slackd_conf->log_level + slackd_verbose);
 	slackd_test_hooks = getenv("SLACKD_TEST_HOOKS") != NULL &&
 	    strcmp(getenv("SLACKD_TEST_HOOKS"), "1") == 0;
+	slackd_test_break_first = slackd_test_hooks &&
+	    getenv("SLACKD_TEST_BREAK_BEFORE_MAKE") != NULL &&
+	    strcmp(getenv("SLACKD_TEST_BREAK_BEFORE_MAKE"), "1") == 0;
+	if (slackd_test_break_first)
+		log_warnx(
+		    "test hook: a session Slack says goodbye on is closed at once (break-before-make)");
 	if (slackd_doctor) /* the online check loads the token itself */
 		return doctor_run(slackd_conf, slackd_conffile, slackd_verbose);
 

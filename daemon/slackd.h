@@ -732,6 +732,7 @@ extern struct event_base *slackd_base;
 extern struct config *slackd_conf;
 extern int slackd_stopping;
 extern int slackd_test_hooks;
+extern int slackd_test_break_first;
 #define SLACKD_READY_TRYING (-1) /* slackd_ready_report: Slack not reached */
 void slackd_ready_report(int, const char *);
 void slackd_clients_gone(void);

@@ -1347,8 +1347,9 @@ upstream_conn_retire(struct upstream_conn *conn, const char *fmt, ...)
 	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
 	conn->end_prompt = 1;
+	/* The test hook SLACKD_TEST_BREAK_BEFORE_MAKE: the old behaviour. */
 	if (conn->phase != UPSTREAM_CONN_LIVE || conn->retiring ||
-	    up->stopping) {
+	    up->stopping || slackd_test_break_first) {
 		upstream_conn_lost(conn, 1, "%s", reason);
 		return;
 	}

@@ -109,3 +109,34 @@ def test_reply_after_goodbye_is_not_lost(daemon, fake):
     r = c.reply(5, timeout=10)
     assert r["ok"] is True and r["text"] == "just before", r
     wait_until(lambda: len(fake.sessions) == 2, 5, what="the new session")
+
+
+@pytest.mark.parametrize("hooks", ["1", None])
+def test_break_before_make_test_hook(daemon_factory, fake, hooks):
+    """SLACKD_TEST_BREAK_BEFORE_MAKE=1 (for make bench) brings back the old
+    behaviour, closing the session at goodbye before making the next, and
+    only with SLACKD_TEST_HOOKS=1: without it slackd makes before it
+    breaks."""
+    d = daemon_factory().start(env={"SLACKD_TEST_HOOKS": hooks,
+                                    "SLACKD_TEST_BREAK_BEFORE_MAKE": "1"})
+    c = d.client()
+    fake.goodbye()
+    wait_until(lambda: len(fake.sessions) == 2 and fake.sessions[1].open, 5,
+               what="the replacement session")
+    wait_until(lambda: not fake.sessions[0].open, 8, what="old closed")
+    old, new = fake.sessions
+    assert old.close_code_received == 1000
+    states = [m["state"] for m in c.drain(0.5)
+              if m.get("type") == "slackd.state"]
+    log = d.log_text()
+    if hooks:
+        # Down, then up again: the clients saw the break.
+        assert states and states[0] != "connected" and \
+            states[-1] == "connected", states
+        assert "making the next session before closing" not in log
+        d.wait_log(r"test hook: .*closed at once \(break-before-make\)")
+    else:
+        assert new.connected_at < old.closed_at, "broken before the make"
+        assert states == [], states
+        assert "making the next session before closing" in log
+        assert "break-before-make" not in log

@@ -487,6 +487,42 @@ def stop_clean(ctx):
     return "Result=success, socket kept by slackd.socket"
 
 
+@check("stop-drains")
+def stop_drains(ctx):
+    """systemctl stop while Slack holds a message's acknowledgement for
+    3 s: slackd waits for it (drain_timeout, 5 s by default), so the
+    sender gets ok, not not_confirmed, and then the service stops."""
+    fake = ctx["fake"]
+    c = Client(SOCK)
+    c.connected()
+    fake.delay_acks(3.0)
+    try:
+        c.send({"id": 7, "type": "message", "channel": "C0GENERAL",
+                "text": "drained on stop"})
+        wait_until(lambda: any(m.get("text") == "drained on stop"
+                               for m in fake.messages()), SLOW,
+                   "the message at the fake Slack")
+        since = run("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+        t0 = time.monotonic()
+        run("systemctl", "stop", "slackd.service", check=True)
+        took = time.monotonic() - t0
+    finally:
+        fake.delay_acks(0)
+    r = c.until(lambda m: m.get("reply_to") == 7, 10, "the reply")
+    assert r.get("ok") is True, "answered %r" % r
+    assert c.wait_eof(10), "the client was not closed"
+    assert show("slackd.service", "ActiveState") == "inactive"
+    assert show("slackd.service", "Result") == "success", \
+        show("slackd.service", "Result")
+    j = run("journalctl", "-u", "slackd", "--since", since, "-o", "cat",
+            "--no-pager").stdout
+    # The stop waited for the acknowledgement (about 3 s after the
+    # message reached the fake), not for drain_timeout to run out.
+    assert "every queued message was sent and answered" in j, j[-500:]
+    assert 1 < took < 15, "systemctl stop took %.1f s" % took
+    return "ok after a stop of %.1f s" % took
+
+
 @check("socket-removed-on-stop")
 def socket_removed(ctx):
     run("systemctl", "stop", "slackd.socket", "slackd.service",
@@ -603,7 +639,7 @@ def main():
     for fn in (setup, activation, status_text, group_member_sends,
                outsider_refused, reload_keeps_clients, watchdog_restarts,
                invalid_token, app_token_credential, journal_priorities, token_not_in_journal,
-               template_instance, stop_clean, socket_removed,
+               template_instance, stop_clean, stop_drains, socket_removed,
                remove_keeps_config, purge_removes_all, reinstall,
                upgrade_restarts):
         fn(ctx)

@@ -6,7 +6,9 @@
 #
 # 1. A small Debian 12 root filesystem, built once with mmdebstrap from the
 #    machine's own apt sources and cached in $SLACKD_VM_CACHE (default
-#    /var/cache/slackd-vm), keyed by the package list and this script.
+#    /var/cache/slackd-vm), keyed by the package list, the part of this
+#    script that builds it (step 1) and the guest's test unit: adding a
+#    check does not rebuild it.
 # 2. The Debian packages slackd and slackctl: those in $SLACKD_DEB_DIR if
 #    it has them (CI builds them first with scripts/deb), else built now by
 #    scripts/deb --no-lintian into BUILDDIR/vm/deb; shared with the guest
@@ -31,8 +33,8 @@ qemu_timeout=${SLACKD_VM_TIMEOUT:-900}
 CHECKS="setup activation status-text group-member-sends outsider-refused
 reload-keeps-clients watchdog-restarts invalid-token-not-restarted
 journal-priorities token-not-in-journal template-instance stop-clean
-socket-removed-on-stop remove-keeps-config purge-removes-all reinstall
-upgrade-restarts"
+stop-drains socket-removed-on-stop remove-keeps-config purge-removes-all
+reinstall upgrade-restarts"
 
 # The packages' runtime dependencies are here: the guest installs the .debs
 # without a network.
@@ -61,8 +63,9 @@ done
 [ -n "$sources" ] || skip "no apt sources file to build the guest from"
 
 # ---- 1. the root filesystem, cached -------------------------------------
-key=$( { echo "$PACKAGES"; cat "$srcdir/tests/vm/run.sh" \
-    "$srcdir/tests/vm/slackd-vmtest.service"; } | sha256sum | cut -c1-16)
+key=$( { echo "$PACKAGES"
+	sed -n '/^# ---- 1\./,/^# ---- 2\./p' "$srcdir/tests/vm/run.sh"
+	cat "$srcdir/tests/vm/slackd-vmtest.service"; } | sha256sum | cut -c1-16)
 image=$cache/$key
 if [ ! -s "$image/rootfs.img" ]; then
 	log "building the guest root filesystem ($image)"
