@@ -32,7 +32,7 @@ qemu_timeout=${SLACKD_VM_TIMEOUT:-900}
 # The checks guest.py runs, in order; each must report.
 CHECKS="setup activation status-text group-member-sends outsider-refused
 reload-keeps-clients watchdog-restarts invalid-token-not-restarted
-journal-priorities token-not-in-journal template-instance stop-clean
+app-token-credential journal-priorities token-not-in-journal template-instance stop-clean
 stop-drains socket-removed-on-stop remove-keeps-config purge-removes-all
 reinstall upgrade-restarts"
 
