@@ -48,6 +48,7 @@
 #define PROTOCOL_STATE_RECONNECTING "reconnecting"
 #define PROTOCOL_STATE_FAILED       "failed"
 #define PROTOCOL_STATE_STOPPING     "stopping"
+#define PROTOCOL_STATE_STANDBY      "standby" /* nats_ha: another leads */
 
 /* Limits. */
 #define PROTOCOL_RTM_MAX_FRAME 16384 /* Slack drops RTM frames above 16 KB */

@@ -688,6 +688,22 @@ backfill_state(enum upstream_state state, const char *reason)
 		backfill_next(); /* jobs left from an earlier run */
 }
 
+/*
+ * nats_ha: this slackd is about to lead after another did, until about
+ * since (wall seconds).  What Slack sent after that is recovered once
+ * connected, as after a gap of its own.
+ */
+void
+backfill_takeover(double since)
+{
+	if (backfill_gap_from == 0 || since < backfill_gap_from)
+		backfill_gap_from = since;
+	backfill_gap_reason = "takeover";
+	free(backfill_gap_why);
+	backfill_gap_why =
+	    xstrdup("this slackd took over from another that led until then");
+}
+
 /* ---- backfill.json ------------------------------------------------------ */
 
 static char *

@@ -156,6 +156,7 @@ static void
 client_free(struct client *c)
 {
 	outbox_detach(c);
+	nats_detach(c);
 	TAILQ_REMOVE(&client_all, c, entry);
 	if (c->flags & CLIENT_PUSH)
 		TAILQ_REMOVE(&client_pushq, c, push_entry);
@@ -672,6 +673,8 @@ client_request(struct client *c, const char *line, size_t len)
 
 	if (request_parse(line, len, &r, &e) != 0)
 		client_error(c, e.id, e.code, "%s", e.msg);
+	else if (nats_forward(c, &r, line, len))
+		; /* a standby (nats_ha): the leader runs it */
 	else if (client_handlers[r.kind] == NULL)
 		fatalx("request kind %d has no handler", r.kind);
 	else
@@ -957,6 +960,7 @@ void
 client_virtual_free(struct client *c)
 {
 	outbox_detach(c);
+	nats_detach(c);
 	client_list_free(&c->types, &c->ntypes);
 	client_list_free(&c->channels, &c->nchannels);
 	free(c);

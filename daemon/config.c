@@ -345,6 +345,18 @@ const struct config_option config_options[] = {
 	    .min = 16384,
 	    .max = 4096 * MIB,
 	    .flags = CONFIG_RESTART },
+	{ .name = "nats_ha",
+	    .type = CONFIG_BOOL,
+	    .offset = OFF(nats_ha),
+	    .flags = CONFIG_RESTART,
+	    .hint = "yes or no" },
+	{ .name = "ha_lease",
+	    .type = CONFIG_DURATION,
+	    .offset = OFF(ha_lease),
+	    .def = 10 * SEC,
+	    .min = 1 * SEC,
+	    .max = 300 * SEC,
+	    .flags = CONFIG_RESTART },
 	{ .name = NULL },
 };
 #undef OFF
@@ -1026,6 +1038,10 @@ config_check_nats(const struct config *conf, char **errors)
 {
 	int ways;
 
+	if (conf->nats_url == NULL && conf->nats_ha) {
+		xasprintf(errors, "nats_ha = yes needs nats_url");
+		return -1;
+	}
 	if (conf->nats_url == NULL)
 		return 0;
 	if (config_check_nats_url(conf->nats_url, errors) != 0)
@@ -1054,6 +1070,13 @@ config_check_nats(const struct config *conf, char **errors)
 		xasprintf(errors,
 		    "nats_stream \"%s\" is not a JetStream stream name (no spaces, dots, *, > or slashes)",
 		    conf->nats_stream);
+		return -1;
+	}
+	/* A standby never asks Slack which workspace it serves. */
+	if (conf->nats_ha &&
+	    (conf->nats_prefix == NULL || conf->nats_stream == NULL)) {
+		xasprintf(errors,
+		    "nats_ha = yes needs nats_prefix and nats_stream set (a standby does not connect to Slack to learn the team id)");
 		return -1;
 	}
 	return 0;

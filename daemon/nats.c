@@ -33,6 +33,31 @@
  * one, and the reply_to it brings back is removed again, so the reply is what a
  * local client would get; only a reply is needed even where a local client
  * would get none.
+ *
+ * Standby and takeover (nats_ha).  Several slackd share a KV bucket
+ * (SLACKD_HA_<stream>) whose MaxAge is ha_lease (nats-server 2.9 has no
+ * per-key TTL).  The one whose kvStore_Create of the key "leader" worked
+ * leads: it renews the key every third of ha_lease with kvStore_Update on
+ * the revision it holds (compare-and-set), and a renewal that does not
+ * work before three quarters of the lease are gone, counted from when the
+ * last good renewal was sent, makes it stand down (fencing: the lease on
+ * the server lasts at least ha_lease from that moment, so it is off Slack
+ * before another can take the key).  The others try the create every
+ * quarter of the lease, so they lead within ha_lease and a quarter of the
+ * leader's last renewal; a clean stop deletes the key at once.  All of
+ * this runs on the setup thread, which stays in nats_ha_loop(): each KV
+ * call waits for the server.  The main thread is told NATS_NOTE_LEAD or
+ * NATS_NOTE_FOLLOW and tells the upstream thread (MAILBOX_LEAD).  Only
+ * the leader subscribes to <prefix>.request and publishes events.  A
+ * standby subscribes to <prefix>.event.> and fans out what it reads to
+ * its local clients (hub_inject()), so backfill.c learns where the stream
+ * is and recovers the gap after a takeover; and it forwards its local
+ * clients' requests for Slack to <prefix>.request with a Slackd-Request-Id
+ * header.  A forward is published again only when NATS says no one
+ * listens (no leader at that moment: no one has it); without an answer it
+ * is answered not_confirmed, never sent again.  The leader answers a
+ * Slackd-Request-Id it has seen with the reply it gave, or not at all
+ * while that is still running.
  */
 #include "config.h"
 
@@ -68,6 +93,10 @@
 #define NATS_JS_WAIT    5000 /* ms for a JetStream API call */
 #define NATS_RETRY_WAIT 1000 /* ms between attempts to set up */
 #define NATS_SECRET_MAX 4000
+#define NATS_HA_KEY     "leader"
+#define NATS_HA_RETRY   250  /* ms: a forward no one listened to */
+#define NATS_SEEN_MAX   1024 /* Slackd-Request-Ids remembered */
+#define NATS_SEEN_AGE   600  /* s */
 
 enum nats_state {
 	NATS_OFF,        /* no nats_url */
@@ -108,6 +137,12 @@ enum nats_note_type {
 	NATS_NOTE_ERROR,   /* text: what went wrong */
 	NATS_NOTE_ACK,     /* text: the Nats-Msg-Id; ok or error */
 	NATS_NOTE_REQUEST, /* text: the reply subject; data: the request */
+	NATS_NOTE_LEAD,    /* nats_ha: the lease is ours */
+	NATS_NOTE_FOLLOW,  /* nats_ha: not ours (any more); text: why */
+	NATS_NOTE_LEADER,  /* nats_ha: text: who holds the lease, or NULL */
+	NATS_NOTE_STREAM,  /* standby: text: the subject; data: an event */
+	NATS_NOTE_ANSWER,  /* text: our inbox subject; data: the leader's
+	                      reply; ok 0: no one listened */
 };
 struct nats_note {
 	STAILQ_ENTRY(nats_note) entry;
@@ -116,8 +151,33 @@ struct nats_note {
 	char *text;
 	char *data;
 	size_t len;
+	char *key; /* REQUEST: its Slackd-Request-Id, or NULL */
 };
 STAILQ_HEAD(nats_notes, nats_note);
+
+/* A local client's request forwarded to the leader (a standby's). */
+struct nats_fwd {
+	TAILQ_ENTRY(nats_fwd) entry;
+	uint64_t n; /* <inbox>.<n> */
+	struct client *client;
+	struct json_object *id; /* the request's, or NULL */
+	char *line;
+	size_t len;
+	int sent; /* published and not refused as unheard */
+	int64_t deadline;
+	struct event *ev;
+};
+TAILQ_HEAD(nats_fwds, nats_fwd);
+
+/* A Slackd-Request-Id the leader has seen, and its reply once given. */
+struct nats_seen {
+	TAILQ_ENTRY(nats_seen) entry;
+	char *key;
+	char *reply; /* NULL while running */
+	size_t len;
+	double at;
+};
+TAILQ_HEAD(nats_seens, nats_seen);
 
 /* A request from NATS being answered. */
 struct nats_req {
@@ -126,6 +186,7 @@ struct nats_req {
 	char *reply;           /* the subject to answer on */
 	int added_id;          /* the id is ours: take reply_to out again */
 	int done;
+	struct nats_seen *seen; /* its Slackd-Request-Id, or NULL */
 };
 TAILQ_HEAD(nats_reqs, nats_req);
 
@@ -133,6 +194,7 @@ static enum nats_state nats_state = NATS_OFF;
 static char *nats_prefix;
 static char *nats_stream;
 static natsOptions *nats_opts;
+static natsOptions *nats_ha_opts; /* nats_ha: the lease's own connection */
 /*
  * The setup thread makes these; the main thread uses them once it has
  * read NATS_NOTE_READY (nats_ready), except nats_shutdown(), which closes
@@ -175,8 +237,24 @@ static char *nats_last_error;
 static double nats_last_error_at;
 static struct nats_reqs nats_reqs = TAILQ_HEAD_INITIALIZER(nats_reqs);
 
+/* nats_ha */
+static char nats_me[300];     /* the lease's value: host and pid */
+static int nats_leading;      /* main thread: we lead */
+static char *nats_leader_now; /* main thread: who leads, NULL: unknown */
+static double nats_stream_at; /* main: the last event read from the stream */
+static struct nats_fwds nats_fwds = TAILQ_HEAD_INITIALIZER(nats_fwds);
+static uint64_t nats_fwd_next;
+static uint64_t nats_forwarded;
+static struct nats_seens nats_seens = TAILQ_HEAD_INITIALIZER(nats_seens);
+static u_int nats_nseen;
+static char *nats_inbox_subject;        /* <inbox>: the setup thread makes it */
+static natsSubscription *nats_evsub;    /* setup thread's */
+static natsSubscription *nats_inboxsub; /* setup thread's */
+static int nats_ha_holds; /* under nats_lock: the thread holds the lease */
+
 static void nats_start(void);
 static void nats_hold(void);
+static int nats_seen(const char *, const char *, struct nats_seen **);
 
 /* ---- notes from cnats's threads --------------------------------------- */
 
@@ -203,6 +281,27 @@ nats_post(enum nats_note_type type, int ok, const char *text, const char *data,
 }
 
 static void
+nats_post_key(enum nats_note_type type, const char *text, const char *data,
+    size_t len, const char *key)
+{
+	struct nats_note *n;
+
+	n = xcalloc(1, sizeof *n);
+	n->type = type;
+	n->ok = 1;
+	n->text = xstrdup(text);
+	n->data = xmalloc(len + 1);
+	memcpy(n->data, data, len);
+	n->data[len] = '\0';
+	n->len = len;
+	n->key = key != NULL && *key != '\0' ? xstrdup(key) : NULL;
+	pthread_mutex_lock(&nats_lock);
+	STAILQ_INSERT_TAIL(&nats_inbox, n, entry);
+	pthread_mutex_unlock(&nats_lock);
+	event_active(nats_wake_ev, EV_READ, 0);
+}
+
+static void
 nats_post_error(const char *what, natsStatus s)
 {
 	char buf[512];
@@ -218,6 +317,15 @@ nats_up_cb(natsConnection *nc, void *arg)
 	pthread_cond_broadcast(&nats_cond);
 	pthread_mutex_unlock(&nats_lock);
 	nats_post(NATS_NOTE_UP, 1, NULL, NULL, 0);
+}
+
+/* The lease's connection is up: nothing to do but stop napping. */
+static void
+nats_ha_up_cb(natsConnection *nc, void *arg)
+{
+	pthread_mutex_lock(&nats_lock);
+	pthread_cond_broadcast(&nats_cond);
+	pthread_mutex_unlock(&nats_lock);
 }
 
 static void
@@ -263,11 +371,34 @@ static void
 nats_request_cb(
     natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
-	const char *reply = natsMsg_GetReply(msg);
+	const char *reply = natsMsg_GetReply(msg), *key = NULL;
 
+	if (natsMsgHeader_Get(msg, "Slackd-Request-Id", &key) != NATS_OK)
+		key = NULL;
 	if (reply != NULL && *reply != '\0')
-		nats_post(NATS_NOTE_REQUEST, 1, reply, natsMsg_GetData(msg),
-		    (size_t)natsMsg_GetDataLength(msg));
+		nats_post_key(NATS_NOTE_REQUEST, reply, natsMsg_GetData(msg),
+		    (size_t)natsMsg_GetDataLength(msg), key);
+	natsMsg_Destroy(msg);
+}
+
+/* A standby: an event the leader published. */
+static void
+nats_stream_cb(
+    natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+	nats_post(NATS_NOTE_STREAM, 1, natsMsg_GetSubject(msg),
+	    natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+	natsMsg_Destroy(msg);
+}
+
+/* The leader's answer to a forwarded request, or NATS's "no one". */
+static void
+nats_answer_cb(
+    natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+	nats_post(NATS_NOTE_ANSWER, natsMsg_IsNoResponders(msg) ? 0 : 1,
+	    natsMsg_GetSubject(msg), natsMsg_GetData(msg),
+	    (size_t)natsMsg_GetDataLength(msg));
 	natsMsg_Destroy(msg);
 }
 
@@ -376,6 +507,213 @@ nats_setup_why(void)
 	nats_post(NATS_NOTE_ERROR, 0, buf, NULL, 0);
 }
 
+static void
+nats_subscribe_requests(void)
+{
+	char *subject;
+	natsStatus s;
+
+	xasprintf(&subject, "%s.request", nats_prefix);
+	s = natsConnection_QueueSubscribe(
+	    &nats_sub, nats_nc, subject, "slackd", nats_request_cb, NULL);
+	free(subject);
+	if (s != NATS_OK)
+		nats_post_error("subscribing to requests", s);
+}
+
+/* ---- nats_ha: the lease, on the setup thread -------------------------- */
+
+static int64_t
+nats_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The bucket: made if missing (MaxAge ha_lease), else used as it is. */
+static kvStore *
+nats_ha_bucket(jsCtx *js)
+{
+	kvStore *kv = NULL;
+	kvConfig cfg;
+	char bucket[256], *p;
+	natsStatus s;
+
+	snprintf(bucket, sizeof bucket, "SLACKD_HA_%s", nats_stream);
+	for (p = bucket; *p != '\0'; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+			*p = '_';
+	}
+	while (!nats_stopping()) {
+		if (js_KeyValue(&kv, js, bucket) == NATS_OK)
+			return kv;
+		kvConfig_Init(&cfg);
+		cfg.Bucket = bucket;
+		cfg.History = 1;
+		cfg.TTL = slackd_conf->ha_lease * 1000000; /* ns */
+		cfg.StorageType = js_FileStorage;
+		if ((s = js_CreateKeyValue(&kv, js, &cfg)) == NATS_OK)
+			return kv;
+		nats_post_error("making the nats_ha bucket", s);
+		nats_nap(NATS_RETRY_WAIT);
+	}
+	return NULL;
+}
+
+/* Who holds the lease now (a standby's view), for slackd.state. */
+static void
+nats_ha_who(kvStore *kv, char *last, size_t size)
+{
+	kvEntry *e = NULL;
+	const char *v = NULL;
+	natsStatus s;
+
+	s = kvStore_Get(&e, kv, NATS_HA_KEY);
+	if (s == NATS_OK)
+		v = kvEntry_ValueString(e);
+	else if (s != NATS_NOT_FOUND) {
+		kvEntry_Destroy(e);
+		return; /* cannot tell */
+	}
+	if (v == NULL)
+		v = "";
+	if (strcmp(v, last) != 0) {
+		snprintf(last, size, "%s", v);
+		nats_post(NATS_NOTE_LEADER, 1, *v != '\0' ? v : NULL, NULL, 0);
+	}
+	kvEntry_Destroy(e);
+}
+
+static void
+nats_ha_holding(int holds)
+{
+	pthread_mutex_lock(&nats_lock);
+	nats_ha_holds = holds;
+	pthread_mutex_unlock(&nats_lock);
+}
+
+/* Stand down: off Slack first, then give up the request subject. */
+static void
+nats_ha_follow(const char *why)
+{
+	nats_ha_holding(0);
+	nats_post(NATS_NOTE_FOLLOW, 1, why, NULL, 0);
+	natsSubscription_Unsubscribe(nats_sub);
+	natsSubscription_Destroy(nats_sub);
+	nats_sub = NULL;
+}
+
+/*
+ * The lease, until slackd stops: try to take it while another holds it,
+ * renew it while we do, stand down when a renewal is overdue.
+ */
+static void
+nats_ha_loop(void)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsOptions jo;
+	kvStore *kv;
+	kvEntry *e;
+	char who[300] = "", subject[512], why[512];
+	int64_t lease = slackd_conf->ha_lease, now, sent, last_ok = 0;
+	uint64_t rev = 0, r;
+	int lead = 0;
+	natsStatus s;
+
+	/*
+	 * A connection of its own, on cnats's threads: the main loop may
+	 * be busy, or (at a clean stop) waiting for this thread to release
+	 * the lease.
+	 */
+	s = natsConnection_Connect(&nc, nats_ha_opts);
+	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+		nats_post_error("connecting for nats_ha", s);
+		return;
+	}
+	jsOptions_Init(&jo);
+	jo.Wait = lease / 5 > 2000 ? 2000 : lease / 5 > 100 ? lease / 5 : 100;
+	if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK) {
+		nats_post_error("JetStream", s);
+		natsConnection_Destroy(nc);
+		return;
+	}
+	if ((kv = nats_ha_bucket(js)) == NULL) {
+		jsCtx_Destroy(js);
+		natsConnection_Close(nc);
+		natsConnection_Destroy(nc);
+		return;
+	}
+	snprintf(subject, sizeof subject, "%s.event.>", nats_prefix);
+	s = natsConnection_Subscribe(
+	    &nats_evsub, nats_nc, subject, nats_stream_cb, NULL);
+	if (s == NATS_OK)
+		s = natsConnection_Subscribe(&nats_inboxsub, nats_nc,
+		    nats_inbox_subject, nats_answer_cb, NULL);
+	if (s != NATS_OK)
+		nats_post_error("subscribing for nats_ha", s);
+	while (!nats_stopping()) {
+		now = nats_ms();
+		if (lead && now - last_ok + jo.Wait >= lease * 3 / 4) {
+			snprintf(why, sizeof why,
+			    "the lease was not renewed for %.1f s: standing down before it runs out",
+			    (double)(now - last_ok) / 1000);
+			lead = 0;
+			nats_ha_follow(why);
+			*who = '\0';
+			continue;
+		}
+		if (lead && now - last_ok < lease / 3) {
+			nats_nap(last_ok + lease / 3 - now);
+			continue;
+		}
+		sent = nats_ms();
+		if (lead) {
+			s = kvStore_UpdateString(
+			    &r, kv, NATS_HA_KEY, nats_me, rev);
+			if (s == NATS_OK) {
+				rev = r;
+				last_ok = sent;
+				continue;
+			}
+			/* Taken by another (we were too late)? */
+			e = NULL;
+			if (kvStore_Get(&e, kv, NATS_HA_KEY) == NATS_OK &&
+			    kvEntry_Revision(e) != rev) {
+				lead = 0;
+				nats_ha_follow(
+				    "another slackd holds the lease");
+			}
+			kvEntry_Destroy(e);
+			nats_nap(100);
+			continue;
+		}
+		s = kvStore_CreateString(&r, kv, NATS_HA_KEY, nats_me);
+		if (s == NATS_OK) {
+			rev = r;
+			last_ok = sent;
+			lead = 1;
+			nats_ha_holding(1);
+			nats_subscribe_requests();
+			nats_post(NATS_NOTE_LEAD, 1, NULL, NULL, 0);
+			continue;
+		}
+		nats_ha_who(kv, who, sizeof who);
+		nats_nap(lease / 4);
+	}
+	if (lead) { /* a clean stop: the next may lead at once */
+		if ((s = kvStore_Delete(kv, NATS_HA_KEY)) != NATS_OK)
+			nats_post_error("releasing the lease", s);
+		nats_ha_holding(0);
+	}
+	kvStore_Destroy(kv);
+	jsCtx_Destroy(js);
+	natsConnection_Close(nc);
+	natsConnection_Destroy(nc);
+}
+
 /*
  * Connect (cnats goes on trying by itself), then make sure of the stream
  * and subscribe to requests, trying again until it works or slackd stops.
@@ -385,7 +723,6 @@ nats_setup(void *arg)
 {
 	natsConnection *nc = NULL;
 	jsOptions jo;
-	char *subject;
 	natsStatus s;
 
 	s = natsConnection_Connect(&nc, nats_opts);
@@ -418,12 +755,12 @@ nats_setup(void *arg)
 	}
 	if (nats_stopping())
 		return NULL;
-	xasprintf(&subject, "%s.request", nats_prefix);
-	s = natsConnection_QueueSubscribe(
-	    &nats_sub, nats_nc, subject, "slackd", nats_request_cb, NULL);
-	free(subject);
-	if (s != NATS_OK)
-		nats_post_error("subscribing to requests", s);
+	if (slackd_conf->nats_ha) {
+		nats_post(NATS_NOTE_READY, 1, NULL, NULL, 0);
+		nats_ha_loop();
+		return NULL;
+	}
+	nats_subscribe_requests();
 	nats_post(NATS_NOTE_READY, 1, NULL, NULL, 0);
 	return NULL;
 }
@@ -521,9 +858,12 @@ nats_check(const struct config *conf, char **err)
 	return 0;
 }
 
-/* The connection's options from the configuration. */
+/*
+ * The connection's options from the configuration: on the main loop
+ * (loop), or with cnats's own threads for the lease (nats_ha_loop()).
+ */
 static int
-nats_options(const struct config *conf, char **err)
+nats_options(const struct config *conf, int loop, natsOptions **out, char **err)
 {
 	const char *servers[64];
 	char *urls, *p, *u, *secret, *pub;
@@ -547,7 +887,7 @@ nats_options(const struct config *conf, char **err)
 	free(urls);
 	if (s == NATS_OK)
 		s = natsOptions_SetName(o, "slackd");
-	if (s == NATS_OK)
+	if (s == NATS_OK && loop)
 		s = natsOptions_SetEventLoop(o, slackd_base,
 		    natsLibevent_Attach, natsLibevent_Read, natsLibevent_Write,
 		    natsLibevent_Detach);
@@ -557,12 +897,12 @@ nats_options(const struct config *conf, char **err)
 		s = natsOptions_SetReconnectWait(o, 500);
 	if (s == NATS_OK)
 		s = natsOptions_SetRetryOnFailedConnect(
-		    o, true, nats_up_cb, NULL);
-	if (s == NATS_OK)
+		    o, true, loop ? nats_up_cb : nats_ha_up_cb, NULL);
+	if (s == NATS_OK && loop)
 		s = natsOptions_SetReconnectedCB(o, nats_up_cb, NULL);
-	if (s == NATS_OK)
+	if (s == NATS_OK && loop)
 		s = natsOptions_SetDisconnectedCB(o, nats_down_cb, NULL);
-	if (s == NATS_OK)
+	if (s == NATS_OK && loop)
 		s = natsOptions_SetErrorHandler(o, nats_error_cb, NULL);
 	if (s == NATS_OK && tls)
 		s = natsOptions_SetSecure(o, true);
@@ -595,7 +935,7 @@ nats_options(const struct config *conf, char **err)
 		natsOptions_Destroy(o);
 		return -1;
 	}
-	nats_opts = o;
+	*out = o;
 	return 0;
 }
 
@@ -863,6 +1203,8 @@ nats_event(const struct hub_event *ev)
 	char t[JSCAN_FIELD], c[JSCAN_FIELD];
 	size_t i;
 
+	if (slackd_conf->nats_ha && !nats_leading)
+		return; /* the leader publishes; this came from the stream */
 	snprintf(t, sizeof t, "%s", *ev->type != '\0' ? ev->type : "_");
 	snprintf(c, sizeof c, "%s", ev->channel != NULL ? ev->channel : "");
 	nats_token(t);
@@ -932,6 +1274,10 @@ nats_reply(void *arg, const char *line, size_t len)
 		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
 		    &len);
 	}
+	if (r->seen != NULL) {
+		r->seen->reply = xmemdup(line, len);
+		r->seen->len = len;
+	}
 	if (nats_nc != NULL &&
 	    (s = natsConnection_Publish(nats_nc, r->reply, line, (int)len)) !=
 	        NATS_OK)
@@ -941,14 +1287,18 @@ nats_reply(void *arg, const char *line, size_t len)
 
 /* A request from NATS: run it as a local client's. */
 static void
-nats_request(const char *reply, const char *data, size_t len)
+nats_request(const char *reply, const char *data, size_t len, const char *key)
 {
 	struct json_object *o, *id;
 	struct nats_req *r;
+	struct nats_seen *seen = NULL;
 	const char *line = data;
 
+	if (key != NULL && nats_seen(key, reply, &seen))
+		return;
 	nats_requests++;
 	r = xcalloc(1, sizeof *r);
+	r->seen = seen;
 	r->reply = xstrdup(reply);
 	r->client = client_virtual(nats_reply, r);
 	TAILQ_INSERT_TAIL(&nats_reqs, r, entry);
@@ -969,6 +1319,275 @@ nats_request(const char *reply, const char *data, size_t len)
 	}
 	client_virtual_request(r->client, line, len);
 	json_object_put(o);
+}
+
+/* ---- nats_ha: the main thread's side ---------------------------------- */
+
+/* A standby: not leading, so Slack's requests go to the leader. */
+int
+nats_standby(void)
+{
+	return nats_state != NATS_OFF && slackd_conf->nats_ha && !nats_leading;
+}
+
+/* Who leads, as the lease says ("host pid N"), or NULL. */
+const char *
+nats_leader(void)
+{
+	if (nats_state == NATS_OFF || !slackd_conf->nats_ha)
+		return NULL;
+	return nats_leading ? nats_me : nats_leader_now;
+}
+
+static void
+nats_ha_state(void)
+{
+	struct json_object *o;
+
+	o = status_state();
+	hub_broadcast_json(o);
+	json_object_put(o);
+}
+
+static void
+nats_lead(int lead, const char *why)
+{
+	struct mailbox_msg *m;
+
+	if (lead == nats_leading)
+		return;
+	nats_leading = lead;
+	if (lead) {
+		log_info(
+		    "NATS: this slackd leads (nats_ha): connecting to Slack");
+		/* From the last event the stream brought (or a lease ago). */
+		backfill_takeover(nats_stream_at > 0
+		        ? nats_stream_at
+		        : util_wall() - 2.0 * slackd_conf->ha_lease / 1000);
+	} else
+		log_warnx("NATS: standing by (nats_ha): %s", why);
+	if (slackd_upstream_running()) {
+		m = mailbox_msg_new(MAILBOX_LEAD);
+		m->u.lead.lead = lead;
+		slackd_to_upstream(m);
+	}
+	nats_ha_state();
+}
+
+static void
+nats_seen_free(struct nats_seen *n)
+{
+	struct nats_req *r;
+
+	TAILQ_FOREACH(r, &nats_reqs, entry) {
+		if (r->seen == n)
+			r->seen = NULL;
+	}
+	TAILQ_REMOVE(&nats_seens, n, entry);
+	nats_nseen--;
+	free(n->key);
+	free(n->reply);
+	free(n);
+}
+
+/*
+ * A request with a Slackd-Request-Id: 1 if it was seen (the reply it got
+ * is given again, or none while it runs), else 0 and it is remembered.
+ */
+static int
+nats_seen(const char *key, const char *reply, struct nats_seen **out)
+{
+	struct nats_seen *n;
+	double now = util_wall();
+	natsStatus s;
+
+	*out = NULL;
+	while ((n = TAILQ_FIRST(&nats_seens)) != NULL &&
+	    (nats_nseen > NATS_SEEN_MAX || now - n->at > NATS_SEEN_AGE))
+		nats_seen_free(n);
+	TAILQ_FOREACH(n, &nats_seens, entry) {
+		if (strcmp(n->key, key) != 0)
+			continue;
+		log_info("NATS: request %s seen before: %s", key,
+		    n->reply != NULL ? "its reply is given again"
+		                     : "still running, not run again");
+		if (n->reply != NULL && nats_nc != NULL &&
+		    (s = natsConnection_Publish(
+		         nats_nc, reply, n->reply, (int)n->len)) != NATS_OK)
+			nats_error(
+			    "answering a request: %s", natsStatus_GetText(s));
+		return 1;
+	}
+	n = xcalloc(1, sizeof *n);
+	n->key = xstrdup(key);
+	n->at = now;
+	TAILQ_INSERT_TAIL(&nats_seens, n, entry);
+	nats_nseen++;
+	*out = n;
+	return 0;
+}
+
+static void
+nats_fwd_free(struct nats_fwd *f)
+{
+	TAILQ_REMOVE(&nats_fwds, f, entry);
+	event_free(f->ev);
+	json_object_put(f->id);
+	free(f->line);
+	free(f);
+}
+
+/* Publish f to the leader; it answers on <inbox>.<n>. */
+static void
+nats_fwd_send(struct nats_fwd *f)
+{
+	natsMsg *m = NULL;
+	natsStatus s;
+	char *subject, reply[512], key[400];
+
+	if (nats_nc == NULL || !nats_ready || nats_inbox_subject == NULL)
+		return; /* the timer tries again */
+	xasprintf(&subject, "%s.request", nats_prefix);
+	snprintf(reply, sizeof reply, "%.*s%llu",
+	    (int)strlen(nats_inbox_subject) - 1, nats_inbox_subject,
+	    (unsigned long long)f->n);
+	snprintf(key, sizeof key, "%s %llu", nats_me, (unsigned long long)f->n);
+	s = natsMsg_Create(&m, subject, reply, f->line, (int)f->len);
+	free(subject);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Slackd-Request-Id", key);
+	if (s == NATS_OK)
+		s = natsConnection_PublishMsg(nats_nc, m);
+	natsMsg_Destroy(m);
+	if (s != NATS_OK)
+		nats_error("forwarding a request to the leader: %s",
+		    natsStatus_GetText(s));
+	else
+		f->sent = 1;
+}
+
+/* f's timer: publish again (no one listened) or give up. */
+static void
+nats_fwd_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct nats_fwd *f = arg;
+	struct timeval tv = { 0, NATS_HA_RETRY * 1000 };
+
+	if (util_now_ms() < f->deadline) {
+		if (!f->sent)
+			nats_fwd_send(f);
+		evtimer_add(f->ev, &tv);
+		return;
+	}
+	if (f->sent)
+		client_error(f->client, f->id, PROTOCOL_E_NOT_CONFIRMED,
+		    "forwarded to the leading slackd over NATS, no answer within %.0f s: it may or may not have been sent, and is not sent again",
+		    (double)(slackd_conf->ack_timeout + slackd_conf->ha_lease +
+		        10000) /
+		        1000);
+	else
+		client_error(f->client, f->id, PROTOCOL_E_NOT_CONNECTED,
+		    "no slackd leads (nats_ha): not sent");
+	nats_fwd_free(f);
+}
+
+/*
+ * A standby: a local client's request for Slack goes to the leader.
+ * Returns 1 if it was taken (the answer comes later), 0 to run it here.
+ */
+int
+nats_forward(
+    struct client *c, const struct request *r, const char *line, size_t len)
+{
+	struct nats_fwd *f;
+	struct timeval tv = { 0, NATS_HA_RETRY * 1000 };
+
+	if (!nats_standby())
+		return 0;
+	switch (r->kind) {
+	case REQUEST_MESSAGE:
+	case REQUEST_TYPING:
+	case REQUEST_POST:
+	case REQUEST_API:
+	case REQUEST_ACK:
+		break;
+	default:
+		return 0;
+	}
+	f = xcalloc(1, sizeof *f);
+	f->n = ++nats_fwd_next;
+	f->client = c;
+	f->id = r->id != NULL ? json_object_get(r->id) : NULL;
+	f->line = xmemdup(line, len);
+	f->len = len;
+	f->deadline = util_now_ms() + slackd_conf->ack_timeout +
+	    slackd_conf->ha_lease + 10000;
+	f->ev = evtimer_new(slackd_base, nats_fwd_cb, f);
+	TAILQ_INSERT_TAIL(&nats_fwds, f, entry);
+	nats_forwarded++;
+	nats_fwd_send(f);
+	evtimer_add(f->ev, &tv);
+	return 1;
+}
+
+/* The leader answered f (ok), or NATS said no one listens (!ok). */
+static void
+nats_answered(const char *subject, int ok, const char *data, size_t len)
+{
+	struct nats_fwd *f;
+	const char *dot = strrchr(subject, '.');
+	uint64_t n;
+
+	if (dot == NULL)
+		return;
+	n = strtoull(dot + 1, NULL, 10);
+	TAILQ_FOREACH(f, &nats_fwds, entry) {
+		if (f->n == n)
+			break;
+	}
+	if (f == NULL)
+		return;
+	if (!ok) { /* no leader this moment: no one has it */
+		f->sent = 0;
+		return;
+	}
+	if (f->id != NULL)
+		client_send(f->client, data, len);
+	nats_fwd_free(f);
+}
+
+/* c is going away: its forwarded requests are answered to no one. */
+void
+nats_detach(struct client *c)
+{
+	struct nats_fwd *f, *next;
+
+	TAILQ_FOREACH_SAFE(f, &nats_fwds, entry, next) {
+		if (f->client == c)
+			nats_fwd_free(f);
+	}
+}
+
+/* A standby: an event from the leader, to the local clients. */
+static void
+nats_streamed(const char *subject, const char *data, size_t len)
+{
+	char type[JSCAN_FIELD] = "", channel[JSCAN_FIELD] = "";
+	const char *p;
+	size_t plen = strlen(nats_prefix);
+
+	if (!nats_standby() || len == 0)
+		return;
+	if (strncmp(subject, nats_prefix, plen) != 0 ||
+	    strncmp(subject + plen, ".event.", 7) != 0)
+		return;
+	p = subject + plen + 7;
+	sscanf(p, "%255[^.].%255s", type, channel);
+	if (strcmp(type, "slackd_gap") == 0)
+		return; /* the leader's own trouble with NATS */
+	nats_stream_at = util_wall();
+	hub_inject(data, data[len - 1] == '\n' ? len - 1 : len, type,
+	    *channel != '\0' ? channel : NULL);
 }
 
 /* ---- the main thread's side ------------------------------------------- */
@@ -1042,7 +1661,25 @@ nats_note(struct nats_note *n)
 		nats_pump();
 		break;
 	case NATS_NOTE_REQUEST:
-		nats_request(n->text, n->data, n->len);
+		nats_request(n->text, n->data, n->len, n->key);
+		break;
+	case NATS_NOTE_LEAD:
+		nats_lead(1, NULL);
+		break;
+	case NATS_NOTE_FOLLOW:
+		nats_lead(0, n->text);
+		break;
+	case NATS_NOTE_LEADER:
+		free(nats_leader_now);
+		nats_leader_now = n->text != NULL ? xstrdup(n->text) : NULL;
+		if (!nats_leading)
+			nats_ha_state();
+		break;
+	case NATS_NOTE_STREAM:
+		nats_streamed(n->text, n->data, n->len);
+		break;
+	case NATS_NOTE_ANSWER:
+		nats_answered(n->text, n->ok, n->data, n->len);
 		break;
 	}
 }
@@ -1063,6 +1700,7 @@ nats_notes(int run)
 			nats_note(n);
 		free(n->text);
 		free(n->data);
+		free(n->key);
 		free(n);
 	}
 }
@@ -1079,11 +1717,27 @@ nats_start(void)
 {
 	char *err = NULL;
 
-	if (nats_options(slackd_conf, &err) != 0) {
+	if (nats_options(slackd_conf, 1, &nats_opts, &err) != 0 ||
+	    (slackd_conf->nats_ha &&
+	        nats_options(slackd_conf, 0, &nats_ha_opts, &err) != 0)) {
 		nats_error("%s", err);
 		free(err);
 		nats_state = NATS_DISCONNECTED;
 		return;
+	}
+	if (slackd_conf->nats_ha && nats_inbox_subject == NULL) {
+		natsInbox *inbox = NULL;
+		char host[256];
+
+		if (natsInbox_Create(&inbox) != NATS_OK)
+			fatalx("natsInbox_Create");
+		xasprintf(&nats_inbox_subject, "%s.*", (char *)inbox);
+		natsInbox_Destroy(inbox);
+		if (gethostname(host, sizeof host) == -1)
+			snprintf(host, sizeof host, "?");
+		host[sizeof host - 1] = '\0';
+		snprintf(nats_me, sizeof nats_me, "%s pid %ld", host,
+		    (long)getpid());
 	}
 	nats_state = NATS_CONNECTING;
 	if (pthread_create(&nats_setup_thread, NULL, nats_setup, NULL) != 0)
@@ -1175,6 +1829,16 @@ nats_status(void)
 	    o, "events_lost", json_object_new_int64((int64_t)nats_lost));
 	json_object_object_add(
 	    o, "requests", json_object_new_int64((int64_t)nats_requests));
+	if (slackd_conf->nats_ha) {
+		json_object_object_add(
+		    o, "ha_leading", json_object_new_boolean(nats_leading));
+		json_object_object_add(o, "ha_leader",
+		    nats_leader() != NULL
+		        ? json_object_new_string(nats_leader())
+		        : NULL);
+		json_object_object_add(o, "ha_forwarded",
+		    json_object_new_int64((int64_t)nats_forwarded));
+	}
 	json_object_object_add(o, "last_error",
 	    nats_last_error != NULL ? json_object_new_string(nats_last_error)
 	                            : NULL);
@@ -1194,6 +1858,8 @@ nats_shutdown(void)
 	natsConnection *nc;
 	struct nats_entry *e;
 	struct nats_req *r;
+	struct timespec ts;
+	int holds;
 
 	if (nats_state == NATS_OFF)
 		return;
@@ -1204,7 +1870,15 @@ nats_shutdown(void)
 	pthread_mutex_unlock(&nats_lock);
 	pthread_mutex_lock(&nats_lock);
 	nc = nats_nc; /* the thread never frees it */
+	holds = nats_ha_holds;
 	pthread_mutex_unlock(&nats_lock);
+	if (holds && nats_setup_running) {
+		/* The thread releases the lease, if NATS answers in time. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 2;
+		if (pthread_timedjoin_np(nats_setup_thread, NULL, &ts) == 0)
+			nats_setup_running = 0;
+	}
 	if (nc != NULL)
 		natsConnection_Close(nc);
 	if (nats_setup_running)
@@ -1215,9 +1889,14 @@ nats_shutdown(void)
 		    "NATS: %u event%s not acknowledged by JetStream at shutdown",
 		    nats_entries, nats_entries == 1 ? "" : "s");
 	natsSubscription_Destroy(nats_sub);
+	natsSubscription_Destroy(nats_evsub);
+	natsSubscription_Destroy(nats_inboxsub);
+	nats_evsub = nats_inboxsub = NULL;
 	jsCtx_Destroy(nats_js);
 	natsConnection_Destroy(nats_nc);
 	natsOptions_Destroy(nats_opts);
+	natsOptions_Destroy(nats_ha_opts);
+	nats_ha_opts = NULL;
 	nats_sub = NULL;
 	nats_js = NULL;
 	nats_nc = NULL;
@@ -1230,6 +1909,18 @@ nats_shutdown(void)
 	nats_notes(0); /* what the threads said last */
 	while ((r = TAILQ_FIRST(&nats_reqs)) != NULL)
 		nats_req_free(r);
+	while (!TAILQ_EMPTY(&nats_fwds)) {
+		client_error(TAILQ_FIRST(&nats_fwds)->client,
+		    TAILQ_FIRST(&nats_fwds)->id, PROTOCOL_E_SHUTTING_DOWN,
+		    "slackd is stopping");
+		nats_fwd_free(TAILQ_FIRST(&nats_fwds));
+	}
+	while (!TAILQ_EMPTY(&nats_seens))
+		nats_seen_free(TAILQ_FIRST(&nats_seens));
+	free(nats_inbox_subject);
+	free(nats_leader_now);
+	nats_inbox_subject = nats_leader_now = NULL;
+	nats_leading = 0;
 	while ((e = TAILQ_FIRST(&nats_queue)) != NULL)
 		nats_remove(e);
 	event_free(nats_wake_ev);

@@ -151,6 +151,8 @@ struct config {
 	int64_t nats_max_age;
 	size_t nats_max_bytes;
 	size_t nats_backlog; /* unacknowledged events kept, bytes */
+	int nats_ha;         /* one leader among several slackd */
+	int64_t ha_lease;    /* ms: the leader's lease */
 };
 enum config_type {
 	CONFIG_STRING,
@@ -367,6 +369,7 @@ enum mailbox_type {
 	MAILBOX_PROBE,    /* are you alive? (watchdog) */
 	MAILBOX_CONFIG,   /* u.config: new settings (owned) */
 	MAILBOX_WEDGE,    /* test hook: hang the upstream thread */
+	MAILBOX_LEAD,     /* u.lead: nats_ha, connect to Slack or stand by */
 	MAILBOX_API_CALL, /* u.call; data = body */
 	MAILBOX_ACK,      /* u.ack; data = the response payload, or NULL */
 };
@@ -421,6 +424,9 @@ struct mailbox_config {
 struct mailbox_ack {
 	char envelope_id[JSCAN_FIELD]; /* Socket Mode's envelope */
 };
+struct mailbox_lead {
+	int lead; /* 1: lead (connect to Slack); 0: stand by */
+};
 struct mailbox_msg {
 	STAILQ_ENTRY(mailbox_msg) entry;
 	enum mailbox_type type;
@@ -438,6 +444,7 @@ struct mailbox_msg {
 		struct mailbox_result result;
 		struct mailbox_config config;
 		struct mailbox_ack ack;
+		struct mailbox_lead lead;
 	} u;
 	char inline_data[]; /* data, for mailbox_msg_new_data() */
 };
@@ -683,6 +690,7 @@ void names_save_now(void);
 /* backfill.c: recover the messages of a gap in the connection. */
 void backfill_init(void);
 void backfill_state(enum upstream_state, const char *);
+void backfill_takeover(double);
 void backfill_shutdown(void);
 
 /* backfill_plan.c: backfill's decisions (pure). */
@@ -725,6 +733,10 @@ int nats_check(const struct config *, char **);
 void nats_init(void);
 void nats_team(const char *);
 struct json_object *nats_status(void);
+int nats_standby(void);
+const char *nats_leader(void);
+int nats_forward(struct client *, const struct request *, const char *, size_t);
+void nats_detach(struct client *);
 void nats_shutdown(void);
 
 /* slackd.c */

@@ -159,6 +159,8 @@ status_word(enum upstream_state s)
 static const char *
 status_state_name(void)
 {
+	if (nats_standby())
+		return PROTOCOL_STATE_STANDBY;
 	if (status_now.state == UPSTREAM_CONNECTED && status_now.loading)
 		return PROTOCOL_STATE_LOADING;
 	return status_word(status_now.state);
@@ -185,6 +187,11 @@ status_common(struct json_object *o)
 		json_object_object_add(o, "retry_in",
 		    json_object_new_double(in > 0 ? (double)in / 1000 : 0));
 	}
+	if (nats_leader() != NULL || nats_standby())
+		json_object_object_add(o, "leader",
+		    nats_leader() != NULL
+		        ? json_object_new_string(nats_leader())
+		        : NULL);
 	json_object_object_add(o, "team", status_raw(status_now.team));
 	json_object_object_add(o, "self", status_raw(status_now.self));
 	json_object_object_add(o, "upstream",

@@ -109,6 +109,13 @@ struct upstream {
 	int slack_waited; /* we waited Slack's Retry-After: no bucket wait */
 	TAILQ_HEAD(upstream_conns, upstream_conn) conns; /* oldest first */
 	int want;                                        /* sessions to hold */
+	/*
+	 * nats_ha: another slackd leads (or none does yet), so no session
+	 * is made; upstream_attempt() does nothing while it is set.  The
+	 * main thread sets and clears it with MAILBOX_LEAD (nats.c decides).
+	 * Everything else (Web API calls, the inbox) works as ever.
+	 */
+	int standby;
 	int live;                   /* sessions that said hello */
 	uint64_t rate_limited;      /* Slack's app_rate_limited events */
 	struct webcall *ident_call; /* auth.test, for proto->identify */
@@ -145,6 +152,7 @@ struct upstream_handover {
 };
 
 static void upstream_attempt(lws_sorted_usec_list_t *);
+static void upstream_lead(struct upstream *, int);
 static void upstream_ping(lws_sorted_usec_list_t *);
 static void upstream_switch(struct upstream *);
 static void upstream_handover(struct upstream_conn *);
@@ -695,7 +703,7 @@ upstream_attempt(lws_sorted_usec_list_t *sul)
 	struct upstream_conn *conn;
 	int64_t wait;
 
-	if (up->stopping || up->phase == UPSTREAM_PHASE_FAILED ||
+	if (up->stopping || up->phase == UPSTREAM_PHASE_FAILED || up->standby ||
 	    upstream_active(up) >= up->want)
 		return;
 	TAILQ_FOREACH(conn, &up->conns, entry) {
@@ -1741,6 +1749,10 @@ upstream_drain(struct upstream *up)
 			else
 				mailbox_msg_free(m);
 			break;
+		case MAILBOX_LEAD:
+			upstream_lead(up, m->u.lead.lead);
+			mailbox_msg_free(m);
+			break;
 		case MAILBOX_WEDGE:
 			mailbox_msg_free(m);
 			for (;;) /* test hook: the watchdog must notice */
@@ -1751,6 +1763,37 @@ upstream_drain(struct upstream *up)
 			break;
 		}
 	}
+}
+
+/*
+ * MAILBOX_LEAD (nats_ha): lead (connect to Slack) or stand by.  Standing
+ * down drops every session at once, without the closing handshake: the
+ * lease is running out and another slackd may connect any moment.
+ */
+static void
+upstream_lead(struct upstream *up, int lead)
+{
+	struct upstream_conn *conn, *next;
+
+	if (up->stopping || lead == !up->standby)
+		return;
+	up->standby = !lead;
+	if (lead) {
+		log_info("upstream: leading: connecting to Slack");
+		backoff_reset(&up->backoff);
+		upstream_timer(up, &up->sul_attempt, 0, upstream_attempt);
+		return;
+	}
+	log_info("upstream: standing by: closing the Slack connection");
+	lws_sul_cancel(&up->sul_attempt);
+	TAILQ_FOREACH_SAFE(conn, &up->conns, entry, next) {
+		if (conn->phase == UPSTREAM_CONN_API)
+			upstream_conn_free(conn);
+		else
+			upstream_conn_lost(conn, 0, "standing by");
+	}
+	if (up->live == 0)
+		upstream_state(up, UPSTREAM_RECONNECTING, 0, "standing by");
 }
 
 /* ---- the thread ------------------------------------------------------- */
@@ -1865,7 +1908,8 @@ upstream_main(void *arg)
 		return NULL;
 	}
 	upstream_started(up, 1, NULL);
-	upstream_timer(up, &up->sul_attempt, 0, upstream_attempt);
+	if (!up->standby)
+		upstream_timer(up, &up->sul_attempt, 0, upstream_attempt);
 	while (up->phase != UPSTREAM_PHASE_DONE) {
 		if (lws_service(up->ctx, 0) < 0)
 			break;
@@ -1952,6 +1996,7 @@ upstream_start(struct upstream_params *p, struct mailbox *out, char **err)
 	up->p = p;
 	up->proto = p->app_token != NULL ? &upstream_socket : &upstream_rtm;
 	up->want = up->proto->connections ? p->conf->connections : 1;
+	up->standby = p->conf->nats_ha; /* until nats.c says to lead */
 	up->out = out;
 	TAILQ_INIT(&up->conns);
 	STAILQ_INIT(&up->batch);

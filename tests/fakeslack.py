@@ -605,6 +605,8 @@ class FakeSlack:
         # recorded data
         self._api_calls = []
         self._sessions = []
+        self._rtm_live_max = 0        # most RTM sessions open at once
+        self._rtm_overlaps = []       # (new session, [open ones]) each time
         self._handshakes = []
         self._sids = {}               # sid -> "issued" | "used"
         # fault injection / behaviour switches
@@ -873,6 +875,21 @@ class FakeSlack:
         """The newest session (open or not), or None."""
         with self._lock:
             return self._sessions[-1] if self._sessions else None
+
+    def assert_one_rtm_session(self):
+        """Raise AssertionError if two RTM sessions were ever open at once
+        (e.g. two slackd leading).  Sessions made while another was still
+        open are listed: (new session index, [open session indexes])."""
+        with self._lock:
+            overlaps = list(self._rtm_overlaps)
+        assert not overlaps, (
+            "more than one live RTM session at a time: %r" % overlaps)
+
+    @property
+    def rtm_live_max(self):
+        """The most RTM sessions that were open at the same time."""
+        with self._lock:
+            return self._rtm_live_max
 
     @property
     def open_sessions(self):
@@ -2005,6 +2022,13 @@ class FakeSlack:
                 1 for s in self._sessions
                 if s.open and s.socket) >= _SM_MAX_CONNECTIONS
             self._sessions.append(sess)
+            if not sess.socket:
+                # At most one live RTM session (one slackd leading).
+                others = [o.index for o in self._sessions
+                          if o is not sess and o.open and not o.socket]
+                self._rtm_live_max = max(self._rtm_live_max, len(others) + 1)
+                if others:
+                    self._rtm_overlaps.append((sess.index, others))
             hello, delay = self._hello, self._hello_delay
             sess.hello_expected = hello and not too_many
         ws.session = sess
