@@ -174,3 +174,36 @@ def test_ha_clean_stop_hands_over_at_once(daemon_factory, fake, nats):
     fake.emit(message(9))
     recv_message(c, "hello 9")
     fake.assert_one_rtm_session()
+
+
+def hpub_request(nc, key, data, inbox):
+    """A request with a Slackd-Request-Id header, as a standby sends it."""
+    hdr = b"NATS/1.0\r\nSlackd-Request-Id: %s\r\n\r\n" % key.encode()
+    body = data.encode()
+    nc.sub(inbox)
+    nc.sock.sendall(b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
+        (PREFIX + ".request").encode(), inbox.encode(), len(hdr),
+        len(hdr) + len(body), hdr, body))
+    subj, _, reply = nc.next_msg(10 * SCALE)
+    assert subj == inbox
+    return reply
+
+
+def test_ha_request_id_runs_once(daemon_factory, fake, nats):
+    ds = ha_daemons(daemon_factory, nats, 1)
+    one_leader(ds, 15)
+    nc = NatsClient(nats.url)
+    req = ('{"id":5,"type":"message","channel":"C024BE91L",'
+           '"text":"only once"}')
+    first = hpub_request(nc, "host-b pid 1 7", req, "_INBOX.ha.1")
+    assert b'"ok":true' in first, first
+    # The same request again (a retry): the same reply, not a second post.
+    again = hpub_request(nc, "host-b pid 1 7", req, "_INBOX.ha.2")
+    assert again == first
+    time.sleep(0.3)
+    assert [f["text"] for f in fake.messages()].count("only once") == 1
+    # Another id is another request.
+    other = hpub_request(nc, "host-b pid 1 8", req, "_INBOX.ha.3")
+    assert b'"ok":true' in other
+    wait_until(lambda: [f["text"] for f in fake.messages()]
+               .count("only once") == 2, 5 * SCALE, what="the second post")

@@ -1474,6 +1474,14 @@ test_nats_checks(void)
 		    "a stream name" },
 		{ "nats_prefix = slack.*\n", 0, NULL,
 		    "without nats_url the NATS keys are not checked" },
+		{ "nats_ha = yes\n", 1, "nats_ha = yes needs nats_url",
+		    "nats_ha without nats_url" },
+		{ "nats_url = nats://a\nnats_ha = yes\nnats_prefix = s.T\n", 1,
+		    "nats_ha = yes needs nats_prefix and nats_stream set",
+		    "nats_ha without nats_stream" },
+		{ "nats_url = nats://a\nnats_ha = yes\nnats_prefix = s.T\n"
+		  "nats_stream = S_T\nha_lease = 2s\n",
+		    0, NULL, "nats_ha with its names" },
 	};
 	struct config c;
 	char *err;
