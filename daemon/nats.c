@@ -1672,8 +1672,15 @@ nats_note(struct nats_note *n)
 	case NATS_NOTE_LEADER:
 		free(nats_leader_now);
 		nats_leader_now = n->text != NULL ? xstrdup(n->text) : NULL;
-		if (!nats_leading)
-			nats_ha_state();
+		if (nats_leading)
+			break;
+		if (n->text != NULL) {
+			log_info(
+			    "NATS: standing by (nats_ha): %s leads", n->text);
+			/* A detaching standby's parent need not wait more. */
+			slackd_ready_report(SLACKD_EXIT_OK, NULL);
+		}
+		nats_ha_state();
 		break;
 	case NATS_NOTE_STREAM:
 		nats_streamed(n->text, n->data, n->len);
