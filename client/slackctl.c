@@ -1893,7 +1893,12 @@ slackctl_print_status(struct json_object *o)
 		printf("state:      connected to %s as %s\n", team, self);
 		printf("            since %s (%s), session %.0f\n", when, age,
 		    slackctl_num(o, "session"));
-	} else if (strcmp(state, PROTOCOL_STATE_RECONNECTING) == 0)
+	} else if (strcmp(state, PROTOCOL_STATE_STANDBY) == 0)
+		printf("state:      standby (nats_ha), the leader: %s\n",
+		    protocol_json_str(o, "leader") != NULL
+		        ? protocol_json_str(o, "leader")
+		        : "no slackd leads at the moment");
+	else if (strcmp(state, PROTOCOL_STATE_RECONNECTING) == 0)
 		printf("state:      reconnecting in %.1f s: %s\n",
 		    slackctl_num(o, "retry_in"),
 		    reason != NULL ? reason : "connection lost");

@@ -84,6 +84,10 @@ def test_ha_one_leader_takeover_after_sigkill(daemon_factory, fake, nats):
         wait_until(lambda: "pid %d" % leader.proc.pid in
                    (d.status().get("leader") or ""), 5 * SCALE,
                    what="the standby to name the leader")
+    p = standbys[0].ctl("status")
+    assert p.returncode == 0, p.stderr
+    assert "state:      standby (nats_ha), the leader: " in p.stdout, p.stdout
+    assert "pid %d" % leader.proc.pid in p.stdout, p.stdout
     assert len(fake.open_sessions) == 1
     clients = {d: d.client() for d in ds}
 
