@@ -1573,7 +1573,7 @@ static void
 nats_streamed(const char *subject, const char *data, size_t len)
 {
 	char type[JSCAN_FIELD] = "", channel[JSCAN_FIELD] = "";
-	const char *p;
+	const char *p, *dot;
 	size_t plen = strlen(nats_prefix);
 
 	if (!nats_standby() || len == 0)
@@ -1582,7 +1582,11 @@ nats_streamed(const char *subject, const char *data, size_t len)
 	    strncmp(subject + plen, ".event.", 7) != 0)
 		return;
 	p = subject + plen + 7;
-	sscanf(p, "%255[^.].%255s", type, channel);
+	dot = strchr(p, '.');
+	snprintf(type, sizeof type, "%.*s",
+	    (int)(dot != NULL ? (size_t)(dot - p) : strlen(p)), p);
+	if (dot != NULL)
+		snprintf(channel, sizeof channel, "%s", dot + 1);
 	if (strcmp(type, "slackd_gap") == 0)
 		return; /* the leader's own trouble with NATS */
 	nats_stream_at = util_wall();
