@@ -456,23 +456,7 @@ class Bench:
             APP_TOKEN, "***")
 
     def daemon_status(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
-        try:
-            s.connect(self.conf()["socket"])
-            s.sendall(b'{"id":1,"type":"slackd.status"}\n')
-            buf = b""
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    raise OSError("closed")
-                buf += data
-                for line in buf.split(b"\n")[:-1]:
-                    m = json.loads(line)
-                    if m.get("reply_to") == 1:
-                        return m
-        finally:
-            s.close()
+        return goodbye.status(self.conf()["socket"])
 
     def start_daemon(self):
         self.daemon = Proc("slackd", [os.path.join(self.b, "slackd"), "-d",

@@ -392,12 +392,14 @@ def fake():
     f.stop()
 
 
-@pytest.fixture
-def daemon_factory(tmp_path, fake):
+def _daemons(tmp_path, fake, prefix, **defaults):
+    """Make daemons in tmp_path on demand; check each when the test ends."""
     made = []
 
     def make(fake_=fake, **conf):
-        d = Daemon(tmp_path / ("d%d" % len(made)), fake_, **conf)
+        for k, v in defaults.items():
+            conf.setdefault(k, v)
+        d = Daemon(tmp_path / ("%s%d" % (prefix, len(made))), fake_, **conf)
         os.makedirs(d.tmp, exist_ok=True)
         made.append(d)
         return d
@@ -410,6 +412,11 @@ def daemon_factory(tmp_path, fake):
             errors.append(str(e))
     if errors:
         pytest.fail("\n".join(errors))
+
+
+@pytest.fixture
+def daemon_factory(tmp_path, fake):
+    yield from _daemons(tmp_path, fake, "d")
 
 
 @pytest.fixture
@@ -564,23 +571,7 @@ def sm_fake():
 @pytest.fixture
 def sm_daemon_factory(tmp_path, sm_fake):
     """Daemons in Socket Mode against sm_fake (the app token in a file)."""
-    made = []
-
-    def make(fake_=sm_fake, **conf):
-        conf.setdefault("app_token", APP_TOKEN)
-        d = Daemon(tmp_path / ("sm%d" % len(made)), fake_, **conf)
-        os.makedirs(d.tmp, exist_ok=True)
-        made.append(d)
-        return d
-    yield make
-    errors = []
-    for d in made:
-        try:
-            d.finish()
-        except AssertionError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("\n".join(errors))
+    yield from _daemons(tmp_path, sm_fake, "sm", app_token=APP_TOKEN)
 
 
 @pytest.fixture
