@@ -1,12 +1,24 @@
 /*
  * Fan-out.  Events from Slack arrive in batches (one read's worth); each
  * event was serialised once by Slack and checked once by the upstream
- * thread.  Every event is numbered here (its seq: 1, 2, … in this run,
- * whose id hub_run() makes at start), shown to the consumers, fanned out,
- * then copied to the replay ring (replay.c), which lets it go when it ages
- * out; a client catching up from a cursor reads the ring instead of the
- * fan-out until it has caught up (client.c), so it sees no gap and no
+ * thread.  Every event is numbered here, shown to the consumers, fanned
+ * out, then copied to the replay ring (replay.c), which lets it go when it
+ * ages out; a client catching up from a cursor reads the ring instead of
+ * the fan-out until it has caught up (client.c), so it sees no gap and no
  * duplicate.  Daemon messages (slackd.state, …) are not numbered.
+ *
+ * Numbering.  Every event gets the next index (1, 2, … in this process,
+ * consecutive: the ring and catching-up clients count in indexes) and is
+ * shown as the cursor "<run>:<n>" of the segment its index falls in, n =
+ * index + off.  Without nats_ha there is one segment: a run of this
+ * slackd's own (random, made at start), off 0.  A standby shows the events
+ * it reads from the stream with the leader's numbers (hub_inject_as()),
+ * starting a segment where the leader's run changes or numbers were
+ * skipped (which it tells the clients: slackd.gap); a standby that comes
+ * to lead starts a run of its own (hub_run_new()), so that no two slackd
+ * ever give one cursor to two events.  A cursor resolves to an index
+ * through the segments (hub_plan()); only the newest HUB_SEGS are kept,
+ * and an event of an older one is no longer replayed.
  *
  * For a batch, the lines of all its events are laid end to end in one
  * block that every client without a filter shares by reference (one
@@ -28,6 +40,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +51,8 @@
 #define HUB_SHARE_MIN    4096  /* blocks this big are always shared */
 #define HUB_SHARE_BEHIND 16384 /* and any to a client this far behind */
 #define HUB_CONSUMERS    4     /* at most this many consumers */
+#define HUB_SEGS         64    /* numbering segments kept */
+#define HUB_GAP_STANDBY  "standby"
 
 /* The lines of a batch of events, end to end, shared by clients. */
 struct hub_block {
@@ -55,8 +70,9 @@ struct hub_block {
 struct hub_batch {
 	struct mailbox_msg **ev;
 	size_t n;
-	uint64_t first; /* seq of ev[0] */
-	size_t len;     /* of the plain lines */
+	uint64_t first;            /* the index of ev[0] */
+	const struct hub_seg *seg; /* the numbering of them all */
+	size_t len;                /* of the plain lines */
 	struct hub_block *b;
 	int b_shared;
 	struct hub_block *sb;
@@ -64,14 +80,23 @@ struct hub_batch {
 	size_t *off; /* n + 1 offsets into sb */
 };
 
+/* Indexes from .from on are shown as "<run>:<index + off>". */
+struct hub_seg {
+	uint64_t from;
+	int64_t off;
+	char run[REPLAY_RUN_LEN + 1];
+};
+
 static inline void
-hub_event(const struct mailbox_msg *m, uint64_t seq, struct hub_event *e)
+hub_event(const struct mailbox_msg *m, const struct hub_seg *s, uint64_t idx,
+    struct hub_event *e)
 {
 	e->type = m->u.event.type;
 	e->channel = m->u.event.channel;
 	e->line = m->data;
 	e->len = m->len;
-	e->seq = seq;
+	e->run = s->run;
+	e->seq = (uint64_t)((int64_t)idx + s->off);
 }
 
 /*
@@ -83,8 +108,9 @@ hub_event(const struct mailbox_msg *m, uint64_t seq, struct hub_event *e)
  */
 static hub_consumer hub_consumers[HUB_CONSUMERS];
 static u_int hub_nconsumers;
-static uint64_t hub_last; /* the newest seq given out, 0: none yet */
-static char hub_runid[REPLAY_RUN_LEN + 1];
+static uint64_t hub_last; /* the newest index given out, 0: none yet */
+static struct hub_seg hub_segs[HUB_SEGS]; /* oldest first */
+static u_int hub_nsegs;
 static struct replay *hub_ring;
 static size_t *hub_off; /* hub_batch.off, kept between batches */
 static size_t hub_noff;
@@ -97,27 +123,138 @@ hub_received(void)
 	return hub_last;
 }
 
-/* The sequence number of the newest event, 0 before the first. */
+/* The index of the newest event, 0 before the first. */
 uint64_t
 hub_seq(void)
 {
 	return hub_last;
 }
 
-/* This run's id: random, made at the first use after start. */
+/* Number the events from the next on as run's seq, seq + 1, … */
+static void
+hub_renumber(const char *run, uint64_t seq)
+{
+	struct hub_seg *s;
+
+	s = hub_nsegs > 0 ? &hub_segs[hub_nsegs - 1] : NULL;
+	if (s == NULL || s->from <= hub_last) { /* else: it has no event */
+		if (hub_nsegs == HUB_SEGS)
+			memmove(hub_segs, hub_segs + 1,
+			    --hub_nsegs * sizeof *hub_segs);
+		s = &hub_segs[hub_nsegs++];
+	}
+	s->from = hub_last + 1;
+	s->off = (int64_t)seq - (int64_t)s->from;
+	snprintf(s->run, sizeof s->run, "%s", run);
+}
+
+/* The segment events are numbered in now (made at the first use). */
+static const struct hub_seg *
+hub_seg_now(void)
+{
+	if (hub_nsegs == 0)
+		hub_run_new();
+	return &hub_segs[hub_nsegs - 1];
+}
+
+/* The segment index idx is in, NULL if forgotten. */
+static const struct hub_seg *
+hub_seg_of(uint64_t idx)
+{
+	u_int k;
+
+	hub_seg_now();
+	for (k = hub_nsegs; k-- > 0;) {
+		if (hub_segs[k].from <= idx)
+			return &hub_segs[k];
+	}
+	return idx == 0 ? &hub_segs[0] : NULL;
+}
+
+/* The run events are numbered in now. */
 const char *
 hub_run(void)
 {
-	if (hub_runid[0] == '\0')
-		replay_run_new(hub_runid, util_random64());
-	return hub_runid;
+	return hub_seg_now()->run;
+}
+
+/* A new run of this slackd's own: its events are <run>:1, <run>:2, … */
+void
+hub_run_new(void)
+{
+	char run[REPLAY_RUN_LEN + 1];
+
+	replay_run_new(run, util_random64());
+	hub_renumber(run, 1);
 }
 
 /* The cursor of the newest event ("<run>:0" before the first). */
 const char *
 hub_cursor(char *buf)
 {
-	return replay_cursor(buf, hub_run(), hub_last);
+	const struct hub_seg *s = hub_seg_now();
+
+	return replay_cursor(
+	    buf, s->run, (uint64_t)((int64_t)hub_last + s->off));
+}
+
+/* The cursor of the event at index idx, NULL if no longer known. */
+const char *
+hub_label(char *buf, uint64_t idx)
+{
+	const struct hub_seg *s = hub_seg_of(idx);
+
+	if (s == NULL)
+		return NULL;
+	return replay_cursor(buf, s->run, (uint64_t)((int64_t)idx + s->off));
+}
+
+/*
+ * The "slackd_seq" splice for the event at index idx (replay_prefix()),
+ * 0 if its number is no longer known.
+ */
+size_t
+hub_prefix(char *buf, uint64_t idx, const char *line)
+{
+	const struct hub_seg *s = hub_seg_of(idx);
+
+	if (s == NULL)
+		return 0;
+	return replay_prefix(
+	    buf, s->run, (uint64_t)((int64_t)idx + s->off), line);
+}
+
+/*
+ * Where a replay from the cursor (run, n) starts: replay_plan() in
+ * indexes.  A cursor of a run not among the segments (another slackd's
+ * or an older run's, or one this slackd missed events of) is a gap with
+ * what was missed unknown.  -1: the cursor is ahead of this slackd.
+ */
+int
+hub_plan(const char *run, uint64_t n, uint64_t *next, struct replay_gap *gap)
+{
+	const struct hub_seg *s;
+	int64_t i, end;
+	u_int k;
+
+	hub_seg_now();
+	for (k = hub_nsegs; k-- > 0;) {
+		s = &hub_segs[k];
+		if (strcmp(s->run, run) != 0)
+			continue;
+		i = (int64_t)n - s->off;
+		end = k + 1 < hub_nsegs ? (int64_t)hub_segs[k + 1].from - 1
+		                        : (int64_t)hub_last;
+		if (i > end) {
+			if (k + 1 == hub_nsegs)
+				return -1;
+			break; /* numbers this slackd skipped */
+		}
+		if (i >= (int64_t)s->from - 1)
+			return replay_plan(hub_replay(), "", hub_last, "",
+			    (uint64_t)i, next, gap);
+	}
+	return replay_plan(hub_replay(), "", hub_last, "?", 0, next, gap);
 }
 
 /*
@@ -235,8 +372,9 @@ hub_block_seq(struct hub_batch *hb)
 	for (i = 0; i < hb->n; i++) {
 		m = hb->ev[i];
 		hb->off[i] = b->len;
-		b->len += replay_prefix(
-		    b->data + b->len, hub_runid, hb->first + i, m->data);
+		b->len += replay_prefix(b->data + b->len, hb->seg->run,
+		    (uint64_t)((int64_t)(hb->first + i) + hb->seg->off),
+		    m->data);
 		memcpy(b->data + b->len, m->data + 1, m->len - 1);
 		b->len += m->len - 1;
 	}
@@ -316,15 +454,15 @@ hub_events(struct mailbox_msg **ev, size_t n)
 	u_int k;
 	int mode;
 
-	hub_run();
 	hub_busy = 1;
 	memset(&hb, 0, sizeof hb);
 	hb.ev = ev;
 	hb.n = n;
+	hb.seg = hub_seg_now();
 	hb.first = hub_last + 1;
 	hub_last += n;
 	for (i = 0; i < n; i++) {
-		hub_event(ev[i], hb.first + i, &e);
+		hub_event(ev[i], hb.seg, hb.first + i, &e);
 		for (k = 0; k < hub_nconsumers; k++)
 			hub_consumers[k](&e);
 		hb.len += e.len;
@@ -379,6 +517,87 @@ hub_inject(const char *line, size_t len, const char *type, const char *channel)
 	memcpy(m->u.event.channel, channel, strlen(channel) + 1);
 	hub_events(&m, 1);
 	return hub_last;
+}
+
+/*
+ * The slackd.gap for the leader's events run:first to run:last, which this
+ * standby did not get; the why is logged the first time (log).
+ */
+static struct json_object *
+hub_gap_standby(const char *run, uint64_t first, uint64_t last, int log)
+{
+	char a[REPLAY_CURSOR_MAX], b[REPLAY_CURSOR_MAX];
+	struct json_object *o;
+	char *why;
+
+	replay_cursor(a, run, first);
+	replay_cursor(b, run, last);
+	xasprintf(&why,
+	    "this standby did not get the leader's events %s to %s from NATS (its link to NATS dropped, or it read too slowly); they are in the stream",
+	    a, b);
+	if (log)
+		log_warnx("%s", why);
+	o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string(PROTOCOL_GAP));
+	json_object_object_add(
+	    o, "reason", json_object_new_string(HUB_GAP_STANDBY));
+	json_object_object_add(o, "why", json_object_new_string(why));
+	json_object_object_add(
+	    o, "missed", json_object_new_int64((int64_t)(last - first + 1)));
+	json_object_object_add(o, "first", json_object_new_string(a));
+	json_object_object_add(o, "last", json_object_new_string(b));
+	free(why);
+	return o;
+}
+
+/*
+ * Replaying: the event at index idx follows numbers of its run this
+ * standby never got?  Then the slackd.gap that says so, else NULL.
+ */
+struct json_object *
+hub_hole(uint64_t idx)
+{
+	const struct hub_seg *s, *p;
+	uint64_t before;
+
+	if ((s = hub_seg_of(idx)) == NULL || s->from != idx || s == hub_segs)
+		return NULL;
+	p = s - 1;
+	before = (uint64_t)((int64_t)idx - 1 + p->off);
+	if (strcmp(p->run, s->run) != 0 ||
+	    (uint64_t)((int64_t)idx + s->off) <= before + 1)
+		return NULL;
+	return hub_gap_standby(
+	    s->run, before + 1, (uint64_t)((int64_t)idx + s->off) - 1, 0);
+}
+
+/*
+ * A standby: an event the leader numbered (run, seq), from the stream.
+ * It keeps the leader's number; one this slackd has already had is
+ * dropped, and numbers skipped in the leader's run (events this slackd did
+ * not get from NATS) are a slackd.gap to the clients, which says where
+ * they are.  Returns the index, or 0 if it was dropped or refused.
+ */
+uint64_t
+hub_inject_as(const char *line, size_t len, const char *type,
+    const char *channel, const char *run, uint64_t seq)
+{
+	const struct hub_seg *s = hub_seg_now();
+	uint64_t now = (uint64_t)((int64_t)hub_last + s->off);
+	struct json_object *o;
+
+	if (seq == 0)
+		return 0;
+	if (strcmp(s->run, run) == 0 && seq <= now)
+		return 0;
+	if (strcmp(s->run, run) == 0 && seq > now + 1) {
+		o = hub_gap_standby(run, now + 1, seq - 1, 1);
+		hub_broadcast_json(o);
+		json_object_put(o);
+	}
+	if (strcmp(s->run, run) != 0 || seq != now + 1)
+		hub_renumber(run, seq);
+	return hub_inject(line, len, type, channel);
 }
 
 /* A daemon message for everyone (slackd.state). */

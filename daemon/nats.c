@@ -116,15 +116,17 @@ static const char *nats_state_names[] = {
 /* An event (or a gap record) waiting for JetStream's ack. */
 struct nats_entry {
 	TAILQ_ENTRY(nats_entry) entry;
-	uint64_t seq; /* Slackd-Seq; 0 for a gap */
+	uint64_t seq; /* Slackd-Seq "<run>:<seq>"; 0 for a gap */
+	char run[REPLAY_RUN_LEN + 1];
 	int pending;  /* handed to js_PublishMsgAsync, no ack yet */
 	int tried;    /* handed over at least once */
 	char *suffix; /* the subject after the prefix */
 	char *data;   /* the line, "\n" included */
 	size_t len;
 	char msgid[72]; /* Nats-Msg-Id */
-	uint64_t first; /* gap: the events lost */
+	uint64_t first; /* gap: the events lost, first_run:first to … */
 	uint64_t last;
+	char first_run[REPLAY_RUN_LEN + 1];
 	uint64_t events;
 };
 TAILQ_HEAD(nats_list, nats_entry);
@@ -140,7 +142,8 @@ enum nats_note_type {
 	NATS_NOTE_LEAD,    /* nats_ha: the lease is ours */
 	NATS_NOTE_FOLLOW,  /* nats_ha: not ours (any more); text: why */
 	NATS_NOTE_LEADER,  /* nats_ha: text: who holds the lease, or NULL */
-	NATS_NOTE_STREAM,  /* standby: text: the subject; data: an event */
+	NATS_NOTE_STREAM,  /* standby: text: the subject; data: an event;
+	                      key: its Slackd-Seq */
 	NATS_NOTE_ANSWER,  /* text: our inbox subject; data: the leader's
 	                      reply; ok 0: no one listened */
 };
@@ -151,7 +154,7 @@ struct nats_note {
 	char *text;
 	char *data;
 	size_t len;
-	char *key; /* REQUEST: its Slackd-Request-Id, or NULL */
+	char *key; /* Slackd-Request-Id or Slackd-Seq, or NULL */
 };
 STAILQ_HEAD(nats_notes, nats_note);
 
@@ -386,8 +389,12 @@ static void
 nats_stream_cb(
     natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
-	nats_post(NATS_NOTE_STREAM, 1, natsMsg_GetSubject(msg),
-	    natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+	const char *seq = NULL;
+
+	if (natsMsgHeader_Get(msg, "Slackd-Seq", &seq) != NATS_OK)
+		seq = NULL;
+	nats_post_key(NATS_NOTE_STREAM, natsMsg_GetSubject(msg),
+	    natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), seq);
 	natsMsg_Destroy(msg);
 }
 
@@ -1038,6 +1045,7 @@ nats_trim(void)
 			g = xcalloc(1, sizeof *g);
 			g->suffix = xstrdup("event.slackd_gap");
 			g->first = e->seq;
+			memcpy(g->first_run, e->run, sizeof g->first_run);
 			TAILQ_INSERT_HEAD(&nats_queue, g, entry);
 			nats_cursor_ok = 0;
 			nats_bytes += nats_entry_size(g);
@@ -1045,6 +1053,7 @@ nats_trim(void)
 			nats_gaps++;
 		}
 		g->last = e->seq;
+		memcpy(g->run, e->run, sizeof g->run);
 		g->events++;
 		nats_lost++;
 		nats_remove(e);
@@ -1055,6 +1064,7 @@ nats_trim(void)
 static void
 nats_gap_record(struct nats_entry *g)
 {
+	char cur[REPLAY_CURSOR_MAX];
 	struct json_object *o;
 	const char *s;
 	size_t len;
@@ -1065,6 +1075,10 @@ nats_gap_record(struct nats_entry *g)
 	    o, "first_seq", json_object_new_int64((int64_t)g->first));
 	json_object_object_add(
 	    o, "last_seq", json_object_new_int64((int64_t)g->last));
+	json_object_object_add(o, "first",
+	    json_object_new_string(replay_cursor(cur, g->first_run, g->first)));
+	json_object_object_add(o, "last",
+	    json_object_new_string(replay_cursor(cur, g->run, g->last)));
 	json_object_object_add(
 	    o, "events", json_object_new_int64((int64_t)g->events));
 	json_object_object_add(
@@ -1085,8 +1099,9 @@ nats_gap_record(struct nats_entry *g)
 	g->data[len + 1] = '\0';
 	g->len = len + 1;
 	nats_bytes += nats_entry_size(g);
-	snprintf(g->msgid, sizeof g->msgid, "slackd.gap-%llu-%llu",
-	    (unsigned long long)g->first, (unsigned long long)g->last);
+	snprintf(g->msgid, sizeof g->msgid, "slackd.gap-%s-%llu-%s-%llu",
+	    g->first_run, (unsigned long long)g->first, g->run,
+	    (unsigned long long)g->last);
 	json_object_put(o);
 }
 
@@ -1097,7 +1112,7 @@ nats_publish(struct nats_entry *e)
 	natsMsg *m = NULL;
 	jsPubOptions po;
 	natsStatus s;
-	char *subject, seq[32];
+	char *subject, seq[REPLAY_CURSOR_MAX];
 
 	if (e->seq == 0 && !e->tried)
 		nats_gap_record(e);
@@ -1106,10 +1121,9 @@ nats_publish(struct nats_entry *e)
 	free(subject);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, "Nats-Msg-Id", e->msgid);
-	if (s == NATS_OK && e->seq != 0) {
-		snprintf(seq, sizeof seq, "%llu", (unsigned long long)e->seq);
-		s = natsMsgHeader_Set(m, "Slackd-Seq", seq);
-	}
+	if (s == NATS_OK && e->seq != 0)
+		s = natsMsgHeader_Set(
+		    m, "Slackd-Seq", replay_cursor(seq, e->run, e->seq));
 	jsPubOptions_Init(&po);
 	po.MaxWait = NATS_ACK_WAIT;
 	if (s == NATS_OK)
@@ -1210,7 +1224,8 @@ nats_event(const struct hub_event *ev)
 	nats_token(t);
 	nats_token(c);
 	e = xcalloc(1, sizeof *e);
-	e->seq = ev->seq; /* the daemon's, as local clients see it */
+	e->seq = ev->seq; /* as local clients see it */
+	snprintf(e->run, sizeof e->run, "%s", ev->run);
 	if (*c != '\0')
 		xasprintf(&e->suffix, "event.%s.%s", t, c);
 	else
@@ -1360,6 +1375,8 @@ nats_lead(int lead, const char *why)
 	if (lead) {
 		log_info(
 		    "NATS: this slackd leads (nats_ha): connecting to Slack");
+		/* Its events are numbered in a run of its own. */
+		hub_run_new();
 		/* From the last event the stream brought (or a lease ago). */
 		backfill_takeover(nats_stream_at > 0
 		        ? nats_stream_at
@@ -1568,11 +1585,17 @@ nats_detach(struct client *c)
 	}
 }
 
-/* A standby: an event from the leader, to the local clients. */
+/*
+ * A standby: an event from the leader, to the local clients, under the
+ * leader's number (seq, its Slackd-Seq "<run>:<n>").
+ */
 static void
-nats_streamed(const char *subject, const char *data, size_t len)
+nats_streamed(
+    const char *subject, const char *data, size_t len, const char *seq)
 {
 	char type[JSCAN_FIELD] = "", channel[JSCAN_FIELD] = "";
+	char run[REPLAY_RUN_LEN + 1];
+	uint64_t n;
 	const char *p, *dot;
 	size_t plen = strlen(nats_prefix);
 
@@ -1590,8 +1613,13 @@ nats_streamed(const char *subject, const char *data, size_t len)
 	if (strcmp(type, "slackd_gap") == 0)
 		return; /* the leader's own trouble with NATS */
 	nats_stream_at = util_wall();
-	hub_inject(data, data[len - 1] == '\n' ? len - 1 : len, type,
-	    *channel != '\0' ? channel : NULL);
+	if (data[len - 1] == '\n')
+		len--;
+	if (seq != NULL && replay_cursor_parse(seq, run, &n) == 0)
+		hub_inject_as(
+		    data, len, type, *channel != '\0' ? channel : NULL, run, n);
+	else /* not published by a slackd that numbers them so */
+		hub_inject(data, len, type, *channel != '\0' ? channel : NULL);
 }
 
 /* ---- the main thread's side ------------------------------------------- */
@@ -1687,7 +1715,7 @@ nats_note(struct nats_note *n)
 		nats_ha_state();
 		break;
 	case NATS_NOTE_STREAM:
-		nats_streamed(n->text, n->data, n->len);
+		nats_streamed(n->text, n->data, n->len, n->key);
 		break;
 	case NATS_NOTE_ANSWER:
 		nats_answered(n->text, n->ok, n->data, n->len);

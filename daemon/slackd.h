@@ -575,13 +575,15 @@ int request_check_target(const char *, char *, size_t);
 
 /*
  * hub.c: fan-out of events and daemon messages.  Every event forwarded is
- * numbered (seq, from 1 in each run) and kept on the replay ring.
+ * numbered (an index, 1, 2, … in this process, shown as a cursor
+ * "<run>:<n>") and kept on the replay ring.
  */
 struct hub_event {
 	const char *type;    /* "" if none */
 	const char *channel; /* "" if none */
 	const char *line;    /* Slack's bytes, "\n" included */
 	size_t len;
+	const char *run; /* its cursor: "<run>:<seq>" */
 	uint64_t seq;
 };
 typedef void (*hub_consumer)(const struct hub_event *);
@@ -589,10 +591,17 @@ void hub_consume(hub_consumer);
 void hub_unconsume(hub_consumer);
 void hub_events(struct mailbox_msg **, size_t);
 uint64_t hub_inject(const char *, size_t, const char *, const char *);
+uint64_t hub_inject_as(const char *, size_t, const char *, const char *,
+    const char *, uint64_t);
 uint64_t hub_received(void);
 uint64_t hub_seq(void);
 const char *hub_run(void);
+void hub_run_new(void);
 const char *hub_cursor(char *);
+const char *hub_label(char *, uint64_t);
+size_t hub_prefix(char *, uint64_t, const char *);
+int hub_plan(const char *, uint64_t, uint64_t *, struct replay_gap *);
+struct json_object *hub_hole(uint64_t);
 struct replay *hub_replay(void);
 void hub_free(void);
 void hub_broadcast_json(struct json_object *);

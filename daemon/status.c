@@ -268,8 +268,8 @@ status_replay(struct json_object *o)
 	status_add_count(r, "events", replay_count(hub_replay()));
 	status_add_count(r, "bytes", replay_bytes(hub_replay()));
 	json_object_object_add(r, "oldest",
-	    oldest != 0
-	        ? json_object_new_string(replay_cursor(cur, hub_run(), oldest))
+	    oldest != 0 && hub_label(cur, oldest) != NULL
+	        ? json_object_new_string(cur)
 	        : NULL);
 	json_object_object_add(o, "replay", r);
 }

@@ -315,7 +315,10 @@ def test_events_in_stream_byte_identical(daemon_factory, fake, nats):
     for (subj, h, data), line in zip(stored, local):
         assert data == (line + "\n").encode(), (data, line)
         assert h["Nats-Msg-Id"] and len(h["Nats-Msg-Id"]) == 64
-    seqs = [int(h["Slackd-Seq"]) for _, h, _ in stored]
+    # Slackd-Seq: the cursor "<run>:<n>" local clients see as slackd_seq
+    run = d.status()["seq"].split(":")[0]
+    assert all(h["Slackd-Seq"].startswith(run + ":") for _, h, _ in stored)
+    seqs = [int(h["Slackd-Seq"].split(":")[1]) for _, h, _ in stored]
     assert seqs == list(range(seqs[0], seqs[0] + len(events)))
     # Live subscribers on the subjects get the same bytes.
     for i in range(len(events)):
@@ -473,7 +476,7 @@ def test_nats_restarted_while_events_flow(daemon_factory, fake, nats):
     texts = [json.loads(data)["text"] for _, _, data in stored[1:]]
     assert texts == ["hello %d" % i for i in range(1, total + 1)], \
         [t for t in texts if t != "hello %d" % (texts.index(t) + 1)][:5]
-    seqs = [int(h["Slackd-Seq"]) for _, h, _ in stored]
+    seqs = [int(h["Slackd-Seq"].split(":")[1]) for _, h, _ in stored]
     assert seqs == list(range(1, total + 2))
     n = d.status()["nats"]
     assert n["gaps"] == 0 and n["last_error"]

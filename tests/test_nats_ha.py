@@ -6,6 +6,7 @@ installed.  The fake Slack records every time two RTM sessions were open
 at once (assert_one_rtm_session): two slackd must never lead together.
 """
 
+import json
 import signal
 import time
 
@@ -211,3 +212,146 @@ def test_ha_request_id_runs_once(daemon_factory, fake, nats):
     assert b'"ok":true' in other
     wait_until(lambda: [f["text"] for f in fake.messages()]
                .count("only once") == 2, 5 * SCALE, what="the second post")
+
+
+def seq_client(d, since=None):
+    """A client of d that asks for slackd_seq (and replays from since)."""
+    c = d.client()
+    req = {"id": 900, "type": "slackd.subscribe", "seq": True}
+    if since is not None:
+        req["since"] = since
+    r = c.request(req)
+    assert r.get("ok") is True, r
+    return c
+
+
+def messages_until(c, text, timeout=20):
+    """The lines c gets up to and including the message text."""
+    got = []
+    c.recv_until(lambda m: got.append(m) or (
+        m.get("type") == "message" and m.get("text") == text),
+        timeout * SCALE, what="message %r" % text)
+    return got
+
+
+def test_ha_standbys_number_events_as_the_leader(daemon_factory, fake, nats):
+    ds = ha_daemons(daemon_factory, nats, 3)
+    leader = one_leader(ds, 15)
+    standbys = [d for d in ds if d is not leader]
+    for d in standbys:
+        wait_until(lambda: d.status().get("leader"), 5 * SCALE,
+                   what="the standby to name the leader")
+    clients = {d: seq_client(d) for d in ds}
+    for i in range(1, 4):
+        fake.add_message(CH, "hello %d" % i)
+    seen = {}
+    for d in ds:
+        got = [m for m in messages_until(clients[d], "hello 3")
+               if m.get("type") == "message"]
+        seen[d] = [(m["text"], m["slackd_seq"]) for m in got]
+    # Same lines, same numbers, on every host: the leader's run.
+    assert seen[standbys[0]] == seen[leader] == seen[standbys[1]], seen
+    run = leader.status()["seq"].split(":")[0]
+    assert all(s.startswith(run + ":") for _, s in seen[leader])
+    for d in standbys:
+        assert d.status()["seq"] == leader.status()["seq"]
+    # The stream carries the same cursor as Slackd-Seq.
+    nc = NatsClient(nats.url)
+    heads = {json.loads(b)["text"]: h["Slackd-Seq"]
+             for s, h, b in nc.stream_all(STREAM)
+             if s.startswith(PREFIX + ".event.message")}
+    for text, cur in seen[leader]:
+        assert heads[text] == cur, (text, heads, cur)
+    # A standby replays from its ring by the leader's cursor.
+    first = seen[leader][0][1]
+    r = seq_client(standbys[0], since=first)
+    got = [m for m in messages_until(r, "hello 3")
+           if m.get("type") in ("message", "slackd.gap")]
+    assert [(m["text"], m["slackd_seq"]) for m in got] == \
+        seen[leader][1:], got
+
+    # The leader dies.  A client of a standby that was away from before
+    # the kill resumes on whichever standby leads now: what that host read
+    # from the stream, then what it numbers in a run of its own.
+    cursor = seen[leader][-1][1]
+    leader.signal(signal.SIGKILL)
+    leader.wait_exit()
+    leader.expected_exit = None
+    new = one_leader(standbys, LEASE + 5)
+    other = [d for d in standbys if d is not new][0]
+    wait_until(lambda: len(fake.open_sessions) == 1, 10 * SCALE,
+               what="the new leader's session")
+    for i in range(4, 6):
+        fake.add_message(CH, "hello %d" % i)
+    mine = [m for m in messages_until(clients[new], "hello 5")
+            if m.get("type") == "message"]
+    theirs = [m for m in messages_until(clients[other], "hello 5")
+              if m.get("type") == "message"]
+    assert [(m["text"], m["slackd_seq"]) for m in mine] == \
+        [(m["text"], m["slackd_seq"]) for m in theirs]
+    newrun = mine[-1]["slackd_seq"].split(":")[0]
+    assert newrun != run
+    r = seq_client(new, since=cursor)
+    got = [m for m in messages_until(r, "hello 5")
+           if m.get("type") in ("message", "slackd.gap")]
+    assert [m.get("text") for m in got] == ["hello 4", "hello 5"], got
+    assert [m["slackd_seq"] for m in got] == \
+        [m["slackd_seq"] for m in mine[-2:]]
+    nc.close()
+    fake.assert_one_rtm_session()
+
+
+def hpub_event(nc, subject, seq, event):
+    """Publish an event with a Slackd-Seq header, as a leader does."""
+    hdr = b"NATS/1.0\r\nSlackd-Seq: %s\r\n\r\n" % seq.encode()
+    body = json.dumps(event, separators=(",", ":")).encode()
+    nc.sock.sendall(b"HPUB %s %d %d\r\n%s%s\r\n" % (
+        subject.encode(), len(hdr), len(hdr) + len(body), hdr, body))
+
+
+def test_ha_standby_skipped_and_repeated_numbers(daemon_factory, fake, nats):
+    """What a standby reads out of order: a number it has had is dropped,
+    numbers it never got are a slackd.gap saying where they are."""
+    ds = ha_daemons(daemon_factory, nats, 2)
+    leader = one_leader(ds, 15)
+    standby = [d for d in ds if d is not leader][0]
+    # (it follows the stream once it has read the lease)
+    wait_until(lambda: standby.status().get("leader"), 5 * SCALE,
+               what="the standby to name the leader")
+    c = seq_client(standby)
+    fake.add_message(CH, "hello 1")
+    m = recv_message(c, "hello 1")
+    run, n = m["slackd_seq"].split(":")
+    n = int(n)
+    nc = NatsClient(nats.url)
+    subj = PREFIX + ".event.message." + CH
+    # a repeat of the last number: dropped
+    hpub_event(nc, subj, "%s:%d" % (run, n),
+               {"type": "message", "channel": CH, "text": "repeat"})
+    # three numbers skipped: one gap, then the event under its number
+    hpub_event(nc, subj, "%s:%d" % (run, n + 4),
+               {"type": "message", "channel": CH, "text": "after a hole"})
+    got = messages_until(c, "after a hole")
+    assert "repeat" not in [x.get("text") for x in got]
+    gaps = [x for x in got if x.get("type") == "slackd.gap"]
+    assert len(gaps) == 1, got
+    g = gaps[0]
+    assert g["reason"] == "standby" and g["missed"] == 3, g
+    assert g["first"] == "%s:%d" % (run, n + 1)
+    assert g["last"] == "%s:%d" % (run, n + 3)
+    assert "they are in the stream" in g["why"]
+    assert got[-1]["slackd_seq"] == "%s:%d" % (run, n + 4)
+    standby.wait_log("this standby did not get the leader's events")
+    # a resume from before the hole: a gap (unknown), then what there is
+    r = seq_client(standby, since="%s:%d" % (run, n + 2))
+    first = r.recv_until(lambda x: x.get("type") in ("slackd.gap",
+                                                     "message"),
+                         10 * SCALE)
+    assert first["type"] == "slackd.gap", first
+    # a resume from just before "hello 1" still replays it, then the rest
+    r = seq_client(standby, since="%s:%d" % (run, n - 1))
+    got = messages_until(r, "after a hole")
+    assert [x.get("text") for x in got
+            if x.get("type") == "message"] == ["hello 1", "after a hole"]
+    assert [x["type"] for x in got].count("slackd.gap") == 1
+    nc.close()
