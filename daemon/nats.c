@@ -1388,6 +1388,7 @@ nats_lead(int lead, const char *why)
 		m->u.lead.lead = lead;
 		slackd_to_upstream(m);
 	}
+	outbox_lead(lead);
 	nats_ha_state();
 }
 
@@ -1490,13 +1491,20 @@ nats_fwd_cb(evutil_socket_t fd, short events, void *arg)
 	struct nats_fwd *f = arg;
 	struct timeval tv = { 0, NATS_HA_RETRY * 1000 };
 
+	struct nats_fwd *g;
+
 	if (util_now_ms() < f->deadline) {
-		if (!f->sent)
-			nats_fwd_send(f);
+		/* All that no one heard, in the order they came. */
+		TAILQ_FOREACH(g, &nats_fwds, entry) {
+			if (!g->sent)
+				nats_fwd_send(g);
+		}
 		evtimer_add(f->ev, &tv);
 		return;
 	}
-	if (f->sent)
+	if (f->client == NULL)
+		; /* its client has gone: no one to tell */
+	else if (f->sent)
 		client_error(f->client, f->id, PROTOCOL_E_NOT_CONFIRMED,
 		    "forwarded to the leading slackd over NATS, no answer within %.0f s: it may or may not have been sent, and is not sent again",
 		    (double)(slackd_conf->ack_timeout + slackd_conf->ha_lease +
@@ -1509,7 +1517,8 @@ nats_fwd_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 /*
- * A standby: a local client's request for Slack goes to the leader.
+ * A standby: a local client's request for Slack goes to the leader (c
+ * NULL: one whose client has gone, outbox.c's; the answer goes to no one).
  * Returns 1 if it was taken (the answer comes later), 0 to run it here.
  */
 int
@@ -1568,7 +1577,7 @@ nats_answered(const char *subject, int ok, const char *data, size_t len)
 		f->sent = 0;
 		return;
 	}
-	if (f->id != NULL)
+	if (f->id != NULL && f->client != NULL)
 		client_send(f->client, data, len);
 	nats_fwd_free(f);
 }

@@ -317,6 +317,48 @@ outbox_hand(struct outbox_req *req)
 	slackd_to_upstream(m);
 }
 
+/*
+ * nats_ha, standing by: what has not gone to Slack goes to the leader
+ * instead (nats_forward(), which answers the client), here and not from
+ * the leader it was.  A request already handed to the upstream thread
+ * comes back (outbox_returned()) unless it was written, and goes the same
+ * way; one written is answered as before, never sent twice.
+ */
+static void
+outbox_to_leader(void)
+{
+	struct outbox_req *req, *next;
+	const char *line;
+	size_t len;
+
+	TAILQ_FOREACH_SAFE(req, &outbox_queue, entry, next) {
+		if (req->state != OUTBOX_RESOLVING &&
+		    req->state != OUTBOX_QUEUED)
+			continue;
+		line = json_object_to_json_string_length(req->r.obj,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+		    &len);
+		if (!nats_forward(req->client, &req->r, line, len))
+			continue;
+		if (req->id != 0)
+			log_info(
+			    "message %lld to %s: this slackd stands by, forwarded to the leader",
+			    (long long)req->id, req->r.channel);
+		outbox_unlink(req);
+		outbox_free(req);
+	}
+}
+
+/* nats_ha: this slackd leads or stands by now. */
+void
+outbox_lead(int lead)
+{
+	if (!lead)
+		outbox_to_leader();
+	else
+		outbox_run();
+}
+
 /* Hand over whatever may go now; arm the timer for what has to wait. */
 static void
 outbox_run(void)
@@ -326,6 +368,11 @@ outbox_run(void)
 	int connected =
 	    status_now.state == UPSTREAM_CONNECTED && slackd_upstream_running();
 
+	if (nats_standby()) {
+		outbox_to_leader();
+		outbox_arm();
+		return;
+	}
 	outbox_rate_at = -1;
 	TAILQ_FOREACH_SAFE(req, &outbox_queue, entry, next) {
 		if (req->state != OUTBOX_QUEUED ||

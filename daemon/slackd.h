@@ -611,6 +611,7 @@ void outbox_init(const struct config *);
 void outbox_reconfigure(const struct config *);
 void outbox_submit(struct client *, const struct request *);
 void outbox_connected(void);
+void outbox_lead(int);
 void outbox_names_ready(void);
 void outbox_written(int64_t, uint64_t);
 void outbox_returned(int64_t);

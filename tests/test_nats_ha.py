@@ -355,3 +355,46 @@ def test_ha_standby_skipped_and_repeated_numbers(daemon_factory, fake, nats):
             if x.get("type") == "message"] == ["hello 1", "after a hole"]
     assert [x["type"] for x in got].count("slackd.gap") == 1
     nc.close()
+
+
+def test_ha_queued_requests_go_to_the_next_leader(daemon_factory, fake, nats):
+    """Messages waiting in a leader's queue (held back by send_rate) when
+    it stands down are sent by whichever slackd leads next: each once, and
+    each answered to the client that sent it."""
+    ds = []
+    for _ in range(2):
+        d = daemon_factory(nats_url=nats.url, nats_ha="yes",
+                           ha_lease="%g" % LEASE, nats_prefix=PREFIX,
+                           nats_stream=STREAM, send_rate="0.2",
+                           send_burst="1")
+        d.start(wait="socket")
+        ds.append(d)
+    leader = one_leader(ds, 15)
+    c = leader.client()
+    for i in range(4):
+        c.send({"id": 10 + i, "type": "message", "channel": CH,
+                "text": "queued %d" % i})
+    r = c.recv_until(lambda m: m.get("reply_to") == 10, 10 * SCALE)
+    assert r.get("ok") is True, r
+    # the others wait for the channel's next token (5 s each)
+    assert leader.status()["queued"] == 3, leader.status()
+    nats.stop()
+    leader.wait_log("standing by \\(nats_ha\\)")
+    leader.wait_log("message 7 to %s: this slackd stands by, forwarded to "
+                    "the leader" % CH)
+    assert leader.status()["queued"] == 0
+    nats.start()
+    one_leader(ds, 20)
+    answers = {}
+
+    def answer(m):
+        if "reply_to" in m:
+            answers[m["reply_to"]] = m
+        return len(answers) == 3
+    c.recv_until(answer, 40 * SCALE, what="the three answers")
+    for i in range(11, 14):
+        assert answers[i].get("ok") is True, answers
+    texts = [f["text"] for f in fake.messages()]
+    for i in range(4):
+        assert texts.count("queued %d" % i) == 1, texts
+    fake.assert_one_rtm_session()
