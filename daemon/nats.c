@@ -49,9 +49,10 @@
  * call waits for the server.  The main thread is told NATS_NOTE_LEAD or
  * NATS_NOTE_FOLLOW and tells the upstream thread (MAILBOX_LEAD).  Only
  * the leader subscribes to <prefix>.request and publishes events.  A
- * standby subscribes to <prefix>.event.> and fans out what it reads to
- * its local clients (hub_inject()), so backfill.c learns where the stream
- * is and recovers the gap after a takeover; and it forwards its local
+ * standby reads <prefix>.event.> from the stream (an ordered consumer,
+ * nats_follow()) and fans out what it reads to its local clients under
+ * the leader's cursors (hub_inject_as()), so backfill.c learns where the
+ * stream is and recovers the gap after a takeover; and it forwards its local
  * clients' requests for Slack to <prefix>.request with a Slackd-Request-Id
  * header.  A forward is published again only when NATS says no one
  * listens (no leader at that moment: no one has it); without an answer it
@@ -613,6 +614,26 @@ nats_ha_follow(const char *why)
 }
 
 /*
+ * A standby reads the events from the stream with an ordered consumer,
+ * from the next one published on: after a drop of its link to NATS cnats
+ * makes the consumer again from the last one read, so none is missed
+ * (and no number skipped, hub_inject_as()) while the stream has them.
+ */
+static natsStatus
+nats_follow(const char *subject)
+{
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+
+	jsSubOptions_Init(&so);
+	so.Stream = nats_stream;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverNew;
+	return js_Subscribe(&nats_evsub, nats_js, subject, nats_stream_cb, NULL,
+	    NULL, &so, &jerr);
+}
+
+/*
  * The lease, until slackd stops: try to take it while another holds it,
  * renew it while we do, stand down when a renewal is overdue.
  */
@@ -654,8 +675,7 @@ nats_ha_loop(void)
 		return;
 	}
 	snprintf(subject, sizeof subject, "%s.event.>", nats_prefix);
-	s = natsConnection_Subscribe(
-	    &nats_evsub, nats_nc, subject, nats_stream_cb, NULL);
+	s = nats_follow(subject);
 	if (s == NATS_OK)
 		s = natsConnection_Subscribe(&nats_inboxsub, nats_nc,
 		    nats_inbox_subject, nats_answer_cb, NULL);
