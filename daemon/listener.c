@@ -112,12 +112,14 @@ listener_mkdir(const char *path, char **err)
 
 /*
  * Create, bind and listen on the socket at path with the given mode.
- * Returns the fd, or -1 with *err set.
+ * Returns the fd, or -1 with *err set.  The path appears only once the
+ * socket listens.
  */
 int
 listener_open(const char *path, unsigned mode, long gid, char **err)
 {
 	struct sockaddr_un sun;
+	char tmp[sizeof sun.sun_path];
 	struct stat sb;
 	mode_t old;
 	int fd;
@@ -156,6 +158,16 @@ listener_open(const char *path, unsigned mode, long gid, char **err)
 	else if (listener_mkdir(path, err) != 0)
 		return -1;
 
+	/*
+	 * Made under a name of its own and renamed into place once it
+	 * listens, so that a client that sees the path can connect (when
+	 * the longer name does not fit, at the path itself).
+	 */
+	if ((size_t)snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid()) <
+	    sizeof tmp)
+		strcpy(sun.sun_path, tmp);
+	else
+		strcpy(tmp, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return listener_fail(err, "socket: %s", strerror(errno));
@@ -167,18 +179,20 @@ listener_open(const char *path, unsigned mode, long gid, char **err)
 		    err, "cannot bind %s: %s", path, strerror(errno));
 	}
 	umask(old);
-	if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) == -1) {
+	if (gid >= 0 && chown(tmp, (uid_t)-1, (gid_t)gid) == -1) {
 		listener_fail(err, "cannot give %s to group %ld: %s", path, gid,
 		    strerror(errno));
-		unlink(path);
+		unlink(tmp);
 		close(fd);
 		return -1;
 	}
-	if (chmod(path, (mode_t)mode) == -1 ||
-	    listen(fd, LISTENER_BACKLOG) == -1 || stat(path, &sb) == -1) {
+	if (chmod(tmp, (mode_t)mode) == -1 ||
+	    listen(fd, LISTENER_BACKLOG) == -1 ||
+	    (strcmp(tmp, path) != 0 && rename(tmp, path) == -1) ||
+	    stat(path, &sb) == -1) {
 		listener_fail(
 		    err, "cannot set up %s: %s", path, strerror(errno));
-		unlink(path);
+		unlink(tmp);
 		close(fd);
 		return -1;
 	}

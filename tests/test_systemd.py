@@ -200,13 +200,26 @@ def test_no_notify_socket_is_fine(daemon_factory, fake):
 
 # ---- socket activation ---------------------------------------------------------
 
+def unix_listening(path):
+    """Is a Unix stream socket listening at path (without connecting,
+    which would start an activated service)?"""
+    with open("/proc/net/unix") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if len(cols) >= 8 and cols[7] == path and \
+                    int(cols[3], 16) & 0x10000:
+                return True
+    return False
+
+
 def test_socket_activation(daemon_factory, fake, notify):
     d = daemon_factory()
     asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1")
     d.start(prefix=["systemd-socket-activate", "-l", d.sock, "--fdname=api",
                     "-E", "NOTIFY_SOCKET=" + notify.path,
                     "-E", "ASAN_OPTIONS=" + asan], wait=None)
-    wait_until(lambda: os.path.exists(d.sock), 5, what="activation socket")
+    # (listening, not only there: the activator binds, then listens)
+    wait_until(lambda: unix_listening(d.sock), 5, what="activation socket")
     assert notify.all() == []            # slackd does not run yet
     c = Client(d.sock)                   # the first client starts it
     d.clients.append(c)
