@@ -85,6 +85,7 @@ struct hub_seg {
 	uint64_t from;
 	int64_t off;
 	char run[REPLAY_RUN_LEN + 1];
+	int own; /* a run of this slackd's own */
 };
 
 static inline void
@@ -146,6 +147,7 @@ hub_renumber(const char *run, uint64_t seq)
 	s->from = hub_last + 1;
 	s->off = (int64_t)seq - (int64_t)s->from;
 	snprintf(s->run, sizeof s->run, "%s", run);
+	s->own = 0;
 }
 
 /* The segment events are numbered in now (made at the first use). */
@@ -186,6 +188,7 @@ hub_run_new(void)
 
 	replay_run_new(run, util_random64());
 	hub_renumber(run, 1);
+	hub_segs[hub_nsegs - 1].own = 1;
 }
 
 /* The cursor of the newest event ("<run>:0" before the first). */
@@ -573,10 +576,11 @@ hub_hole(uint64_t idx)
 
 /*
  * A standby: an event the leader numbered (run, seq), from the stream.
- * It keeps the leader's number; one this slackd has already had is
- * dropped, and numbers skipped in the leader's run (events this slackd did
- * not get from NATS) are a slackd.gap to the clients, which says where
- * they are.  Returns the index, or 0 if it was dropped or refused.
+ * It keeps the leader's number; one this slackd has already had (or
+ * numbered itself, as the leader it was) is dropped, and numbers skipped in the
+ * leader's run (events this slackd did not get from NATS) are a slackd.gap to
+ * the clients, which says where they are.  Returns the index, or 0 if it was
+ * dropped or refused.
  */
 uint64_t
 hub_inject_as(const char *line, size_t len, const char *type,
@@ -586,10 +590,17 @@ hub_inject_as(const char *line, size_t len, const char *type,
 	uint64_t now = (uint64_t)((int64_t)hub_last + s->off);
 	struct json_object *o;
 
+	u_int k;
+
 	if (seq == 0)
 		return 0;
 	if (strcmp(s->run, run) == 0 && seq <= now)
 		return 0;
+	/* Ours, published late (NATS was away when this slackd led). */
+	for (k = 0; k < hub_nsegs; k++) {
+		if (hub_segs[k].own && strcmp(hub_segs[k].run, run) == 0)
+			return 0;
+	}
 	if (strcmp(s->run, run) == 0 && seq > now + 1) {
 		o = hub_gap_standby(run, now + 1, seq - 1, 1);
 		hub_broadcast_json(o);

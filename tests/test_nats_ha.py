@@ -514,3 +514,32 @@ def test_ha_standby_link_drop_misses_nothing(daemon_factory, fake, nats):
         fake.assert_one_rtm_session()
     finally:
         proxy.close()
+
+
+def test_ha_former_leader_does_not_repeat_its_own_events(daemon_factory,
+                                                         fake, nats):
+    """A leader cut off from NATS stands down with events it could not
+    publish; once NATS is back it publishes them and, standing by, reads
+    them back from the stream: its clients, which got them live, do not
+    get them twice."""
+    ds = ha_daemons(daemon_factory, nats, 2)
+    leader = one_leader(ds, 15)
+    c = seq_client(leader)
+    nats.stop()
+    for i in range(1, 3):
+        fake.add_message(CH, "during the cut %d" % i)
+    got = messages_until(c, "during the cut 2")
+    leader.wait_log("standing by \\(nats_ha\\)")
+    nats.start()
+    one_leader(ds, 20)
+    wait_until(lambda: leader.status()["nats"]["backlog"] == 0, 20 * SCALE,
+               what="the former leader's backlog published")
+    fake.add_message(CH, "after")
+    got += messages_until(c, "after")
+    texts = [m.get("text") for m in got if m.get("type") == "message"]
+    assert texts == ["during the cut 1", "during the cut 2", "after"], got
+    nc = NatsClient(nats.url)
+    stored = [json.loads(b).get("text") for s, _, b in nc.stream_all(STREAM)
+              if s.startswith(PREFIX + ".event.message")]
+    assert stored.count("during the cut 1") == 1, stored
+    nc.close()
