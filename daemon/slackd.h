@@ -213,10 +213,14 @@ void token_secret_free(char *);
 
 /* jscan.c: one pass over an upstream frame, without building objects. */
 #define JSCAN_FIELD    64
+#define JSCAN_TS       32 /* a Slack ts ("1700000000.000100") and room */
 #define JSCAN_TOO_DEEP "nested too deeply"
 struct jscan {
 	char type[JSCAN_FIELD];    /* top-level "type", "" if none */
 	char channel[JSCAN_FIELD]; /* top-level "channel" if a string */
+	char ts[JSCAN_TS];         /* top-level "ts" if a string that fits */
+	char thread_ts[JSCAN_TS];  /* top-level "thread_ts", the same way */
+	int backfilled;            /* a top-level "slackd_backfill" member */
 	int has_reply_to;
 	int64_t reply_to;
 	int has_ok;
