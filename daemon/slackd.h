@@ -394,6 +394,9 @@ struct mailbox_event {
 	uint64_t session;
 	char type[JSCAN_FIELD];    /* Slack's "type", "" if none */
 	char channel[JSCAN_FIELD]; /* top-level "channel", "" if none */
+	char ts[JSCAN_TS];         /* top-level "ts", "" if none */
+	char thread_ts[JSCAN_TS];  /* top-level "thread_ts", "" if none */
+	int backfilled;            /* has "slackd_backfill" (jscan.c) */
 };
 struct mailbox_frame {
 	int64_t id; /* the upstream id of a client's request */
@@ -583,12 +586,15 @@ int request_check_target(const char *, char *, size_t);
  * "<run>:<n>") and kept on the replay ring.
  */
 struct hub_event {
-	const char *type;    /* "" if none */
-	const char *channel; /* "" if none */
-	const char *line;    /* Slack's bytes, "\n" included */
+	const char *type;      /* "" if none */
+	const char *channel;   /* "" if none */
+	const char *ts;        /* top-level "ts", "" if none */
+	const char *thread_ts; /* top-level "thread_ts", "" if none */
+	const char *line;      /* Slack's bytes, "\n" included */
 	size_t len;
 	const char *run; /* its cursor: "<run>:<seq>" */
 	uint64_t seq;
+	int backfilled; /* has a top-level "slackd_backfill" */
 };
 typedef void (*hub_consumer)(const struct hub_event *);
 void hub_consume(hub_consumer);
