@@ -123,45 +123,32 @@ backfill_thread_key(
 /*
  * The hub consumer: every message seen (live or recovered) moves its
  * channel's and thread's mark; while a run is on, live ones are
- * remembered so that history does not bring them again.
+ * remembered so that history does not bring them again.  It runs for
+ * every event, so it parses nothing: channel, ts, thread_ts and the
+ * "slackd_backfill" mark are what jscan.c picked from the top level.
  */
 static void
 backfill_event(const struct hub_event *e)
 {
-	const char *type = e->type, *line = e->line;
-	size_t len = e->len;
-	struct json_tokener *tok;
-	struct json_object *o, *v;
-	const char *channel, *ts, *thread;
+	const char *channel = e->channel, *ts = e->ts, *thread = e->thread_ts;
 	char key[JSCAN_FIELD + BACKFILL_TS + 1];
 	double now;
 
-	if (strcmp(type, "message") != 0)
+	if (strcmp(e->type, "message") != 0)
 		return;
-	tok = json_tokener_new();
-	o = json_tokener_parse_ex(tok, line, (int)len);
-	json_tokener_free(tok);
-	channel = protocol_json_str(o, "channel");
-	ts = protocol_json_str(o, "ts");
-	if (channel == NULL || ts == NULL || !backfill_plan_ts_valid(ts) ||
-	    strlen(channel) >= JSCAN_FIELD) {
-		json_object_put(o);
+	if (*channel == '\0' || !backfill_plan_ts_valid(ts))
 		return;
-	}
 	now = util_wall();
 	backfill_mark(backfill_chans, channel, ts, now);
-	thread = protocol_json_str(o, "thread_ts");
-	if (thread != NULL && strcmp(thread, ts) != 0 &&
+	if (*thread != '\0' && strcmp(thread, ts) != 0 &&
 	    backfill_plan_ts_valid(thread)) {
 		backfill_thread_key(channel, thread, key, sizeof key);
 		if (map_get(backfill_threads, key) != NULL ||
 		    map_count(backfill_threads) < BACKFILL_THREADS_MAX)
 			backfill_mark(backfill_threads, key, ts, now);
 	}
-	if (!json_object_object_get_ex(o, "slackd_backfill", &v) &&
-	    !TAILQ_EMPTY(&backfill_jobs))
+	if (!e->backfilled && !TAILQ_EMPTY(&backfill_jobs))
 		backfill_plan_seen_add(backfill_seen, channel, ts);
-	json_object_put(o);
 	if (backfill_dirty)
 		backfill_save_later();
 }

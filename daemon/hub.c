@@ -94,6 +94,9 @@ hub_event(const struct mailbox_msg *m, const struct hub_seg *s, uint64_t idx,
 {
 	e->type = m->u.event.type;
 	e->channel = m->u.event.channel;
+	e->ts = m->u.event.ts;
+	e->thread_ts = m->u.event.thread_ts;
+	e->backfilled = m->u.event.backfilled;
 	e->line = m->data;
 	e->len = m->len;
 	e->run = s->run;
@@ -497,6 +500,7 @@ uint64_t
 hub_inject(const char *line, size_t len, const char *type, const char *channel)
 {
 	struct mailbox_msg *m;
+	struct jscan js;
 	size_t nl;
 
 	if (hub_busy)
@@ -518,6 +522,17 @@ hub_inject(const char *line, size_t len, const char *type, const char *channel)
 		m->data[len] = '\n';
 	memcpy(m->u.event.type, type, strlen(type) + 1);
 	memcpy(m->u.event.channel, channel, strlen(channel) + 1);
+	/*
+	 * What backfill.c follows messages by, picked as the upstream thread
+	 * picks it (as deep as frame.c allows).  A line jscan refuses still
+	 * goes out, as before, with none of them.
+	 */
+	if (jscan_object(line, len, 64, &js) == 0) {
+		memcpy(m->u.event.ts, js.ts, sizeof m->u.event.ts);
+		memcpy(m->u.event.thread_ts, js.thread_ts,
+		    sizeof m->u.event.thread_ts);
+		m->u.event.backfilled = js.backfilled;
+	}
 	hub_events(&m, 1);
 	return hub_last;
 }

@@ -2,9 +2,13 @@
  * One pass over a frame from Slack: prove it is exactly one well-formed
  * JSON object (RFC 8259, strict UTF-8, bounded nesting) and pick out the
  * few top-level fields the daemon routes on -- "type", "channel",
- * "reply_to", "ok" -- without building any objects.  Most frames are only
- * forwarded, so this is all the work they cost (doc/design.md, "The
- * path of one event").
+ * "reply_to", "ok" -- and those backfill.c follows messages by -- "ts",
+ * "thread_ts", whether "slackd_backfill" is there -- without building any
+ * objects.  Most frames are only forwarded, so this is all the work they
+ * cost (doc/design.md, "The path of one event").  Only members of the
+ * top-level object count; their names and string values are decoded
+ * ("t\u0073" is "ts"); a string value that does not fit its field, or
+ * holds U+0000, is picked as "".
  */
 #include "config.h"
 
@@ -104,10 +108,10 @@ jscan_hex4(const unsigned char *p, uint32_t *v)
 	return 0;
 }
 
-/* Append code point cp to a capture buffer; drop the capture if it won't fit.
- */
+/* Append code point cp to a capture buffer of size cap; drop the capture if
+ * it won't fit. */
 static void
-jscan_put(char *buf, size_t *len, int *over, uint32_t cp)
+jscan_put(char *buf, size_t cap, size_t *len, int *over, uint32_t cp)
 {
 	unsigned char tmp[4];
 	size_t n;
@@ -131,7 +135,7 @@ jscan_put(char *buf, size_t *len, int *over, uint32_t cp)
 		tmp[3] = (unsigned char)(0x80 | (cp & 0x3f));
 		n = 4;
 	}
-	if (cp == 0 || *len + n >= JSCAN_FIELD) {
+	if (cp == 0 || *len + n >= cap) {
 		*over = 1;
 		return;
 	}
@@ -141,21 +145,30 @@ jscan_put(char *buf, size_t *len, int *over, uint32_t cp)
 
 /*
  * A string at s->p (which is '"').  If buf is not NULL, its decoded value
- * is stored there, or "" if it does not fit.
+ * is stored there (cap bytes), or "" if it does not fit.
  */
 static int
-jscan_string(struct jscan_state *s, char *buf)
+jscan_string(struct jscan_state *s, char *buf, size_t cap)
 {
+	const unsigned char *run;
 	size_t n, len = 0;
 	uint32_t cp, lo;
 	int over = 0;
 
 	s->p++;
 	for (;;) {
-		/* The common case first: plain ASCII, nothing to capture. */
-		if (buf == NULL) {
-			while (s->p < s->end && jscan_plain[*s->p])
-				s->p++;
+		/* The common case: a run of plain ASCII, copied at once. */
+		run = s->p;
+		while (s->p < s->end && jscan_plain[*s->p])
+			s->p++;
+		if (buf != NULL && s->p > run) {
+			n = (size_t)(s->p - run);
+			if (len + n >= cap)
+				over = 1;
+			else {
+				memcpy(buf + len, run, n);
+				len += n;
+			}
 		}
 		if (s->p >= s->end)
 			return jscan_fail(s, "unterminated string");
@@ -213,13 +226,13 @@ jscan_string(struct jscan_state *s, char *buf)
 			}
 			s->p += 2;
 			if (buf != NULL)
-				jscan_put(buf, &len, &over, cp);
+				jscan_put(buf, cap, &len, &over, cp);
 			continue;
 		}
 		if ((n = jscan_utf8(s->p, s->end)) == 0)
 			return jscan_fail(s, "invalid UTF-8");
 		if (buf != NULL) {
-			if (len + n >= JSCAN_FIELD)
+			if (len + n >= cap)
 				over = 1;
 			else {
 				memcpy(buf + len, s->p, n);
@@ -303,22 +316,58 @@ enum jscan_key {
 	JSCAN_OTHER,
 	JSCAN_TYPE,
 	JSCAN_CHANNEL,
+	JSCAN_TS_KEY,
+	JSCAN_THREAD_TS,
+	JSCAN_BACKFILL,
 	JSCAN_REPLY_TO,
 	JSCAN_OK
 };
 
+/*
+ * Which top-level name k is.  Every top-level member comes by here, so
+ * the first byte chooses and the compares are against literals (which
+ * the compiler inlines).
+ */
 static enum jscan_key
 jscan_which(const char *k)
 {
-	if (strcmp(k, "type") == 0)
-		return JSCAN_TYPE;
-	if (strcmp(k, "channel") == 0)
-		return JSCAN_CHANNEL;
-	if (strcmp(k, "reply_to") == 0)
-		return JSCAN_REPLY_TO;
-	if (strcmp(k, "ok") == 0)
-		return JSCAN_OK;
+	switch (k[0]) {
+	case 't':
+		if (strcmp(k, "type") == 0)
+			return JSCAN_TYPE;
+		if (strcmp(k, "ts") == 0)
+			return JSCAN_TS_KEY;
+		if (strcmp(k, "thread_ts") == 0)
+			return JSCAN_THREAD_TS;
+		break;
+	case 'c':
+		if (strcmp(k, "channel") == 0)
+			return JSCAN_CHANNEL;
+		break;
+	case 's':
+		if (strcmp(k, "slackd_backfill") == 0)
+			return JSCAN_BACKFILL;
+		break;
+	case 'r':
+		if (strcmp(k, "reply_to") == 0)
+			return JSCAN_REPLY_TO;
+		break;
+	case 'o':
+		if (strcmp(k, "ok") == 0)
+			return JSCAN_OK;
+		break;
+	}
 	return JSCAN_OTHER;
+}
+
+/* A string member: its value into buf (cap bytes), or "" if not a string. */
+static int
+jscan_pick(struct jscan_state *s, char *buf, size_t cap)
+{
+	if (*s->p == '"')
+		return jscan_string(s, buf, cap);
+	buf[0] = '\0';
+	return jscan_value(s, 2);
 }
 
 /* The value of a top-level member we route on. */
@@ -331,11 +380,16 @@ jscan_member(struct jscan_state *s, enum jscan_key key)
 
 	switch (key) {
 	case JSCAN_TYPE:
+		return jscan_pick(s, o->type, sizeof o->type);
 	case JSCAN_CHANNEL:
-		if (*s->p != '"')
-			break;
-		return jscan_string(
-		    s, key == JSCAN_TYPE ? o->type : o->channel);
+		return jscan_pick(s, o->channel, sizeof o->channel);
+	case JSCAN_TS_KEY:
+		return jscan_pick(s, o->ts, sizeof o->ts);
+	case JSCAN_THREAD_TS:
+		return jscan_pick(s, o->thread_ts, sizeof o->thread_ts);
+	case JSCAN_BACKFILL:
+		o->backfilled = 1;
+		break;
 	case JSCAN_REPLY_TO:
 		if (*s->p != '-' && (*s->p < '0' || *s->p > '9'))
 			break;
@@ -372,7 +426,7 @@ jscan_object_body(struct jscan_state *s, int depth)
 		if (s->p >= s->end || *s->p != '"')
 			return jscan_fail(s, "expected a member name");
 		/* Top-level names are decoded: "t\u0079pe" is "type". */
-		if (jscan_string(s, depth == 1 ? key : NULL) != 0)
+		if (jscan_string(s, depth == 1 ? key : NULL, sizeof key) != 0)
 			return -1;
 		which = depth == 1 ? jscan_which(key) : JSCAN_OTHER;
 		jscan_ws(s);
@@ -442,7 +496,7 @@ jscan_value(struct jscan_state *s, int depth)
 			return jscan_object_body(s, depth);
 		return jscan_array_body(s, depth);
 	case '"':
-		return jscan_string(s, NULL);
+		return jscan_string(s, NULL, 0);
 	case 't':
 		return jscan_literal(s, "true");
 	case 'f':

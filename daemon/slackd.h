@@ -213,10 +213,14 @@ void token_secret_free(char *);
 
 /* jscan.c: one pass over an upstream frame, without building objects. */
 #define JSCAN_FIELD    64
+#define JSCAN_TS       32 /* a Slack ts ("1700000000.000100") and room */
 #define JSCAN_TOO_DEEP "nested too deeply"
 struct jscan {
 	char type[JSCAN_FIELD];    /* top-level "type", "" if none */
 	char channel[JSCAN_FIELD]; /* top-level "channel" if a string */
+	char ts[JSCAN_TS];         /* top-level "ts" if a string that fits */
+	char thread_ts[JSCAN_TS];  /* top-level "thread_ts", the same way */
+	int backfilled;            /* a top-level "slackd_backfill" member */
 	int has_reply_to;
 	int64_t reply_to;
 	int has_ok;
@@ -390,6 +394,9 @@ struct mailbox_event {
 	uint64_t session;
 	char type[JSCAN_FIELD];    /* Slack's "type", "" if none */
 	char channel[JSCAN_FIELD]; /* top-level "channel", "" if none */
+	char ts[JSCAN_TS];         /* top-level "ts", "" if none */
+	char thread_ts[JSCAN_TS];  /* top-level "thread_ts", "" if none */
+	int backfilled;            /* has "slackd_backfill" (jscan.c) */
 };
 struct mailbox_frame {
 	int64_t id; /* the upstream id of a client's request */
@@ -579,12 +586,15 @@ int request_check_target(const char *, char *, size_t);
  * "<run>:<n>") and kept on the replay ring.
  */
 struct hub_event {
-	const char *type;    /* "" if none */
-	const char *channel; /* "" if none */
-	const char *line;    /* Slack's bytes, "\n" included */
+	const char *type;      /* "" if none */
+	const char *channel;   /* "" if none */
+	const char *ts;        /* top-level "ts", "" if none */
+	const char *thread_ts; /* top-level "thread_ts", "" if none */
+	const char *line;      /* Slack's bytes, "\n" included */
 	size_t len;
 	const char *run; /* its cursor: "<run>:<seq>" */
 	uint64_t seq;
+	int backfilled; /* has a top-level "slackd_backfill" */
 };
 typedef void (*hub_consumer)(const struct hub_event *);
 void hub_consume(hub_consumer);

@@ -1101,6 +1101,10 @@ upstream_event_msg(struct upstream_conn *conn, const struct jscan *js,
 	m->data[len] = '\n';
 	memcpy(m->u.event.type, js->type, sizeof m->u.event.type);
 	memcpy(m->u.event.channel, js->channel, sizeof m->u.event.channel);
+	memcpy(m->u.event.ts, js->ts, sizeof m->u.event.ts);
+	memcpy(
+	    m->u.event.thread_ts, js->thread_ts, sizeof m->u.event.thread_ts);
+	m->u.event.backfilled = js->backfilled;
 	return m;
 }
 

@@ -2,7 +2,9 @@
  * libFuzzer target: the upstream frame handler, frame bytes in, decision
  * out (frame_classify, as the upstream thread calls it).  The first byte
  * chooses whether a hello is awaited and which ping is outstanding.
- * Anything forwarded to clients is one JSON object on one line.
+ * Anything forwarded to clients is one JSON object on one line, and
+ * scanning it again picks the same fields (type, channel, ts, thread_ts,
+ * slackd_backfill): compacting changed nothing they depend on.
  */
 #include "config.h"
 
@@ -32,6 +34,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf[size - 1] = '\0';
 	frame_classify(buf, size - 1, want_hello, ping, &f);
 	assert(f.len <= size - 1);
+	assert(memchr(f.js.ts, '\0', sizeof f.js.ts) != NULL);
+	assert(memchr(f.js.thread_ts, '\0', sizeof f.js.thread_ts) != NULL);
 	switch (f.action) {
 	case FRAME_DROP:
 		assert(f.why != NULL);
@@ -49,6 +53,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(jscan_object(buf, f.len, 64, &again) == 0);
 		assert(again.spaces == 0);
 		assert(strcmp(again.type, f.js.type) == 0);
+		assert(strcmp(again.channel, f.js.channel) == 0);
+		assert(strcmp(again.ts, f.js.ts) == 0);
+		assert(strcmp(again.thread_ts, f.js.thread_ts) == 0);
+		assert(again.backfilled == f.js.backfilled);
 		break;
 	}
 	if (f.action == FRAME_HELLO || f.action == FRAME_NOT_HELLO)

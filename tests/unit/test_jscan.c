@@ -217,6 +217,115 @@ test_escapes(void)
 	    "captured");
 }
 
+/* The picks backfill.c follows messages by: ts, thread_ts, slackd_backfill. */
+static void
+test_picks(void)
+{
+	char in[256], want[JSCAN_TS + 8];
+	struct jscan js;
+
+	ok(scan("{\"type\":\"message\",\"channel\":\"C1\",\"user\":\"U1\","
+	        "\"text\":\"hi\",\"ts\":\"1700000000.000200\","
+	        "\"thread_ts\":\"1700000000.000100\",\"slackd_backfill\":true}",
+	       &js) == 0,
+	    "a backfilled thread reply parses");
+	is_str(js.ts, "1700000000.000200", "ts");
+	is_str(js.thread_ts, "1700000000.000100", "thread_ts");
+	ok(js.backfilled == 1, "slackd_backfill is seen");
+	is_str(js.type, "message", "type still picked next to them");
+	is_str(js.channel, "C1", "channel still picked next to them");
+
+	ok(scan("{\"type\":\"message\",\"channel\":\"C1\",\"text\":\"x\"}",
+	       &js) == 0 &&
+	        js.ts[0] == '\0' && js.thread_ts[0] == '\0' && !js.backfilled,
+	    "absent: ts and thread_ts \"\", not backfilled");
+	ok(scan("{\"slackd_backfill\":false}", &js) == 0 && js.backfilled == 1,
+	    "slackd_backfill counts whatever its value (false)");
+	ok(scan("{\"slackd_backfill\":null}", &js) == 0 && js.backfilled == 1,
+	    "slackd_backfill counts whatever its value (null)");
+	ok(scan("{\"slackd_backfill\":{\"a\":[1]},\"ts\":\"1.2\"}", &js) == 0 &&
+	        js.backfilled == 1 && strcmp(js.ts, "1.2") == 0,
+	    "slackd_backfill with an object value; ts after it");
+	ok(scan("{\"message\":{\"ts\":\"1.1\",\"thread_ts\":\"1.0\","
+	        "\"slackd_backfill\":true},\"a\":[{\"ts\":\"2.2\"}]}",
+	       &js) == 0 &&
+	        js.ts[0] == '\0' && js.thread_ts[0] == '\0' && !js.backfilled,
+	    "nested ts, thread_ts and slackd_backfill are ignored");
+	ok(scan("{\"message\":{\"ts\":\"1.1\"},\"ts\":\"3.3\"}", &js) == 0 &&
+	        strcmp(js.ts, "3.3") == 0,
+	    "the top-level ts after a nested one (message_changed)");
+	ok(scan("{\"ts\":1700000000.0002,\"thread_ts\":[\"1.1\"]}", &js) == 0 &&
+	        js.ts[0] == '\0' && js.thread_ts[0] == '\0',
+	    "a number ts and an array thread_ts are \"\"");
+	ok(scan("{\"ts\":null,\"thread_ts\":true}", &js) == 0 &&
+	        js.ts[0] == '\0' && js.thread_ts[0] == '\0',
+	    "null and true are \"\"");
+	ok(scan("{\"ts\":\"1.1\",\"ts\":5}", &js) == 0 && js.ts[0] == '\0',
+	    "the last duplicate wins, even when not a string (as json-c)");
+	ok(scan("{\"type\":\"message\",\"type\":5}", &js) == 0 &&
+	        js.type[0] == '\0',
+	    "so does a type that is not a string");
+	ok(scan("{\"ts\":\"1.10\",\"ts\":\"1.2\"}", &js) == 0 &&
+	        strcmp(js.ts, "1.2") == 0,
+	    "a shorter later ts is terminated");
+	ok(scan("{\"tss\":\"1\",\"t\":\"2\",\"thread\":\"3\",\"slackd\":1,"
+	        "\"slackd_backfilled\":1,\"TS\":\"4\"}",
+	       &js) == 0 &&
+	        js.ts[0] == '\0' && js.thread_ts[0] == '\0' && !js.backfilled,
+	    "only the exact keys count");
+	ok(scan("{\"t\\u0073\":\"1.1\",\"thread\\u005fts\":\"1.0\","
+	        "\"slackd_\\u0062ackfill\":1}",
+	       &js) == 0 &&
+	        strcmp(js.ts, "1.1") == 0 && strcmp(js.thread_ts, "1.0") == 0 &&
+	        js.backfilled == 1,
+	    "escaped keys are decoded, as for type");
+
+	/*
+	 * A ts never has escapes, but JSON allows them: an escaped value is
+	 * decoded (as json-c, which backfill.c used to parse with, did), so
+	 * it is the ts it spells; one escaping U+0000 is "".
+	 */
+	ok(scan("{\"ts\":\"1700000000.00010\\u0030\"}", &js) == 0 &&
+	        strcmp(js.ts, "1700000000.000100") == 0,
+	    "an escaped digit in ts is decoded");
+	ok(scan("{\"thread_ts\":\"1\\/2\"}", &js) == 0 &&
+	        strcmp(js.thread_ts, "1/2") == 0,
+	    "an escaped slash in thread_ts is decoded");
+	ok(scan("{\"ts\":\"1\\u00002\"}", &js) == 0 && js.ts[0] == '\0',
+	    "a ts with \\u0000 is \"\"");
+
+	/* JSCAN_TS - 1 bytes fit, one more does not; the frame is fine. */
+	memset(want, '9', JSCAN_TS - 1);
+	want[JSCAN_TS - 1] = '\0';
+	snprintf(
+	    in, sizeof in, "{\"ts\":\"%s\",\"thread_ts\":\"%s\"}", want, want);
+	ok(scan(in, &js) == 0 && strcmp(js.ts, want) == 0 &&
+	        strcmp(js.thread_ts, want) == 0,
+	    "a %d-byte ts and thread_ts are kept", JSCAN_TS - 1);
+	snprintf(in, sizeof in,
+	    "{\"ts\":\"%s9\",\"thread_ts\":\"%s9\",\"type\":\"message\"}", want,
+	    want);
+	ok(scan(in, &js) == 0 && js.error == NULL && js.ts[0] == '\0' &&
+	        js.thread_ts[0] == '\0' && strcmp(js.type, "message") == 0,
+	    "a %d-byte ts or thread_ts becomes \"\", the frame is accepted",
+	    JSCAN_TS);
+	snprintf(in, sizeof in, "{\"ts\":\"%s\\u0039\"}", want);
+	ok(scan(in, &js) == 0 && js.ts[0] == '\0',
+	    "%d bytes with the last one escaped become \"\"", JSCAN_TS);
+	want[JSCAN_TS - 3] = '\0';
+	snprintf(in, sizeof in, "{\"ts\":\"%s\xc3\xa9\"}", want);
+	ok(scan(in, &js) == 0 && strlen(js.ts) == JSCAN_TS - 1,
+	    "%d bytes + a 2-byte character fit a ts", JSCAN_TS - 3);
+
+	/* Broken JSON is refused as before, wherever the pick is. */
+	refuses("{\"ts\":\"1.1}", "unterminated string", "an unterminated ts");
+	refuses("{\"ts\":\"1\\q\"}", "bad escape", "a bad escape in ts");
+	refuses("{\"slackd_backfill\":}", "unexpected character",
+	    "slackd_backfill without a value");
+	refuses("{\"thread_ts\":\"\xff\"}", "invalid UTF-8",
+	    "invalid UTF-8 in thread_ts");
+}
+
 /* {"a":[[...]]} or {"a":{"a":...}}: depth containers counting the top. */
 static char *
 nested(int depth, int objects, const char *leaf)
@@ -733,7 +842,7 @@ static void
 gen_object(struct buf *b, int depth, int spaces)
 {
 	static const char *keys[] = { "\"type\"", "\"channel\"", "\"reply_to\"",
-		"\"ok\"" };
+		"\"ok\"", "\"ts\"", "\"thread_ts\"", "\"slackd_backfill\"" };
 	unsigned n, i;
 
 	put(b, "{", 1);
@@ -1204,6 +1313,41 @@ test_differential(void)
 	free(b.p);
 }
 
+/* What jscan should have picked for key, as json-c sees o: "" unless a
+ * string without U+0000 that fits cap. */
+static int
+pick_as_jsonc(struct json_object *o, const char *key, const char *got,
+    size_t cap, size_t *picked)
+{
+	struct json_object *v;
+	const char *s;
+	size_t len;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return got[0] == '\0';
+	s = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (len >= cap || memchr(s, '\0', len) != NULL)
+		return got[0] == '\0';
+	if (len > 0)
+		(*picked)++;
+	return strcmp(s, got) == 0;
+}
+
+static int
+picks_as_jsonc(struct json_object *o, const struct jscan *js, size_t *picked)
+{
+	int backfilled = json_object_object_get_ex(o, "slackd_backfill", NULL);
+
+	*picked += backfilled;
+	return pick_as_jsonc(o, "type", js->type, JSCAN_FIELD, picked) &&
+	    pick_as_jsonc(o, "channel", js->channel, JSCAN_FIELD, picked) &&
+	    pick_as_jsonc(o, "ts", js->ts, JSCAN_TS, picked) &&
+	    pick_as_jsonc(o, "thread_ts", js->thread_ts, JSCAN_TS, picked) &&
+	    backfilled == js->backfilled;
+}
+
 /* Grammar-valid objects: always accepted; compacting keeps them equal. */
 static void
 test_random_valid(void)
@@ -1212,7 +1356,8 @@ test_random_valid(void)
 	struct jscan a, c;
 	struct json_object *o1, *o2;
 	unsigned iter;
-	size_t n, refused = 0, diff = 0, unequal = 0, spaced = 0;
+	size_t n, refused = 0, diff = 0, unequal = 0, spaced = 0, wrong = 0;
+	size_t picked = 0;
 
 	for (iter = 0; iter < 2000; iter++) {
 		b.len = 0;
@@ -1234,19 +1379,30 @@ test_random_valid(void)
 		    strcmp(a.channel, c.channel) != 0 ||
 		    a.has_reply_to != c.has_reply_to ||
 		    (a.has_reply_to && a.reply_to != c.reply_to) ||
-		    a.has_ok != c.has_ok || a.ok != c.ok) {
+		    a.has_ok != c.has_ok || a.ok != c.ok ||
+		    strcmp(a.ts, c.ts) != 0 ||
+		    strcmp(a.thread_ts, c.thread_ts) != 0 ||
+		    a.backfilled != c.backfilled) {
 			if (diff++ < 5)
 				diag_bytes("compacted", b.p, b.len);
 		}
 		o2 = json_tokener_parse(b.p);
 		if (o1 == NULL || o2 == NULL || !json_object_equal(o1, o2))
 			unequal++;
+		if (o1 != NULL && !picks_as_jsonc(o1, &a, &picked)) {
+			if (wrong++ < 5)
+				diag_bytes("picked wrong", b.p, b.len);
+		}
 		json_object_put(o1);
 		json_object_put(o2);
 	}
 	is_int(refused, 0, "every grammar-valid random object is accepted");
 	is_int(diff, 0, "compacted objects re-scan with identical fields");
 	is_int(unequal, 0, "compacted objects are equal JSON (json-c)");
+	is_int(wrong, 0,
+	    "type, channel, ts, thread_ts and slackd_backfill are what json-c finds at the top level");
+	ok(picked > 100, "many random objects had something to pick (%zu)",
+	    picked);
 	ok(spaced > 500, "most random objects had spaces to remove");
 	free(b.p);
 }
@@ -1256,6 +1412,7 @@ main(void)
 {
 	test_valid();
 	test_escapes();
+	test_picks();
 	test_depth();
 	test_refused();
 	test_nul_and_positions();
