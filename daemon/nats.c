@@ -19,10 +19,10 @@
  * handed to js_PublishMsgAsync oldest first, at most NATS_WINDOW at a
  * time; the rest wait.  When the connection drops, or a
  * publish is not acknowledged in time, every entry goes back to waiting
- * and is published again, in order, once NATS is back: Nats-Msg-Id (a hash
- * of the bytes) lets JetStream drop what it already had, within the
- * stream's duplicate window.  The queue holds at most nats_backlog bytes;
- * past that the oldest events are dropped and one gap entry at the head
+ * and is published again, in order, once NATS is back: Nats-Msg-Id (the
+ * event's identity, nats_msgid()) lets JetStream drop what it already had,
+ * within the stream's duplicate window.  The queue holds at most nats_backlog
+ * bytes; past that the oldest events are dropped and one gap entry at the head
  * says which sequence numbers were lost, published as a slackd.gap record.
  * Local clients never wait for any of this: the hub hands an event over
  * and goes on.
@@ -124,8 +124,8 @@ struct nats_entry {
 	char *suffix; /* the subject after the prefix */
 	char *data;   /* the line, "\n" included */
 	size_t len;
-	char msgid[72]; /* Nats-Msg-Id */
-	uint64_t first; /* gap: the events lost, first_run:first to … */
+	char msgid[112]; /* Nats-Msg-Id */
+	uint64_t first;  /* gap: the events lost, first_run:first to … */
 	uint64_t last;
 	char first_run[REPLAY_RUN_LEN + 1];
 	uint64_t events;
@@ -1224,6 +1224,28 @@ nats_acked(const char *id, int ok, int duplicate, const char *why)
 }
 
 /*
+ * An event's identity, its Nats-Msg-Id: for a message, its channel and
+ * ts (Slack's own identity of a message, so a recovered copy, marked
+ * slackd_backfill, is the same message as the live one); for anything
+ * else a SHA-256 of its bytes (two events with the same bytes are one).
+ */
+static void
+nats_msgid(const struct hub_event *ev, char *id, size_t size)
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	size_t i;
+
+	if (strcmp(ev->type, "message") == 0 && *ev->channel != '\0' &&
+	    *ev->ts != '\0' &&
+	    (size_t)snprintf(id, size, "message:%s:%s", ev->channel, ev->ts) <
+	        size)
+		return;
+	SHA256((const unsigned char *)ev->line, ev->len, md);
+	for (i = 0; i < sizeof md && 2 * i + 2 < size; i++)
+		snprintf(id + 2 * i, 3, "%02x", md[i]);
+}
+
+/*
  * The hub's consumer: every event, on the main thread, before the
  * clients get it.  Copies the line and returns.
  */
@@ -1233,9 +1255,7 @@ nats_event(const struct hub_event *ev)
 	const char *line = ev->line;
 	size_t len = ev->len;
 	struct nats_entry *e;
-	unsigned char md[SHA256_DIGEST_LENGTH];
 	char t[JSCAN_FIELD], c[JSCAN_FIELD];
-	size_t i;
 
 	if (slackd_conf->nats_ha && !nats_leading)
 		return; /* the leader publishes; this came from the stream */
@@ -1252,9 +1272,7 @@ nats_event(const struct hub_event *ev)
 		xasprintf(&e->suffix, "event.%s", t);
 	e->data = xmemdup(line, len);
 	e->len = len;
-	SHA256((const unsigned char *)line, len, md);
-	for (i = 0; i < sizeof md; i++)
-		snprintf(e->msgid + 2 * i, 3, "%02x", md[i]);
+	nats_msgid(ev, e->msgid, sizeof e->msgid);
 	TAILQ_INSERT_TAIL(&nats_queue, e, entry);
 	if (nats_cursor_ok && nats_cursor == NULL)
 		nats_cursor = e;
