@@ -77,6 +77,7 @@ static struct backfill_jobs backfill_jobs =
 static struct map *backfill_chans;   /* channel -> mark */
 static struct map *backfill_threads; /* "channel thread_ts" -> mark */
 static struct backfill_plan_seen *backfill_seen;
+static struct backfill_plan_seen *backfill_given; /* messages recovered */
 static char *backfill_team; /* the workspace the marks are from */
 static int backfill_connected;
 static double backfill_gap_from; /* wall clock; 0: no gap to fill */
@@ -298,7 +299,30 @@ backfill_deliver(const struct backfill_job *job, struct json_object *m)
 	line[len] = '\n';
 	hub_inject(line, len + 1, "message", job->channel);
 	free(line);
+	backfill_plan_seen_add(backfill_given, job->channel, ts);
 	backfill_recovered++;
+}
+
+/*
+ * A live message that was recovered already?  Slack sends late what it
+ * was not told had arrived (a Socket Mode envelope whose ack was lost
+ * with its connection is retried on the next, after the gap was
+ * backfilled): the clients have it, so it is not forwarded again.  Called
+ * for every event before the hub numbers it; quick when nothing was
+ * recovered.
+ */
+int
+backfill_had(const struct mailbox_event *ev)
+{
+	if (backfill_given == NULL ||
+	    backfill_plan_seen_count(backfill_given) == 0 ||
+	    ev->ts[0] == '\0' || strcmp(ev->type, "message") != 0 ||
+	    !backfill_plan_seen_has(backfill_given, ev->channel, ev->ts))
+		return 0;
+	log_info(
+	    "backfill: message %s in %s came again from Slack after it was recovered: not forwarded twice",
+	    ev->ts, ev->channel);
+	return 1;
 }
 
 /*
@@ -900,6 +924,7 @@ backfill_init(void)
 	backfill_chans = map_new();
 	backfill_threads = map_new();
 	backfill_seen = backfill_plan_seen_new(BACKFILL_SEEN_MAX);
+	backfill_given = backfill_plan_seen_new(BACKFILL_SEEN_MAX);
 	backfill_save_ev = evtimer_new(slackd_base, backfill_save_cb, NULL);
 	backfill_retry_ev = evtimer_new(slackd_base, backfill_retry_cb, NULL);
 	backfill_load();
@@ -923,9 +948,10 @@ backfill_shutdown(void)
 	map_free(backfill_chans, free);
 	map_free(backfill_threads, free);
 	backfill_plan_seen_free(backfill_seen);
+	backfill_plan_seen_free(backfill_given);
 	free(backfill_team);
 	free(backfill_gap_why);
 	backfill_chans = backfill_threads = NULL;
-	backfill_seen = NULL;
+	backfill_seen = backfill_given = NULL;
 	backfill_team = backfill_gap_why = NULL;
 }

@@ -273,8 +273,11 @@ slackd_dispatch(struct mailbox_msg *m)
 {
 	switch (m->type) {
 	case MAILBOX_EVENT:
-		hub_events(&m, 1); /* takes m */
-		return;
+		if (!backfill_had(&m->u.event)) {
+			hub_events(&m, 1); /* takes m */
+			return;
+		}
+		break;
 	case MAILBOX_STATE:
 		slackd_state(m);
 		break;
@@ -341,7 +344,10 @@ slackd_mailbox_cb(evutil_socket_t fd, short what, void *arg)
 		STAILQ_REMOVE_HEAD(&slackd_pending, entry);
 		bytes += m->len;
 		if (m->type == MAILBOX_EVENT) {
-			events[count++] = m; /* delivered together, below */
+			if (backfill_had(&m->u.event))
+				mailbox_msg_free(m);
+			else
+				events[count++] = m; /* delivered together */
 			continue;
 		}
 		if (count > 0)

@@ -711,6 +711,7 @@ void names_save_now(void);
 void backfill_init(void);
 void backfill_state(enum upstream_state, const char *);
 void backfill_takeover(double);
+int backfill_had(const struct mailbox_event *);
 void backfill_shutdown(void);
 
 /* backfill_plan.c: backfill's decisions (pure). */
