@@ -1,0 +1,323 @@
+"""NATS with authentication: the permissions README.md documents for
+nats_ha, NKey and creds (JWT) logins, and nats_ha with Socket Mode.
+
+A real nats-server is started per test (JetStream in a temporary
+directory); the tests are skipped, saying so, only where nats-server is
+not installed.  The keys and JWTs are made here (Ed25519 from Debian's
+python3-cryptography, NATS's own encodings written out below), so the
+server checks what slackd's libnats sends against an independent
+implementation.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import SCALE, SLACKCTL, wait_until
+from test_nats import (NATS_SERVER, PREFIX, STREAM, NatsClient, NatsServer,
+                       message, wait_stream)
+from test_nats_ha import leaders, one_leader, recv_message
+
+try:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey)
+    from cryptography.hazmat.primitives import serialization
+except ImportError:  # pragma: no cover
+    Ed25519PrivateKey = None
+
+pytestmark = [
+    pytest.mark.skipif(
+        NATS_SERVER is None,
+        reason="nats-server is not installed (Debian: apt-get install "
+        "nats-server; scripts/deps installs it): these tests need a real "
+        "server"),
+    pytest.mark.skipif(
+        Ed25519PrivateKey is None,
+        reason="python3-cryptography is missing (Debian: apt-get install "
+        "python3-cryptography; scripts/deps installs it): the NKeys are "
+        "made with it"),
+]
+
+LEASE = 2.0  # s: ha_lease in these tests
+CH = "C024BE91L"
+WAIT = 20 * SCALE
+
+
+def secret_file(path, data, mode=0o600):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.write(fd, data.encode() if isinstance(data, str) else data)
+    os.close(fd)
+    return path
+
+
+# ---- NKeys -----------------------------------------------------------------
+#
+# An NKey is an Ed25519 key pair, written as base32 (no padding) of
+# prefix byte(s), the 32 key bytes and a CRC16 (XMODEM, little-endian).
+# A public key has one prefix byte (its role: U user, A account, O
+# operator); a seed has two: "S" and the role, packed into 10 bits.
+
+NKEY_ROLE = {"user": 20 << 3, "account": 0, "operator": 14 << 3}
+NKEY_SEED = 18 << 3
+
+
+def crc16(data):
+    return binascii.crc_hqx(data, 0)  # CRC-16/XMODEM
+
+
+def nkey_encode(prefix, raw):
+    b = bytes(prefix) + raw
+    b += crc16(b).to_bytes(2, "little")
+    return base64.b32encode(b).decode().rstrip("=")
+
+
+class NKey:
+    def __init__(self, role):
+        self.key = Ed25519PrivateKey.generate()
+        raw_seed = self.key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.NoEncryption())
+        raw_pub = self.key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        r = NKEY_ROLE[role]
+        self.public = nkey_encode([r], raw_pub)
+        self.seed = nkey_encode(
+            [NKEY_SEED | (r >> 5), (r & 31) << 3], raw_seed)
+
+    def sign(self, data):
+        return self.key.sign(data)
+
+
+def test_nkey_encoding_is_nats():
+    """The encodings above give keys of NATS's shape (the servers in the
+    tests below are what accepts or refuses them)."""
+    k = NKey("user")
+    assert k.public.startswith("U") and len(k.public) == 56
+    assert k.seed.startswith("SU") and len(k.seed) == 58
+    a, o = NKey("account"), NKey("operator")
+    assert a.public[0] == "A" and a.seed.startswith("SA")
+    assert o.public[0] == "O" and o.seed.startswith("SO")
+    # decode our own seed and check the CRC, as nkeys does
+    raw = base64.b32decode(k.seed + "=" * (-len(k.seed) % 8))
+    assert crc16(raw[:-2]) == int.from_bytes(raw[-2:], "little")
+
+
+# ---- JWTs (nats-io/jwt v2) --------------------------------------------------
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def jwt(issuer, subject, name, nats):
+    """A v2 NATS JWT for subject, signed by issuer (an NKey)."""
+    header = {"typ": "JWT", "alg": "ed25519-nkey"}
+    claims = {"iat": int(time.time()), "iss": issuer.public,
+              "name": name, "sub": subject, "nats": nats}
+    # jti: the hash of the claims without it, as nats-io/jwt v2 makes it
+    h = hashlib.new("sha512_256", json.dumps(claims).encode()).digest()
+    claims["jti"] = base64.b32encode(h).decode().rstrip("=")
+    body = b64url(json.dumps(header).encode()) + "." + \
+        b64url(json.dumps(claims).encode())
+    return body + "." + b64url(issuer.sign(body.encode()))
+
+
+UNLIMITED = {"subs": -1, "data": -1, "payload": -1, "imports": -1,
+             "exports": -1, "wildcards": True, "conn": -1, "leaf": -1}
+
+
+def creds_text(user_jwt, seed):
+    """A .creds file, as nsc writes it."""
+    return ("-----BEGIN NATS USER JWT-----\n%s\n"
+            "------END NATS USER JWT------\n\n"
+            "************************* IMPORTANT *************************\n"
+            "NKEY Seed printed below can be used to sign and prove identity.\n"
+            "NKEYs are sensitive and should be treated as secrets.\n\n"
+            "-----BEGIN USER NKEY SEED-----\n%s\n"
+            "------END USER NKEY SEED------\n\n"
+            "*************************************************************\n"
+            % (user_jwt, seed))
+
+
+class Operator:
+    """An operator, a system account and an account with JetStream, and
+    users of that account: what nsc would make, for nats-server's
+    operator mode with a memory resolver."""
+
+    def __init__(self):
+        self.op = NKey("operator")
+        self.sys = NKey("account")
+        self.acct = NKey("account")
+        self.op_jwt = jwt(self.op, self.op.public, "test-operator", {
+            "type": "operator", "version": 2,
+            "system_account": self.sys.public})
+        self.sys_jwt = jwt(self.op, self.sys.public, "SYS", {
+            "type": "account", "version": 2, "limits": dict(UNLIMITED)})
+        limits = dict(UNLIMITED, mem_storage=-1, disk_storage=-1,
+                      streams=-1, consumer=-1)
+        self.acct_jwt = jwt(self.op, self.acct.public, "SLACK", {
+            "type": "account", "version": 2, "limits": limits,
+            "default_permissions": {"pub": {}, "sub": {}}})
+
+    def user(self, name, permissions=None):
+        """(NKey, JWT) of a user of the account."""
+        u = NKey("user")
+        nats = {"type": "user", "version": 2, "subs": -1, "data": -1,
+                "payload": -1, "pub": {}, "sub": {}}
+        nats.update(permissions or {})
+        return u, jwt(self.acct, u.public, name, nats)
+
+    def server_conf(self):
+        return ("operator: %s\nsystem_account: %s\nresolver: MEMORY\n"
+                "resolver_preload: {\n  %s: %s\n  %s: %s\n}\n" % (
+                    self.op_jwt, self.sys.public, self.sys.public,
+                    self.sys_jwt, self.acct.public, self.acct_jwt))
+
+
+# ---- a test client that logs in with an NKey or a JWT ----------------------
+
+class AuthClient(NatsClient):
+    """NatsClient logging in with an NKey (nonce signed) and, for a JWT
+    user, the JWT."""
+
+    def __init__(self, url, nkey, user_jwt=None):
+        host, port = url.split("//")[1].split(":")
+        self.sock = socket.create_connection((host, int(port)), 5)
+        self.buf = b""
+        self.sid = 0
+        self.inbox_n = 0
+        info = self._line()
+        assert info.startswith(b"INFO "), info
+        nonce = json.loads(info[5:])["nonce"]
+        conn = {"verbose": False, "pedantic": False, "headers": True,
+                "no_responders": True, "protocol": 1, "lang": "python",
+                "version": "test",
+                "sig": b64url(nkey.sign(nonce.encode()))}
+        if user_jwt is None:
+            conn["nkey"] = nkey.public
+        else:
+            conn["jwt"] = user_jwt
+        self.sock.sendall(b"CONNECT " + json.dumps(conn).encode() +
+                          b"\r\nPING\r\n")
+        while True:
+            line = self._line()
+            if line == b"PONG":
+                break
+            assert not line.startswith(b"-ERR"), line
+
+
+def ctl_nats(d, url, *args, env=None, timeout=30):
+    """slackctl over NATS, from a "host" without slackd's socket."""
+    e = dict(os.environ, XDG_RUNTIME_DIR="/nonexistent")
+    for k in ("SLACKD_SOCKET", "SLACKD_NATS", "SLACKD_NATS_PREFIX",
+              "SLACKD_NATS_CREDS"):
+        e.pop(k, None)
+    e.update(env or {})
+    p = subprocess.run([SLACKCTL, "--nats", url, "--nats-prefix", PREFIX] +
+                       list(args), capture_output=True, text=True,
+                       timeout=timeout, env=e)
+    d.outputs += [p.stdout, p.stderr]
+    return p
+
+
+# ---- nats_ha with the documented permissions -------------------------------
+
+def readme_ha_permissions():
+    """The slackd user's permissions for nats_ha, as README.md's "Standby
+    and takeover" lists them, with this test's prefix and stream."""
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(top, "README.md")) as f:
+        text = f.read()
+    part = text[text.index("### Standby and takeover"):]
+    block = part[part.index("{ user: slackd"):]
+    block = block[:block.index("```")]
+    lists = {}
+    for kind in ("publish", "subscribe"):
+        s = block[block.index(kind + ":") + len(kind) + 1:]
+        s = s[:s.index("]") + 1]
+        lists[kind] = [x.replace("slack.T024BE7LD", PREFIX)
+                       .replace("SLACK_T024BE7LD", STREAM)
+                       for x in json.loads(s)]
+    return lists
+
+
+def test_ha_with_the_documented_permissions(daemon_factory, fake, tmp_path):
+    perms = readme_ha_permissions()
+    # the list really is the HA one (the test would prove nothing else)
+    assert any("KV_SLACKD_HA_" in s for s in perms["publish"]), perms
+    server = NatsServer(tmp_path / "haperm", users=[
+        {"user": "slackd", "password": "slackd-pw", "permissions": perms},
+        {"user": "admin", "password": "admin-pw"}]).start()
+    try:
+        pw = secret_file(str(tmp_path / "nats.pw"), "slackd-pw\n")
+        ds = []
+        for _ in range(3):
+            d = daemon_factory(nats_url=server.url, nats_user="slackd",
+                               nats_password_file=pw, nats_ha="yes",
+                               ha_lease="%g" % LEASE, nats_prefix=PREFIX,
+                               nats_stream=STREAM)
+            d.start(wait="socket")
+            ds.append(d)
+        leader = one_leader(ds, 15)
+        standbys = [d for d in ds if d is not leader]
+        for d in standbys:
+            wait_until(lambda: "pid %d" % leader.proc.pid in
+                       (d.status().get("leader") or ""), 5 * SCALE,
+                       what="the standby to name the leader")
+        clients = {d: d.client() for d in ds}
+        nc = NatsClient(server.url, "admin", "admin-pw")
+        for i in range(1, 3):
+            fake.add_message(CH, "hello %d" % i)
+        for d in ds:
+            for i in range(1, 3):
+                recv_message(clients[d], "hello %d" % i)
+        # a request on a standby's socket goes to Slack through the leader
+        c = clients[standbys[0]]
+        c.send({"id": 7, "type": "message", "channel": CH,
+                "text": "from a standby"})
+        r = c.recv_until(lambda m: m.get("reply_to") == 7, 10 * SCALE)
+        assert r.get("ok") is True, r
+        assert [f["text"] for f in fake.messages()].count(
+            "from a standby") == 1
+        # the leader dies: a standby leads (the lease's subjects suffice)
+        leader.signal(signal.SIGKILL)
+        leader.wait_exit()
+        leader.expected_exit = None
+        new = one_leader(standbys, LEASE + 5)
+        fake.add_message(CH, "after the takeover")
+        for d in standbys:
+            recv_message(clients[d], "after the takeover", 20)
+        wait_until(lambda: new.status()["nats"]["backlog"] == 0, WAIT,
+                   what="the new leader's acks")
+        msgs = [b for s, _, b in nc.stream_all(STREAM)
+                if s.startswith(PREFIX + ".event.message")]
+        for text in ("hello 1", "hello 2", "after the takeover"):
+            assert sum(1 for b in msgs if b'"%s"' % text.encode()
+                       in b) == 1, (text, msgs)
+        # a clean stop releases the lease (a delete): the third leads at once
+        other = [d for d in standbys if d is not new][0]
+        new.stop()
+        one_leader([other], LEASE * 0.6)
+        fake.add_message(CH, "after the handover")
+        recv_message(clients[other], "after the handover", 20)
+        # nothing was refused: not in slackd's status, not in the server
+        st = other.status()["nats"]
+        assert st["last_error"] is None or "Permissions Violation" \
+            not in st["last_error"], st
+        for d in ds:
+            assert "Permissions Violation" not in d.log_text()
+        # (nats-server logs "Publish Violation", "Subscription Violation")
+        assert "Violation" not in server.log_text(), \
+            server.log_text()[-3000:]
+        fake.assert_one_rtm_session()
+        nc.close()
+    finally:
+        server.stop()
