@@ -321,3 +321,91 @@ def test_ha_with_the_documented_permissions(daemon_factory, fake, tmp_path):
         nc.close()
     finally:
         server.stop()
+
+
+# ---- NKey login --------------------------------------------------------------
+
+def nkey_file(path, key):
+    """nats_nkey_file as "nk -gen user -pubout" writes it: seed, public."""
+    return secret_file(path, "%s\n%s\n" % (key.seed, key.public))
+
+
+def test_nkey_login(daemon_factory, fake, tmp_path):
+    user, other = NKey("user"), NKey("user")
+    admin = NKey("user")
+    server = NatsServer(tmp_path / "nkey", users=[
+        {"nkey": user.public}, {"nkey": admin.public}]).start()
+    try:
+        nk = nkey_file(str(tmp_path / "slackd.nk"), user)
+        d = daemon_factory(nats_url=server.url, nats_nkey_file=nk)
+        d.secrets.append(user.seed)
+        d.start()
+        d.wait_log("publishing to the stream " + STREAM)
+        fake.emit(message(1))
+        nc = AuthClient(server.url, admin)
+        wait_stream(nc, 2)
+        subj, _, data = nc.stream_msg(STREAM, 2)
+        assert subj == PREFIX + ".event.message.C024BE91L"
+        assert json.loads(data)["text"] == "hello 1"
+        wait_until(lambda: d.status()["nats"]["published"] == 2, WAIT,
+                   what="the acks")
+        st = d.status()["nats"]
+        assert st["state"] == "connected" and st["last_error"] is None, st
+        # requests over NATS are answered too
+        _, body = nc.request(PREFIX + ".request", '{"type":"slackd.status"}')
+        assert json.loads(body)["ok"] is True
+        p = d.ctl("status")
+        assert p.returncode == 0 and "nats:       connected to %s" % \
+            server.url in p.stdout, p.stdout + p.stderr
+        nc.close()
+        # a key the server does not know: refused, and said so
+        d.stop()
+        nk2 = nkey_file(str(tmp_path / "other.nk"), other)
+        d.secrets.append(other.seed)
+        d.settings.update(nats_nkey_file=nk2)
+        d.start()
+        wait_until(lambda: "Authorization Violation" in (
+            d.status()["nats"]["last_error"] or ""), WAIT,
+            what="NATS's refusal in slackctl status")
+        # a seed file others may read is refused at start
+        d.stop()
+        os.chmod(nk, 0o640)
+        d.settings.update(nats_nkey_file=nk)
+        d.expected_exit = None
+        d.start(wait=None)
+        assert d.wait_exit() == 78
+        assert "nats_nkey_file %s is accessible by group or others" % nk \
+            in d.log_text()
+    finally:
+        server.stop()
+
+
+def test_nkey_login_with_nats_ha(daemon_factory, fake, tmp_path):
+    """nats_ha opens a second connection (the lease's): both sign the
+    server's nonce with the one seed."""
+    user = NKey("user")
+    server = NatsServer(tmp_path / "nkeyha", users=[
+        {"nkey": user.public}]).start()
+    try:
+        nk = nkey_file(str(tmp_path / "slackd.nk"), user)
+        ds = []
+        for _ in range(2):
+            d = daemon_factory(nats_url=server.url, nats_nkey_file=nk,
+                               nats_ha="yes", ha_lease="%g" % LEASE,
+                               nats_prefix=PREFIX, nats_stream=STREAM)
+            d.secrets.append(user.seed)
+            d.start(wait="socket")
+            ds.append(d)
+        leader = one_leader(ds, 15)
+        standby = [d for d in ds if d is not leader][0]
+        wait_until(lambda: "pid %d" % leader.proc.pid in
+                   (standby.status().get("leader") or ""), 5 * SCALE,
+                   what="the standby to name the leader")
+        c = standby.client()
+        fake.add_message(CH, "via the stream")
+        recv_message(c, "via the stream")
+        leader.stop()
+        one_leader([standby], LEASE * 0.6)
+        fake.assert_one_rtm_session()
+    finally:
+        server.stop()
