@@ -409,3 +409,68 @@ def test_nkey_login_with_nats_ha(daemon_factory, fake, tmp_path):
         fake.assert_one_rtm_session()
     finally:
         server.stop()
+
+
+# ---- creds (JWT) login: nats-server in operator mode -------------------------
+
+def operator_server(path, op):
+    server = NatsServer(path)
+    with open(server.conf, "a") as f:
+        f.write(op.server_conf())
+    return server.start()
+
+
+def test_creds_login(daemon_factory, fake, tmp_path):
+    op = Operator()
+    user, user_jwt = op.user("slackd")
+    admin, admin_jwt = op.user("admin")
+    server = operator_server(tmp_path / "creds", op)
+    try:
+        creds = secret_file(str(tmp_path / "slackd.creds"),
+                            creds_text(user_jwt, user.seed))
+        d = daemon_factory(nats_url=server.url, nats_creds_file=creds)
+        d.secrets.append(user.seed)
+        d.start()
+        d.wait_log("publishing to the stream " + STREAM)
+        fake.emit(message(1))
+        nc = AuthClient(server.url, admin, admin_jwt)
+        wait_stream(nc, 2)
+        subj, _, data = nc.stream_msg(STREAM, 2)
+        assert subj == PREFIX + ".event.message.C024BE91L"
+        assert json.loads(data)["text"] == "hello 1"
+        wait_until(lambda: d.status()["nats"]["published"] == 2, WAIT,
+                   what="the acks")
+        assert d.status()["nats"]["last_error"] is None
+        # slackctl with the same creds file, from "another host"
+        p = ctl_nats(d, server.url, "--nats-creds", creds, "status")
+        assert p.returncode == 0, p.stderr
+        assert "nats:       connected to %s, stream %s" % (
+            server.url, STREAM) in p.stdout, p.stdout
+        p = ctl_nats(d, server.url, "status", "--json",
+                     env={"SLACKD_NATS_CREDS": creds})
+        assert p.returncode == 0 and json.loads(p.stdout)["ok"] is True
+        p = ctl_nats(d, server.url, "--nats-creds", creds, "send", CH,
+                     "with creds")
+        assert p.returncode == 0, p.stderr
+        assert fake.session.frames("message")[-1]["text"] == "with creds"
+        # without credentials the server refuses slackctl, and it says so
+        p = ctl_nats(d, server.url, "status")
+        assert p.returncode == 3, (p.stdout, p.stderr)
+        assert "cannot connect to NATS at %s" % server.url in p.stderr
+        # a user the account did not sign: refused, and said so
+        stranger = NKey("account")
+        other, other_jwt = NKey("user"), None
+        other_jwt = jwt(stranger, other.public, "stranger", {
+            "type": "user", "version": 2, "pub": {}, "sub": {}})
+        creds2 = secret_file(str(tmp_path / "other.creds"),
+                             creds_text(other_jwt, other.seed))
+        d.secrets.append(other.seed)
+        d.stop()
+        d.settings.update(nats_creds_file=creds2)
+        d.start()
+        wait_until(lambda: "Authorization Violation" in (
+            d.status()["nats"]["last_error"] or ""), WAIT,
+            what="NATS's refusal in slackctl status")
+        nc.close()
+    finally:
+        server.stop()
