@@ -25,7 +25,7 @@ import pytest
 from conftest import SCALE, SLACKCTL, wait_until
 from test_nats import (NATS_SERVER, PREFIX, STREAM, NatsClient, NatsServer,
                        message, wait_stream)
-from test_nats_ha import leaders, one_leader, recv_message
+from test_nats_ha import one_leader, recv_message
 
 try:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -471,6 +471,184 @@ def test_creds_login(daemon_factory, fake, tmp_path):
         wait_until(lambda: "Authorization Violation" in (
             d.status()["nats"]["last_error"] or ""), WAIT,
             what="NATS's refusal in slackctl status")
+        nc.close()
+    finally:
+        server.stop()
+
+
+# ---- nats_ha with Socket Mode ------------------------------------------------
+
+class SocketModeWatch:
+    """Polls every slackd's status and the fake's Socket Mode sessions:
+    which slackd held which connection (the fake names each by its
+    session, applink-fake-N), and whether two slackd ever held
+    connections at the same moment."""
+
+    def __init__(self, fake, ds):
+        self.fake = fake
+        self.ds = ds
+        self.owner = {}       # fake session index -> daemon index
+        self.both = []        # (time, {daemon index: hosts}) with 2+
+        self.samples = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            holding = {}
+            for i, d in enumerate(self.ds):
+                if d.proc.poll() is not None:
+                    continue
+                try:
+                    conns = d.status().get("connections") or []
+                except (OSError, AssertionError, ValueError):
+                    continue
+                hosts = [c["host"] for c in conns if c.get("host")]
+                for h in hosts:
+                    n = int(h.rsplit("-", 1)[1])
+                    assert self.owner.setdefault(n, i) == i, (h, i)
+                if hosts:
+                    holding[i] = hosts
+            if len(holding) > 1:
+                self.both.append((time.monotonic(), holding))
+            self.samples += 1
+            time.sleep(0.05)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+
+    def overlaps(self):
+        """Pairs of Socket Mode sessions of two different slackd that were
+        open at the same time, by the fake's own open/close times."""
+        now = time.monotonic()
+        ss = [s for s in self.fake.sm_sessions() if s.index in self.owner]
+        out = []
+        for a in ss:
+            for b in ss:
+                if a.index < b.index and \
+                        self.owner[a.index] != self.owner[b.index] and \
+                        a.connected_at < (b.closed_at or now) and \
+                        b.connected_at < (a.closed_at or now):
+                    out.append((a.index, b.index))
+        return out
+
+
+def recv_texts(c, texts, timeout=20):
+    """Messages with these texts, in any order (two Socket Mode
+    connections deliver side by side); each once."""
+    want = list(texts)
+    got = []
+    deadline = time.monotonic() + timeout * SCALE
+    while want:
+        left = deadline - time.monotonic()
+        assert left > 0, "still waiting for %r (got %r)" % (want, got)
+        m = c.recv(left)
+        if m.get("type") != "message":
+            continue
+        assert m.get("text") not in got, ("twice", m)
+        got.append(m.get("text"))
+        if m.get("text") in want:
+            want.remove(m.get("text"))
+    return got
+
+
+def sm_live(d, n=2):
+    try:
+        conns = d.status().get("connections") or []
+    except (OSError, AssertionError, ValueError):
+        return False
+    return len([c for c in conns if c["state"] == "live"]) >= n
+
+
+SM_CH = "C0GENERAL"  # a channel of the fake's workspace (chat.postMessage)
+
+
+def test_ha_with_socket_mode(sm_daemon_factory, sm_fake, tmp_path):
+    fake = sm_fake
+    server = NatsServer(tmp_path / "smha").start()
+    try:
+        ds = []
+        for _ in range(3):
+            d = sm_daemon_factory(nats_url=server.url, nats_ha="yes",
+                                  ha_lease="%g" % LEASE, upstream="socket",
+                                  nats_prefix=PREFIX, nats_stream=STREAM)
+            d.start(wait="socket")
+            ds.append(d)
+        leader = one_leader(ds, 15)
+        wait_until(lambda: sm_live(leader), 10 * SCALE,
+                   what="the leader's Socket Mode connections")
+        standbys = [d for d in ds if d is not leader]
+        for d in standbys:
+            wait_until(lambda: "pid %d" % leader.proc.pid in
+                       (d.status().get("leader") or ""), 5 * SCALE,
+                       what="the standby to name the leader")
+            assert not d.status().get("connections"), d.status()
+        watch = SocketModeWatch(fake, ds)
+        clients = {d: d.client() for d in ds}
+        texts = []
+
+        def say(text, deliver=True):
+            fake.add_message(SM_CH, text, deliver=deliver)
+            texts.append(text)
+        for i in range(1, 4):
+            say("before %d" % i)
+        for d in ds:
+            recv_texts(clients[d], texts)
+        # a standby forwards a message to the leader, which sends it once
+        c = clients[standbys[0]]
+        c.send({"id": 7, "type": "message", "channel": SM_CH,
+                "text": "from a standby"})
+        r = c.recv_until(lambda m: m.get("reply_to") == 7, 10 * SCALE)
+        assert r.get("ok") is True, r
+        assert [f["text"] for f in fake.posts].count(
+            "from a standby") == 1, fake.posts
+
+        leader.signal(signal.SIGKILL)
+        leader.wait_exit()
+        leader.expected_exit = None
+        t0 = time.monotonic()
+        say("in the gap", deliver=False)
+        new = one_leader(standbys, LEASE + 5)
+        assert time.monotonic() - t0 <= (LEASE + 5) * SCALE
+        wait_until(lambda: sm_live(new), 10 * SCALE,
+                   what="the new leader's Socket Mode connections")
+        other = [d for d in standbys if d is not new][0]
+        for d in standbys:
+            m = recv_message(clients[d], "in the gap", 20)
+            assert m.get("slackd_backfill"), m
+        for i in range(1, 4):
+            say("after %d" % i)
+        for d in standbys:
+            recv_texts(clients[d], texts[-3:])
+        assert other.status()["state"] == "standby"
+        wait_until(lambda: new.status()["nats"]["backlog"] == 0, WAIT,
+                   what="the new leader's acks")
+        watch.stop()
+
+        # only one slackd ever held Socket Mode connections at a time
+        assert watch.samples > 10
+        assert not watch.both, watch.both
+        assert not watch.overlaps(), watch.overlaps()
+        sessions = fake.sm_sessions()
+        assert {watch.owner.get(s.index) for s in sessions} == \
+            {ds.index(leader), ds.index(new)}, (sessions, watch.owner)
+        assert not [s for s in sessions if s.open and
+                    watch.owner[s.index] != ds.index(new)]
+        # the stream: every event once
+        nc = NatsClient(server.url)
+        msgs = [m for m in nc.stream_all(STREAM)
+                if m[0].startswith(PREFIX + ".event.message")]
+        ids = [h.get("Nats-Msg-Id") for _, h, _ in msgs]
+        assert len(ids) == len(set(ids)), ids
+        bodies = [json.loads(b) for _, _, b in msgs]
+        for text in texts:
+            n = sum(1 for b in bodies if b.get("text") == text)
+            assert n == 1, (text, n, bodies)
+        # Socket Mode: every envelope acked, none by the standbys
+        for r in fake.sm_envelopes("events_api"):
+            assert r["acks"], r
         nc.close()
     finally:
         server.stop()
