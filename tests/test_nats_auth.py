@@ -490,11 +490,18 @@ class SocketModeWatch:
         self.owner = {}       # fake session index -> daemon index
         self.both = []        # (time, {daemon index: hosts}) with 2+
         self.samples = 0
+        self.error = None
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
+        try:
+            self._poll()
+        except BaseException as e:  # said by stop()
+            self.error = e
+
+    def _poll(self):
         while self.running:
             holding = {}
             for i, d in enumerate(self.ds):
@@ -518,6 +525,8 @@ class SocketModeWatch:
     def stop(self):
         self.running = False
         self.thread.join()
+        if self.error is not None:
+            raise self.error
 
     def overlaps(self):
         """Pairs of Socket Mode sessions of two different slackd that were
@@ -611,6 +620,11 @@ def test_ha_with_socket_mode(sm_daemon_factory, sm_fake, tmp_path):
         assert r.get("ok") is True, r
         assert [f["text"] for f in fake.posts].count(
             "from a standby") == 1, fake.posts
+        # Slack echoes the post as an event: let the leader ack it (an
+        # envelope in flight at the kill is the xfail test below)
+        wait_until(lambda: len(fake.sm_envelopes("events_api")) == 4 and
+                   not fake.sm_unacked(), 10 * SCALE,
+                   what="every envelope acked")
 
         leader.signal(signal.SIGKILL)
         leader.wait_exit()
@@ -632,6 +646,10 @@ def test_ha_with_socket_mode(sm_daemon_factory, sm_fake, tmp_path):
         assert other.status()["state"] == "standby"
         wait_until(lambda: new.status()["nats"]["backlog"] == 0, WAIT,
                    what="the new leader's acks")
+        # (two more polls, so that the new leader's sessions are seen)
+        n = watch.samples
+        wait_until(lambda: watch.samples >= n + 2 or watch.error, 5 * SCALE,
+                   what="the watch's polls")
         watch.stop()
 
         # only one slackd ever held Socket Mode connections at a time
