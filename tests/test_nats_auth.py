@@ -97,7 +97,7 @@ class NKey:
         return self.key.sign(data)
 
 
-def test_nkey_encoding_is_nats():
+def test_nkey_shapes():
     """The encodings above give keys of NATS's shape (the servers in the
     tests below are what accepts or refuses them)."""
     k = NKey("user")
