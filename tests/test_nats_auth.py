@@ -312,6 +312,8 @@ def test_ha_with_the_documented_permissions(daemon_factory, fake, tmp_path):
         st = other.status()["nats"]
         assert st["last_error"] is None or "Permissions Violation" \
             not in st["last_error"], st
+        # and what a stopping slackd does (its lease, its consumer)
+        other.stop()
         for d in ds:
             assert "Permissions Violation" not in d.log_text()
         # (nats-server logs "Publish Violation", "Subscription Violation")
