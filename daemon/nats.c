@@ -841,6 +841,7 @@ nats_nkey(const char *path, char **pub, char **err)
 		token_secret_free(all);
 		return -1;
 	}
+	token_secret_free(nats_seed); /* nats_ha: once per connection */
 	nats_seed = token_secret_dup(seed);
 	token_secret_free(all);
 	return 0;
