@@ -89,15 +89,16 @@
 /* How a notice line starts (outbox.c builds it with "type" first). */
 #define NATS_NOTICE "{\"type\":\"" PROTOCOL_QUEUED "\""
 
-#define NATS_WINDOW     256  /* publishes waiting for their ack, at most */
-#define NATS_ACK_WAIT   5000 /* ms before a publish counts as lost */
-#define NATS_JS_WAIT    5000 /* ms for a JetStream API call */
-#define NATS_RETRY_WAIT 1000 /* ms between attempts to set up */
-#define NATS_SECRET_MAX 4000
-#define NATS_HA_KEY     "leader"
-#define NATS_HA_RETRY   250  /* ms: a forward no one listened to */
-#define NATS_SEEN_MAX   1024 /* Slackd-Request-Ids remembered */
-#define NATS_SEEN_AGE   600  /* s */
+#define NATS_WINDOW      256   /* publishes waiting for their ack, at most */
+#define NATS_ACK_WAIT    5000  /* ms before a publish counts as lost */
+#define NATS_JS_WAIT     5000  /* ms for a JetStream API call */
+#define NATS_RETRY_WAIT  1000  /* ms between attempts to set up */
+#define NATS_CLOSED_WAIT 10000 /* ms: a new connection after cnats gave up */
+#define NATS_SECRET_MAX  4000
+#define NATS_HA_KEY      "leader"
+#define NATS_HA_RETRY    250  /* ms: a forward no one listened to */
+#define NATS_SEEN_MAX    1024 /* Slackd-Request-Ids remembered */
+#define NATS_SEEN_AGE    600  /* s */
 
 enum nats_state {
 	NATS_OFF,        /* no nats_url */
@@ -207,7 +208,8 @@ static natsOptions *nats_ha_opts; /* nats_ha: the lease's own connection */
 static natsConnection *nats_nc;
 static jsCtx *nats_js;
 static natsSubscription *nats_sub;
-static char *nats_seed; /* nats_nkey_file's seed, in a locked page */
+static char *nats_seed;        /* nats_nkey_file's seed, in a locked page */
+static char nats_refusal[320]; /* setup thread: the server's last refusal */
 
 static pthread_t nats_setup_thread;
 static int nats_setup_running;
@@ -257,6 +259,7 @@ static natsSubscription *nats_inboxsub; /* setup thread's */
 static int nats_ha_holds; /* under nats_lock: the thread holds the lease */
 
 static void nats_start(void);
+static int nats_options(const struct config *, int, natsOptions **, char **);
 static void nats_hold(void);
 static int nats_seen(const char *, const char *, struct nats_seen **);
 
@@ -504,9 +507,14 @@ nats_setup_why(void)
 	char buf[320];
 	natsStatus s;
 
-	s = natsConnection_GetLastError(nats_nc, &txt);
-	if (s == NATS_OK)
+	if (nats_nc == NULL ||
+	    (s = natsConnection_GetLastError(nats_nc, &txt)) == NATS_OK)
 		return;
+	/* What the server said, before cnats says only "no server". */
+	if (s != NATS_NO_SERVER && txt != NULL && *txt != '\0')
+		snprintf(nats_refusal, sizeof nats_refusal, "%s", txt);
+	else if (*nats_refusal != '\0')
+		return; /* nats_closed() says it */
 	snprintf(buf, sizeof buf, "cannot connect: %s",
 	    txt != NULL && *txt != '\0' ? txt : natsStatus_GetText(s));
 	if (strcmp(buf, last) == 0)
@@ -741,12 +749,9 @@ nats_ha_loop(void)
 	natsConnection_Destroy(nc);
 }
 
-/*
- * Connect (cnats goes on trying by itself), then make sure of the stream
- * and subscribe to requests, trying again until it works or slackd stops.
- */
-static void *
-nats_setup(void *arg)
+/* nats_nc and nats_js: a connection (cnats goes on trying by itself). */
+static natsStatus
+nats_connect(void)
 {
 	natsConnection *nc = NULL;
 	jsOptions jo;
@@ -755,7 +760,7 @@ nats_setup(void *arg)
 	s = natsConnection_Connect(&nc, nats_opts);
 	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
 		nats_post_error("connecting", s);
-		return NULL;
+		return s;
 	}
 	pthread_mutex_lock(&nats_lock); /* for nats_shutdown() */
 	nats_nc = nc;
@@ -764,16 +769,105 @@ nats_setup(void *arg)
 	jo.Wait = NATS_JS_WAIT;
 	jo.PublishAsync.AckHandler = nats_ack_cb;
 	jo.PublishAsync.MaxPending = 1000000; /* never stall: NATS_WINDOW */
-	s = natsConnection_JetStream(&nats_js, nats_nc, &jo);
-	if (s != NATS_OK) {
+	if ((s = natsConnection_JetStream(&nats_js, nats_nc, &jo)) != NATS_OK)
 		nats_post_error("JetStream", s);
-		return NULL;
+	return s;
+}
+
+/*
+ * One connection without cnats's retries, to learn what the server says
+ * (into nats_refusal).  0 if it was taken.
+ */
+static int
+nats_probe(void)
+{
+	natsConnection *nc = NULL;
+	natsOptions *o;
+	const char *txt;
+	natsStatus s, st;
+	char *err = NULL;
+
+	if (nats_options(slackd_conf, 0, &o, &err) != 0) {
+		snprintf(nats_refusal, sizeof nats_refusal, "%s", err);
+		free(err);
+		return -1;
 	}
+	s = natsOptions_SetRetryOnFailedConnect(o, false, NULL, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, 0);
+	if (s == NATS_OK)
+		s = natsConnection_Connect(&nc, o);
+	if (s != NATS_OK) {
+		txt = nats_GetLastError(&st);
+		snprintf(nats_refusal, sizeof nats_refusal, "%s",
+		    txt != NULL && *txt != '\0' ? txt : natsStatus_GetText(s));
+	}
+	natsConnection_Destroy(nc);
+	natsOptions_Destroy(o);
+	return s == NATS_OK ? 0 : -1;
+}
+
+/*
+ * cnats gave up: a server that refuses the credentials twice is dropped
+ * from its list, and with it the connection.  Say so, and start over in
+ * NATS_CLOSED_WAIT with a new connection, in case the server is mended
+ * meanwhile (before NATS_NOTE_READY the main thread uses neither).
+ */
+static void
+nats_closed(void)
+{
+	static char last[640];
+	natsConnection *nc;
+	char buf[640];
+
+	/* cnats no longer says why: ask the server ourselves. */
+	if (*nats_refusal != '\0' || nats_probe() != 0) {
+		snprintf(buf, sizeof buf,
+		    "cannot connect: NATS refused slackd (%s) and libnats stopped trying; connecting again in %d s (check nats_user and nats_password_file, nats_creds_file or nats_nkey_file, and the server's users)",
+		    *nats_refusal != '\0' ? nats_refusal : "it gave no reason",
+		    NATS_CLOSED_WAIT / 1000);
+		if (strcmp(buf, last) != 0) /* once, not every time */
+			nats_post(NATS_NOTE_ERROR, 0, buf, NULL, 0);
+		snprintf(last, sizeof last, "%s", buf);
+		nats_nap(NATS_CLOSED_WAIT);
+		if (nats_stopping())
+			return;
+	}
+	jsCtx_Destroy(nats_js);
+	nats_js = NULL;
+	pthread_mutex_lock(&nats_lock);
+	nc = nats_nc;
+	nats_nc = NULL;
+	pthread_mutex_unlock(&nats_lock);
+	natsConnection_Destroy(nc);
+	if (nats_connect() != NATS_OK)
+		nats_nap(NATS_CLOSED_WAIT);
+}
+
+/*
+ * Connect, then make sure of the stream and subscribe to requests, trying
+ * again until it works or slackd stops.
+ */
+static void *
+nats_setup(void *arg)
+{
+	natsConnStatus st;
+
+	if (nats_connect() != NATS_OK)
+		return NULL;
 	while (!nats_stopping()) {
-		if (natsConnection_Status(nats_nc) !=
-		    NATS_CONN_STATUS_CONNECTED) {
+		st = nats_nc != NULL ? natsConnection_Status(nats_nc)
+		                     : NATS_CONN_STATUS_CLOSED;
+		if (st == NATS_CONN_STATUS_CLOSED) {
 			nats_setup_why();
-			nats_nap(NATS_RETRY_WAIT);
+			nats_closed();
+			continue;
+		}
+		if (st != NATS_CONN_STATUS_CONNECTED) {
+			/* Often: a refusal is seen only until cnats gives up.
+			 */
+			nats_setup_why();
+			nats_nap(100);
 			continue;
 		}
 		if (nats_ensure_stream() == NATS_OK)
@@ -1956,7 +2050,7 @@ nats_shutdown(void)
 	pthread_cond_broadcast(&nats_cond);
 	pthread_mutex_unlock(&nats_lock);
 	pthread_mutex_lock(&nats_lock);
-	nc = nats_nc; /* the thread never frees it */
+	nc = nats_nc; /* the thread frees one only before NATS_NOTE_READY */
 	holds = nats_ha_holds;
 	pthread_mutex_unlock(&nats_lock);
 	if (holds && nats_setup_running) {
@@ -1997,9 +2091,10 @@ nats_shutdown(void)
 	while ((r = TAILQ_FIRST(&nats_reqs)) != NULL)
 		nats_req_free(r);
 	while (!TAILQ_EMPTY(&nats_fwds)) {
-		client_error(TAILQ_FIRST(&nats_fwds)->client,
-		    TAILQ_FIRST(&nats_fwds)->id, PROTOCOL_E_SHUTTING_DOWN,
-		    "slackd is stopping");
+		if (TAILQ_FIRST(&nats_fwds)->client != NULL)
+			client_error(TAILQ_FIRST(&nats_fwds)->client,
+			    TAILQ_FIRST(&nats_fwds)->id,
+			    PROTOCOL_E_SHUTTING_DOWN, "slackd is stopping");
 		nats_fwd_free(TAILQ_FIRST(&nats_fwds));
 	}
 	while (!TAILQ_EMPTY(&nats_seens))

@@ -872,3 +872,47 @@ def test_recovered_copy_of_a_message_is_not_stored_twice(daemon_factory,
     assert [m["text"] for m in stored] == ["hello 1"], stored
     assert "slackd_backfill" not in stored[0]
     nc.close()
+
+
+def test_refused_login_is_said_and_tried_again(daemon_factory, fake,
+                                               tmp_path):
+    """A server that refuses slackd's credentials: libnats gives up after
+    two refusals, slackd says why (the server's words) and what to check,
+    and connects on its own once the server takes them."""
+    server = NatsServer(tmp_path / "refuse", users=[
+        {"user": "slackd", "password": "not-" + PASSWORD}]).start()
+    try:
+        pw = os.path.join(str(tmp_path), "nats.pw")
+        fd = os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (PASSWORD + "\n").encode())
+        os.close(fd)
+        d = nats_daemon(daemon_factory, server, nats_user="slackd",
+                        nats_password_file=pw)
+        d.secrets.append(PASSWORD)
+        d.start()
+        wait_until(lambda: "libnats stopped trying" in (
+            d.status()["nats"]["last_error"] or ""), WAIT,
+            what="the refusal in slackctl status")
+        err = d.status()["nats"]["last_error"]
+        assert "NATS refused slackd (Authorization Violation)" in err, err
+        assert "nats_password_file" in err, err
+        # stays said (not "no server available" a moment later)
+        time.sleep(2)
+        assert d.status()["nats"]["last_error"] == err
+        assert d.log_text().count("libnats stopped trying") == 1
+        # the server's administrator mends the user: slackd comes back
+        server.stop()
+        with open(server.conf) as f:
+            conf = f.read()
+        with open(server.conf, "w") as f:
+            f.write(conf.replace("not-" + PASSWORD, PASSWORD))
+        server.start()
+        wait_until(lambda: d.status()["nats"]["state"] == "connected",
+                   30 * SCALE, what="connected after the server was mended")
+        d.wait_log("publishing to the stream " + STREAM)
+        fake.emit(message(1))
+        nc = NatsClient(server.url, "slackd", PASSWORD)
+        wait_stream(nc, 2)
+        nc.close()
+    finally:
+        server.stop()

@@ -634,7 +634,7 @@ def test_ha_with_socket_mode(sm_daemon_factory, sm_fake, tmp_path):
         assert [f["text"] for f in fake.posts].count(
             "from a standby") == 1, fake.posts
         # Slack echoes the post as an event: let the leader ack it (an
-        # envelope in flight at the kill is the xfail test below)
+        # envelope in flight at the kill is the next test's)
         wait_until(lambda: len(fake.sm_envelopes("events_api")) == 4 and
                    not fake.sm_unacked(), 10 * SCALE,
                    what="every envelope acked")
@@ -692,12 +692,11 @@ def test_ha_with_socket_mode(sm_daemon_factory, sm_fake, tmp_path):
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: a message the dead "
-                   "leader got but did not ack is backfilled by the new "
-                   "leader and then delivered again by Slack's retry of "
-                   "its envelope (two copies, to clients and the stream)")
 def test_ha_socket_mode_unacked_envelope_once(sm_daemon_factory, sm_fake,
                                               tmp_path):
+    """A message the dead leader got but did not ack is recovered by the
+    new leader (backfill) and then sent again by Slack's retry of its
+    envelope: clients and the stream get it once."""
     fake = sm_fake
     server = NatsServer(tmp_path / "smha").start()
     try:
