@@ -5,6 +5,8 @@ shutdown."""
 import signal
 import time
 
+from conftest import wait_until
+
 CH = "C0GENERAL"
 
 
@@ -31,7 +33,9 @@ def test_sigterm_drains_queued_messages(daemon_factory, fake):
     took = time.monotonic() - t0
     assert 1.5 < took < 5, took
     assert [m["text"] for m in fake.messages()] == ["m0", "m1", "m2"]
-    # The connection was closed normally, after the last ack.
+    # The connection was closed normally, after the last ack (the fake
+    # records the close once its side has seen it).
+    wait_until(lambda: not fake.sessions[-1].open, 5, what="closed")
     assert fake.sessions[-1].close_code_received == 1000
     d.wait_log(r"every queued message was sent and answered")
 

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from conftest import TOKEN
+from conftest import TOKEN, wait_until
 
 
 def test_reload_keeps_clients_and_session(daemon_factory, fake, notify):
@@ -92,6 +92,7 @@ def test_reload_token_change_reconnects(daemon_factory, fake):
     last = [x for x in fake.api_calls if x["method"] == "rtm.connect"][-1]
     assert last["headers"]["authorization"] == "Bearer " + new
     assert len(fake.sessions) == 2
+    wait_until(lambda: not fake.sessions[0].open, 5, what="old closed")
     assert fake.sessions[0].close_code_received == 1000
 
 
