@@ -196,6 +196,107 @@ class Client:
         return self.eof
 
 
+class TcpProxy:
+    """A TCP proxy to a local port, on 127.0.0.1 and ::1 (so that
+    "localhost" works): "pass" forwards, "refuse" is no listener at all,
+    "junk" answers every connection with bytes that are not TLS; cut()
+    also ends every connection through it (a link that drops)."""
+
+    def __init__(self, target_port):
+        self.target = ("127.0.0.1", target_port)
+        self.mode = "pass"
+        self.port = None
+        self.listeners = []
+        self.pipes = []
+        self.lock = threading.Lock()
+        self._listen()
+
+    def _listen(self):
+        for family, addr in ((socket.AF_INET, "127.0.0.1"),
+                             (socket.AF_INET6, "::1")):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((addr, self.port or 0))
+            self.port = s.getsockname()[1]
+            s.listen(16)
+            self.listeners.append(s)
+            threading.Thread(target=self._accept, args=(s,),
+                             daemon=True).start()
+
+    def _accept(self, ls):
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            if self.mode == "junk":
+                try:
+                    c.sendall(b"HTTP/1.1 200 OK\r\n\r\nthis is not TLS\r\n")
+                finally:
+                    c.close()
+                continue
+            try:
+                u = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.pipes += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def set(self, mode):
+        with self.lock:
+            if mode == "refuse":
+                for s in self.listeners:
+                    # shutdown() wakes the accept() blocked on it; a
+                    # close() alone would leave the socket listening.
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    s.close()
+                self.listeners = []
+            elif not self.listeners:
+                self._listen()
+            self.mode = mode
+
+    def cut(self):
+        """Refuse, and end the connections through it."""
+        self.set("refuse")
+        with self.lock:
+            pipes, self.pipes = self.pipes, []
+        for s in pipes:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.cut()
+
+
 class Daemon:
     """One slackd process on a private socket."""
 

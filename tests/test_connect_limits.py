@@ -7,11 +7,9 @@ rtm.connect is tier 1: slackd keeps a token bucket so as not to provoke
 is back slackd is back within one backoff step.  A Retry-After from Slack
 is final: that long, no longer.
 """
-import socket
-import threading
 import time
 
-from conftest import Daemon, wait_until
+from conftest import Daemon, TcpProxy, wait_until
 from fakeslack import FakeSlack
 
 FAULT_SECONDS = 30
@@ -19,91 +17,6 @@ FAULT_SECONDS = 30
 
 def connects(fake):
     return [c for c in fake.api_calls if c["method"] == "rtm.connect"]
-
-
-class Proxy:
-    """A TCP proxy to the fake's API port, on 127.0.0.1 and ::1 (so that
-    "localhost" works): "pass" forwards, "refuse" is no listener at all,
-    "junk" answers every connection with bytes that are not TLS."""
-
-    def __init__(self, target_port):
-        self.target = ("127.0.0.1", target_port)
-        self.mode = "pass"
-        self.port = None
-        self.listeners = []
-        self.lock = threading.Lock()
-        self._listen()
-
-    def _listen(self):
-        for family, addr in ((socket.AF_INET, "127.0.0.1"),
-                             (socket.AF_INET6, "::1")):
-            s = socket.socket(family, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s.bind((addr, self.port or 0))
-            self.port = s.getsockname()[1]
-            s.listen(16)
-            self.listeners.append(s)
-            threading.Thread(target=self._accept, args=(s,),
-                             daemon=True).start()
-
-    def _accept(self, ls):
-        while True:
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                return
-            if self.mode == "junk":
-                try:
-                    c.sendall(b"HTTP/1.1 200 OK\r\n\r\nthis is not TLS\r\n")
-                finally:
-                    c.close()
-                continue
-            try:
-                u = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                c.close()
-                continue
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pipe, args=(a, b),
-                                 daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def set(self, mode):
-        with self.lock:
-            if mode == "refuse":
-                for s in self.listeners:
-                    # shutdown() wakes the accept() blocked on it; a
-                    # close() alone would leave the socket listening.
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                    s.close()
-                self.listeners = []
-            elif not self.listeners:
-                self._listen()
-            self.mode = mode
-
-    def close(self):
-        self.set("refuse")
 
 
 def test_transport_faults_do_not_spend_the_bucket(tmp_path, pki):
@@ -118,7 +31,7 @@ def test_transport_faults_do_not_spend_the_bucket(tmp_path, pki):
             fake = FakeSlack(token="xoxb-test-token-%s" % kind,
                              certfile=pki["cert"] if tls else None,
                              keyfile=pki["key"] if tls else None).start()
-            proxy = Proxy(fake.api_port) if kind in ("refused", "tls") \
+            proxy = TcpProxy(fake.api_port) if kind in ("refused", "tls") \
                 else None
             conf = dict(reconnect_min="0.2", reconnect_max="1",
                         rtm_connect_burst="4", rtm_connect_interval="60")

@@ -118,7 +118,9 @@ class NatsClient:
     """The NATS client protocol, just enough: PUB/HPUB, SUB, MSG/HMSG,
     request/reply, and JetStream's STREAM.MSG.GET and STREAM.INFO."""
 
-    def __init__(self, url, user=None, password=None):
+    def __init__(self, url, user=None, password=None, login=None):
+        """login(info), if given, returns more CONNECT fields from the
+        server's INFO (a signed nonce, a JWT)."""
         host, port = url.split("//")[1].split(":")
         self.sock = socket.create_connection((host, int(port)), 5)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -133,6 +135,8 @@ class NatsClient:
         if user is not None:
             conn["user"] = user
             conn["pass"] = password
+        if login is not None:
+            conn.update(login(json.loads(info[5:])))
         self.sock.sendall(b"CONNECT " + json.dumps(conn).encode() +
                           b"\r\nPING\r\n")
         while True:

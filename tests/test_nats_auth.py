@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -189,29 +188,14 @@ class AuthClient(NatsClient):
     user, the JWT."""
 
     def __init__(self, url, nkey, user_jwt=None):
-        host, port = url.split("//")[1].split(":")
-        self.sock = socket.create_connection((host, int(port)), 5)
-        self.buf = b""
-        self.sid = 0
-        self.inbox_n = 0
-        info = self._line()
-        assert info.startswith(b"INFO "), info
-        nonce = json.loads(info[5:])["nonce"]
-        conn = {"verbose": False, "pedantic": False, "headers": True,
-                "no_responders": True, "protocol": 1, "lang": "python",
-                "version": "test",
-                "sig": b64url(nkey.sign(nonce.encode()))}
-        if user_jwt is None:
-            conn["nkey"] = nkey.public
-        else:
-            conn["jwt"] = user_jwt
-        self.sock.sendall(b"CONNECT " + json.dumps(conn).encode() +
-                          b"\r\nPING\r\n")
-        while True:
-            line = self._line()
-            if line == b"PONG":
-                break
-            assert not line.startswith(b"-ERR"), line
+        def login(info):
+            conn = {"sig": b64url(nkey.sign(info["nonce"].encode()))}
+            if user_jwt is None:
+                conn["nkey"] = nkey.public
+            else:
+                conn["jwt"] = user_jwt
+            return conn
+        super().__init__(url, login=login)
 
 
 def ctl_nats(d, url, *args, env=None, timeout=30):

@@ -8,13 +8,11 @@ at once (assert_one_rtm_session): two slackd must never lead together.
 
 import json
 import signal
-import socket
-import threading
 import time
 
 import pytest
 
-from conftest import SCALE, wait_until
+from conftest import SCALE, TcpProxy, wait_until
 from test_nats import (NATS_SERVER, PREFIX, STREAM, NatsClient, NatsServer,
                        message)
 
@@ -402,97 +400,26 @@ def test_ha_queued_requests_go_to_the_next_leader(daemon_factory, fake, nats):
     fake.assert_one_rtm_session()
 
 
-class CutProxy:
-    """A TCP proxy to a nats-server that the test can cut: every
-    connection through it closed, and new ones closed at once, until it
-    is mended."""
-
-    def __init__(self, port):
-        self.target = ("127.0.0.1", port)
-        self.cut_now = False
-        self.socks = []
-        self.lock = threading.Lock()
-        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(16)
-        self.url = "nats://127.0.0.1:%d" % self.ls.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            if self.cut_now:
-                c.close()
-                continue
-            try:
-                u = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.socks += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pipe, args=(a, b),
-                                 daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self):
-        self.cut_now = True
-        with self.lock:
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def mend(self):
-        self.cut_now = False
-
-    def close(self):
-        self.cut()
-        self.ls.close()
-
-
 def test_ha_standby_link_drop_misses_nothing(daemon_factory, fake, nats):
     """A standby whose link to NATS drops while the leader publishes gets
     the events it missed from the stream once it is back: no gap."""
-    proxy = CutProxy(nats.port)
+    proxy = TcpProxy(nats.port)
     try:
         leader = daemon_factory(nats_url=nats.url, nats_ha="yes",
                                 ha_lease="%g" % LEASE, nats_prefix=PREFIX,
                                 nats_stream=STREAM)
         leader.start(wait="socket")
         one_leader([leader], 15)
-        standby = daemon_factory(nats_url=proxy.url, nats_ha="yes",
-                                 ha_lease="%g" % LEASE, nats_prefix=PREFIX,
-                                 nats_stream=STREAM)
+        standby = daemon_factory(
+            nats_url="nats://127.0.0.1:%d" % proxy.port, nats_ha="yes",
+            ha_lease="%g" % LEASE, nats_prefix=PREFIX, nats_stream=STREAM)
         standby.start(wait="socket")
         wait_until(lambda: standby.status().get("leader"), 10 * SCALE,
                    what="the standby to name the leader")
         c = seq_client(standby)
         fake.add_message(CH, "before")
         recv_message(c, "before")
-        proxy.cut()
+        proxy.cut()  # the standby's link drops
         wait_until(lambda: standby.status()["nats"]["state"] !=
                    "connected", 10 * SCALE, what="the standby's link down")
         for i in range(1, 6):
@@ -501,7 +428,7 @@ def test_ha_standby_link_drop_misses_nothing(daemon_factory, fake, nats):
         fake.add_message(CH, "still cut")
         recv_message(lc, "still cut")
         time.sleep(0.5)
-        proxy.mend()
+        proxy.set("pass")
         got = messages_until(c, "still cut", 30)
         texts = [m.get("text") for m in got if m.get("type") == "message"]
         assert texts == ["while cut %d" % i for i in range(1, 6)] + \
