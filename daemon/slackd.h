@@ -230,6 +230,15 @@ struct jscan {
 	const char *error;
 };
 int jscan_object(const char *, size_t, int, struct jscan *);
+#define JSCAN_TOP (-1) /* the top-level object, for jscan_members() */
+struct jscan_want {
+	const char *name; /* a member's name */
+	int in;           /* of the top-level object, or of want[in]'s value */
+	const char *at;   /* out: its value, NULL if none; len bytes */
+	size_t len;
+};
+int jscan_members(const char *, size_t, int, struct jscan_want *, size_t, int,
+    struct jscan *);
 size_t jscan_compact(char *, size_t);
 
 /* backoff.c */
