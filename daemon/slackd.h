@@ -241,6 +241,14 @@ int jscan_members(const char *, size_t, int, struct jscan_want *, size_t, int,
     struct jscan *);
 size_t jscan_compact(char *, size_t);
 
+/* seen.c: ids seen in a sliding window (pure). */
+#define SEEN_KEY_MAX 70 /* bytes of an id remembered at most */
+struct seen;
+struct seen *seen_new(size_t, int64_t);
+void seen_free(struct seen *);
+size_t seen_count(const struct seen *);
+int seen_check(struct seen *, const char *, size_t, int64_t);
+
 /* backoff.c */
 struct backoff {
 	int64_t min;

@@ -14,10 +14,9 @@
  *   events_api      acked at once ({"envelope_id":…}), then payload.event
  *                   goes to the clients byte for byte (found by the one
  *                   pass that validates the frame, jscan_members(), never
- *                   re-serialised): the same event RTM would have sent.  A payload without an event
- *                   (app_rate_limited) goes out whole.
- *   slash_commands, interactive
- *                   forwarded as {"type":"slackd.slash_command"|
+ *                   re-serialised): the same event RTM would have sent.  A
+ * payload without an event (app_rate_limited) goes out whole. slash_commands,
+ * interactive forwarded as {"type":"slackd.slash_command"|
  *                   "slackd.interactive","envelope_id":…,
  *                   "accepts_response_payload":…,"payload":{…}}.  One that
  *                   accepts a response payload is acked when the main
@@ -27,8 +26,8 @@
  *
  * De-duplication: every envelope id and every payload.event_id seen in the
  * last SOCKET_DEDUP_MS (10 minutes, at most SOCKET_DEDUP_MAX of them) is
- * remembered; a repeat (a retry after a lost ack, or a copy on a second
- * connection) is acked again but not forwarded.
+ * remembered (seen.c: no allocation per id); a repeat (a retry after a lost
+ * ack, or a copy on a second connection) is acked again but not forwarded.
  *
  * disconnect: warning and refresh_requested retire the session (the
  * manager makes the replacement, then closes this one), as does any reason
@@ -52,23 +51,12 @@
 #define SOCKET_DEDUP_MS  (10 * 60 * 1000)
 #define SOCKET_DEDUP_MAX 200000 /* beyond Slack's 30,000 events an hour */
 
-/* An id seen, in order of arrival. */
-struct socket_seen {
-	TAILQ_ENTRY(socket_seen) entry;
-	int64_t at;
-	char key[]; /* "e:" envelope id, "v:" event id */
-};
-TAILQ_HEAD(socket_seen_list, socket_seen);
-
 /* An envelope waiting for the main thread's word (MAILBOX_ACK). */
 struct socket_pending {
 	uint64_t session;
 };
 
-static struct map *socket_seen_map;
-static struct socket_seen_list socket_seen_fifo =
-    TAILQ_HEAD_INITIALIZER(socket_seen_fifo);
-static size_t socket_nseen;
+static struct seen *socket_seen;       /* "e:" envelope ids, "v:" event ids */
 static struct map *socket_pending_map; /* envelope id -> socket_pending */
 
 /* ---- the members of a frame --------------------------------------------- */
@@ -181,45 +169,19 @@ upstream_socket_scan(
 
 /* ---- de-duplication ------------------------------------------------------ */
 
-static void
-upstream_socket_expire(int64_t now)
-{
-	struct socket_seen *s;
-
-	while ((s = TAILQ_FIRST(&socket_seen_fifo)) != NULL &&
-	    (now - s->at > SOCKET_DEDUP_MS ||
-	        socket_nseen > SOCKET_DEDUP_MAX)) {
-		TAILQ_REMOVE(&socket_seen_fifo, s, entry);
-		map_del(socket_seen_map, s->key);
-		socket_nseen--;
-		free(s);
-	}
-}
-
 /* Seen before (in the window)?  Either way it is remembered now. */
 static int
-upstream_socket_seen(char prefix, const char *id)
+upstream_socket_seen(char prefix, const char *id, int64_t now)
 {
-	struct socket_seen *s;
+	char key[2 + JSCAN_FIELD];
 	size_t len = strlen(id);
-	int64_t now = util_now_ms();
 
-	if (socket_seen_map == NULL)
-		socket_seen_map = map_new();
-	upstream_socket_expire(now);
-	s = xmalloc(sizeof *s + len + 3);
-	s->key[0] = prefix;
-	s->key[1] = ':';
-	memcpy(s->key + 2, id, len + 1);
-	if (map_get(socket_seen_map, s->key) != NULL) {
-		free(s);
-		return 1;
-	}
-	s->at = now;
-	map_put(socket_seen_map, s->key, s);
-	TAILQ_INSERT_TAIL(&socket_seen_fifo, s, entry);
-	socket_nseen++;
-	return 0;
+	if (socket_seen == NULL)
+		socket_seen = seen_new(SOCKET_DEDUP_MAX, SOCKET_DEDUP_MS);
+	key[0] = prefix;
+	key[1] = ':';
+	memcpy(key + 2, id, len);
+	return seen_check(socket_seen, key, len + 2, now);
 }
 
 static void
@@ -231,15 +193,8 @@ upstream_socket_pending_free(void *p)
 static void
 upstream_socket_done(void)
 {
-	struct socket_seen *s;
-
-	while ((s = TAILQ_FIRST(&socket_seen_fifo)) != NULL) {
-		TAILQ_REMOVE(&socket_seen_fifo, s, entry);
-		free(s);
-	}
-	socket_nseen = 0;
-	map_free(socket_seen_map, NULL);
-	socket_seen_map = NULL;
+	seen_free(socket_seen);
+	socket_seen = NULL;
 	map_free(socket_pending_map, upstream_socket_pending_free);
 	socket_pending_map = NULL;
 }
@@ -436,6 +391,7 @@ upstream_socket_envelope(
 	const struct jscan_want *acc = &f->m[SOCKET_ACCEPTS];
 	char id[JSCAN_FIELD], event_id[JSCAN_FIELD];
 	int accepts = 0, dup;
+	int64_t now;
 
 	if (upstream_socket_field(&f->m[SOCKET_ENVELOPE_ID], id, sizeof id) !=
 	        0 ||
@@ -452,12 +408,13 @@ upstream_socket_envelope(
 	}
 	if (acc->at != NULL && acc->len == 4 && memcmp(acc->at, "true", 4) == 0)
 		accepts = 1;
-	dup = upstream_socket_seen('e', id);
+	now = util_now_ms();
+	dup = upstream_socket_seen('e', id, now);
 	if (strcmp(f->type, "events_api") == 0) {
 		upstream_socket_ack(conn, id, NULL, 0);
 		if (upstream_socket_field(&f->m[SOCKET_EVENT_ID], event_id,
 		        sizeof event_id) == 0 &&
-		    upstream_socket_seen('v', event_id))
+		    upstream_socket_seen('v', event_id, now))
 			dup = 1;
 		if (!dup)
 			upstream_socket_event(conn, f);
