@@ -48,6 +48,34 @@ static const unsigned char jscan_plain[256] = {
 	[0x5d ... 0x7f] = 1,
 };
 
+#define JSCAN_ONES  0x0101010101010101ULL
+#define JSCAN_HIGHS 0x8080808080808080ULL
+
+/*
+ * Past the plain bytes (jscan_plain) from p: eight at a time while they
+ * are all plain (none has its high bit, none is below 0x20, none is '"'
+ * or '\\': a byte-wise test of the word), then one at a time.
+ */
+static const unsigned char *
+jscan_plain_run(const unsigned char *p, const unsigned char *end)
+{
+	uint64_t v, q, b;
+
+	while (end - p >= 8) {
+		memcpy(&v, p, 8);
+		q = v ^ (JSCAN_ONES * '"');
+		b = v ^ (JSCAN_ONES * '\\');
+		if (((v | ((v - JSCAN_ONES * 0x20) & ~v) |
+		         ((q - JSCAN_ONES) & ~q) | ((b - JSCAN_ONES) & ~b)) &
+		        JSCAN_HIGHS) != 0)
+			break;
+		p += 8;
+	}
+	while (p < end && jscan_plain[*p])
+		p++;
+	return p;
+}
+
 static int
 jscan_fail(struct jscan_state *s, const char *why)
 {
@@ -172,8 +200,7 @@ jscan_string(struct jscan_state *s, char *buf, size_t cap)
 	for (;;) {
 		/* The common case: a run of plain ASCII, copied at once. */
 		run = s->p;
-		while (s->p < s->end && jscan_plain[*s->p])
-			s->p++;
+		s->p = jscan_plain_run(s->p, s->end);
 		if (buf != NULL && s->p > run) {
 			n = (size_t)(s->p - run);
 			if (len + n >= cap)
