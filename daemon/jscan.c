@@ -458,6 +458,7 @@ jscan_wanted(const struct jscan_state *s, int self, const char *k)
 
 	for (i = 0; i < s->nwant; i++) {
 		if (s->want[i].in == self && s->want[i].at == NULL &&
+		    s->want[i].name[0] == k[0] &&
 		    strcmp(s->want[i].name, k) == 0)
 			return (int)i;
 	}
