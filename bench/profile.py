@@ -103,10 +103,10 @@ def main():
         b.stop_daemon()
         r = b.runs["burst"][0]
         run.say("%s, %d events of %d B: %.0f events/s, %.3f us CPU/event, "
-                "%d acks (under %s)" % (args.mode, args.events, args.size,
-                                        r["events_per_s"],
-                                        r["cpu_us_per_event"], acks,
-                                        " ".join(wrapper) or "no wrapper"))
+                "%d acks, VmHWM %s KiB (under %s)"
+                % (args.mode, args.events, args.size, r["events_per_s"],
+                   r["cpu_us_per_event"], acks, r["vmhwm_kib"],
+                   " ".join(wrapper) or "no wrapper"))
         if cg:
             run.say("profile of the burst: %s.1 (callgrind_annotate)" % out)
     except run.BenchError as e:
