@@ -61,3 +61,37 @@ frame_classify(
 	}
 	f->action = frame_ends_session(js->type) ? FRAME_LAST : FRAME_EVENT;
 }
+
+/*
+ * One WebSocket text frame as a client sends it (RFC 6455, section 5.2):
+ * FIN and opcode 1, the payload length (7, 16 or 64 bits), the masking
+ * key and the payload masked with it, into out, which has room for
+ * FRAME_WS_HEAD + len bytes.  Returns the frame's length.  Socket Mode's
+ * acks are framed here so that many go out in one write (lws frames,
+ * masks and sends each lws_write on its own).
+ */
+size_t
+frame_ws_client(unsigned char *out, const char *payload, size_t len,
+    const unsigned char mask[4])
+{
+	size_t n = 0, i;
+	int shift;
+
+	out[n++] = 0x81;
+	if (len < 126)
+		out[n++] = (unsigned char)(0x80 | len);
+	else if (len <= 0xffff) {
+		out[n++] = 0x80 | 126;
+		out[n++] = (unsigned char)(len >> 8);
+		out[n++] = (unsigned char)len;
+	} else {
+		out[n++] = 0x80 | 127;
+		for (shift = 56; shift >= 0; shift -= 8)
+			out[n++] = (unsigned char)((uint64_t)len >> shift);
+	}
+	memcpy(out + n, mask, 4);
+	n += 4;
+	for (i = 0; i < len; i++)
+		out[n + i] = (unsigned char)payload[i] ^ mask[i & 3];
+	return n + len;
+}

@@ -9,6 +9,13 @@
  * top-level object count; their names and string values are decoded
  * ("t\u0073" is "ts"); a string value that does not fit its field, or
  * holds U+0000, is picked as "".
+ *
+ * jscan_members() does the same pass and also says where the values of
+ * chosen members are (the first of each name), in the top-level object or
+ * in the object value of another chosen member, and may take the picks
+ * from such an object instead of the top level: Socket Mode finds the
+ * envelope's id and payload, and the picks of payload.event, while it
+ * validates the frame, so an envelope is walked once.
  */
 #include "config.h"
 
@@ -17,12 +24,18 @@
 
 #include "slackd.h"
 
+#define JSCAN_NONE (-2) /* an object no chosen member is in */
+
 struct jscan_state {
 	const unsigned char *p;
 	const unsigned char *end;
 	const unsigned char *start;
 	int max_depth;
 	struct jscan *out;
+	struct jscan_want *want; /* jscan_members(): the members chosen */
+	size_t nwant;
+	int picks; /* whose members are picked: JSCAN_TOP or a want */
+	int enter; /* what the object about to be scanned is: JSCAN_NONE */
 };
 
 static int jscan_value(struct jscan_state *, int);
@@ -34,6 +47,34 @@ static const unsigned char jscan_plain[256] = {
 	[0x23 ... 0x5b] = 1,
 	[0x5d ... 0x7f] = 1,
 };
+
+#define JSCAN_ONES  0x0101010101010101ULL
+#define JSCAN_HIGHS 0x8080808080808080ULL
+
+/*
+ * Past the plain bytes (jscan_plain) from p: eight at a time while they
+ * are all plain (none has its high bit, none is below 0x20, none is '"'
+ * or '\\': a byte-wise test of the word), then one at a time.
+ */
+static const unsigned char *
+jscan_plain_run(const unsigned char *p, const unsigned char *end)
+{
+	uint64_t v, q, b;
+
+	while (end - p >= 8) {
+		memcpy(&v, p, 8);
+		q = v ^ (JSCAN_ONES * '"');
+		b = v ^ (JSCAN_ONES * '\\');
+		if (((v | ((v - JSCAN_ONES * 0x20) & ~v) |
+		         ((q - JSCAN_ONES) & ~q) | ((b - JSCAN_ONES) & ~b)) &
+		        JSCAN_HIGHS) != 0)
+			break;
+		p += 8;
+	}
+	while (p < end && jscan_plain[*p])
+		p++;
+	return p;
+}
 
 static int
 jscan_fail(struct jscan_state *s, const char *why)
@@ -159,8 +200,7 @@ jscan_string(struct jscan_state *s, char *buf, size_t cap)
 	for (;;) {
 		/* The common case: a run of plain ASCII, copied at once. */
 		run = s->p;
-		while (s->p < s->end && jscan_plain[*s->p])
-			s->p++;
+		s->p = jscan_plain_run(s->p, s->end);
 		if (buf != NULL && s->p > run) {
 			n = (size_t)(s->p - run);
 			if (len + n >= cap)
@@ -362,17 +402,17 @@ jscan_which(const char *k)
 
 /* A string member: its value into buf (cap bytes), or "" if not a string. */
 static int
-jscan_pick(struct jscan_state *s, char *buf, size_t cap)
+jscan_pick(struct jscan_state *s, char *buf, size_t cap, int depth)
 {
 	if (*s->p == '"')
 		return jscan_string(s, buf, cap);
 	buf[0] = '\0';
-	return jscan_value(s, 2);
+	return jscan_value(s, depth);
 }
 
-/* The value of a top-level member we route on. */
+/* The value (at depth) of a member we route on. */
 static int
-jscan_member(struct jscan_state *s, enum jscan_key key)
+jscan_member(struct jscan_state *s, enum jscan_key key, int depth)
 {
 	struct jscan *o = s->out;
 	int64_t v = 0;
@@ -380,13 +420,13 @@ jscan_member(struct jscan_state *s, enum jscan_key key)
 
 	switch (key) {
 	case JSCAN_TYPE:
-		return jscan_pick(s, o->type, sizeof o->type);
+		return jscan_pick(s, o->type, sizeof o->type, depth);
 	case JSCAN_CHANNEL:
-		return jscan_pick(s, o->channel, sizeof o->channel);
+		return jscan_pick(s, o->channel, sizeof o->channel, depth);
 	case JSCAN_TS_KEY:
-		return jscan_pick(s, o->ts, sizeof o->ts);
+		return jscan_pick(s, o->ts, sizeof o->ts, depth);
 	case JSCAN_THREAD_TS:
-		return jscan_pick(s, o->thread_ts, sizeof o->thread_ts);
+		return jscan_pick(s, o->thread_ts, sizeof o->thread_ts, depth);
 	case JSCAN_BACKFILL:
 		o->backfilled = 1;
 		break;
@@ -407,7 +447,22 @@ jscan_member(struct jscan_state *s, enum jscan_key key)
 	case JSCAN_OTHER:
 		break;
 	}
-	return jscan_value(s, 2);
+	return jscan_value(s, depth);
+}
+
+/* The chosen member named k in the object that is want self, or -1. */
+static int
+jscan_wanted(const struct jscan_state *s, int self, const char *k)
+{
+	size_t i;
+
+	for (i = 0; i < s->nwant; i++) {
+		if (s->want[i].in == self && s->want[i].at == NULL &&
+		    s->want[i].name[0] == k[0] &&
+		    strcmp(s->want[i].name, k) == 0)
+			return (int)i;
+	}
+	return -1;
 }
 
 static int
@@ -415,7 +470,11 @@ jscan_object_body(struct jscan_state *s, int depth)
 {
 	char key[JSCAN_FIELD];
 	enum jscan_key which;
+	const unsigned char *at;
+	int self = s->enter, picking, w = -1;
 
+	s->enter = JSCAN_NONE;
+	picking = self == s->picks;
 	s->p++; /* '{' */
 	jscan_ws(s);
 	if (s->p < s->end && *s->p == '}') {
@@ -425,10 +484,15 @@ jscan_object_body(struct jscan_state *s, int depth)
 	for (;;) {
 		if (s->p >= s->end || *s->p != '"')
 			return jscan_fail(s, "expected a member name");
-		/* Top-level names are decoded: "t\u0079pe" is "type". */
-		if (jscan_string(s, depth == 1 ? key : NULL, sizeof key) != 0)
+		/* Names that count are decoded: "t\u0079pe" is "type". */
+		if (jscan_string(s,
+		        picking || (self != JSCAN_NONE && s->nwant > 0) ? key
+		                                                        : NULL,
+		        sizeof key) != 0)
 			return -1;
-		which = depth == 1 ? jscan_which(key) : JSCAN_OTHER;
+		which = picking ? jscan_which(key) : JSCAN_OTHER;
+		if (self != JSCAN_NONE && s->nwant > 0)
+			w = jscan_wanted(s, self, key);
 		jscan_ws(s);
 		if (s->p >= s->end || *s->p != ':')
 			return jscan_fail(s, "expected ':'");
@@ -436,11 +500,20 @@ jscan_object_body(struct jscan_state *s, int depth)
 		jscan_ws(s);
 		if (s->p >= s->end)
 			return jscan_fail(s, "truncated");
+		at = s->p;
+		if (w >= 0 && *s->p == '{')
+			s->enter = w;
 		if (which != JSCAN_OTHER) {
-			if (jscan_member(s, which) != 0)
+			if (jscan_member(s, which, depth + 1) != 0)
 				return -1;
 		} else if (jscan_value(s, depth + 1) != 0)
 			return -1;
+		s->enter = JSCAN_NONE;
+		if (w >= 0) {
+			s->want[w].at = (const char *)at;
+			s->want[w].len = (size_t)(s->p - at);
+			w = -1;
+		}
 		jscan_ws(s);
 		if (s->p >= s->end)
 			return jscan_fail(s, "truncated object");
@@ -510,17 +583,37 @@ jscan_value(struct jscan_state *s, int depth)
 	}
 }
 
-/* Returns 0 if buf holds exactly one JSON object, -1 (with why) if not. */
+/*
+ * Returns 0 if buf holds exactly one JSON object, -1 (with why) if not.
+ * want[0..nwant) are the members whose values are wanted: each names the
+ * member (as decoded) and says which object it is a member of (in:
+ * JSCAN_TOP, or the index of an earlier want whose value is that object);
+ * its at and len are set to its value's bytes (a string's quotes
+ * included), or at to NULL if there is none.  The picks (type, channel,
+ * ...) are taken from the object picks says (JSCAN_TOP, or a want's), and
+ * are all empty if that member is not there or not an object.  When the
+ * object is refused, only out->error and out->error_at mean anything.
+ */
 int
-jscan_object(const char *buf, size_t len, int max_depth, struct jscan *out)
+jscan_members(const char *buf, size_t len, int max_depth,
+    struct jscan_want *want, size_t nwant, int picks, struct jscan *out)
 {
 	struct jscan_state s;
+	size_t i;
 
 	memset(out, 0, sizeof *out);
+	for (i = 0; i < nwant; i++) {
+		want[i].at = NULL;
+		want[i].len = 0;
+	}
 	s.start = s.p = (const unsigned char *)buf;
 	s.end = s.p + len;
 	s.max_depth = max_depth;
 	s.out = out;
+	s.want = want;
+	s.nwant = nwant;
+	s.picks = picks;
+	s.enter = JSCAN_TOP;
 	jscan_ws(&s);
 	if (s.p >= s.end || *s.p != '{')
 		return jscan_fail(&s, "not a JSON object");
@@ -530,6 +623,12 @@ jscan_object(const char *buf, size_t len, int max_depth, struct jscan *out)
 	if (s.p != s.end)
 		return jscan_fail(&s, "trailing data after the object");
 	return 0;
+}
+
+int
+jscan_object(const char *buf, size_t len, int max_depth, struct jscan *out)
+{
+	return jscan_members(buf, len, max_depth, NULL, 0, JSCAN_TOP, out);
 }
 
 /*

@@ -230,7 +230,24 @@ struct jscan {
 	const char *error;
 };
 int jscan_object(const char *, size_t, int, struct jscan *);
+#define JSCAN_TOP (-1) /* the top-level object, for jscan_members() */
+struct jscan_want {
+	const char *name; /* a member's name */
+	int in;           /* of the top-level object, or of want[in]'s value */
+	const char *at;   /* out: its value, NULL if none; len bytes */
+	size_t len;
+};
+int jscan_members(const char *, size_t, int, struct jscan_want *, size_t, int,
+    struct jscan *);
 size_t jscan_compact(char *, size_t);
+
+/* seen.c: ids seen in a sliding window (pure). */
+#define SEEN_KEY_MAX 70 /* bytes of an id remembered at most */
+struct seen;
+struct seen *seen_new(size_t, int64_t);
+void seen_free(struct seen *);
+size_t seen_count(const struct seen *);
+int seen_check(struct seen *, const char *, size_t, int64_t);
 
 /* backoff.c */
 struct backoff {

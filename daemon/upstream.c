@@ -74,6 +74,7 @@
 #define UPSTREAM_CLOSE_WAIT 1000  /* ms for a close handshake */
 #define UPSTREAM_RATE_WAIT  60000 /* 429 without Retry-After */
 #define UPSTREAM_TX_MAX     (PROTOCOL_RTM_MAX_FRAME + 256)
+#define UPSTREAM_OWN_CHUNK  32768             /* bytes of acks per write */
 #define UPSTREAM_BACKLOG    (4 * 1024 * 1024) /* event bytes not yet taken */
 #define UPSTREAM_BATCH      512  /* events posted to the main thread at once */
 #define UPSTREAM_REPLY_WAIT 2000 /* ms a replaced session stays for replies */
@@ -134,6 +135,8 @@ struct upstream {
 	size_t batch_n;
 	size_t batch_bytes;
 	unsigned char tx[LWS_PRE + UPSTREAM_TX_MAX];
+	unsigned char mask[1024]; /* masking keys for acks, from lws */
+	size_t mask_left;         /* of them not used yet */
 
 	lws_sorted_usec_list_t sul_attempt;
 };
@@ -425,23 +428,53 @@ upstream_conns(struct upstream *up)
 	upstream_tell(up, m);
 }
 
+/* Four bytes of masking key for a frame of our own, from lws's source. */
+static void
+upstream_mask(struct upstream *up, unsigned char *mask)
+{
+	uint64_t v;
+	size_t got;
+
+	if (up->mask_left < 4) {
+		got = lws_get_random(up->ctx, up->mask, sizeof up->mask);
+		for (; got < sizeof up->mask; got += sizeof v) {
+			v = util_random64();
+			memcpy(up->mask + got, &v,
+			    sizeof up->mask - got < sizeof v
+			        ? sizeof up->mask - got
+			        : sizeof v);
+		}
+		up->mask_left = sizeof up->mask;
+	}
+	memcpy(mask, up->mask + sizeof up->mask - up->mask_left, 4);
+	up->mask_left -= 4;
+}
+
 /*
- * A frame of the protocol's own (an ack): written before anything else.
+ * A frame of the protocol's own (an ack): framed and masked here, after
+ * the others not written yet, all written at once before anything else.
  * -1 if it cannot be: too long, or the session is not up.
  */
 int
 upstream_conn_write(struct upstream_conn *conn, const char *data, size_t len)
 {
-	struct mailbox_msg *m;
+	unsigned char mask[4];
 
 	if (conn->wsi == NULL || len > UPSTREAM_TX_MAX ||
 	    (conn->phase != UPSTREAM_CONN_LIVE &&
 	        conn->phase != UPSTREAM_CONN_HELLO))
 		return -1;
-	m = mailbox_msg_new(MAILBOX_SEND);
-	m->data = xmemdup(data, len);
-	m->len = len;
-	STAILQ_INSERT_TAIL(&conn->pwrites, m, entry);
+	if (conn->own_cap - conn->own_len < FRAME_WS_HEAD + len) {
+		conn->own_cap = conn->own_len + FRAME_WS_HEAD + len;
+		if (conn->own_cap < UPSTREAM_OWN_CHUNK)
+			conn->own_cap = UPSTREAM_OWN_CHUNK;
+		else
+			conn->own_cap *= 2;
+		conn->own = xrealloc(conn->own, conn->own_cap);
+	}
+	upstream_mask(conn->up, mask);
+	conn->own_len +=
+	    frame_ws_client(conn->own + conn->own_len, data, len, mask);
 	lws_callback_on_writable(conn->wsi);
 	return 0;
 }
@@ -481,7 +514,6 @@ upstream_conn_new(struct upstream *up)
 	conn->up = up;
 	conn->phase = UPSTREAM_CONN_API;
 	STAILQ_INIT(&conn->writes);
-	STAILQ_INIT(&conn->pwrites);
 	TAILQ_INSERT_TAIL(&up->conns, conn, entry);
 	return conn;
 }
@@ -493,12 +525,7 @@ upstream_conn_new(struct upstream *up)
 static void
 upstream_conn_free(struct upstream_conn *conn)
 {
-	struct mailbox_msg *m;
-
-	while ((m = STAILQ_FIRST(&conn->pwrites)) != NULL) {
-		STAILQ_REMOVE_HEAD(&conn->pwrites, entry);
-		mailbox_msg_free(m);
-	}
+	free(conn->own);
 	TAILQ_REMOVE(&conn->up->conns, conn, entry);
 	lws_sul_cancel(&conn->sul_deadline);
 	lws_sul_cancel(&conn->sul_ping);
@@ -1458,6 +1485,32 @@ upstream_receive(
 	return 0;
 }
 
+/*
+ * The protocol's frames, in one write of up to UPSTREAM_OWN_CHUNK bytes
+ * (lws keeps what the socket does not take and sends it before calling
+ * back again).  The rest waits for the next callback.
+ */
+static int
+upstream_write_own(struct upstream_conn *conn, struct lws *wsi)
+{
+	size_t n = conn->own_len;
+
+	if (n > UPSTREAM_OWN_CHUNK)
+		n = UPSTREAM_OWN_CHUNK;
+	if (lws_write(wsi, conn->own, n, LWS_WRITE_RAW) < (int)n)
+		return -1;
+	conn->own_len -= n;
+	if (conn->own_len > 0) {
+		memmove(conn->own, conn->own + n, conn->own_len);
+		lws_callback_on_writable(wsi);
+	} else if (conn->own_cap > 4 * UPSTREAM_OWN_CHUNK) {
+		free(conn->own);
+		conn->own = NULL;
+		conn->own_cap = 0;
+	}
+	return 0;
+}
+
 static int
 upstream_writeable(struct upstream_conn *conn, struct lws *wsi)
 {
@@ -1465,6 +1518,7 @@ upstream_writeable(struct upstream_conn *conn, struct lws *wsi)
 	struct mailbox_msg *m;
 	unsigned char *p = up->tx + LWS_PRE;
 	size_t len;
+	int wrote = 0;
 
 	if (conn->phase == UPSTREAM_CONN_CLOSING) {
 		const char *why = "slackd closing";
@@ -1476,19 +1530,17 @@ upstream_writeable(struct upstream_conn *conn, struct lws *wsi)
 	if (conn->phase != UPSTREAM_CONN_LIVE &&
 	    conn->phase != UPSTREAM_CONN_HELLO)
 		return 0;
-	while ((m = STAILQ_FIRST(&conn->pwrites)) != NULL &&
-	    !lws_send_pipe_choked(wsi)) {
-		STAILQ_REMOVE_HEAD(&conn->pwrites, entry);
-		memcpy(p, m->data, m->len);
-		len = m->len;
-		mailbox_msg_free(m);
-		if (lws_write(wsi, p, len, LWS_WRITE_TEXT) < (int)len)
+	if (conn->own_len > 0) {
+		if (upstream_write_own(conn, wsi) != 0)
 			return -1;
+		wrote = 1;
 	}
-	if (!STAILQ_EMPTY(&conn->pwrites) ||
-	    conn->phase != UPSTREAM_CONN_LIVE) {
-		if (!STAILQ_EMPTY(&conn->pwrites))
-			lws_callback_on_writable(wsi);
+	if (conn->phase != UPSTREAM_CONN_LIVE ||
+	    (!conn->ping_unwritten && STAILQ_EMPTY(&conn->writes)))
+		return 0;
+	/* Another write in this callback only if lws says it may. */
+	if (wrote && (conn->own_len > 0 || lws_send_pipe_choked(wsi))) {
+		lws_callback_on_writable(wsi);
 		return 0;
 	}
 	if (conn->ping_unwritten && conn->ping_len == 0) {

@@ -66,13 +66,16 @@ struct upstream_conn {
 	size_t rx_len;
 	int rx_over;
 	int rx_binary;
-	struct mailbox_list writes;  /* MAILBOX_SEND frames to write */
-	struct mailbox_list pwrites; /* the protocol's frames: first */
-	int64_t last_rx;             /* ms, anything from Slack */
-	double since;                /* wall clock, at hello */
-	char host[64];               /* Slack's name for the server, or "" */
-	char app_id[32];             /* the app Slack says it serves, or "" */
-	int64_t lifetime;            /* s Slack expects it to last, or 0 */
+	struct mailbox_list writes; /* MAILBOX_SEND frames to write */
+	/* The protocol's frames (acks), framed and masked: written first. */
+	unsigned char *own;
+	size_t own_len;
+	size_t own_cap;
+	int64_t last_rx;  /* ms, anything from Slack */
+	double since;     /* wall clock, at hello */
+	char host[64];    /* Slack's name for the server, or "" */
+	char app_id[32];  /* the app Slack says it serves, or "" */
+	int64_t lifetime; /* s Slack expects it to last, or 0 */
 
 	int close_code;
 	int peer_close_code;
@@ -155,6 +158,9 @@ struct frame {
 	struct jscan js;
 };
 void frame_classify(char *, size_t, int, int64_t, struct frame *);
+#define FRAME_WS_HEAD 14 /* a client frame's header at most: 2 + 8 + mask */
+size_t frame_ws_client(
+    unsigned char *, const char *, size_t, const unsigned char[4]);
 
 /* overlap.c: make-before-break, which copy of an event goes out (pure). */
 #define OVERLAP_MAX   5000 /* ms two sessions overlap at most */

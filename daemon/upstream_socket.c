@@ -12,12 +12,11 @@
  *
  * Envelopes:
  *   events_api      acked at once ({"envelope_id":…}), then payload.event
- *                   goes to the clients byte for byte (found by a scan of
- *                   the frame, never re-serialised): the same event RTM
- *                   would have sent.  A payload without an event
- *                   (app_rate_limited) goes out whole.
- *   slash_commands, interactive
- *                   forwarded as {"type":"slackd.slash_command"|
+ *                   goes to the clients byte for byte (found by the one
+ *                   pass that validates the frame, jscan_members(), never
+ *                   re-serialised): the same event RTM would have sent.  A
+ * payload without an event (app_rate_limited) goes out whole. slash_commands,
+ * interactive forwarded as {"type":"slackd.slash_command"|
  *                   "slackd.interactive","envelope_id":…,
  *                   "accepts_response_payload":…,"payload":{…}}.  One that
  *                   accepts a response payload is acked when the main
@@ -27,8 +26,8 @@
  *
  * De-duplication: every envelope id and every payload.event_id seen in the
  * last SOCKET_DEDUP_MS (10 minutes, at most SOCKET_DEDUP_MAX of them) is
- * remembered; a repeat (a retry after a lost ack, or a copy on a second
- * connection) is acked again but not forwarded.
+ * remembered (seen.c: no allocation per id); a repeat (a retry after a lost
+ * ack, or a copy on a second connection) is acked again but not forwarded.
  *
  * disconnect: warning and refresh_requested retire the session (the
  * manager makes the replacement, then closes this one), as does any reason
@@ -52,179 +51,137 @@
 #define SOCKET_DEDUP_MS  (10 * 60 * 1000)
 #define SOCKET_DEDUP_MAX 200000 /* beyond Slack's 30,000 events an hour */
 
-/* An id seen, in order of arrival. */
-struct socket_seen {
-	TAILQ_ENTRY(socket_seen) entry;
-	int64_t at;
-	char key[]; /* "e:" envelope id, "v:" event id */
-};
-TAILQ_HEAD(socket_seen_list, socket_seen);
-
 /* An envelope waiting for the main thread's word (MAILBOX_ACK). */
 struct socket_pending {
 	uint64_t session;
 };
 
-static struct map *socket_seen_map;
-static struct socket_seen_list socket_seen_fifo =
-    TAILQ_HEAD_INITIALIZER(socket_seen_fifo);
-static size_t socket_nseen;
+static struct seen *socket_seen;       /* "e:" envelope ids, "v:" event ids */
 static struct map *socket_pending_map; /* envelope id -> socket_pending */
 
-/* ---- scanning a frame already proven well-formed (jscan) ----------------- */
+/* ---- the members of a frame --------------------------------------------- */
 
-static const char *
-upstream_socket_ws(const char *p, const char *end)
+/*
+ * What Socket Mode reads of a frame, found while jscan_members() validates
+ * it: one pass over the envelope, whose picks are payload.event's.
+ */
+enum socket_member {
+	SOCKET_ENVELOPE_ID,
+	SOCKET_TYPE,
+	SOCKET_PAYLOAD,
+	SOCKET_ACCEPTS,
+	SOCKET_REASON,
+	SOCKET_EVENT,    /* payload.event */
+	SOCKET_EVENT_ID, /* payload.event_id */
+	SOCKET_MEMBERS
+};
+static const struct jscan_want socket_members[SOCKET_MEMBERS] = {
+	[SOCKET_ENVELOPE_ID] = { "envelope_id", JSCAN_TOP, NULL, 0 },
+	[SOCKET_TYPE] = { "type", JSCAN_TOP, NULL, 0 },
+	[SOCKET_PAYLOAD] = { "payload", JSCAN_TOP, NULL, 0 },
+	[SOCKET_ACCEPTS] = { "accepts_response_payload", JSCAN_TOP, NULL, 0 },
+	[SOCKET_REASON] = { "reason", JSCAN_TOP, NULL, 0 },
+	[SOCKET_EVENT] = { "event", SOCKET_PAYLOAD, NULL, 0 },
+	[SOCKET_EVENT_ID] = { "event_id", SOCKET_PAYLOAD, NULL, 0 },
+};
+
+struct socket_frame {
+	struct jscan_want m[SOCKET_MEMBERS];
+	struct jscan ev;        /* payload.event's picks */
+	char type[JSCAN_FIELD]; /* the frame's type, decoded; "" if none */
+};
+
+/*
+ * A member's value as Slack sent it, into buf: a string's bytes between
+ * its quotes (escapes as they are), another value's bytes.  0 if it is
+ * there and fits (ids are short).
+ */
+static int
+upstream_socket_field(const struct jscan_want *w, char *buf, size_t size)
 {
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
+	const char *v = w->at;
+	size_t len = w->len;
+
+	if (v == NULL)
+		return -1;
+	if (*v == '"') {
+		v++;
+		len -= 2;
+	}
+	if (len >= size)
+		return -1;
+	memcpy(buf, v, len);
+	buf[len] = '\0';
+	return 0;
 }
 
-/* Past the string starting at p (at its opening quote). */
-static const char *
-upstream_socket_string(const char *p, const char *end)
+/* The frame's type as jscan picks it: decoded, "" if not a string that fits. */
+static void
+upstream_socket_type(const struct jscan_want *w, char *type)
 {
-	for (p++; p < end; p++) {
-		if (*p == '\\')
-			p++;
-		else if (*p == '"')
-			return p + 1;
-	}
-	return end;
-}
+	struct jscan js;
+	char *obj;
+	int n;
 
-/* Past the value starting at p. */
-static const char *
-upstream_socket_skip(const char *p, const char *end)
-{
-	int depth = 0;
-
-	if (p >= end)
-		return end;
-	if (*p == '"')
-		return upstream_socket_string(p, end);
-	if (*p != '{' && *p != '[') {
-		while (p < end && *p != ',' && *p != '}' && *p != ']' &&
-		    *p != ' ' && *p != '\n' && *p != '\r' && *p != '\t')
-			p++;
-		return p;
+	type[0] = '\0';
+	if (w->at == NULL || *w->at != '"')
+		return;
+	if (memchr(w->at, '\\', w->len) == NULL) {
+		if (upstream_socket_field(w, type, JSCAN_FIELD) != 0)
+			type[0] = '\0';
+		return;
 	}
-	for (; p < end; p++) {
-		if (*p == '"') {
-			p = upstream_socket_string(p, end) - 1;
-			continue;
-		}
-		if (*p == '{' || *p == '[')
-			depth++;
-		else if ((*p == '}' || *p == ']') && --depth == 0)
-			return p + 1;
-	}
-	return end;
+	n = xasprintf(&obj, "{\"type\":%.*s}", (int)w->len, w->at);
+	if (jscan_object(obj, (size_t)n, 1, &js) == 0)
+		memcpy(type, js.type, JSCAN_FIELD);
+	free(obj);
 }
 
 /*
- * The value of member key of the object at obj[0..len): its bytes in
- * *v[0..*vlen) (a string's without the quotes).  0 if found.
+ * Prove buf[0..*len) one JSON object and find its members, compacting it
+ * first if it has spaces (the event is forwarded as one line).  0 if so.
  */
 static int
-upstream_socket_member(
-    const char *obj, size_t len, const char *key, const char **v, size_t *vlen)
+upstream_socket_scan(
+    struct upstream_conn *conn, char *buf, size_t *len, struct socket_frame *f)
 {
-	const char *p = obj, *end = obj + len, *k, *val;
-	size_t klen = strlen(key);
-
-	p = upstream_socket_ws(p, end);
-	if (p >= end || *p != '{')
+	memcpy(f->m, socket_members, sizeof f->m);
+	if (jscan_members(buf, *len, SOCKET_MAX_DEPTH, f->m, SOCKET_MEMBERS,
+	        SOCKET_EVENT, &f->ev) != 0) {
+		upstream_dropped(conn,
+		    "dropped a frame that is not a JSON object (%s at byte %zu of %zu)",
+		    f->ev.error, f->ev.error_at, *len);
 		return -1;
-	p++;
-	for (;;) {
-		p = upstream_socket_ws(p, end);
-		if (p >= end || *p != '"')
-			return -1;
-		k = p + 1;
-		p = upstream_socket_string(p, end);
-		if ((size_t)(p - 1 - k) == klen && memcmp(k, key, klen) == 0) {
-			p = upstream_socket_ws(p, end);
-			p = upstream_socket_ws(p + 1, end); /* the colon */
-			val = p;
-			p = upstream_socket_skip(p, end);
-			if (*val == '"') {
-				*v = val + 1;
-				*vlen = (size_t)(p - val - 2);
-			} else {
-				*v = val;
-				*vlen = (size_t)(p - val);
-			}
-			return 0;
-		}
-		p = upstream_socket_ws(p, end);
-		p = upstream_socket_ws(p + 1, end);
-		p = upstream_socket_skip(p, end);
-		p = upstream_socket_ws(p, end);
-		if (p >= end || *p != ',')
-			return -1;
-		p++;
 	}
-}
-
-/* A short string member into buf (truncated: ids are short); 0 if found. */
-static int
-upstream_socket_field(
-    const char *obj, size_t len, const char *key, char *buf, size_t size)
-{
-	const char *v;
-	size_t vlen;
-
-	if (upstream_socket_member(obj, len, key, &v, &vlen) != 0 ||
-	    vlen >= size)
-		return -1;
-	memcpy(buf, v, vlen);
-	buf[vlen] = '\0';
+	if (f->ev.spaces) {
+		*len = jscan_compact(buf, *len);
+		buf[*len] = '\0';
+		if (jscan_members(buf, *len, SOCKET_MAX_DEPTH, f->m,
+		        SOCKET_MEMBERS, SOCKET_EVENT, &f->ev) != 0) {
+			upstream_dropped(conn,
+			    "dropped a frame that is not a JSON object once compacted");
+			return -1;
+		}
+	}
+	upstream_socket_type(&f->m[SOCKET_TYPE], f->type);
 	return 0;
 }
 
 /* ---- de-duplication ------------------------------------------------------ */
 
-static void
-upstream_socket_expire(int64_t now)
-{
-	struct socket_seen *s;
-
-	while ((s = TAILQ_FIRST(&socket_seen_fifo)) != NULL &&
-	    (now - s->at > SOCKET_DEDUP_MS ||
-	        socket_nseen > SOCKET_DEDUP_MAX)) {
-		TAILQ_REMOVE(&socket_seen_fifo, s, entry);
-		map_del(socket_seen_map, s->key);
-		socket_nseen--;
-		free(s);
-	}
-}
-
 /* Seen before (in the window)?  Either way it is remembered now. */
 static int
-upstream_socket_seen(char prefix, const char *id)
+upstream_socket_seen(char prefix, const char *id, int64_t now)
 {
-	struct socket_seen *s;
+	char key[2 + JSCAN_FIELD];
 	size_t len = strlen(id);
-	int64_t now = util_now_ms();
 
-	if (socket_seen_map == NULL)
-		socket_seen_map = map_new();
-	upstream_socket_expire(now);
-	s = xmalloc(sizeof *s + len + 3);
-	s->key[0] = prefix;
-	s->key[1] = ':';
-	memcpy(s->key + 2, id, len + 1);
-	if (map_get(socket_seen_map, s->key) != NULL) {
-		free(s);
-		return 1;
-	}
-	s->at = now;
-	map_put(socket_seen_map, s->key, s);
-	TAILQ_INSERT_TAIL(&socket_seen_fifo, s, entry);
-	socket_nseen++;
-	return 0;
+	if (socket_seen == NULL)
+		socket_seen = seen_new(SOCKET_DEDUP_MAX, SOCKET_DEDUP_MS);
+	key[0] = prefix;
+	key[1] = ':';
+	memcpy(key + 2, id, len);
+	return seen_check(socket_seen, key, len + 2, now);
 }
 
 static void
@@ -236,15 +193,8 @@ upstream_socket_pending_free(void *p)
 static void
 upstream_socket_done(void)
 {
-	struct socket_seen *s;
-
-	while ((s = TAILQ_FIRST(&socket_seen_fifo)) != NULL) {
-		TAILQ_REMOVE(&socket_seen_fifo, s, entry);
-		free(s);
-	}
-	socket_nseen = 0;
-	map_free(socket_seen_map, NULL);
-	socket_seen_map = NULL;
+	seen_free(socket_seen);
+	socket_seen = NULL;
 	map_free(socket_pending_map, upstream_socket_pending_free);
 	socket_pending_map = NULL;
 }
@@ -256,9 +206,19 @@ static void
 upstream_socket_ack(struct upstream_conn *conn, const char *id,
     const char *payload, size_t plen)
 {
-	char *frame;
+	static const char pre[] = "{\"envelope_id\":\"";
+	char plain[sizeof pre + JSCAN_FIELD + 2], *frame;
+	size_t idlen = strlen(id);
 	int n;
 
+	if ((payload == NULL || plen == 0) && idlen < JSCAN_FIELD) {
+		/* The common case: no allocation. */
+		memcpy(plain, pre, sizeof pre - 1);
+		memcpy(plain + sizeof pre - 1, id, idlen);
+		memcpy(plain + sizeof pre - 1 + idlen, "\"}", 2);
+		upstream_conn_write(conn, plain, sizeof pre - 1 + idlen + 2);
+		return;
+	}
 	if (payload != NULL && plen > 0)
 		n = xasprintf(&frame,
 		    "{\"envelope_id\":\"%s\",\"payload\":%.*s}", id, (int)plen,
@@ -333,12 +293,13 @@ upstream_socket_hello(struct upstream_conn *conn, char *buf, size_t len)
 }
 
 static void
-upstream_socket_disconnect(struct upstream_conn *conn, char *buf, size_t len)
+upstream_socket_disconnect(
+    struct upstream_conn *conn, const struct socket_frame *f)
 {
 	char reason[JSCAN_FIELD];
 
-	if (upstream_socket_field(buf, len, "reason", reason, sizeof reason) !=
-	    0)
+	if (upstream_socket_field(
+	        &f->m[SOCKET_REASON], reason, sizeof reason) != 0)
 		snprintf(reason, sizeof reason, "(none)");
 	if (strcmp(reason, "link_disabled") == 0) {
 		log_warnx(
@@ -360,31 +321,35 @@ upstream_socket_disconnect(struct upstream_conn *conn, char *buf, size_t len)
 	    conn, "Slack asked for a new connection (%s)", reason);
 }
 
-/* Forward the event (or the whole payload) of an events_api envelope. */
+/*
+ * Forward the event of an events_api envelope (its picks are f->ev), or
+ * the whole payload if it has none.
+ */
 static void
-upstream_socket_event(
-    struct upstream_conn *conn, const char *payload, size_t plen)
+upstream_socket_event(struct upstream_conn *conn, const struct socket_frame *f)
 {
-	const char *ev;
-	size_t evlen;
-	struct jscan js;
+	const struct jscan_want *ev = &f->m[SOCKET_EVENT];
+	const struct jscan_want *pl = &f->m[SOCKET_PAYLOAD];
+	const struct jscan *js = &f->ev;
+	struct jscan whole;
 
-	if (upstream_socket_member(payload, plen, "event", &ev, &evlen) != 0 ||
-	    *ev != '{') {
-		ev = payload; /* app_rate_limited and the like */
-		evlen = plen;
+	if (ev->at == NULL || *ev->at != '{') {
+		/* app_rate_limited and the like */
+		if (jscan_object(pl->at, pl->len, SOCKET_MAX_DEPTH, &whole) !=
+		    0) {
+			upstream_dropped(
+			    conn, "dropped an event that is not a JSON object");
+			return;
+		}
+		js = &whole;
+		ev = pl;
 	}
-	if (jscan_object(ev, evlen, SOCKET_MAX_DEPTH, &js) != 0) {
-		upstream_dropped(
-		    conn, "dropped an event that is not a JSON object");
-		return;
-	}
-	if (strcmp(js.type, "app_rate_limited") == 0) {
+	if (strcmp(js->type, "app_rate_limited") == 0) {
 		log_warnx(
 		    "upstream: Slack says the app is over its event rate limit (app_rate_limited)");
 		upstream_rate_limited(conn->up);
 	}
-	upstream_event(conn, &js, ev, evlen);
+	upstream_event(conn, js, ev->at, ev->len);
 }
 
 /* A slash command or an interactive payload, for the clients. */
@@ -419,45 +384,44 @@ upstream_socket_request(struct upstream_conn *conn, const char *kind,
 }
 
 static void
-upstream_socket_envelope(struct upstream_conn *conn, const char *buf,
-    size_t len, const struct jscan *top)
+upstream_socket_envelope(
+    struct upstream_conn *conn, const struct socket_frame *f)
 {
+	const struct jscan_want *pl = &f->m[SOCKET_PAYLOAD];
+	const struct jscan_want *acc = &f->m[SOCKET_ACCEPTS];
 	char id[JSCAN_FIELD], event_id[JSCAN_FIELD];
-	const char *payload, *v;
-	size_t plen, vlen;
 	int accepts = 0, dup;
+	int64_t now;
 
-	if (upstream_socket_field(buf, len, "envelope_id", id, sizeof id) !=
+	if (upstream_socket_field(&f->m[SOCKET_ENVELOPE_ID], id, sizeof id) !=
 	        0 ||
 	    strchr(id, '\\') != NULL) {
 		upstream_dropped(
 		    conn, "dropped an envelope without a usable envelope_id");
 		return;
 	}
-	if (upstream_socket_member(buf, len, "payload", &payload, &plen) != 0 ||
-	    *payload != '{') {
+	if (pl->at == NULL || *pl->at != '{') {
 		upstream_socket_ack(conn, id, NULL, 0);
 		upstream_dropped(conn,
-		    "dropped an envelope without a payload (%s)", top->type);
+		    "dropped an envelope without a payload (%s)", f->type);
 		return;
 	}
-	if (upstream_socket_member(
-	        buf, len, "accepts_response_payload", &v, &vlen) == 0 &&
-	    vlen == 4 && memcmp(v, "true", 4) == 0)
+	if (acc->at != NULL && acc->len == 4 && memcmp(acc->at, "true", 4) == 0)
 		accepts = 1;
-	dup = upstream_socket_seen('e', id);
-	if (strcmp(top->type, "events_api") == 0) {
+	now = util_now_ms();
+	dup = upstream_socket_seen('e', id, now);
+	if (strcmp(f->type, "events_api") == 0) {
 		upstream_socket_ack(conn, id, NULL, 0);
-		if (upstream_socket_field(payload, plen, "event_id", event_id,
+		if (upstream_socket_field(&f->m[SOCKET_EVENT_ID], event_id,
 		        sizeof event_id) == 0 &&
-		    upstream_socket_seen('v', event_id))
+		    upstream_socket_seen('v', event_id, now))
 			dup = 1;
 		if (!dup)
-			upstream_socket_event(conn, payload, plen);
+			upstream_socket_event(conn, f);
 		return;
 	}
-	if (strcmp(top->type, "slash_commands") == 0 ||
-	    strcmp(top->type, "interactive") == 0) {
+	if (strcmp(f->type, "slash_commands") == 0 ||
+	    strcmp(f->type, "interactive") == 0) {
 		if (dup) { /* a retry: acked when its first copy is */
 			if (socket_pending_map == NULL ||
 			    map_get(socket_pending_map, id) == NULL)
@@ -465,56 +429,46 @@ upstream_socket_envelope(struct upstream_conn *conn, const char *buf,
 			return;
 		}
 		upstream_socket_request(conn,
-		    top->type[0] == 's' ? PROTOCOL_SLASH_COMMAND
-		                        : PROTOCOL_INTERACTIVE,
-		    id, payload, plen, accepts);
+		    f->type[0] == 's' ? PROTOCOL_SLASH_COMMAND
+		                      : PROTOCOL_INTERACTIVE,
+		    id, pl->at, pl->len, accepts);
 		return;
 	}
 	upstream_socket_ack(conn, id, NULL, 0);
 	if (!dup)
 		log_info(
 		    "upstream: acknowledged an envelope of unknown type \"%s\"; not forwarded",
-		    top->type);
+		    f->type);
 }
 
 static void
 upstream_socket_frame(struct upstream_conn *conn, char *buf, size_t len)
 {
-	struct jscan js;
-	const char *v;
-	size_t vlen;
+	struct socket_frame f;
 
-	if (jscan_object(buf, len, SOCKET_MAX_DEPTH, &js) != 0) {
-		upstream_dropped(conn,
-		    "dropped a frame that is not a JSON object (%s at byte %zu of %zu)",
-		    js.error, js.error_at, len);
+	if (upstream_socket_scan(conn, buf, &len, &f) != 0)
 		return;
-	}
-	if (js.spaces) {
-		len = jscan_compact(buf, len);
-		buf[len] = '\0';
-	}
 	if (conn->phase == UPSTREAM_CONN_HELLO) {
-		if (strcmp(js.type, "hello") == 0)
+		if (strcmp(f.type, "hello") == 0)
 			upstream_socket_hello(conn, buf, len);
 		else
 			upstream_conn_lost(conn, 1,
 			    "first frame from Slack was \"%.40s\", not hello",
-			    js.type);
+			    f.type);
 		return;
 	}
-	if (strcmp(js.type, "disconnect") == 0) {
-		upstream_socket_disconnect(conn, buf, len);
+	if (strcmp(f.type, "disconnect") == 0) {
+		upstream_socket_disconnect(conn, &f);
 		return;
 	}
-	if (upstream_socket_member(buf, len, "envelope_id", &v, &vlen) == 0) {
-		upstream_socket_envelope(conn, buf, len, &js);
+	if (f.m[SOCKET_ENVELOPE_ID].at != NULL) {
+		upstream_socket_envelope(conn, &f);
 		return;
 	}
-	if (strcmp(js.type, "hello") == 0)
+	if (strcmp(f.type, "hello") == 0)
 		return;
 	upstream_dropped(
-	    conn, "ignored a frame of type \"%.40s\" from Slack", js.type);
+	    conn, "ignored a frame of type \"%.40s\" from Slack", f.type);
 }
 
 /* The keepalive is a WebSocket PING. */

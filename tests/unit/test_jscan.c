@@ -1407,6 +1407,263 @@ test_random_valid(void)
 	free(b.p);
 }
 
+/* A want's value as a string, for comparing ("(none)" when absent). */
+static const char *
+want_str(const struct jscan_want *w, char *buf, size_t size)
+{
+	if (w->at == NULL)
+		return "(none)";
+	snprintf(buf, size, "%.*s", (int)w->len, w->at);
+	return buf;
+}
+
+enum { W_ID, W_TYPE, W_PAYLOAD, W_EVENT, W_EVENT_ID, W_MISSING, W_N };
+static const struct jscan_want members_want[W_N] = {
+	[W_ID] = { "envelope_id", JSCAN_TOP, NULL, 0 },
+	[W_TYPE] = { "type", JSCAN_TOP, NULL, 0 },
+	[W_PAYLOAD] = { "payload", JSCAN_TOP, NULL, 0 },
+	[W_EVENT] = { "event", W_PAYLOAD, NULL, 0 },
+	[W_EVENT_ID] = { "event_id", W_PAYLOAD, NULL, 0 },
+	[W_MISSING] = { "missing", JSCAN_TOP, NULL, 0 },
+};
+
+static void
+test_members(void)
+{
+	struct jscan_want w[W_N];
+	struct jscan js, ev;
+	char tmp[256];
+	const char *env = "{\"envelope_id\":\"e-1\\\"x\",\"type\":"
+	                  "\"events_api\",\"payload\":{\"type\":"
+	                  "\"event_callback\",\"event_id\":\"Ev1\",\"event\":"
+	                  "{\"type\":\"message\",\"channel\":\"C1\",\"ts\":"
+	                  "\"1.2\",\"thread_ts\":\"1.1\",\"event\":{\"a\":"
+	                  "1},\"slackd_backfill\":1}},\"event\":\"top\"}";
+	const char *spaced =
+	    " { \"type\" : \"hello\" , \"payload\" :\n"
+	    "{ \"event\" : [ 1 , 2 ] } , \"envelope_id\":1.5e3 "
+	    "}\t";
+
+	memcpy(w, members_want, sizeof w);
+	ok(jscan_members(env, strlen(env), DEPTH, w, W_N, W_EVENT, &js) == 0,
+	    "members: an envelope is accepted");
+	is_str(want_str(&w[W_ID], tmp, sizeof tmp), "\"e-1\\\"x\"",
+	    "members: a string's bytes, quotes and escapes as sent");
+	is_str(want_str(&w[W_TYPE], tmp, sizeof tmp), "\"events_api\"",
+	    "members: the top-level type, not the payload's or the event's");
+	ok(w[W_PAYLOAD].at != NULL && w[W_PAYLOAD].at[0] == '{' &&
+	        w[W_PAYLOAD].at[w[W_PAYLOAD].len - 1] == '}' &&
+	        w[W_PAYLOAD].at[w[W_PAYLOAD].len] == ',',
+	    "members: an object value, braces included");
+	is_str(want_str(&w[W_EVENT_ID], tmp, sizeof tmp), "\"Ev1\"",
+	    "members: a member of a chosen member's object");
+	ok(w[W_EVENT].at != NULL &&
+	        strncmp(w[W_EVENT].at, "{\"type\":\"message\"", 17) == 0 &&
+	        w[W_EVENT].at[w[W_EVENT].len] == '}',
+	    "members: payload.event, not the top-level or inner \"event\"");
+	ok(w[W_MISSING].at == NULL && w[W_MISSING].len == 0,
+	    "members: an absent member has no value");
+	is_str(js.type, "message", "members: picks from payload.event: type");
+	is_str(js.channel, "C1", "members: channel");
+	is_str(js.ts, "1.2", "members: ts");
+	is_str(js.thread_ts, "1.1", "members: thread_ts");
+	ok(js.backfilled, "members: slackd_backfill");
+	ok(jscan_object(w[W_EVENT].at, w[W_EVENT].len, DEPTH, &ev) == 0 &&
+	        memcmp(&ev, &js, sizeof ev) == 0,
+	    "members: the picks are what scanning the event alone gives");
+
+	memcpy(w, members_want, sizeof w);
+	ok(jscan_members(env, strlen(env), DEPTH, w, W_N, JSCAN_TOP, &js) ==
+	            0 &&
+	        strcmp(js.type, "events_api") == 0 && js.channel[0] == '\0' &&
+	        !js.backfilled,
+	    "members: picks from the top level");
+	ok(jscan_members(env, strlen(env), DEPTH, w, W_N, W_MISSING, &js) ==
+	            0 &&
+	        js.type[0] == '\0' && w[W_EVENT].at != NULL,
+	    "members: no picks from an absent member, members still found");
+	ok(jscan_members(env, strlen(env), DEPTH, w, W_N, W_ID, &js) == 0 &&
+	        js.type[0] == '\0',
+	    "members: no picks from a member that is not an object");
+
+	memcpy(w, members_want, sizeof w);
+	ok(jscan_members(spaced, strlen(spaced), DEPTH, w, W_N, W_EVENT, &js) ==
+	            0 &&
+	        js.spaces,
+	    "members: spaces are allowed and reported");
+	is_str(want_str(&w[W_TYPE], tmp, sizeof tmp), "\"hello\"",
+	    "members: a value starts after the spaces");
+	is_str(want_str(&w[W_EVENT], tmp, sizeof tmp), "[ 1 , 2 ]",
+	    "members: an array value, spaces inside kept, none after");
+	is_str(want_str(&w[W_ID], tmp, sizeof tmp), "1.5e3",
+	    "members: a number value");
+	ok(js.type[0] == '\0', "members: an array gives no picks");
+
+	memcpy(w, members_want, sizeof w);
+	ok(jscan_members("{\"t\\u0079pe\":1,\"type\":2,\"payload\":{"
+	                 "\"\\u0065vent\":{\"type\":\"x\"}}}",
+	       strlen("{\"t\\u0079pe\":1,\"type\":2,\"payload\":{"
+	              "\"\\u0065vent\":{\"type\":\"x\"}}}"),
+	       DEPTH, w, W_N, W_EVENT, &js) == 0,
+	    "members: escaped names");
+	is_str(want_str(&w[W_TYPE], tmp, sizeof tmp), "1",
+	    "members: names are decoded, and the first of a name counts");
+	is_str(js.type, "x", "members: picks under an escaped name");
+
+	memcpy(w, members_want, sizeof w);
+	ok(jscan_members("{\"payload\":{\"event\":{\"a\":[[[[1]]]]}}}", 37, 5,
+	       w, W_N, W_EVENT, &js) == -1 &&
+	        strcmp(js.error, JSCAN_TOO_DEEP) == 0,
+	    "members: the depth limit counts from the top, picks or not");
+	ok(jscan_members("{\"payload\":{\"event\":{\"a\":[[[1]]]}}}", 35, 6, w,
+	       W_N, W_EVENT, &js) == 0,
+	    "members: ... and allows what it allows");
+	ok(jscan_members(
+	       "{\"type\":\"x\",}", 13, DEPTH, w, W_N, JSCAN_TOP, &js) == -1 &&
+	        js.error != NULL,
+	    "members: a refused object is refused");
+}
+
+/* Random envelopes: what jscan_members finds is what json-c finds. */
+static void
+gen_envelope(struct buf *b)
+{
+	static const char *top[] = { "envelope_id", "type", "payload", "x",
+		"accepts_response_payload" };
+	static const char *inner[] = { "event", "event_id", "type", "y" };
+	unsigned i, j, n, order[5], t;
+	char tmp[64];
+
+	for (i = 0; i < 5; i++)
+		order[i] = i;
+	for (i = 4; i > 0; i--) {
+		j = rnd_n(i + 1);
+		t = order[i], order[i] = order[j], order[j] = t;
+	}
+	put(b, "{", 1);
+	gen_ws(b, 1);
+	n = rnd_n(6);
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			puts_(b, ",");
+		snprintf(tmp, sizeof tmp, "\"%s\":", top[order[i]]);
+		puts_(b, tmp);
+		gen_ws(b, 1);
+		if (strcmp(top[order[i]], "payload") == 0 && rnd_n(5) != 0) {
+			puts_(b, "{");
+			for (j = 0; j < 4; j++) {
+				if (rnd_n(3) == 0)
+					continue;
+				if (b->p[b->len - 1] != '{')
+					puts_(b, ",");
+				snprintf(tmp, sizeof tmp, "\"%s\":", inner[j]);
+				puts_(b, tmp);
+				if (j == 0 && rnd_n(5) != 0)
+					gen_object(b, 3, 1);
+				else
+					gen_value(b, 3, 1);
+			}
+			puts_(b, "}");
+		} else
+			gen_value(b, 2, 1);
+		gen_ws(b, 1);
+	}
+	put(b, "}", 1);
+}
+
+/* Whether json-c has a value at path (one or two names): into *v. */
+static int
+jsonc_at(
+    struct json_object *o, const char *a, const char *b, struct json_object **v)
+{
+	*v = NULL;
+	if (o == NULL || !json_object_object_get_ex(o, a, v))
+		return 0;
+	if (b == NULL)
+		return 1;
+	if (!json_object_is_type(*v, json_type_object))
+		return 0;
+	return json_object_object_get_ex(*v, b, v);
+}
+
+static void
+test_members_random(void)
+{
+	static const char *paths[W_N][2] = { [W_ID] = { "envelope_id", NULL },
+		[W_TYPE] = { "type", NULL },
+		[W_PAYLOAD] = { "payload", NULL },
+		[W_EVENT] = { "payload", "event" },
+		[W_EVENT_ID] = { "payload", "event_id" },
+		[W_MISSING] = { "missing", NULL } };
+	struct buf b = { NULL, 0, 0 };
+	struct jscan_want w[W_N];
+	struct jscan js, plain, ev;
+	struct json_object *o, *want, *got;
+	unsigned iter, k, nmut;
+	size_t wrong = 0, found = 0, verdicts = 0, refused = 0, badpicks = 0;
+	int rc, rp, has;
+	char *tmp;
+
+	for (iter = 0; iter < 3000; iter++) {
+		b.len = 0;
+		gen_envelope(&b);
+		nmut = iter % 3 == 0 ? rnd_n(3) + 1 : 0;
+		for (k = 0; k < nmut; k++)
+			mutate(&b);
+		memcpy(w, members_want, sizeof w);
+		rc = jscan_members(b.p, b.len, 64, w, W_N, W_EVENT, &js);
+		rp = jscan_object(b.p, b.len, 64, &plain);
+		if (rc != rp ||
+		    (rc != 0 &&
+		        (strcmp(js.error, plain.error) != 0 ||
+		            js.error_at != plain.error_at)) ||
+		    (rc == 0 && js.spaces != plain.spaces)) {
+			if (verdicts++ < 5)
+				diag_bytes("verdict differs", b.p, b.len);
+			continue;
+		}
+		if (rc != 0) {
+			refused++;
+			continue;
+		}
+		o = json_tokener_parse(b.p);
+		for (k = 0; k < W_N; k++) {
+			has = jsonc_at(o, paths[k][0], paths[k][1], &want);
+			got = NULL;
+			if (w[k].at != NULL) {
+				tmp = xstrndup(w[k].at, w[k].len);
+				got = json_tokener_parse(tmp);
+				free(tmp);
+			}
+			if (has != (w[k].at != NULL) ||
+			    (has && !json_object_equal(want, got))) {
+				if (wrong++ < 5) {
+					printf("# member %s\n", w[k].name);
+					diag_bytes("found wrong", b.p, b.len);
+				}
+			}
+			found += w[k].at != NULL;
+			json_object_put(got);
+		}
+		memset(&ev, 0, sizeof ev);
+		if (w[W_EVENT].at != NULL && w[W_EVENT].at[0] == '{')
+			jscan_object(w[W_EVENT].at, w[W_EVENT].len, 64, &ev);
+		ev.spaces = js.spaces;
+		if (memcmp(&ev, &js, sizeof ev) != 0 && badpicks++ < 5)
+			diag_bytes("picks differ", b.p, b.len);
+		json_object_put(o);
+	}
+	is_int(verdicts, 0,
+	    "members: the verdict (and error) is jscan_object's on random envelopes");
+	is_int(wrong, 0, "members: every value found is json-c's, none missed");
+	is_int(badpicks, 0,
+	    "members: picks from payload.event are the event's own");
+	ok(found > 3000 && refused > 200,
+	    "members: random envelopes exercise it (%zu found, %zu refused)",
+	    found, refused);
+	free(b.p);
+}
+
 int
 main(void)
 {
@@ -1421,5 +1678,7 @@ main(void)
 	test_spaces_compact();
 	test_differential();
 	test_random_valid();
+	test_members();
+	test_members_random();
 	return tap_done();
 }
