@@ -676,6 +676,15 @@ def sm_daemon_factory(tmp_path, sm_fake):
 
 
 @pytest.fixture
+def sm_fake_tls(pki):
+    """A fake Slack over TLS that serves Socket Mode too."""
+    f = FakeSlack(token=TOKEN, app_token=APP_TOKEN, certfile=pki["cert"],
+                  keyfile=pki["key"]).start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
 def fake_tls(pki):
     f = FakeSlack(token=TOKEN, certfile=pki["cert"],
                   keyfile=pki["key"]).start()

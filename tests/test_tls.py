@@ -1,7 +1,8 @@
 """TLS to Slack: a private CA from ca_file, the system store without one,
 and the certificates slackd must refuse (another CA, another name)."""
 
-from conftest import SLACKD, TOKEN, run
+from conftest import APP_TOKEN, SLACKD, TOKEN, run, wait_until
+from test_socket_mode import collect, events, sm_connected
 
 
 def connects(fake):
@@ -54,3 +55,23 @@ def test_tls_certificate_for_another_name(daemon_factory, pki):
         assert "localhost" in (st.get("reason") or "localhost")
     finally:
         f.stop()
+
+
+def test_socket_mode_over_tls(daemon_factory, sm_fake_tls, pki):
+    """Socket Mode over wss://: slackd frames its acks itself and writes
+    them through the TLS connection; a burst is acknowledged envelope by
+    envelope, nothing retried, every event to the client once."""
+    f = sm_fake_tls
+    d = daemon_factory(fake_=f, upstream="socket", app_token=APP_TOKEN,
+                       ca_file=pki["ca"]).start()
+    sm_connected(d, f)
+    assert f.api_url.startswith("https://")
+    c = d.client()
+    f.emit_many(events(2000))
+    # (each connection in order; the two side by side interleave)
+    assert sorted(collect(c, 2000)) == list(range(2000))
+    wait_until(lambda: len(f.sm_envelopes("events_api")) >= 2000 and
+               not f.sm_unacked(), 10, what="every envelope acked")
+    assert not [r for r in f.sm_envelopes("events_api")
+                if r["attempt"] > 0 or len(r["acks"]) != 1]
+    assert f.sm_late_acks(0.5) == []
