@@ -27,6 +27,12 @@
  * Local clients never wait for any of this: the hub hands an event over
  * and goes on.
  *
+ * Giving up.  cnats drops a server that refuses the credentials twice,
+ * and with the last one the connection: before the first NATS_NOTE_READY
+ * the setup thread starts over itself (nats_closed()), after it the main
+ * thread does (nats_restart_cb()), both every NATS_CLOSED_WAIT, reading
+ * the options and secrets again.
+ *
  * Requests.  Each NATS request is run by a client of its own without a
  * socket (client_virtual()): the first line that client is sent, notices
  * such as slackd.queued aside, is the reply.  A request without an id is given
@@ -137,6 +143,7 @@ TAILQ_HEAD(nats_list, nats_entry);
 enum nats_note_type {
 	NATS_NOTE_UP,      /* connected or reconnected */
 	NATS_NOTE_DOWN,    /* disconnected */
+	NATS_NOTE_CLOSED,  /* closed for good; ok: nats_gen then */
 	NATS_NOTE_READY,   /* the stream is there, requests subscribed */
 	NATS_NOTE_ERROR,   /* text: what went wrong */
 	NATS_NOTE_ACK,     /* text: the Nats-Msg-Id; ok or error */
@@ -221,6 +228,8 @@ static struct nats_notes nats_inbox = /* under nats_lock */
 static struct event *nats_wake_ev;
 static struct event *nats_reap_ev;
 static struct event *nats_retry_ev;
+static struct event *nats_restart_ev;
+static u_int nats_gen;   /* main thread: nats_start() calls so far */
 static int nats_holding; /* nats_retry_ev armed: no publishing until then */
 
 static struct nats_list nats_queue = TAILQ_HEAD_INITIALIZER(nats_queue);
@@ -259,15 +268,21 @@ static natsSubscription *nats_inboxsub; /* setup thread's */
 static int nats_ha_holds; /* under nats_lock: the thread holds the lease */
 
 static void nats_start(void);
+static void nats_notes(int);
 static int nats_options(const struct config *, int, natsOptions **, char **);
 static void nats_hold(void);
 static int nats_seen(const char *, const char *, struct nats_seen **);
 
 /* ---- notes from cnats's threads --------------------------------------- */
 
+/*
+ * A note for the main thread (a cnats thread's callback, or the setup
+ * thread): text, data (len bytes) and key are copied.  After shutdown
+ * (nats_wake_ev gone) a late callback's note is dropped.
+ */
 static void
-nats_post(enum nats_note_type type, int ok, const char *text, const char *data,
-    size_t len)
+nats_post_key(enum nats_note_type type, int ok, const char *text,
+    const char *data, size_t len, const char *key)
 {
 	struct nats_note *n;
 
@@ -281,31 +296,26 @@ nats_post(enum nats_note_type type, int ok, const char *text, const char *data,
 		n->data[len] = '\0';
 		n->len = len;
 	}
+	n->key = key != NULL && *key != '\0' ? xstrdup(key) : NULL;
 	pthread_mutex_lock(&nats_lock);
+	if (nats_wake_ev == NULL) {
+		pthread_mutex_unlock(&nats_lock);
+		free(n->text);
+		free(n->data);
+		free(n->key);
+		free(n);
+		return;
+	}
 	STAILQ_INSERT_TAIL(&nats_inbox, n, entry);
-	pthread_mutex_unlock(&nats_lock);
 	event_active(nats_wake_ev, EV_READ, 0);
+	pthread_mutex_unlock(&nats_lock);
 }
 
 static void
-nats_post_key(enum nats_note_type type, const char *text, const char *data,
-    size_t len, const char *key)
+nats_post(enum nats_note_type type, int ok, const char *text, const char *data,
+    size_t len)
 {
-	struct nats_note *n;
-
-	n = xcalloc(1, sizeof *n);
-	n->type = type;
-	n->ok = 1;
-	n->text = xstrdup(text);
-	n->data = xmalloc(len + 1);
-	memcpy(n->data, data, len);
-	n->data[len] = '\0';
-	n->len = len;
-	n->key = key != NULL && *key != '\0' ? xstrdup(key) : NULL;
-	pthread_mutex_lock(&nats_lock);
-	STAILQ_INSERT_TAIL(&nats_inbox, n, entry);
-	pthread_mutex_unlock(&nats_lock);
-	event_active(nats_wake_ev, EV_READ, 0);
+	nats_post_key(type, ok, text, data, len, NULL);
 }
 
 static void
@@ -339,6 +349,13 @@ static void
 nats_down_cb(natsConnection *nc, void *arg)
 {
 	nats_post(NATS_NOTE_DOWN, 0, NULL, NULL, 0);
+}
+
+/* cnats gave the connection up (arg: nats_gen when it was made). */
+static void
+nats_closed_cb(natsConnection *nc, void *arg)
+{
+	nats_post(NATS_NOTE_CLOSED, (int)(uintptr_t)arg, NULL, NULL, 0);
 }
 
 static void
@@ -383,7 +400,7 @@ nats_request_cb(
 	if (natsMsgHeader_Get(msg, "Slackd-Request-Id", &key) != NATS_OK)
 		key = NULL;
 	if (reply != NULL && *reply != '\0')
-		nats_post_key(NATS_NOTE_REQUEST, reply, natsMsg_GetData(msg),
+		nats_post_key(NATS_NOTE_REQUEST, 1, reply, natsMsg_GetData(msg),
 		    (size_t)natsMsg_GetDataLength(msg), key);
 	natsMsg_Destroy(msg);
 }
@@ -397,7 +414,7 @@ nats_stream_cb(
 
 	if (natsMsgHeader_Get(msg, "Slackd-Seq", &seq) != NATS_OK)
 		seq = NULL;
-	nats_post_key(NATS_NOTE_STREAM, natsMsg_GetSubject(msg),
+	nats_post_key(NATS_NOTE_STREAM, 1, natsMsg_GetSubject(msg),
 	    natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), seq);
 	natsMsg_Destroy(msg);
 }
@@ -1024,6 +1041,9 @@ nats_options(const struct config *conf, int loop, natsOptions **out, char **err)
 		s = natsOptions_SetReconnectedCB(o, nats_up_cb, NULL);
 	if (s == NATS_OK && loop)
 		s = natsOptions_SetDisconnectedCB(o, nats_down_cb, NULL);
+	if (s == NATS_OK && loop)
+		s = natsOptions_SetClosedCB(
+		    o, nats_closed_cb, (void *)(uintptr_t)nats_gen);
 	if (s == NATS_OK && loop)
 		s = natsOptions_SetErrorHandler(o, nats_error_cb, NULL);
 	if (s == NATS_OK && tls)
@@ -1767,6 +1787,73 @@ nats_streamed(
 /* ---- the main thread's side ------------------------------------------- */
 
 /*
+ * Stop the setup thread (it lets the lease go if it holds it, if NATS
+ * answers within 2 s) and let go of the connection and what hangs on it.
+ * What waits in nats_queue stays, to be published again.
+ */
+static void
+nats_stop_setup(void)
+{
+	natsConnection *nc;
+	struct timespec ts;
+	int holds;
+
+	pthread_mutex_lock(&nats_lock);
+	nats_stop = 1;
+	pthread_cond_broadcast(&nats_cond);
+	nc = nats_nc; /* the thread frees one only before NATS_NOTE_READY */
+	holds = nats_ha_holds;
+	pthread_mutex_unlock(&nats_lock);
+	if (holds && nats_setup_running) {
+		/* The thread releases the lease, if NATS answers in time. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 2;
+		if (pthread_timedjoin_np(nats_setup_thread, NULL, &ts) == 0)
+			nats_setup_running = 0;
+	}
+	if (nc != NULL)
+		natsConnection_Close(nc);
+	if (nats_setup_running)
+		pthread_join(nats_setup_thread, NULL);
+	nats_setup_running = 0;
+	natsSubscription_Destroy(nats_sub);
+	natsSubscription_Destroy(nats_evsub);
+	natsSubscription_Destroy(nats_inboxsub);
+	jsCtx_Destroy(nats_js);
+	natsConnection_Destroy(nats_nc);
+	natsOptions_Destroy(nats_opts);
+	natsOptions_Destroy(nats_ha_opts);
+	nats_sub = nats_evsub = nats_inboxsub = NULL;
+	nats_js = NULL;
+	nats_nc = NULL;
+	nats_opts = nats_ha_opts = NULL;
+	nats_ready = 0;
+	nats_rewind();
+	pthread_mutex_lock(&nats_lock);
+	nats_stop = 0;
+	nats_ha_holds = 0;
+	pthread_mutex_unlock(&nats_lock);
+}
+
+/*
+ * cnats gave up the connection after it was made (a server that refused
+ * the credentials twice while reconnecting: they were changed, or a JWT
+ * expired): start over, with the options and the secrets read again, so
+ * that mended credentials are taken without a restart.  A leader stands
+ * by meanwhile.  Events wait in nats_queue.
+ */
+static void
+nats_restart_cb(evutil_socket_t fd, short events, void *arg)
+{
+	if (nats_leading)
+		nats_lead(
+		    0, "the connection to NATS was given up: starting over");
+	nats_stop_setup();
+	nats_notes(0); /* what the old connection's threads said last */
+	nats_start();
+}
+
+/*
  * The URL of the server connected to, as it may be shown: a user and a
  * password in nats_url (nats://user:password@host) become three stars.
  */
@@ -1796,6 +1883,7 @@ nats_server(char *url, size_t len)
 static void
 nats_note(struct nats_note *n)
 {
+	struct timeval closed_tv = { NATS_CLOSED_WAIT / 1000, 0 };
 	char url[256];
 
 	switch (n->type) {
@@ -1806,6 +1894,19 @@ nats_note(struct nats_note *n)
 		nats_state = NATS_CONNECTED;
 		nats_rewind();
 		nats_pump();
+		break;
+	case NATS_NOTE_CLOSED:
+		/* Before NATS_NOTE_READY the setup thread starts over. */
+		if (!nats_ready || (u_int)n->ok != nats_gen)
+			break;
+		nats_error(
+		    "libnats gave the connection up (%s); starting over in %d s, the credentials read again",
+		    nats_last_error != NULL ? nats_last_error
+		                            : "no reason given",
+		    NATS_CLOSED_WAIT / 1000);
+		nats_state = NATS_DISCONNECTED;
+		nats_rewind();
+		evtimer_add(nats_restart_ev, &closed_tv);
 		break;
 	case NATS_NOTE_DOWN:
 		if (nats_state == NATS_CONNECTED)
@@ -1898,6 +1999,7 @@ nats_start(void)
 {
 	char *err = NULL;
 
+	nats_gen++; /* the closed callback's tag for this connection */
 	if (nats_options(slackd_conf, 1, &nats_opts, &err) != 0 ||
 	    (slackd_conf->nats_ha &&
 	        nats_options(slackd_conf, 0, &nats_ha_opts, &err) != 0)) {
@@ -1941,6 +2043,7 @@ nats_init(void)
 	    event_new(slackd_base, -1, EV_PERSIST, nats_wake_cb, NULL);
 	nats_reap_ev = event_new(slackd_base, -1, 0, nats_reap_cb, NULL);
 	nats_retry_ev = evtimer_new(slackd_base, nats_retry_cb, NULL);
+	nats_restart_ev = evtimer_new(slackd_base, nats_restart_cb, NULL);
 	hub_consume(nats_event);
 	nats_state = NATS_WAIT_TEAM;
 	if (slackd_conf->nats_prefix != NULL &&
@@ -2036,52 +2139,18 @@ nats_status(void)
 void
 nats_shutdown(void)
 {
-	natsConnection *nc;
 	struct nats_entry *e;
 	struct nats_req *r;
-	struct timespec ts;
-	int holds;
+	struct event *ev;
 
 	if (nats_state == NATS_OFF)
 		return;
 	hub_unconsume(nats_event);
-	pthread_mutex_lock(&nats_lock);
-	nats_stop = 1;
-	pthread_cond_broadcast(&nats_cond);
-	pthread_mutex_unlock(&nats_lock);
-	pthread_mutex_lock(&nats_lock);
-	nc = nats_nc; /* the thread frees one only before NATS_NOTE_READY */
-	holds = nats_ha_holds;
-	pthread_mutex_unlock(&nats_lock);
-	if (holds && nats_setup_running) {
-		/* The thread releases the lease, if NATS answers in time. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 2;
-		if (pthread_timedjoin_np(nats_setup_thread, NULL, &ts) == 0)
-			nats_setup_running = 0;
-	}
-	if (nc != NULL)
-		natsConnection_Close(nc);
-	if (nats_setup_running)
-		pthread_join(nats_setup_thread, NULL);
-	nats_setup_running = 0;
+	nats_stop_setup();
 	if (nats_entries > 0)
 		log_warnx(
 		    "NATS: %u event%s not acknowledged by JetStream at shutdown",
 		    nats_entries, nats_entries == 1 ? "" : "s");
-	natsSubscription_Destroy(nats_sub);
-	natsSubscription_Destroy(nats_evsub);
-	natsSubscription_Destroy(nats_inboxsub);
-	nats_evsub = nats_inboxsub = NULL;
-	jsCtx_Destroy(nats_js);
-	natsConnection_Destroy(nats_nc);
-	natsOptions_Destroy(nats_opts);
-	natsOptions_Destroy(nats_ha_opts);
-	nats_ha_opts = NULL;
-	nats_sub = NULL;
-	nats_js = NULL;
-	nats_nc = NULL;
-	nats_opts = NULL;
 	/*
 	 * Not nats_Close(): after a tls:// connection it cleans up OpenSSL's
 	 * state, which libwebsockets and OPENSSL_cleanup() at exit still use
@@ -2105,9 +2174,15 @@ nats_shutdown(void)
 	nats_leading = 0;
 	while ((e = TAILQ_FIRST(&nats_queue)) != NULL)
 		nats_remove(e);
-	event_free(nats_wake_ev);
+	pthread_mutex_lock(&nats_lock);
+	ev = nats_wake_ev; /* late callbacks post nothing now */
+	nats_wake_ev = NULL;
+	pthread_mutex_unlock(&nats_lock);
+	event_free(ev);
+	nats_notes(0); /* any posted since */
 	event_free(nats_reap_ev);
 	event_free(nats_retry_ev);
+	event_free(nats_restart_ev);
 	nats_holding = 0;
 	token_secret_free(nats_seed);
 	nats_seed = NULL;

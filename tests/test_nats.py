@@ -920,3 +920,46 @@ def test_refused_login_is_said_and_tried_again(daemon_factory, fake,
         nc.close()
     finally:
         server.stop()
+
+
+def test_credentials_changed_while_connected(daemon_factory, fake, tmp_path):
+    """The server's password for slackd changes while it is connected:
+    libnats, reconnecting, is refused twice and gives the connection up.
+    slackd says so, starts over reading its password file again, and once
+    that holds the new password publishes what came meanwhile."""
+    server = NatsServer(tmp_path / "rotate", users=[
+        {"user": "slackd", "password": PASSWORD}]).start()
+    try:
+        pw = os.path.join(str(tmp_path), "nats.pw")
+        fd = os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (PASSWORD + "\n").encode())
+        os.close(fd)
+        d = nats_daemon(daemon_factory, server, nats_user="slackd",
+                        nats_password_file=pw)
+        d.secrets += [PASSWORD, "new-" + PASSWORD]
+        d.start()
+        d.wait_log("publishing to the stream " + STREAM)
+        fake.emit(message(1))
+        wait_until(lambda: d.status()["nats"]["published"] >= 2, WAIT,
+                   what="the first events published")
+        server.stop()
+        with open(server.conf) as f:
+            conf = f.read()
+        with open(server.conf, "w") as f:
+            f.write(conf.replace(PASSWORD, "new-" + PASSWORD))
+        server.start()
+        d.wait_log("libnats gave the connection up", timeout=WAIT)
+        fake.emit(message(2))  # while NATS is away: kept
+        with open(pw, "w") as f:
+            f.write("new-" + PASSWORD + "\n")
+        wait_until(lambda: d.status()["nats"]["state"] == "connected",
+                   30 * SCALE, what="connected with the new password")
+        nc = NatsClient(server.url, "slackd", "new-" + PASSWORD)
+        wait_stream(nc, 3)
+        texts = [json.loads(b).get("text") for s, _, b in
+                 nc.stream_all(STREAM)
+                 if s.startswith(PREFIX + ".event.message")]
+        assert texts == ["hello 1", "hello 2"], texts
+        nc.close()
+    finally:
+        server.stop()
