@@ -475,6 +475,7 @@ jscan_object_body(struct jscan_state *s, int depth)
 
 	s->enter = JSCAN_NONE;
 	picking = self == s->picks;
+	key[0] = '\0'; /* read only when picking, but compilers may look */
 	s->p++; /* '{' */
 	jscan_ws(s);
 	if (s->p < s->end && *s->p == '}') {
