@@ -34,29 +34,9 @@ import run  # noqa: E402  (bench/run.py)
 class ProfileBench(run.Bench):
     def __init__(self, args, wrapper):
         super().__init__(args)
-        self.wrapper = wrapper
+        self.daemon_wrapper = wrapper
+        self.connect_timeout = 120  # under callgrind
         self.mode = args.mode
-
-    def start_daemon(self):
-        argv = self.wrapper + [os.path.join(self.b, "slackd"), "-d", "-f",
-                               self.conf_path]
-        self.daemon = run.Proc("slackd", argv, self.daemon_cpu, self.tmp)
-        deadline = time.monotonic() + 120
-        while True:
-            if self.daemon.p.poll() is not None:
-                raise run.BenchError("slackd exited with %d: %s" % (
-                    self.daemon.p.returncode, self.daemon.log_tail()))
-            try:
-                if self.daemon_status().get("state") == "connected":
-                    break
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise run.BenchError("slackd did not connect: %s"
-                                     % self.daemon.log_tail())
-            time.sleep(0.2)
-        self.ws_before = self.gen_stat()["ws_opened"]
-        return self.daemon.pid
 
 
 def main():

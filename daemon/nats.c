@@ -269,6 +269,7 @@ static int nats_ha_holds; /* under nats_lock: the thread holds the lease */
 
 static void nats_start(void);
 static void nats_notes(int);
+static const char *nats_words(const char *);
 static int nats_options(const struct config *, int, natsOptions **, char **);
 static void nats_hold(void);
 static int nats_seen(const char *, const char *, struct nats_seen **);
@@ -527,6 +528,7 @@ nats_setup_why(void)
 	if (nats_nc == NULL ||
 	    (s = natsConnection_GetLastError(nats_nc, &txt)) == NATS_OK)
 		return;
+	txt = nats_words(txt);
 	/* What the server said, before cnats says only "no server". */
 	if (s != NATS_NO_SERVER && txt != NULL && *txt != '\0')
 		snprintf(nats_refusal, sizeof nats_refusal, "%s", txt);
@@ -791,6 +793,17 @@ nats_connect(void)
 	return s;
 }
 
+/* An error text without where in cnats it was made ("(conn.c:1905): "). */
+static const char *
+nats_words(const char *txt)
+{
+	const char *p;
+
+	if (txt != NULL && *txt == '(' && (p = strstr(txt, "): ")) != NULL)
+		return p + 3;
+	return txt;
+}
+
 /*
  * One connection without cnats's retries, to learn what the server says
  * (into nats_refusal).  0 if it was taken.
@@ -815,7 +828,7 @@ nats_probe(void)
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&nc, o);
 	if (s != NATS_OK) {
-		txt = nats_GetLastError(&st);
+		txt = nats_words(nats_GetLastError(&st));
 		snprintf(nats_refusal, sizeof nats_refusal, "%s",
 		    txt != NULL && *txt != '\0' ? txt : natsStatus_GetText(s));
 	}

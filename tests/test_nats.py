@@ -269,6 +269,14 @@ def message(i, channel="C024BE91L", text=None):
             "ts": "1700000000.%06d" % i}
 
 
+def secret_file(path, data, mode=0o600):
+    """A file only its owner may read (as slackd wants its secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.write(fd, data.encode() if isinstance(data, str) else data)
+    os.close(fd)
+    return path
+
+
 def stream_count(nc, stream=STREAM):
     try:
         return nc.stream_info(stream)["state"]["messages"]
@@ -768,10 +776,8 @@ def test_documented_permissions(daemon_factory, fake, tmp_path):
     users.append({"user": "admin", "password": "admin-pw"})
     server = NatsServer(tmp_path / "perm", users=users).start()
     try:
-        pw = os.path.join(str(tmp_path), "nats.pw")
-        fd = os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, b"slackd-pw\n")
-        os.close(fd)
+        pw = secret_file(os.path.join(str(tmp_path), "nats.pw"),
+                         b"slackd-pw\n")
         d = nats_daemon(daemon_factory, server, nats_user="slackd",
                         nats_password_file=pw).start()
         d.wait_log("publishing to the stream " + STREAM)
@@ -886,10 +892,8 @@ def test_refused_login_is_said_and_tried_again(daemon_factory, fake,
     server = NatsServer(tmp_path / "refuse", users=[
         {"user": "slackd", "password": "not-" + PASSWORD}]).start()
     try:
-        pw = os.path.join(str(tmp_path), "nats.pw")
-        fd = os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, (PASSWORD + "\n").encode())
-        os.close(fd)
+        pw = secret_file(os.path.join(str(tmp_path), "nats.pw"),
+                         PASSWORD + "\n")
         d = nats_daemon(daemon_factory, server, nats_user="slackd",
                         nats_password_file=pw)
         d.secrets.append(PASSWORD)
@@ -930,10 +934,8 @@ def test_credentials_changed_while_connected(daemon_factory, fake, tmp_path):
     server = NatsServer(tmp_path / "rotate", users=[
         {"user": "slackd", "password": PASSWORD}]).start()
     try:
-        pw = os.path.join(str(tmp_path), "nats.pw")
-        fd = os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, (PASSWORD + "\n").encode())
-        os.close(fd)
+        pw = secret_file(os.path.join(str(tmp_path), "nats.pw"),
+                         PASSWORD + "\n")
         d = nats_daemon(daemon_factory, server, nats_user="slackd",
                         nats_password_file=pw)
         d.secrets += [PASSWORD, "new-" + PASSWORD]

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import SCALE, SLACKCTL, wait_until
 from test_nats import (NATS_SERVER, PREFIX, STREAM, NatsClient, NatsServer,
-                       message, wait_stream)
+                       message, secret_file, wait_stream)
 from test_nats_ha import one_leader, recv_message
 
 try:
@@ -49,13 +49,6 @@ pytestmark = [
 LEASE = 2.0  # s: ha_lease in these tests
 CH = "C024BE91L"
 WAIT = 20 * SCALE
-
-
-def secret_file(path, data, mode=0o600):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    os.write(fd, data.encode() if isinstance(data, str) else data)
-    os.close(fd)
-    return path
 
 
 # ---- NKeys ------------------------------------------------------------------
