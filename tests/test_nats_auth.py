@@ -191,6 +191,18 @@ class AuthClient(NatsClient):
         super().__init__(url, login=login)
 
 
+def assert_published(d, fake, nc):
+    """An event from Slack reaches the stream (read as nc) and JetStream
+    acknowledges it to d."""
+    fake.emit(message(1))
+    wait_stream(nc, 2)
+    subj, _, data = nc.stream_msg(STREAM, 2)
+    assert subj == PREFIX + ".event.message.C024BE91L"
+    assert json.loads(data)["text"] == "hello 1"
+    wait_until(lambda: d.status()["nats"]["published"] == 2, WAIT,
+               what="the acks")
+
+
 def ctl_nats(d, url, *args, env=None, timeout=30):
     """slackctl over NATS, from a "host" without slackd's socket."""
     e = dict(os.environ, XDG_RUNTIME_DIR="/nonexistent")
@@ -262,7 +274,7 @@ def test_ha_with_the_documented_permissions(daemon_factory, fake, tmp_path):
         standbys = [d for d in ds if d is not leader]
         for d in standbys:
             wait_until(lambda: "pid %d" % leader.proc.pid in
-                       (d.status().get("leader") or ""), 5 * SCALE,
+                       (d.status().get("leader") or ""), 15 * SCALE,
                        what="the standby to name the leader")
         clients = {d: d.client() for d in ds}
         nc = NatsClient(server.url, "admin", "admin-pw")
@@ -335,14 +347,8 @@ def test_nkey_login(daemon_factory, fake, tmp_path):
         d.secrets.append(user.seed)
         d.start()
         d.wait_log("publishing to the stream " + STREAM)
-        fake.emit(message(1))
         nc = AuthClient(server.url, admin)
-        wait_stream(nc, 2)
-        subj, _, data = nc.stream_msg(STREAM, 2)
-        assert subj == PREFIX + ".event.message.C024BE91L"
-        assert json.loads(data)["text"] == "hello 1"
-        wait_until(lambda: d.status()["nats"]["published"] == 2, WAIT,
-                   what="the acks")
+        assert_published(d, fake, nc)
         st = d.status()["nats"]
         assert st["state"] == "connected" and st["last_error"] is None, st
         # requests over NATS are answered too
@@ -391,7 +397,7 @@ def test_nkey_login_with_nats_ha(daemon_factory, fake, tmp_path):
         leader = one_leader(ds, 15)
         standby = [d for d in ds if d is not leader][0]
         wait_until(lambda: "pid %d" % leader.proc.pid in
-                   (standby.status().get("leader") or ""), 5 * SCALE,
+                   (standby.status().get("leader") or ""), 15 * SCALE,
                    what="the standby to name the leader")
         c = standby.client()
         fake.add_message(CH, "via the stream")
@@ -424,14 +430,8 @@ def test_creds_login(daemon_factory, fake, tmp_path):
         d.secrets.append(user.seed)
         d.start()
         d.wait_log("publishing to the stream " + STREAM)
-        fake.emit(message(1))
         nc = AuthClient(server.url, admin, admin_jwt)
-        wait_stream(nc, 2)
-        subj, _, data = nc.stream_msg(STREAM, 2)
-        assert subj == PREFIX + ".event.message.C024BE91L"
-        assert json.loads(data)["text"] == "hello 1"
-        wait_until(lambda: d.status()["nats"]["published"] == 2, WAIT,
-                   what="the acks")
+        assert_published(d, fake, nc)
         assert d.status()["nats"]["last_error"] is None
         # slackctl with the same creds file, from "another host"
         p = ctl_nats(d, server.url, "--nats-creds", creds, "status")
@@ -580,7 +580,7 @@ def sm_ha_daemons(factory, server, n):
     standbys = [d for d in ds if d is not leader]
     for d in standbys:
         wait_until(lambda: "pid %d" % leader.proc.pid in
-                   (d.status().get("leader") or ""), 5 * SCALE,
+                   (d.status().get("leader") or ""), 15 * SCALE,
                    what="the standby to name the leader")
         assert not d.status().get("connections"), d.status()
     return ds, leader, standbys

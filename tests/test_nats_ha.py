@@ -13,8 +13,8 @@ import time
 import pytest
 
 from conftest import SCALE, TcpProxy, wait_until
-from test_nats import (NATS_SERVER, PREFIX, STREAM, NatsClient, NatsServer,
-                       message)
+from test_nats import (NATS_SERVER, PREFIX, STREAM, NatsClient,  # noqa: F401
+                       message, nats)
 
 pytestmark = pytest.mark.skipif(
     NATS_SERVER is None,
@@ -24,15 +24,6 @@ pytestmark = pytest.mark.skipif(
 
 LEASE = 2.0  # s: ha_lease in these tests
 CH = "C024BE91L"
-
-
-@pytest.fixture
-def nats(tmp_path):
-    d = tmp_path / "nats"
-    d.mkdir()
-    s = NatsServer(d).start()
-    yield s
-    s.stop()
 
 
 def ha_daemons(daemon_factory, nats, n, lease=LEASE):
@@ -83,7 +74,7 @@ def test_ha_one_leader_takeover_after_sigkill(daemon_factory, fake, nats):
         assert st["state"] == "standby", st
         # Which slackd leads, as the lease says (read every lease/4).
         wait_until(lambda: "pid %d" % leader.proc.pid in
-                   (d.status().get("leader") or ""), 5 * SCALE,
+                   (d.status().get("leader") or ""), 15 * SCALE,
                    what="the standby to name the leader")
     p = standbys[0].ctl("status")
     assert p.returncode == 0, p.stderr
@@ -239,7 +230,7 @@ def test_ha_standbys_number_events_as_the_leader(daemon_factory, fake, nats):
     leader = one_leader(ds, 15)
     standbys = [d for d in ds if d is not leader]
     for d in standbys:
-        wait_until(lambda: d.status().get("leader"), 5 * SCALE,
+        wait_until(lambda: d.status().get("leader"), 15 * SCALE,
                    what="the standby to name the leader")
     clients = {d: seq_client(d) for d in ds}
     for i in range(1, 4):
@@ -316,7 +307,7 @@ def test_ha_standby_skipped_and_repeated_numbers(daemon_factory, fake, nats):
     leader = one_leader(ds, 15)
     standby = [d for d in ds if d is not leader][0]
     # (it follows the stream once it has read the lease)
-    wait_until(lambda: standby.status().get("leader"), 5 * SCALE,
+    wait_until(lambda: standby.status().get("leader"), 15 * SCALE,
                what="the standby to name the leader")
     c = seq_client(standby)
     fake.add_message(CH, "hello 1")
@@ -414,7 +405,7 @@ def test_ha_standby_link_drop_misses_nothing(daemon_factory, fake, nats):
             nats_url="nats://127.0.0.1:%d" % proxy.port, nats_ha="yes",
             ha_lease="%g" % LEASE, nats_prefix=PREFIX, nats_stream=STREAM)
         standby.start(wait="socket")
-        wait_until(lambda: standby.status().get("leader"), 10 * SCALE,
+        wait_until(lambda: standby.status().get("leader"), 15 * SCALE,
                    what="the standby to name the leader")
         c = seq_client(standby)
         fake.add_message(CH, "before")
