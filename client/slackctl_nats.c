@@ -20,6 +20,7 @@
 
 #include <nats/nats.h>
 
+#include "natslogin.h"
 #include "slackctl_nats.h"
 
 struct slackctl_nats_line {
@@ -158,7 +159,9 @@ slackctl_nats_open(const char *url, const char *prefix, const char *creds,
     const char *ca, char **err)
 {
 	struct slackctl_nats *n;
+	unsigned long refused;
 	natsStatus s;
+	int tries;
 
 	if ((n = calloc(1, sizeof *n)) == NULL)
 		abort();
@@ -184,14 +187,19 @@ slackctl_nats_open(const char *url, const char *prefix, const char *creds,
 	if (s == NATS_OK && ca != NULL)
 		s = natsOptions_LoadCATrustedCertificates(n->opts, ca);
 	if (s == NATS_OK && creds != NULL)
-		s = natsOptions_SetUserCredentialsFromFiles(
-		    n->opts, creds, NULL);
+		s = natslogin_creds(n->opts, creds);
 	if (s != NATS_OK) {
 		*err = slackctl_nats_err("NATS options", s);
 		slackctl_nats_close(n);
 		return NULL;
 	}
-	if ((s = natsConnection_Connect(&n->nc, n->opts)) != NATS_OK) {
+	for (tries = 0; tries < NATSLOGIN_TRIES; tries++) {
+		refused = natslogin_unsendable();
+		s = natsConnection_Connect(&n->nc, n->opts);
+		if (s == NATS_OK || natslogin_unsendable() == refused)
+			break; /* else a nonce libnats cannot answer: another */
+	}
+	if (s != NATS_OK) {
 		if (asprintf(err, "cannot connect to NATS at %s: %s", n->url,
 		        slackctl_nats_why(s)) == -1)
 			abort();

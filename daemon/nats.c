@@ -90,6 +90,7 @@
 #include <nats/adapters/libevent.h>
 #pragma GCC diagnostic pop
 
+#include "natslogin.h"
 #include "slackd.h"
 
 /* How a notice line starts (outbox.c builds it with "type" first). */
@@ -101,6 +102,7 @@
 #define NATS_RETRY_WAIT  1000  /* ms between attempts to set up */
 #define NATS_CLOSED_WAIT 10000 /* ms: a new connection after cnats gave up */
 #define NATS_SECRET_MAX  4000
+#define NATS_SIGN_QUIET  2000 /* ms: see nats_setup_why() */
 #define NATS_HA_KEY      "leader"
 #define NATS_HA_RETRY    250  /* ms: a forward no one listened to */
 #define NATS_SEEN_MAX    1024 /* Slackd-Request-Ids remembered */
@@ -216,6 +218,7 @@ static natsConnection *nats_nc;
 static jsCtx *nats_js;
 static natsSubscription *nats_sub;
 static char *nats_seed;        /* nats_nkey_file's seed, in a locked page */
+static char *nats_creds;       /* nats_creds_file, kept for natslogin */
 static char nats_refusal[320]; /* setup thread: the server's last refusal */
 
 static pthread_t nats_setup_thread;
@@ -436,7 +439,7 @@ static natsStatus
 nats_sign_cb(
     char **err, unsigned char **sig, int *siglen, const char *nonce, void *arg)
 {
-	return nats_Sign(nats_seed, nonce, sig, siglen);
+	return natslogin_sign(nats_seed, nonce, sig, siglen, err);
 }
 
 /* ---- setting up, on a thread of its own ------------------------------- */
@@ -521,12 +524,21 @@ static void
 nats_setup_why(void)
 {
 	static char last[320];
+	static unsigned long unsendable;
+	static int64_t quiet_until;
 	const char *txt = NULL;
 	char buf[320];
 	natsStatus s;
 
 	if (nats_nc == NULL ||
 	    (s = natsConnection_GetLastError(nats_nc, &txt)) == NATS_OK)
+		return;
+	if (natslogin_unsendable() != unsendable) {
+		/* natslogin refused a nonce: cnats tries again soon */
+		unsendable = natslogin_unsendable();
+		quiet_until = util_now_ms() + NATS_SIGN_QUIET;
+	}
+	if (util_now_ms() < quiet_until)
 		return;
 	txt = nats_words(txt);
 	/* What the server said, before cnats says only "no server". */
@@ -816,6 +828,8 @@ nats_probe(void)
 	const char *txt;
 	natsStatus s, st;
 	char *err = NULL;
+	unsigned long refused;
+	int tries;
 
 	if (nats_options(slackd_conf, 0, &o, &err) != 0) {
 		snprintf(nats_refusal, sizeof nats_refusal, "%s", err);
@@ -825,8 +839,13 @@ nats_probe(void)
 	s = natsOptions_SetRetryOnFailedConnect(o, false, NULL, NULL);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(o, 0);
-	if (s == NATS_OK)
+	for (tries = 0; s == NATS_OK && tries < NATSLOGIN_TRIES; tries++) {
+		refused = natslogin_unsendable();
 		s = natsConnection_Connect(&nc, o);
+		if (s == NATS_OK || natslogin_unsendable() == refused)
+			break;
+		s = NATS_OK; /* a nonce libnats cannot answer: another */
+	}
 	if (s != NATS_OK) {
 		txt = nats_words(nats_GetLastError(&st));
 		snprintf(nats_refusal, sizeof nats_refusal, "%s",
@@ -1064,9 +1083,11 @@ nats_options(const struct config *conf, int loop, natsOptions **out, char **err)
 	if (s == NATS_OK && conf->nats_ca_file != NULL)
 		s = natsOptions_LoadCATrustedCertificates(
 		    o, conf->nats_ca_file);
-	if (s == NATS_OK && conf->nats_creds_file != NULL)
-		s = natsOptions_SetUserCredentialsFromFiles(
-		    o, conf->nats_creds_file, NULL);
+	if (s == NATS_OK && conf->nats_creds_file != NULL) {
+		if (nats_creds == NULL) /* a restart setting: never changes */
+			nats_creds = xstrdup(conf->nats_creds_file);
+		s = natslogin_creds(o, nats_creds);
+	}
 	if (s == NATS_OK && conf->nats_user != NULL) {
 		secret = nats_secret_file(
 		    "nats_password_file", conf->nats_password_file, err);
@@ -2199,6 +2220,8 @@ nats_shutdown(void)
 	nats_holding = 0;
 	token_secret_free(nats_seed);
 	nats_seed = NULL;
+	free(nats_creds);
+	nats_creds = NULL;
 	free(nats_prefix);
 	free(nats_stream);
 	free(nats_last_error);

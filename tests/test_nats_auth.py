@@ -15,13 +15,14 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import SCALE, SLACKCTL, wait_until
+from conftest import SCALE, SLACKCTL, TcpProxy, wait_until
 from test_nats import (NATS_SERVER, PREFIX, STREAM, NatsClient, NatsServer,
                        message, secret_file, wait_stream)
 from test_nats_ha import one_leader, recv_message
@@ -463,6 +464,172 @@ def test_creds_login(daemon_factory, fake, tmp_path):
         wait_refused(d)
         nc.close()
     finally:
+        server.stop()
+
+
+# ---- a nonce whose signature begins with a zero byte -------------------------
+#
+# libnats 3.4.1 (Debian 12's) leaves "sig" out of CONNECT when the nonce's
+# signature begins with a zero byte (1 nonce in 256), and the server
+# refuses the login: slackd and slackctl refuse such a signature before
+# CONNECT and connect again (common/natslogin.c).  A proxy in front of the
+# server gives chosen connections such a nonce.
+
+def zero_nonce(key):
+    """A nonce (as nats-server makes them) whose signature by key begins
+    with a zero byte."""
+    while True:
+        n = b64url(os.urandom(11))
+        if key.sign(n.encode())[0] == 0:
+            return n
+
+
+class NonceProxy:
+    """A proxy to a nats-server that gives the next `bad` connections the
+    nonce `nonce` in their INFO, and records each connection: whether it
+    had that nonce, and the client's CONNECT (None if it sent none)."""
+
+    def __init__(self, target_port, nonce):
+        self.target = ("127.0.0.1", target_port)
+        self.nonce = nonce
+        self.bad = 0
+        self.conns = []           # [bad?, CONNECT dict or None]
+        self.lock = threading.Lock()
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.url = "nats://127.0.0.1:%d" % self.ls.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,),
+                             daemon=True).start()
+
+    @staticmethod
+    def _line(sock):
+        buf = b""
+        while not buf.endswith(b"\r\n"):
+            try:
+                b = sock.recv(1)
+            except ConnectionResetError:  # a client closing at once
+                b = b""
+            if not b:
+                return None
+            buf += b
+        return buf
+
+    def _serve(self, c):
+        u = socket.create_connection(self.target, timeout=10)
+        info = self._line(u)
+        with self.lock:
+            bad = self.bad > 0
+            self.bad -= bad
+            rec = [bad, None]
+            self.conns.append(rec)
+        if bad:
+            i = json.loads(info[5:])
+            i["nonce"] = self.nonce
+            info = b"INFO " + json.dumps(i).encode() + b"\r\n"
+        c.sendall(info)
+        first = self._line(c)
+        if first is None:
+            c.close()
+            u.close()
+            return
+        if first.startswith(b"CONNECT "):
+            rec[1] = json.loads(first[8:])
+        u.sendall(first)
+        for a, b in ((c, u), (u, c)):
+            threading.Thread(target=TcpProxy._pipe, args=(a, b),
+                             daemon=True).start()
+
+    def assert_retried(self, n):
+        """n connections had the nonce; none sent CONNECT (libnats 3.4.1
+        would have sent one without "sig"), and every CONNECT signed."""
+        with self.lock:
+            conns = list(self.conns)
+        assert [r for r in conns if r[0]] == [[True, None]] * n, conns
+        assert all(r[1] is not None and "sig" in r[1]
+                   for r in conns if not r[0]), conns
+
+    def close(self):
+        self.ls.close()
+
+
+def test_zero_signature_creds(daemon_factory, fake, tmp_path):
+    """slackd and slackctl with a creds file, each given a nonce libnats
+    would send no signature for: both log in at their next attempt."""
+    op = Operator()
+    user, user_jwt = op.user("slackd")
+    admin, admin_jwt = op.user("admin")
+    server = operator_server(tmp_path / "zcreds", op)
+    proxy = NonceProxy(server.port, zero_nonce(user))
+    try:
+        creds = secret_file(str(tmp_path / "slackd.creds"),
+                            creds_text(user_jwt, user.seed))
+        proxy.bad = 1
+        d = daemon_factory(nats_url=proxy.url, nats_creds_file=creds)
+        d.secrets.append(user.seed)
+        d.start()
+        d.wait_log("publishing to the stream " + STREAM)
+        nc = AuthClient(server.url, admin, admin_jwt)
+        assert_published(d, fake, nc)
+        proxy.assert_retried(1)
+        # nothing to report: no error, no warning
+        assert d.status()["nats"]["last_error"] is None, d.log_text()
+        assert "warning: NATS" not in d.log_text()
+        proxy.bad = 1
+        p = ctl_nats(d, proxy.url, "--nats-creds", creds, "send", CH,
+                     "after a zero signature")
+        assert p.returncode == 0, p.stderr
+        assert fake.session.frames("message")[-1]["text"] == \
+            "after a zero signature"
+        proxy.assert_retried(2)
+        assert "authentication error" not in server.log_text()
+        nc.close()
+    finally:
+        proxy.close()
+        server.stop()
+
+
+def test_zero_signature_nkey(daemon_factory, fake, tmp_path):
+    """slackd with an NKey, given such a nonce at its first connection and
+    again when it reconnects (the server restarted): it logs in."""
+    user, admin = NKey("user"), NKey("user")
+    server = NatsServer(tmp_path / "znkey", users=[
+        {"nkey": user.public}, {"nkey": admin.public}]).start()
+    proxy = NonceProxy(server.port, zero_nonce(user))
+    try:
+        nk = nkey_file(str(tmp_path / "slackd.nk"), user)
+        proxy.bad = 1
+        d = daemon_factory(nats_url=proxy.url, nats_nkey_file=nk)
+        d.secrets.append(user.seed)
+        d.start()
+        d.wait_log("publishing to the stream " + STREAM)
+        nc = AuthClient(server.url, admin)
+        assert_published(d, fake, nc)
+        proxy.assert_retried(1)
+        # the link drops: the first reconnection gets the nonce too
+        proxy.bad = 1
+        server.stop()
+        server.start()
+        nc = AuthClient(server.url, admin)
+        fake.emit(message(2))
+        wait_stream(nc, 3)
+        proxy.assert_retried(2)
+        wait_until(lambda: d.status()["nats"]["state"] == "connected",
+                   WAIT, what="slackd connected again")
+        assert "authentication error" not in server.log_text()
+        assert "Authorization" not in d.log_text()
+        assert "cannot connect" not in d.log_text()
+        nc.close()
+    finally:
+        proxy.close()
         server.stop()
 
 
