@@ -74,14 +74,16 @@ natslogin_is_header(const char *s)
  * Find the user JWT and seed in a creds file's text (changed in place;
  * *jwt and *seed point into it).  The file is what nsc writes: the JWT
  * between a pair of decoration lines, then the seed between another pair,
- * blank lines and notes around them.  A file with no decorated item is
- * taken as libnats takes it: all of it the JWT, the seed the first line
- * that begins with "SU".  Returns 0, or -1 if either is missing.
+ * blank lines and notes around them.  Otherwise, as libnats takes it: the
+ * JWT the first decorated item or else the first line, the seed the
+ * first line that begins with "SU".  Returns 0, or -1 if either is
+ * missing.
  */
 int
 natslogin_creds_parse(char *text, char **jwt, char **seed)
 {
-	char *items[2] = { NULL, NULL }, *value = NULL, *p, *line, *all;
+	char *items[2] = { NULL, NULL }, *value = NULL, *loose = NULL;
+	char *p, *line, *all;
 	int n = 0, open = 0;
 
 	*jwt = *seed = NULL;
@@ -116,7 +118,12 @@ natslogin_creds_parse(char *text, char **jwt, char **seed)
 			value = line;
 		else
 			open = 0; /* a second line: not an item */
+		if (loose == NULL && line[0] == 'S' && line[1] == 'U')
+			loose = line;
 	}
+	if (items[1] == NULL && items[0] != NULL && loose != NULL &&
+	    loose != items[0])
+		items[1] = loose; /* a decorated JWT, a bare seed line */
 	if (items[0] == NULL || items[1] == NULL)
 		return -1;
 	*jwt = items[0];

@@ -70,6 +70,12 @@ test_parse(void)
 	             "------END NATS USER JWT------\n",
 	           jwt, seed),
 	    -1, "a JWT without a seed: refused");
+	is_int(parse("-----BEGIN NATS USER JWT-----\n" JWT "\n"
+	             "------END NATS USER JWT------\n\n" SEED "\n",
+	           jwt, seed),
+	    0, "a decorated JWT and a bare seed line");
+	is_str(jwt, JWT, "... its JWT");
+	is_str(seed, SEED, "... its seed");
 	is_int(parse(SEED "\n", jwt, seed), -1,
 	    "a seed alone (an NKey file given as creds): refused");
 	is_int(parse("", jwt, seed), -1, "an empty file: refused");
