@@ -112,11 +112,9 @@ slackctl_nats_why(natsStatus s)
 {
 	const char *txt = nats_GetLastError(NULL), *p;
 
-	if (txt == NULL || *txt == '\0')
-		return natsStatus_GetText(s);
-	if (*txt == '(' && (p = strstr(txt, "): ")) != NULL)
+	if (txt != NULL && *txt == '(' && (p = strstr(txt, "): ")) != NULL)
 		txt = p + 3;
-	return txt;
+	return txt != NULL && *txt != '\0' ? txt : natsStatus_GetText(s);
 }
 
 /*

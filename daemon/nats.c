@@ -217,7 +217,13 @@ static natsOptions *nats_ha_opts; /* nats_ha: the lease's own connection */
 static natsConnection *nats_nc;
 static jsCtx *nats_js;
 static natsSubscription *nats_sub;
-static char *nats_seed;        /* nats_nkey_file's seed, in a locked page */
+/*
+ * nats_nkey_file's seed, in a locked page, under nats_seed_lock: cnats
+ * signs with it on the main thread or its own while the setup thread
+ * reads the file again (nats_probe()).
+ */
+static char *nats_seed;
+static pthread_mutex_t nats_seed_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *nats_creds;       /* nats_creds_file, kept for natslogin */
 static char nats_refusal[320]; /* setup thread: the server's last refusal */
 
@@ -439,7 +445,12 @@ static natsStatus
 nats_sign_cb(
     char **err, unsigned char **sig, int *siglen, const char *nonce, void *arg)
 {
-	return natslogin_sign(nats_seed, nonce, sig, siglen, err);
+	natsStatus s;
+
+	pthread_mutex_lock(&nats_seed_lock);
+	s = natslogin_sign(nats_seed, nonce, sig, siglen, err);
+	pthread_mutex_unlock(&nats_seed_lock);
+	return s;
 }
 
 /* ---- setting up, on a thread of its own ------------------------------- */
@@ -527,12 +538,14 @@ nats_setup_why(void)
 	static unsigned long unsendable;
 	static int64_t quiet_until;
 	const char *txt = NULL;
-	char buf[320];
+	char buf[320], said[256];
 	natsStatus s;
 
 	if (nats_nc == NULL ||
 	    (s = natsConnection_GetLastError(nats_nc, &txt)) == NATS_OK)
 		return;
+	/* cnats's buffer: its threads may write it meanwhile (once seen "") */
+	snprintf(said, sizeof said, "%s", txt != NULL ? txt : "");
 	if (natslogin_unsendable() != unsendable) {
 		/* natslogin refused a nonce: cnats tries again soon */
 		unsendable = natslogin_unsendable();
@@ -540,7 +553,7 @@ nats_setup_why(void)
 	}
 	if (util_now_ms() < quiet_until)
 		return;
-	txt = nats_words(txt);
+	txt = nats_words(said);
 	/* What the server said, before cnats says only "no server". */
 	if (s != NATS_NO_SERVER && txt != NULL && *txt != '\0')
 		snprintf(nats_refusal, sizeof nats_refusal, "%s", txt);
@@ -984,8 +997,10 @@ nats_nkey(const char *path, char **pub, char **err)
 		token_secret_free(all);
 		return -1;
 	}
-	token_secret_free(nats_seed); /* nats_ha: once per connection */
+	pthread_mutex_lock(&nats_seed_lock); /* read once per connection */
+	token_secret_free(nats_seed);
 	nats_seed = token_secret_dup(seed);
+	pthread_mutex_unlock(&nats_seed_lock);
 	token_secret_free(all);
 	return 0;
 }
