@@ -493,8 +493,9 @@ def fake():
     f.stop()
 
 
-def _daemons(tmp_path, fake, prefix, **defaults):
-    """Make daemons in tmp_path on demand; check each when the test ends."""
+def _daemons(request, tmp_path, fake, prefix, **defaults):
+    """Make daemons in tmp_path on demand; check each when the test ends
+    (and show the end of each one's log if the test failed)."""
     made = []
 
     def make(fake_=fake, **conf):
@@ -506,18 +507,24 @@ def _daemons(tmp_path, fake, prefix, **defaults):
         return d
     yield make
     errors = []
+    failed = getattr(request.node, "rep_call", None)
     for d in made:
         try:
             d.finish()
         except AssertionError as e:
             errors.append(str(e))
+            continue
+        if failed is not None and failed.failed:
+            tail = d.log_text().splitlines()[-40:]
+            sys.stderr.write("---- the end of %s's log\n%s\n" % (
+                os.path.basename(d.tmp), "\n".join(tail)))
     if errors:
         pytest.fail("\n".join(errors))
 
 
 @pytest.fixture
-def daemon_factory(tmp_path, fake):
-    yield from _daemons(tmp_path, fake, "d")
+def daemon_factory(request, tmp_path, fake):
+    yield from _daemons(request, tmp_path, fake, "d")
 
 
 @pytest.fixture
@@ -631,6 +638,14 @@ def pki(tmp_path_factory):
         "key": "leaf.key", "wrongname": "wrong.pem"}.items()}
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test (rep_call: did it fail?)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """The suite-wide secrecy check: no file any test left behind -- logs,
     configs, captured output -- holds the token, except the token files."""
@@ -670,9 +685,10 @@ def sm_fake():
 
 
 @pytest.fixture
-def sm_daemon_factory(tmp_path, sm_fake):
+def sm_daemon_factory(request, tmp_path, sm_fake):
     """Daemons in Socket Mode against sm_fake (the app token in a file)."""
-    yield from _daemons(tmp_path, sm_fake, "sm", app_token=APP_TOKEN)
+    yield from _daemons(request, tmp_path, sm_fake, "sm",
+                        app_token=APP_TOKEN)
 
 
 @pytest.fixture
