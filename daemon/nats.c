@@ -52,7 +52,9 @@
  * quarter of the lease, so they lead within ha_lease and a quarter of the
  * leader's last renewal; a clean stop deletes the key at once.  All of
  * this runs on the setup thread, which stays in nats_ha_loop(): each KV
- * call waits for the server.  The main thread is told NATS_NOTE_LEAD or
+ * call waits for the server.  The lease has a connection of its own,
+ * made again by that thread whenever it cannot be made or cnats closes
+ * it (a leader stands down first).  The main thread is told NATS_NOTE_LEAD or
  * NATS_NOTE_FOLLOW and tells the upstream thread (MAILBOX_LEAD).  Only
  * the leader subscribes to <prefix>.request and publishes events.  A
  * standby reads <prefix>.event.> from the stream (an ordered consumer,
@@ -346,15 +348,6 @@ nats_up_cb(natsConnection *nc, void *arg)
 	nats_post(NATS_NOTE_UP, 1, NULL, NULL, 0);
 }
 
-/* The lease's connection is up: nothing to do but stop napping. */
-static void
-nats_ha_up_cb(natsConnection *nc, void *arg)
-{
-	pthread_mutex_lock(&nats_lock);
-	pthread_cond_broadcast(&nats_cond);
-	pthread_mutex_unlock(&nats_lock);
-}
-
 static void
 nats_down_cb(natsConnection *nc, void *arg)
 {
@@ -594,7 +587,7 @@ nats_ms(void)
 
 /* The bucket: made if missing (MaxAge ha_lease), else used as it is. */
 static kvStore *
-nats_ha_bucket(jsCtx *js)
+nats_ha_bucket(natsConnection *nc, jsCtx *js)
 {
 	kvStore *kv = NULL;
 	kvConfig cfg;
@@ -606,7 +599,8 @@ nats_ha_bucket(jsCtx *js)
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
 			*p = '_';
 	}
-	while (!nats_stopping()) {
+	while (!nats_stopping() &&
+	    natsConnection_Status(nc) != NATS_CONN_STATUS_CLOSED) {
 		if (js_KeyValue(&kv, js, bucket) == NATS_OK)
 			return kv;
 		kvConfig_Init(&cfg);
@@ -686,82 +680,83 @@ nats_follow(const char *subject)
 }
 
 /*
- * The lease, until slackd stops: try to take it while another holds it,
- * renew it while we do, stand down when a renewal is overdue.
+ * The lease's connection: its own, on cnats's threads (the main loop may
+ * be busy, or at a clean stop waiting for this thread to release the
+ * lease).  Made here until it works, not by cnats's retry on a failed
+ * first connection: libnats 3.4.1 closes such a connection for good when
+ * its first attempt fails in the signature handler (natslogin.c).
  */
-static void
-nats_ha_loop(void)
+static natsConnection *
+nats_ha_connect(void)
 {
 	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
-	jsOptions jo;
-	kvStore *kv;
-	kvEntry *e;
-	char who[300] = "", subject[512], why[512];
-	int64_t lease = slackd_conf->ha_lease, now, sent, last_ok = 0;
-	uint64_t rev = 0, r;
-	int lead = 0;
+	unsigned long refused;
 	natsStatus s;
 
-	/*
-	 * A connection of its own, on cnats's threads: the main loop may
-	 * be busy, or (at a clean stop) waiting for this thread to release
-	 * the lease.
-	 */
-	s = natsConnection_Connect(&nc, nats_ha_opts);
-	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
-		nats_post_error("connecting for nats_ha", s);
-		return;
-	}
-	jsOptions_Init(&jo);
-	jo.Wait = lease / 5 > 2000 ? 2000 : lease / 5 > 100 ? lease / 5 : 100;
-	if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK) {
-		nats_post_error("JetStream", s);
-		natsConnection_Destroy(nc);
-		return;
-	}
-	if ((kv = nats_ha_bucket(js)) == NULL) {
-		jsCtx_Destroy(js);
-		natsConnection_Close(nc);
-		natsConnection_Destroy(nc);
-		return;
-	}
-	snprintf(subject, sizeof subject, "%s.event.>", nats_prefix);
-	s = nats_follow(subject);
-	if (s == NATS_OK)
-		s = natsConnection_Subscribe(&nats_inboxsub, nats_nc,
-		    nats_inbox_subject, nats_answer_cb, NULL);
-	if (s != NATS_OK)
-		nats_post_error("subscribing for nats_ha", s);
 	while (!nats_stopping()) {
+		refused = natslogin_unsendable();
+		if ((s = natsConnection_Connect(&nc, nats_ha_opts)) == NATS_OK)
+			return nc;
+		if (natslogin_unsendable() != refused)
+			continue; /* a nonce libnats cannot answer: another */
+		nats_post_error("connecting for nats_ha", s);
+		nats_nap(NATS_RETRY_WAIT);
+	}
+	return NULL;
+}
+
+/*
+ * Hold the lease on kv until slackd stops or the connection is closed
+ * for good: try to take it while another holds it, renew it while we do,
+ * stand down when a renewal is overdue.  *lead and *rev persist.
+ */
+static void
+nats_ha_lease(
+    natsConnection *nc, kvStore *kv, int64_t wait, int *lead, uint64_t *rev)
+{
+	kvEntry *e;
+	char who[300] = "", why[512];
+	int64_t lease = slackd_conf->ha_lease, now, sent, last_ok = nats_ms();
+	uint64_t r;
+	natsStatus s;
+
+	while (!nats_stopping()) {
+		if (natsConnection_Status(nc) == NATS_CONN_STATUS_CLOSED) {
+			if (*lead) {
+				*lead = 0;
+				nats_ha_follow(
+				    "the lease's connection to NATS was closed");
+			}
+			return;
+		}
 		now = nats_ms();
-		if (lead && now - last_ok + jo.Wait >= lease * 3 / 4) {
+		if (*lead && now - last_ok + wait >= lease * 3 / 4) {
 			snprintf(why, sizeof why,
 			    "the lease was not renewed for %.1f s: standing down before it runs out",
 			    (double)(now - last_ok) / 1000);
-			lead = 0;
+			*lead = 0;
 			nats_ha_follow(why);
 			*who = '\0';
 			continue;
 		}
-		if (lead && now - last_ok < lease / 3) {
+		if (*lead && now - last_ok < lease / 3) {
 			nats_nap(last_ok + lease / 3 - now);
 			continue;
 		}
 		sent = nats_ms();
-		if (lead) {
+		if (*lead) {
 			s = kvStore_UpdateString(
-			    &r, kv, NATS_HA_KEY, nats_me, rev);
+			    &r, kv, NATS_HA_KEY, nats_me, *rev);
 			if (s == NATS_OK) {
-				rev = r;
+				*rev = r;
 				last_ok = sent;
 				continue;
 			}
 			/* Taken by another (we were too late)? */
 			e = NULL;
 			if (kvStore_Get(&e, kv, NATS_HA_KEY) == NATS_OK &&
-			    kvEntry_Revision(e) != rev) {
-				lead = 0;
+			    kvEntry_Revision(e) != *rev) {
+				*lead = 0;
 				nats_ha_follow(
 				    "another slackd holds the lease");
 			}
@@ -771,9 +766,9 @@ nats_ha_loop(void)
 		}
 		s = kvStore_CreateString(&r, kv, NATS_HA_KEY, nats_me);
 		if (s == NATS_OK) {
-			rev = r;
+			*rev = r;
 			last_ok = sent;
-			lead = 1;
+			*lead = 1;
 			nats_ha_holding(1);
 			nats_subscribe_requests();
 			nats_post(NATS_NOTE_LEAD, 1, NULL, NULL, 0);
@@ -782,15 +777,62 @@ nats_ha_loop(void)
 		nats_ha_who(kv, who, sizeof who);
 		nats_nap(lease / 4);
 	}
-	if (lead) { /* a clean stop: the next may lead at once */
-		if ((s = kvStore_Delete(kv, NATS_HA_KEY)) != NATS_OK)
-			nats_post_error("releasing the lease", s);
-		nats_ha_holding(0);
+}
+
+/*
+ * The lease, until slackd stops: a connection and the bucket, the
+ * stream's events followed (once), the lease held; a connection cnats
+ * closes for good is made again.
+ */
+static void
+nats_ha_loop(void)
+{
+	natsConnection *nc;
+	jsCtx *js = NULL;
+	jsOptions jo;
+	kvStore *kv;
+	char subject[512];
+	int64_t lease = slackd_conf->ha_lease;
+	uint64_t rev = 0;
+	int lead = 0, following = 0;
+	natsStatus s;
+
+	jsOptions_Init(&jo);
+	jo.Wait = lease / 5 > 2000 ? 2000 : lease / 5 > 100 ? lease / 5 : 100;
+	while ((nc = nats_ha_connect()) != NULL) {
+		kv = NULL;
+		if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
+			nats_post_error("JetStream", s);
+		else
+			kv = nats_ha_bucket(nc, js);
+		if (kv != NULL && !following) {
+			snprintf(
+			    subject, sizeof subject, "%s.event.>", nats_prefix);
+			s = nats_follow(subject);
+			if (s == NATS_OK)
+				s = natsConnection_Subscribe(&nats_inboxsub,
+				    nats_nc, nats_inbox_subject, nats_answer_cb,
+				    NULL);
+			if (s != NATS_OK)
+				nats_post_error("subscribing for nats_ha", s);
+			following = 1;
+		}
+		if (kv != NULL)
+			nats_ha_lease(nc, kv, jo.Wait, &lead, &rev);
+		if (lead) { /* a clean stop: the next may lead at once */
+			if ((s = kvStore_Delete(kv, NATS_HA_KEY)) != NATS_OK)
+				nats_post_error("releasing the lease", s);
+			nats_ha_holding(0);
+			lead = 0;
+		}
+		kvStore_Destroy(kv);
+		jsCtx_Destroy(js);
+		js = NULL;
+		natsConnection_Close(nc);
+		natsConnection_Destroy(nc);
+		if (!nats_stopping())
+			nats_nap(NATS_RETRY_WAIT);
 	}
-	kvStore_Destroy(kv);
-	jsCtx_Destroy(js);
-	natsConnection_Close(nc);
-	natsConnection_Destroy(nc);
 }
 
 /* nats_nc and nats_js: a connection (cnats goes on trying by itself). */
@@ -1081,9 +1123,9 @@ nats_options(const struct config *conf, int loop, natsOptions **out, char **err)
 		s = natsOptions_SetMaxReconnect(o, -1);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectWait(o, 500);
-	if (s == NATS_OK)
+	if (s == NATS_OK && loop) /* nats_ha_connect() retries the other */
 		s = natsOptions_SetRetryOnFailedConnect(
-		    o, true, loop ? nats_up_cb : nats_ha_up_cb, NULL);
+		    o, true, nats_up_cb, NULL);
 	if (s == NATS_OK && loop)
 		s = natsOptions_SetReconnectedCB(o, nats_up_cb, NULL);
 	if (s == NATS_OK && loop)

@@ -515,7 +515,8 @@ def _daemons(request, tmp_path, fake, prefix, **defaults):
             errors.append(str(e))
             continue
         if failed is not None and failed.failed:
-            tail = d.log_text().splitlines()[-40:]
+            tail = [l for l in d.log_text().splitlines()
+                    if "debug: client " not in l][-40:]
             sys.stderr.write("---- the end of %s's log\n%s\n" % (
                 os.path.basename(d.tmp), "\n".join(tail)))
     if errors:

@@ -487,14 +487,16 @@ def zero_nonce(key):
 
 
 class NonceProxy:
-    """A proxy to a nats-server that gives the next `bad` connections the
-    nonce `nonce` in their INFO, and records each connection: whether it
-    had that nonce, and the client's CONNECT (None if it sent none)."""
+    """A proxy to a nats-server that gives the next `bad` connections, and
+    those whose index (from 0) is in `at`, the nonce `nonce` in their
+    INFO, and records each connection: whether it had that nonce, and the
+    client's CONNECT (None if it sent none)."""
 
     def __init__(self, target_port, nonce):
         self.target = ("127.0.0.1", target_port)
         self.nonce = nonce
         self.bad = 0
+        self.at = set()
         self.conns = []           # [bad?, CONNECT dict or None]
         self.lock = threading.Lock()
         self.ls = socket.socket()
@@ -529,8 +531,8 @@ class NonceProxy:
         u = socket.create_connection(self.target, timeout=10)
         info = self._line(u)
         with self.lock:
-            bad = self.bad > 0
-            self.bad -= bad
+            bad = self.bad > 0 or len(self.conns) in self.at
+            self.bad -= self.bad > 0
             rec = [bad, None]
             self.conns.append(rec)
         if bad:
@@ -630,6 +632,31 @@ def test_zero_signature_nkey(daemon_factory, fake, tmp_path):
         assert "Authorization" not in d.log_text()
         assert "cannot connect" not in d.log_text()
         nc.close()
+    finally:
+        proxy.close()
+        server.stop()
+
+
+def test_zero_signature_lease_connection(daemon_factory, fake, tmp_path):
+    """With nats_ha, the lease's own connection (slackd's second) given
+    such a nonce: libnats would close it for good, slackd makes it again
+    and leads."""
+    user = NKey("user")
+    server = NatsServer(tmp_path / "zha", users=[
+        {"nkey": user.public}]).start()
+    proxy = NonceProxy(server.port, zero_nonce(user))
+    proxy.at = {1}
+    try:
+        nk = nkey_file(str(tmp_path / "slackd.nk"), user)
+        d = daemon_factory(nats_url=proxy.url, nats_nkey_file=nk,
+                           nats_ha="yes", ha_lease="%g" % LEASE,
+                           nats_prefix=PREFIX, nats_stream=STREAM)
+        d.secrets.append(user.seed)
+        d.start(wait="socket")
+        one_leader([d], 15)
+        proxy.assert_retried(1)
+        assert "warning: NATS" not in d.log_text(), d.log_text()
+        fake.assert_one_rtm_session()
     finally:
         proxy.close()
         server.stop()
