@@ -1372,6 +1372,13 @@ nats_pump(void)
 
 	if (nats_state != NATS_CONNECTED || !nats_ready || nats_holding)
 		return;
+	/*
+	 * cnats knows of a drop (read on this loop) before its note comes:
+	 * what is published meanwhile it holds and sends when it reconnects,
+	 * ahead of the older events published again then (out of order).
+	 */
+	if (natsConnection_Status(nats_nc) != NATS_CONN_STATUS_CONNECTED)
+		return;
 	e = nats_cursor_ok ? nats_cursor : TAILQ_FIRST(&nats_queue);
 	for (; e != NULL; e = TAILQ_NEXT(e, entry)) {
 		if (nats_inflight >= NATS_WINDOW)
