@@ -157,9 +157,7 @@ slackctl_nats_open(const char *url, const char *prefix, const char *creds,
     const char *ca, char **err)
 {
 	struct slackctl_nats *n;
-	unsigned long refused;
 	natsStatus s;
-	int tries;
 
 	if ((n = calloc(1, sizeof *n)) == NULL)
 		abort();
@@ -191,13 +189,7 @@ slackctl_nats_open(const char *url, const char *prefix, const char *creds,
 		slackctl_nats_close(n);
 		return NULL;
 	}
-	for (tries = 0; tries < NATSLOGIN_TRIES; tries++) {
-		refused = natslogin_unsendable();
-		s = natsConnection_Connect(&n->nc, n->opts);
-		if (s == NATS_OK || natslogin_unsendable() == refused)
-			break; /* else a nonce libnats cannot answer: another */
-	}
-	if (s != NATS_OK) {
+	if ((s = natslogin_connect(&n->nc, n->opts)) != NATS_OK) {
 		if (asprintf(err, "cannot connect to NATS at %s: %s", n->url,
 		        slackctl_nats_why(s)) == -1)
 			abort();

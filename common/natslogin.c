@@ -12,8 +12,8 @@
  * 3.8 fixed the function; the signature handlers here work around it on
  * every version: natslogin_sign() refuses such a signature itself, so
  * that connection attempt ends before CONNECT is sent and the next one
- * (a new nonce: slackd's libnats retries on its own, slackctl calls
- * again) logs in.
+ * (a new nonce) logs in: cnats's own retry where it has one (slackd's
+ * main connection), natslogin_connect() where not.
  *
  * natslogin_creds() replaces libnats's own creds-file handlers with ones
  * that read the file at each connection, as libnats does (a rotated file
@@ -34,7 +34,8 @@
 
 #include "natslogin.h"
 
-#define NATSLOGIN_MAX (64 * 1024) /* a creds file larger is not one */
+#define NATSLOGIN_MAX   (64 * 1024) /* a creds file larger is not one */
+#define NATSLOGIN_TRIES 4           /* nonces natslogin_connect() tries */
 
 static atomic_ulong natslogin_refused;
 
@@ -257,4 +258,25 @@ natslogin_creds(natsOptions *o, const char *path)
 {
 	return natsOptions_SetUserCredentialsCallbacks(
 	    o, natslogin_jwt_cb, (void *)path, natslogin_sig_cb, (void *)path);
+}
+
+/*
+ * natsConnection_Connect(), made again while what failed was
+ * natslogin_sign() refusing a nonce (NATSLOGIN_TRIES at most), for a
+ * connection without cnats's retry of a failed first connection.
+ */
+natsStatus
+natslogin_connect(natsConnection **nc, natsOptions *o)
+{
+	unsigned long refused;
+	natsStatus s = NATS_ERR;
+	int tries;
+
+	for (tries = 0; tries < NATSLOGIN_TRIES; tries++) {
+		refused = natslogin_unsendable();
+		s = natsConnection_Connect(nc, o);
+		if (s == NATS_OK || natslogin_unsendable() == refused)
+			break;
+	}
+	return s;
 }

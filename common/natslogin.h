@@ -11,13 +11,11 @@
 #define NATSLOGIN_UNSENDABLE                                                   \
 	"the signature of this server nonce begins with a zero byte, which libnats 3.4 would leave out of CONNECT; connecting again for another nonce"
 
-/* Connection attempts a caller makes while natslogin_unsendable() grows. */
-#define NATSLOGIN_TRIES 4
-
 int natslogin_creds_parse(char *, char **, char **);
 natsStatus natslogin_sign(
     const char *, const char *, unsigned char **, int *, char **);
 natsStatus natslogin_creds(natsOptions *, const char *);
+natsStatus natslogin_connect(natsConnection **, natsOptions *);
 unsigned long natslogin_unsendable(void);
 
 #endif

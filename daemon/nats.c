@@ -690,15 +690,11 @@ static natsConnection *
 nats_ha_connect(void)
 {
 	natsConnection *nc = NULL;
-	unsigned long refused;
 	natsStatus s;
 
 	while (!nats_stopping()) {
-		refused = natslogin_unsendable();
-		if ((s = natsConnection_Connect(&nc, nats_ha_opts)) == NATS_OK)
+		if ((s = natslogin_connect(&nc, nats_ha_opts)) == NATS_OK)
 			return nc;
-		if (natslogin_unsendable() != refused)
-			continue; /* a nonce libnats cannot answer: another */
 		nats_post_error("connecting for nats_ha", s);
 		nats_nap(NATS_RETRY_WAIT);
 	}
@@ -883,8 +879,6 @@ nats_probe(void)
 	const char *txt;
 	natsStatus s, st;
 	char *err = NULL;
-	unsigned long refused;
-	int tries;
 
 	if (nats_options(slackd_conf, 0, &o, &err) != 0) {
 		snprintf(nats_refusal, sizeof nats_refusal, "%s", err);
@@ -894,13 +888,8 @@ nats_probe(void)
 	s = natsOptions_SetRetryOnFailedConnect(o, false, NULL, NULL);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(o, 0);
-	for (tries = 0; s == NATS_OK && tries < NATSLOGIN_TRIES; tries++) {
-		refused = natslogin_unsendable();
-		s = natsConnection_Connect(&nc, o);
-		if (s == NATS_OK || natslogin_unsendable() == refused)
-			break;
-		s = NATS_OK; /* a nonce libnats cannot answer: another */
-	}
+	if (s == NATS_OK)
+		s = natslogin_connect(&nc, o);
 	if (s != NATS_OK) {
 		txt = nats_words(nats_GetLastError(&st));
 		snprintf(nats_refusal, sizeof nats_refusal, "%s",
@@ -1054,7 +1043,7 @@ nats_nkey(const char *path, char **pub, char **err)
 int
 nats_check(const struct config *conf, char **err)
 {
-	char *secret, *pub = NULL;
+	char *secret, *pub = NULL, *jwt, *seed;
 
 	if (conf->nats_url == NULL)
 		return 0;
@@ -1062,6 +1051,13 @@ nats_check(const struct config *conf, char **err)
 		if ((secret = nats_secret_file("nats_creds_file",
 		         conf->nats_creds_file, err)) == NULL)
 			return -1;
+		if (natslogin_creds_parse(secret, &jwt, &seed) != 0) {
+			xasprintf(err,
+			    "nats_creds_file %s holds no user JWT and seed (as \"nsc generate creds\" writes them)",
+			    conf->nats_creds_file);
+			token_secret_free(secret);
+			return -1;
+		}
 		token_secret_free(secret);
 	}
 	if (conf->nats_password_file != NULL) {

@@ -590,8 +590,14 @@ def test_credentials_checked_and_never_shown(daemon_factory, fake, tmp_path):
         assert d.wait_exit() == 78
         assert "nats_nkey_file %s must hold a user seed (SU...) and its " \
             "public key (U...)" % nk in d.log_text()
+        # and a creds file without a JWT and a seed (an NKey file, here)
+        d.settings.update(nats_nkey_file=None, nats_creds_file=nk)
+        d.start(wait=None)
+        assert d.wait_exit() == 78
+        assert "nats_creds_file %s holds no user JWT and seed" % nk \
+            in d.log_text()
         d.settings.update(nats_user="slackd", nats_password_file=pw,
-                          nats_nkey_file=None)
+                          nats_creds_file=None)
         os.chmod(pw, 0o600)
         d.expected_exit = 0
         d.start()
