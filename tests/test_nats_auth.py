@@ -204,6 +204,16 @@ def assert_published(d, fake, nc):
                what="the acks")
 
 
+def publishing_daemon(daemon_factory, user, **settings):
+    """A slackd that logs in as user (whose seed no output may show),
+    started, publishing to the stream."""
+    d = daemon_factory(**settings)
+    d.secrets.append(user.seed)
+    d.start()
+    d.wait_log("publishing to the stream " + STREAM)
+    return d
+
+
 def ctl_nats(d, url, *args, env=None, timeout=30):
     """slackctl over NATS, from a "host" without slackd's socket."""
     e = dict(os.environ, XDG_RUNTIME_DIR="/nonexistent")
@@ -346,10 +356,8 @@ def test_nkey_login(daemon_factory, fake, tmp_path):
         {"nkey": user.public}, {"nkey": admin.public}]).start()
     try:
         nk = nkey_file(str(tmp_path / "slackd.nk"), user)
-        d = daemon_factory(nats_url=server.url, nats_nkey_file=nk)
-        d.secrets.append(user.seed)
-        d.start()
-        d.wait_log("publishing to the stream " + STREAM)
+        d = publishing_daemon(daemon_factory, user, nats_url=server.url,
+                              nats_nkey_file=nk)
         nc = AuthClient(server.url, admin)
         assert_published(d, fake, nc)
         st = d.status()["nats"]
@@ -429,10 +437,8 @@ def test_creds_login(daemon_factory, fake, tmp_path):
     try:
         creds = secret_file(str(tmp_path / "slackd.creds"),
                             creds_text(user_jwt, user.seed))
-        d = daemon_factory(nats_url=server.url, nats_creds_file=creds)
-        d.secrets.append(user.seed)
-        d.start()
-        d.wait_log("publishing to the stream " + STREAM)
+        d = publishing_daemon(daemon_factory, user, nats_url=server.url,
+                              nats_creds_file=creds)
         nc = AuthClient(server.url, admin, admin_jwt)
         assert_published(d, fake, nc)
         assert d.status()["nats"]["last_error"] is None
@@ -469,7 +475,7 @@ def test_creds_login(daemon_factory, fake, tmp_path):
         server.stop()
 
 
-# ---- a nonce whose signature begins with a zero byte -------------------------
+# ---- a nonce whose signature begins with a zero byte ------------------------
 #
 # libnats 3.4.1 (Debian 12's) leaves "sig" out of CONNECT when the nonce's
 # signature begins with a zero byte (1 nonce in 256), and the server
@@ -580,10 +586,8 @@ def test_zero_signature_creds(daemon_factory, fake, tmp_path):
         creds = secret_file(str(tmp_path / "slackd.creds"),
                             creds_text(user_jwt, user.seed))
         proxy.bad = 1
-        d = daemon_factory(nats_url=proxy.url, nats_creds_file=creds)
-        d.secrets.append(user.seed)
-        d.start()
-        d.wait_log("publishing to the stream " + STREAM)
+        d = publishing_daemon(daemon_factory, user, nats_url=proxy.url,
+                              nats_creds_file=creds)
         nc = AuthClient(server.url, admin, admin_jwt)
         assert_published(d, fake, nc)
         proxy.assert_retried(1)
@@ -620,10 +624,8 @@ def test_zero_signature_nkey(daemon_factory, fake, tmp_path):
     server, proxy, nk = nkey_behind_proxy(tmp_path, user, admin)
     try:
         proxy.bad = 1
-        d = daemon_factory(nats_url=proxy.url, nats_nkey_file=nk)
-        d.secrets.append(user.seed)
-        d.start()
-        d.wait_log("publishing to the stream " + STREAM)
+        d = publishing_daemon(daemon_factory, user, nats_url=proxy.url,
+                              nats_nkey_file=nk)
         nc = AuthClient(server.url, admin)
         assert_published(d, fake, nc)
         proxy.assert_retried(1)
