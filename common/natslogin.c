@@ -39,14 +39,21 @@
 
 static atomic_ulong natslogin_refused;
 
-/* Wipe a secret so that the compiler cannot drop the stores. */
+/*
+ * Wipe a secret so that the compiler cannot drop the stores (util_wipe()'s
+ * way; slackctl links no daemon code).
+ */
 static void
 natslogin_wipe(void *p, size_t n)
 {
+#ifdef HAVE_EXPLICIT_BZERO
+	explicit_bzero(p, n);
+#else
 	volatile unsigned char *v = p;
 
 	while (n-- > 0)
 		*v++ = 0;
+#endif
 }
 
 static char *

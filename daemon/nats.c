@@ -885,9 +885,8 @@ nats_probe(void)
 		free(err);
 		return -1;
 	}
-	s = natsOptions_SetRetryOnFailedConnect(o, false, NULL, NULL);
-	if (s == NATS_OK)
-		s = natsOptions_SetMaxReconnect(o, 0);
+	/* nats_options(…, 0, …) asks cnats for no retry of a first connect */
+	s = natsOptions_SetMaxReconnect(o, 0);
 	if (s == NATS_OK)
 		s = natslogin_connect(&nc, o);
 	if (s != NATS_OK) {
